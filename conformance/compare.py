@@ -1,0 +1,255 @@
+"""Judge one backend output against the oracle, per the tolerance model.
+
+`compare(case, actual, ref, inputs)` returns a `Comparison`: the verdict, the
+divergence kind, the error figures, the few worst elements and the error maps the
+reports draw. Everything in it is plain data (numbers, lists, strings).
+
+Divergence kinds (a stable vocabulary, also used by results.json and the reports):
+- `shape`: the output shape is not the expected one.
+- `nonfinite`: NaN/Inf where the exact result is finite, or missing, or of the wrong sign.
+- `subnormal_flush`: wrong, but exactly what flushing subnormal inputs and results to
+  zero gives (FTZ/DAZ).
+- `inexact`: an exact profile (`small_integers`) came back with any difference at all.
+- `precision`: above the probabilistic threshold but within the rigorous bound: right
+  indices, fewer bits than the dtype promises.
+- `value`: beyond the rigorous bound of any correct summation: a wrong result.
+- `invalid_accepted`: an invalid case (no correct answer exists) returned an output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import tolerance
+from .dtypes import dtype_name, flush_subnormals, fmt, np_dtype
+from .oracle import Reference, convolve
+from .spec import Case
+
+KINDS = ("shape", "nonfinite", "subnormal_flush", "inexact", "precision", "value", "invalid_accepted")
+WORST_COUNT = 8
+#: Error maps larger than this are pooled (max) down to it, to keep reports small.
+MAP_MAX = 64
+
+
+@dataclass
+class Comparison:
+    passed: bool
+    kind: str | None
+    message: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    worst: list[dict[str, Any]] = field(default_factory=list)
+    # Normalised error, worst over batch and channels: rows over OH, pooled to <= MAP_MAX.
+    heatmap: list[list[float]] | None = None
+    # Worst normalised error per output channel (pooled to <= 4 * MAP_MAX bars).
+    channel_errors: list[float] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "kind": self.kind, "message": self.message, "figures": self.figures,
+                "worst": self.worst, "heatmap": self.heatmap, "channel_errors": self.channel_errors,
+                "notes": self.notes}
+
+
+def _finite_or_none(v: float) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def normalised_error(case: Case, actual: np.ndarray, ref: Reference) -> np.ndarray:
+    """e = |y - ref| / (u * mag + floor) per element; 0 where equal (incl. matching NaN/Inf).
+
+    Non-finite mismatches are +inf. `actual` must have the output shape.
+    """
+    y = np.asarray(actual, dtype=np.float64)
+    r = ref.value
+    u = tolerance.unit_roundoff(case)
+    floor = tolerance.underflow_floor(case)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(y - r)
+        scale = u * ref.magnitude + floor
+        e = err / scale
+    both_nan = np.isnan(y) & np.isnan(r)
+    same_inf = np.isinf(y) & np.isinf(r) & (y == r)
+    e = np.where(both_nan | same_inf | (y == r), 0.0, e)
+    e = np.where(np.isnan(e), np.inf, e)
+    # A finite exact result beyond the dtype's range may round to the infinity of its sign.
+    big = fmt(case.dtype).max_finite
+    overflow_ok = np.isinf(y) & np.isfinite(r) & (np.sign(y) == np.sign(r)) & (
+        np.abs(r) + tolerance.threshold(case) * u * ref.magnitude >= big)
+    return np.where(overflow_ok, 0.0, e)
+
+
+def _elementwise(case: Case, actual: np.ndarray, ref: Reference) -> np.ndarray:
+    e = normalised_error(case, actual, ref)
+    if ref.alternative is not None:
+        alt = Reference(ref.alternative, ref.magnitude, None)
+        differs = ~((ref.value == ref.alternative) | (np.isnan(ref.value) & np.isnan(ref.alternative)))
+        e = np.where(differs, np.minimum(e, normalised_error(case, actual, alt)), e)
+    return e
+
+
+def _limit(case: Case, ref: Reference) -> np.ndarray:
+    """Per-element allowed normalised error: the threshold, or 0 where the result is exact."""
+    t = tolerance.threshold(case)
+    return np.where(ref.magnitude == 0, 0.0, t)
+
+
+def _pool(a: np.ndarray, limit: int) -> np.ndarray:
+    """Max-pool a 1-D or 2-D array down to at most `limit` per axis."""
+    for axis in range(a.ndim):
+        n = a.shape[axis]
+        if n > limit:
+            step = -(-n // limit)
+            pad = step * limit - n
+            widths = [(0, 0)] * a.ndim
+            widths[axis] = (0, pad)
+            a = np.pad(a, widths, constant_values=0.0)
+            shape = list(a.shape)
+            shape[axis : axis + 1] = [shape[axis] // step, step]
+            a = a.reshape(shape).max(axis=axis + 1)
+    return a
+
+
+def _figures(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray) -> dict[str, Any]:
+    f = fmt(case.dtype)
+    r = ref.value
+    finite = np.isfinite(r) & np.isfinite(y)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        err = np.where(finite, np.abs(y - r), 0.0)
+        rel = np.where(finite & (r != 0), err / np.abs(np.where(r == 0, 1.0, r)), np.where(err > 0, np.inf, 0.0))
+        expo = np.floor(np.log2(np.where(np.abs(r) > 0, np.abs(r), 1.0)))
+        ulp = np.exp2(np.maximum(expo, f.min_exponent) - f.precision + 1)
+        ulps = np.where(finite, err / ulp, 0.0)
+        bits_ratio = np.where(finite & (ref.magnitude > 0), err / np.where(ref.magnitude > 0, ref.magnitude, 1.0), 0.0)
+    worst_ratio = float(bits_ratio.max()) if bits_ratio.size else 0.0
+    eff_bits = float(f.precision) if worst_ratio == 0 else float(min(f.precision, max(0.0, -math.log2(worst_ratio))))
+    limit = _limit(case, ref)
+    bad = e > limit
+    return {
+        "elements": int(e.size),
+        "mismatched": int(bad.sum()),
+        "max_abs_error": _finite_or_none(err.max()) if err.size else 0.0,
+        "max_rel_error": _finite_or_none(rel.max()) if rel.size else 0.0,
+        "max_normalised_error": _finite_or_none(e.max()) if e.size else 0.0,
+        "threshold": tolerance.threshold(case),
+        "hard_bound": tolerance.hard_bound(case),
+        "max_ulp": _finite_or_none(ulps.max()) if ulps.size else 0.0,
+        "effective_bits": round(eff_bits, 2),
+        "dtype_bits": f.precision,
+        "nonfinite_mismatches": int((np.isinf(e) & bad).sum()),
+    }
+
+
+def _worst(y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray) -> list[dict[str, Any]]:
+    over = np.where(e > limit, e, -1.0).ravel()
+    count = min(WORST_COUNT, int((over >= 0).sum()))
+    if count == 0:
+        return []
+    idx = np.argpartition(-over, count - 1)[:count]
+    idx = idx[np.argsort(-over[idx], kind="stable")]
+    out = []
+    for flat in idx:
+        pos = tuple(int(i) for i in np.unravel_index(int(flat), e.shape))
+        out.append({"index": list(pos), "expected": _num(ref.value[pos]), "actual": _num(y[pos]),
+                    "magnitude": _num(ref.magnitude[pos]), "normalised_error": _num(e[pos])})
+    return out
+
+
+def _num(v) -> float | str:
+    """A JSON-safe number: NaN and infinities as strings."""
+    v = float(v)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return v
+
+
+def _maps(e: np.ndarray, limit: np.ndarray):
+    ratio = np.where(np.isinf(e), np.float64(1e300), e)
+    heat = ratio.max(axis=(0, 3)) if ratio.size else np.zeros((0, 0))
+    chan = ratio.max(axis=(0, 1, 2)) if ratio.size else np.zeros(0)
+    heat = _pool(heat, MAP_MAX)
+    chan = _pool(chan, 4 * MAP_MAX)
+    return [[float(v) for v in row] for row in heat], [float(v) for v in chan]
+
+
+def compare(case: Case, actual: Any, ref: Reference | None, inputs=None) -> Comparison:
+    """The verdict on one backend output. `ref` is None for an invalid case.
+
+    `inputs` (x, filters, bias) lets a failing comparison test whether flushing
+    subnormals to zero explains it.
+    """
+    if not case.is_valid:
+        shape = getattr(actual, "shape", None)
+        return Comparison(False, "invalid_accepted",
+                          f"invalid case ({case.invalid_reason}) returned an output of shape {shape} instead of an error")
+    notes = []
+    y = np.asarray(actual)
+    if y.dtype.kind != "f" and dtype_name(y) != "bfloat16":
+        return Comparison(False, "shape", f"expected a floating-point array, received dtype {y.dtype}")
+    if dtype_name(y) != case.dtype:
+        notes.append(f"returned dtype {dtype_name(y)}, expected {case.dtype}: rounded to {case.dtype} before judging")
+        y = y.astype(np_dtype(case.dtype))
+    expected_shape = case.output_shape
+    if tuple(y.shape) != tuple(expected_shape):
+        return Comparison(False, "shape", f"expected output shape {expected_shape}, received {tuple(y.shape)}",
+                          figures={"expected_shape": list(expected_shape), "actual_shape": list(y.shape)},
+                          notes=notes)
+    y64 = y.astype(np.float64)
+    e = _elementwise(case, y64, ref)
+    limit = _limit(case, ref)
+    figures = _figures(case, y64, ref, e)
+    bad = e > limit
+    if not bad.any():
+        return Comparison(True, None, "within tolerance", figures, notes=notes)
+    heat, chan = _maps(e, limit)
+    worst = _worst(y64, ref, e, limit)
+    kind = _kind(case, y64, ref, e, bad, inputs)
+    message = (f"{figures['mismatched']} of {figures['elements']} elements beyond tolerance; "
+               f"max normalised error {_fmt(figures['max_normalised_error'])} vs threshold {figures['threshold']:.3g}"
+               f" (hard bound {figures['hard_bound']:.3g}); effective bits {figures['effective_bits']} of {figures['dtype_bits']}")
+    return Comparison(False, kind, message, figures, worst, heat, chan, notes)
+
+
+def _fmt(v) -> str:
+    return "inf" if v is None else f"{v:.4g}"
+
+
+def _kind(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, bad: np.ndarray, inputs) -> str:
+    if inputs is not None and flush_explains(case, y, inputs):
+        return "subnormal_flush"
+    if np.isinf(e[bad]).any():
+        return "nonfinite"
+    if tolerance.is_exact(case) and float(e.max()) <= tolerance.hard_bound(case):
+        return "inexact"
+    if float(e.max()) <= tolerance.hard_bound(case):
+        return "precision"
+    return "value"
+
+
+def flush_explains(case: Case, y: np.ndarray, inputs) -> bool:
+    """True when y passes against the oracle run on inputs and outputs flushed to zero.
+
+    Only asked when some input or some exact output is subnormal in the case dtype.
+    """
+    x, w, b = inputs
+    tiny = fmt(case.dtype).smallest_normal
+    arrays = [np.asarray(a, dtype=np.float64) for a in (x, w) + ((b,) if b is not None else ())]
+    def has_sub(a):
+        a = np.abs(a[np.isfinite(a)])
+        return bool(((a > 0) & (a < tiny)).any())
+    if not any(has_sub(a) for a in arrays):
+        return False
+    xf, wf = flush_subnormals(arrays[0], case.dtype), flush_subnormals(arrays[1], case.dtype)
+    bf = flush_subnormals(arrays[2], case.dtype) if b is not None else None
+    value = flush_subnormals(convolve(case, xf, wf, bf), case.dtype)
+    mag = convolve(case, np.abs(np.where(np.isfinite(xf), xf, 0)), np.abs(np.where(np.isfinite(wf), wf, 0)),
+                   None if bf is None else np.abs(bf), compensated=False)
+    flushed = Reference(value, np.where(np.isfinite(value), mag, np.inf), None)
+    e = _elementwise(case, y, flushed)
+    return not (e > _limit(case, flushed)).any()

@@ -1,0 +1,241 @@
+"""The NumPy oracle: the formulas of DESIGN.md, computed in float64, beyond doubt.
+
+    conv2d:     out[b,i,j,k]     = sum_{di,dj,q} in[b, s_h*i + d_h*di - p_top, s_w*j + d_w*dj - p_left, g*Cg + q] * f[di,dj,q,k]
+    depthwise:  out[b,i,j,k*M+q] = sum_{di,dj}   in[b, s_h*i + d_h*di - p_top, s_w*j + d_w*dj - p_left, k] * f[di,dj,k,q]
+
+Invariants
+- Canonical layouts in and out: x (N, H, W, C); filters (kh, kw, C/groups, O) or
+  (kh, kw, C, M); the result is a float64 (N, OH, OW, O or C*M) array.
+- Pads and output size come from `spec.conv_geometry` and nowhere else.
+- No framework is imported: the oracle must be independent of everything it judges.
+- Inputs of float32 and narrower are exact in float64 and so are their products; the
+  float64 sums (one BLAS GEMM over an im2col matrix) add an error of about
+  K * 2**-53 * magnitude, which is 2**-29 * K of a float32 unit roundoff: negligible.
+- For float64 inputs `compensated=True` uses error-free transformations (TwoProduct by
+  Dekker splitting, TwoSum; Ogita, Rump & Oishi's Dot2): the result is as accurate as
+  if computed in twice the working precision, i.e. about one float64 ulp.
+- IEEE semantics for NaN and Inf are computed exactly and separately from the finite
+  part (BLAS kernels are not trusted with them): an output is NaN when any product is
+  NaN (NaN operand, 0 * Inf) or when +Inf and -Inf products meet; otherwise +-Inf when
+  an infinite product occurs. Whether a padded zero meeting an infinite filter tap
+  contributes NaN is the one choice IEEE leaves open (the formula says zero times Inf;
+  an implementation that skips padded taps never forms that product): see
+  `zero_times_inf`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+from .spec import Case, Padding, conv_geometry
+
+#: Upper bound on the im2col matrix a single chunk may build (bytes).
+_CHUNK_BYTES = 64 << 20
+
+
+class Reference(NamedTuple):
+    """What a backend's output is judged against (all float64, output shape)."""
+
+    value: np.ndarray  # the exact result (NaN/Inf per IEEE, padded zero * Inf = NaN)
+    magnitude: np.ndarray  # sum |x| |w| (+ |bias|): the scale of rounding errors
+    alternative: np.ndarray | None  # the result when padded taps are skipped, if it differs
+
+
+def _pad(x: np.ndarray, pads, value: float = 0.0) -> np.ndarray:
+    (t, b), (l, r) = pads
+    if t == b == l == r == 0:
+        return x
+    return np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=value)
+
+
+def _windows(xp: np.ndarray, geo, kernel, strides, dilations) -> np.ndarray:
+    """View of shape (N, OH, OW, kh, kw, C): the input patch under each output pixel."""
+    n, _, _, c = xp.shape
+    s0, s1, s2, s3 = xp.strides
+    shape = (n, geo.out_h, geo.out_w, kernel[0], kernel[1], c)
+    st = (s0, s1 * strides[0], s2 * strides[1], s1 * dilations[0], s2 * dilations[1], s3)
+    return np.lib.stride_tricks.as_strided(xp, shape=shape, strides=st, writeable=False)
+
+
+def _row_chunks(n_rows: int, row_bytes: int) -> Iterator[slice]:
+    step = max(1, _CHUNK_BYTES // max(row_bytes, 1))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
+
+
+def _two_sum(a, b):
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+_SPLITTER = 134217729.0  # 2**27 + 1
+
+
+def _split(a):
+    c = _SPLITTER * a
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def _two_product(a, b):
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _dot2(columns: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Compensated (M, K) @ (K, O): Dot2, vectorised over the M x O outputs."""
+    s = np.zeros((columns.shape[0], weights.shape[1]))
+    c = np.zeros_like(s)
+    for k in range(columns.shape[1]):
+        p, ep = _two_product(columns[:, k : k + 1], weights[k : k + 1, :])
+        s, es = _two_sum(s, p)
+        c += ep + es
+    return s + c
+
+
+def _linear(x, w, *, op, strides, padding, dilations, groups, compensated, pad_value=0.0):
+    """The convolution of finite float64 arrays (the core shared by every quantity)."""
+    n, h, wd, c = x.shape
+    kh, kw = w.shape[0], w.shape[1]
+    geo = conv_geometry((h, wd), (kh, kw), strides, dilations, padding)
+    win = _windows(_pad(x, geo.pads, pad_value), geo, (kh, kw), strides, dilations)
+    rows = n * geo.out_h * geo.out_w
+    if op == "conv2d":
+        cg, co = w.shape[2], w.shape[3]
+        og = co // groups
+        out = np.empty((rows, co))
+        for g in range(groups):
+            wg = w[:, :, :, g * og : (g + 1) * og].reshape(kh * kw * cg, og)
+            for rs in _row_chunks(rows, kh * kw * cg * 8):
+                # (rows, kh, kw, cg) -> (rows, K), K ordered (di, dj, q) like wg.
+                cols = win[..., g * cg : (g + 1) * cg].reshape(rows, kh * kw * cg)[rs]
+                out[rs, g * og : (g + 1) * og] = _dot2(cols, wg) if compensated else cols @ wg
+        return out.reshape(n, geo.out_h, geo.out_w, co)
+    m = w.shape[3]
+    out = np.zeros((rows, c, m))
+    comp = np.zeros_like(out) if compensated else None
+    patches = win.reshape(rows, kh * kw, c)
+    taps = w.reshape(kh * kw, c, m)
+    for t in range(kh * kw):
+        a = patches[:, t, :, None]
+        if compensated:
+            p, ep = _two_product(a, taps[t][None])
+            out, es = _two_sum(out, p)
+            comp += ep + es
+        else:
+            out += a * taps[t][None]
+    if compensated:
+        out = out + comp
+    return out.reshape(n, geo.out_h, geo.out_w, c * m)
+
+
+def _check(x, w, op, groups):
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"expected 4-D x (N, H, W, C) and filters, received shapes {x.shape} and {w.shape}")
+    c = x.shape[3]
+    if op == "conv2d":
+        if w.shape[2] * groups != c or w.shape[3] % groups:
+            raise ValueError(
+                f"expected filters (kh, kw, C/groups, O) with groups dividing C and O, received "
+                f"x {x.shape}, filters {w.shape}, groups {groups}"
+            )
+    elif w.shape[2] != c:
+        raise ValueError(f"expected depthwise filters (kh, kw, C={c}, M), received {w.shape}")
+
+
+def _convolve(x, w, bias, *, op, strides, padding, dilations, groups, compensated, zero_times_inf):
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    _check(x, w, op, groups)
+    strides, dilations = tuple(strides), tuple(dilations)
+    kw_ = dict(op=op, strides=strides, padding=padding, dilations=dilations, groups=groups)
+    finite_x, finite_w = np.isfinite(x), np.isfinite(w)
+    all_finite = finite_x.all() and finite_w.all()
+    xf = x if all_finite else np.where(finite_x, x, 0.0)
+    wf = w if all_finite else np.where(finite_w, w, 0.0)
+    out = _linear(xf, wf, compensated=compensated, **kw_)
+    if not all_finite:
+        out = _apply_nonfinite(out, x, w, zero_times_inf=zero_times_inf, **kw_)
+    if bias is not None:
+        out = out + np.asarray(bias, dtype=np.float64)
+    return out
+
+
+def _apply_nonfinite(out, x, w, *, zero_times_inf, **kw_):
+    """Overlay IEEE NaN/Inf results, counted exactly with 0/1 indicator convolutions."""
+    def count(a, b, pad_value=0.0):
+        return _linear(a.astype(np.float64), b.astype(np.float64), compensated=False, pad_value=pad_value, **kw_)
+
+    ones_x, ones_w = np.ones_like(x), np.ones_like(w)
+    x_nan, w_nan = np.isnan(x), np.isnan(w)
+    x_pinf, x_ninf = x == np.inf, x == -np.inf
+    w_pinf, w_ninf = w == np.inf, w == -np.inf
+    x_zero, w_zero = x == 0, w == 0
+    x_pos, x_neg = (x > 0) & ~x_pinf, (x < 0) & ~x_ninf
+    w_pos, w_neg = (w > 0) & ~w_pinf, (w < 0) & ~w_ninf
+    # Padded positions hold zeros: they meet an infinite tap as 0 * Inf = NaN, unless
+    # the implementation skips them (zero_times_inf="skip").
+    pad_zero = 1.0 if zero_times_inf == "nan" else 0.0
+    nan = (count(x_nan, ones_w) + count(ones_x, w_nan, pad_value=0.0)
+           + count(x_pinf | x_ninf, w_zero) + count(x_zero, w_pinf | w_ninf, pad_value=pad_zero))
+    if zero_times_inf == "nan" and (w_nan.any()):
+        nan = nan + count(np.zeros_like(x), w_nan, pad_value=1.0)  # padded zero * NaN
+    pinf = count(x_pinf, w_pos | w_pinf) + count(x_ninf, w_neg | w_ninf) + count(x_pos, w_pinf) + count(x_neg, w_ninf)
+    ninf = count(x_pinf, w_neg | w_ninf) + count(x_ninf, w_pos | w_pinf) + count(x_pos, w_ninf) + count(x_neg, w_pinf)
+    out = np.where(pinf > 0, np.inf, out)
+    out = np.where(ninf > 0, -np.inf, out)
+    return np.where((nan > 0) | ((pinf > 0) & (ninf > 0)), np.nan, out)
+
+
+def conv2d(x, filters, *, strides=(1, 1), padding: Padding = "VALID", dilations=(1, 1), groups=1,
+           bias=None, compensated=False, zero_times_inf="nan") -> np.ndarray:
+    """(N, H, W, C) x (kh, kw, C/groups, O) -> float64 (N, OH, OW, O), per DESIGN.md."""
+    return _convolve(x, filters, bias, op="conv2d", strides=strides, padding=padding, dilations=dilations,
+                     groups=groups, compensated=compensated, zero_times_inf=zero_times_inf)
+
+
+def depthwise_conv2d(x, filters, *, strides=(1, 1), padding: Padding = "VALID", dilations=(1, 1),
+                     bias=None, compensated=False, zero_times_inf="nan") -> np.ndarray:
+    """(N, H, W, C) x (kh, kw, C, M) -> float64 (N, OH, OW, C*M), channel k*M + q."""
+    return _convolve(x, filters, bias, op="depthwise_conv2d", strides=strides, padding=padding,
+                     dilations=dilations, groups=1, compensated=compensated, zero_times_inf=zero_times_inf)
+
+
+def convolve(case: Case, x, filters, bias=None, *, zero_times_inf="nan", compensated=None) -> np.ndarray:
+    """The case's op on (x, filters, bias), with the case's geometry; float64 out.
+
+    Compensated summation is used for float64 cases unless told otherwise.
+    """
+    if compensated is None:
+        compensated = case.dtype == "float64"
+    fn = conv2d if case.op == "conv2d" else depthwise_conv2d
+    kwargs = dict(strides=case.strides, padding=case.padding, dilations=case.dilations, bias=bias,
+                  compensated=compensated, zero_times_inf=zero_times_inf)
+    if case.op == "conv2d":
+        kwargs["groups"] = case.groups
+    return fn(x, filters, **kwargs)
+
+
+def reference(case: Case, x, filters, bias=None) -> Reference:
+    """The exact answer for a valid case, its magnitude array and the IEEE alternative."""
+    if not case.is_valid:
+        raise ValueError(f"case {case.id} is invalid ({case.invalid_reason}): it has no reference")
+    value = convolve(case, x, filters, bias)
+    ax = np.abs(np.asarray(x, dtype=np.float64))
+    aw = np.abs(np.asarray(filters, dtype=np.float64))
+    ab = None if bias is None else np.abs(np.asarray(bias, dtype=np.float64))
+    with np.errstate(invalid="ignore"):
+        magnitude = convolve(case, np.where(np.isfinite(ax), ax, 0.0), np.where(np.isfinite(aw), aw, 0.0),
+                             None if ab is None else np.where(np.isfinite(ab), ab, 0.0), compensated=False)
+    magnitude = np.where(np.isfinite(value), magnitude, np.inf)
+    alternative = None
+    if not np.isfinite(np.asarray(filters, dtype=np.float64)).all() and any(sum(p) for p in case.geometry.pads):
+        alt = convolve(case, x, filters, bias, zero_times_inf="skip")
+        if not np.array_equal(alt, value, equal_nan=True):
+            alternative = alt
+    return Reference(value, magnitude, alternative)

@@ -1,0 +1,90 @@
+"""The tolerance model: how far from the exact answer a correct backend may land.
+
+No fixed rtol/atol pair: the tolerance of every output element follows from a stated
+floating-point error model and from that element's own magnitude.
+
+Notation. For one output element, K products are summed (K = kh * kw * C_in/groups for
+conv2d, kh * kw for depthwise; one more when a bias is added: `K_eff`). `ref` is the
+exact result (the oracle), `mag` = sum |x| |w| (+ |bias|) over the same terms, `u` the
+unit roundoff of the case dtype (2**-24 float32, 2**-53 float64, 2**-11 float16,
+2**-8 bfloat16) and `eta` its smallest subnormal.
+
+Normalised error.  e = |y - ref| / (u * mag + floor),  floor = (K_eff + 1) / 2 * eta.
+The floor is the standard model's absolute underflow term (each product that lands in
+the subnormal range may be off by eta / 2; additions are exact there); it is negligible
+unless the element is made of subnormals.
+
+Bounds, in units of e:
+- Rigorous (the hard limit). Recursive summation in any order with an accumulator of
+  the dtype's precision gives |y - ref| <= gamma_{K_eff} * mag, gamma_n = n u / (1 - n u),
+  plus u |ref| <= u * mag for the final rounding: `hard_bound` = K_eff / (1 - K_eff u) + 1.
+  No correct implementation can exceed it (16-bit types accumulated in float32 stay far
+  below it).
+- Probabilistic (the verdict). With rounding errors that behave as independent,
+  mean-zero random variables, the error grows like sqrt(K) (Higham & Mary, "A new
+  approach to probabilistic rounding error analysis", SIAM J. Sci. Comput. 2019):
+  `threshold` = 3 + 1.5 * sqrt(K_eff + 1). It is the largest error a correct
+  implementation reaches in practice, whatever its summation order or blocking, with a
+  wide margin: correct float32 backends measure 0.5 - 4 for K up to 12,544, where the
+  threshold is 171; an emulated TF32 backend measures 444 - 14,000 there. A result above
+  the threshold diverges; above the threshold but within the hard bound it is labelled
+  reduced precision (no wrong index, but fewer bits than the dtype promises).
+- Exact. Where the exact result needs no rounding at all the tolerance is zero:
+  elements of zero magnitude (every product is zero), and every element of the
+  `small_integers` profile (all products and partial sums are small integers).
+
+Special values: NaN and +-Inf must appear exactly where the exact result has them, with
+the same sign of infinity. A finite exact result beyond the dtype's range may come back
+as the infinity of its sign. The sign of a zero result is not judged (-0.0 + 0.0 is +0.0
+in IEEE, and implementations legitimately start their accumulators at +0.0). Where a
+padded zero meets an infinite filter tap the formula says 0 * Inf = NaN, but an
+implementation that skips padded taps never forms that product: either result is
+accepted there (`oracle.Reference.alternative`).
+
+Subnormals: a backend that flushes subnormal inputs or results to zero (TensorFlow and
+JAX on x86 CPUs set FTZ/DAZ) gets its own divergence kind, `subnormal_flush`: it is a
+divergence, never a pass, and never confused with a wrong kernel.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .dtypes import fmt
+from .spec import Case
+
+#: Coefficients of the verdict threshold 3 + 1.5 * sqrt(K_eff + 1).
+THRESHOLD_BASE = 3.0
+THRESHOLD_SQRT = 1.5
+
+
+def k_eff(case: Case) -> int:
+    """Terms summed per output element: K, plus one for the bias."""
+    return case.reduction_size + (1 if case.bias else 0)
+
+
+def unit_roundoff(case: Case) -> float:
+    return fmt(case.dtype).unit_roundoff
+
+
+def underflow_floor(case: Case) -> float:
+    """Absolute error allowance for gradual underflow: (K_eff + 1) / 2 * eta."""
+    return (k_eff(case) + 1) / 2 * fmt(case.dtype).smallest_subnormal
+
+
+def hard_bound(case: Case) -> float:
+    """Rigorous worst-case bound on the normalised error: K_eff / (1 - K_eff u) + 1."""
+    n, u = k_eff(case), unit_roundoff(case)
+    return n / max(1.0 - n * u, 1e-300) + 1.0
+
+
+def threshold(case: Case) -> float:
+    """The verdict: a normalised error above this diverges. Zero for exact profiles."""
+    if is_exact(case):
+        return 0.0
+    return THRESHOLD_BASE + THRESHOLD_SQRT * math.sqrt(k_eff(case) + 1)
+
+
+def is_exact(case: Case) -> bool:
+    """True when every element of the exact result needs no rounding in the dtype."""
+    return case.profile == "small_integers"

@@ -1,0 +1,100 @@
+"""Named case sets and selectors: what `conformance run --cases SELECTOR` runs.
+
+A selector is one of, or a comma-separated union of:
+- a set name (`SETS`): `smoke` (the catalogue entries tagged `sets: [smoke]`: a couple
+  of dozen small cases over both ops, every dtype, every padding kind, one invalid and
+  one special-values case), `default` (catalogue + regressions + a sweep of
+  `DEFAULT_BUDGET` cases: the covering array, then seeded random valid cases), `full`
+  (catalogue + regressions + a sweep of `FULL_BUDGET`);
+- a path to a YAML case file (it exists, or it ends in .yaml/.yml);
+- a case id or a catalogue case name, exactly;
+- an fnmatch glob over the ids and names of the `full` set (`dw-*-f16*`, `seed-*`).
+
+Invariants
+- Deterministic order (catalogue, regressions, sweep; then each further selector's
+  cases in order), no duplicate ids: a case selected twice appears once, first place.
+- `budget` is the sweep's budget for `default`/`full` (ignored by the other selectors).
+- `dtypes` keeps only cases of those dtypes; an unknown dtype is an error, and so is a
+  selection that ends up empty (a run of nothing is never what was meant).
+- An unknown selector raises `SelectorError` listing the set names and saying that no
+  case id, name or glob matched; file problems are `CaseFileError`s.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+from conformance.spec import DTYPES, Case
+
+from .catalogue import CaseFileError, load_catalogue_entries, load_file
+from .sweep import sweep
+
+SETS = ("smoke", "default", "full")
+#: Sweep size of the default set: the covering array (~75 cases) and random cases after it.
+DEFAULT_BUDGET = 200
+FULL_BUDGET = 1000
+
+
+class SelectorError(ValueError):
+    """A selector that names no set, file, case id, name or glob match."""
+
+
+def _named_set(name: str, seed: int, budget: int | None) -> list[Case]:
+    entries = load_catalogue_entries()
+    if name == "smoke":
+        return [e.case for e in entries if "smoke" in e.sets]
+    size = budget if budget is not None else (DEFAULT_BUDGET if name == "default" else FULL_BUDGET)
+    return [e.case for e in entries] + sweep(seed, size)
+
+
+def _looks_like_path(selector: str) -> bool:
+    return selector.endswith((".yaml", ".yml")) or "/" in selector or Path(selector).is_file()
+
+
+def _one(selector: str, seed: int, budget: int | None) -> list[Case]:
+    if selector in SETS:
+        return _named_set(selector, seed, budget)
+    if _looks_like_path(selector):
+        if not Path(selector).is_file():
+            raise CaseFileError(selector, None, "expected an existing YAML case file, received a path that does not exist")
+        return load_file(selector)
+    pool = _named_set("full", seed, budget if budget is not None and budget > FULL_BUDGET else None)
+    exact = [c for c in pool if selector in (c.id, c.name)]
+    if exact:
+        return exact
+    if any(ch in selector for ch in "*?["):
+        matched = [c for c in pool if fnmatch.fnmatchcase(c.id, selector)
+                   or (c.name is not None and fnmatch.fnmatchcase(c.name, selector))]
+        if matched:
+            return matched
+    raise SelectorError(
+        f"cases: expected a set name ({', '.join(SETS)}), a YAML case file, a case id or name, or an id glob; "
+        f"received {selector!r}, and no case id, name or glob in the {FULL_BUDGET}-case full set matched it")
+
+
+def select(selector: str = "default", *, seed: int = 0, budget: int | None = None,
+           dtypes=None) -> list[Case]:
+    """The cases a selector names (see the module docstring), deduplicated, in order."""
+    if not isinstance(selector, str) or not selector.strip():
+        raise SelectorError(f"cases: expected a selector (one of {', '.join(SETS)}, a file, an id or a glob), "
+                            f"received {selector!r}")
+    if dtypes is not None:
+        if isinstance(dtypes, str):
+            dtypes = [d.strip() for d in dtypes.split(",") if d.strip()]
+        bad = [d for d in dtypes if d not in DTYPES]
+        if bad or not dtypes:
+            raise SelectorError(f"dtypes: expected some of {', '.join(DTYPES)}, received {list(dtypes)!r}")
+    out: list[Case] = []
+    seen: set[str] = set()
+    for part in (p.strip() for p in selector.split(",")):
+        if not part:
+            continue
+        for case in _one(part, seed, budget):
+            if case.id not in seen and (dtypes is None or case.dtype in dtypes):
+                seen.add(case.id)
+                out.append(case)
+    if not out:
+        raise SelectorError(f"cases: selector {selector!r} with dtypes {list(dtypes) if dtypes else 'any'} "
+                            "selects no case")
+    return out

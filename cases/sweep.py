@@ -1,0 +1,369 @@
+"""A deterministic covering-array sweep over the convolution parameters.
+
+`sweep(seed, budget)` builds rows of parameter *levels* (`LEVELS`) greedily, AETG-style:
+each new row is the best of a few candidates, each candidate seeded with a combination
+not yet covered and completed one parameter at a time with the level that covers the
+most uncovered combinations. It stops when every combination is covered:
+
+- every 2-way combination of all twelve parameters (`LEVELS`), and
+- every 3-way combination of `STRENGTH3` (op, stride, dilation, padding,
+  multiplier/groups, dtype), where the interactions between them are richest.
+
+Each row then becomes a `Case` by *deriving* a valid geometry from its levels: the
+output size is drawn (1..4 per axis), the input size is computed from it, so that the
+padding kind holds (never by drawing and filtering).
+
+Invariants
+- Deterministic: the same (seed, budget) gives the same cases, in the same order, on
+  every machine and Python process (private `random.Random` streams seeded with
+  integers/strings, no set iteration order, no global RNG).
+- Every case is valid and maps back to exactly the levels of its row (`levels_of`), so
+  `coverage()` measures what was built; it can also measure any other list of cases.
+- Combinations no valid case can have are not counted: `SAME-odd` (a total pad that is
+  odd on some axis) needs an effective kernel > 1 and, with stride 1, an even one;
+  `SAME-even` (even on every axis) needs, with stride 1, odd effective kernels.
+- `budget=None` gives exactly the covering array. A smaller budget stops early: the
+  coverage is then below 100% and a `CoverageWarning` says so. A larger budget adds
+  seeded random valid rows after the covering array.
+
+Padding kinds: `VALID`; `SAME-even` (every axis' total pad even, positive where the
+geometry allows); `SAME-odd` (odd on every axis that allows it, at least one);
+`explicit` (asymmetric explicit pads, lo != hi on both axes).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import random
+import warnings
+from typing import Any
+
+from conformance.spec import DATA_FORMATS, DTYPES, OPS, PROFILES, Case
+
+LEVELS: dict[str, tuple[Any, ...]] = {
+    "op": OPS,
+    "kernel": ((1, 1), (2, 2), (3, 3), (3, 2)),
+    "stride": ((1, 1), (2, 2), (1, 2), (3, 3)),
+    "dilation": ((1, 1), (2, 2), (3, 1)),
+    "padding": ("VALID", "SAME-even", "SAME-odd", "explicit"),
+    # in_channels per group for conv2d, in_channels for depthwise
+    "channels": (1, 3, 8, 17),
+    # groups for conv2d (in_channels = groups * channels), channel_multiplier for depthwise
+    "mult_groups": (1, 2, 3),
+    "batch": (1, 2),
+    "dtype": DTYPES,
+    "data_format": DATA_FORMATS,
+    "profile": PROFILES,
+    "bias": (False, True),
+}
+PARAMS = tuple(LEVELS)
+STRENGTH3 = ("op", "stride", "dilation", "padding", "mult_groups", "dtype")
+#: Candidate rows tried per added row (more: smaller arrays, slower construction).
+CANDIDATES = 6
+#: Output channels per group of a conv2d row are drawn from these.
+OUT_PER_GROUP = (1, 2, 3, 5)
+#: Asymmetric explicit pads (lo, hi) are drawn from these.
+EXPLICIT_PADS = ((0, 1), (1, 0), (1, 2), (2, 1), (0, 2), (2, 0))
+MAX_OUT = 4
+
+_GEOMETRY = ("kernel", "stride", "dilation", "padding")
+
+
+class CoverageWarning(UserWarning):
+    """The budget was too small for the covering array: some combinations are missing."""
+
+
+# ---- feasibility of (kernel, stride, dilation, padding) ------------------------------
+
+
+def _totals(eff: int, stride: int) -> set[int]:
+    """Total SAME pads an axis can have: input n in [(out-1)s+1, out*s] gives eff-1-j."""
+    return {max(eff - 1 - j, 0) for j in range(stride)}
+
+
+def _axes(kernel, stride, dilation):
+    return [((kernel[a] - 1) * dilation[a] + 1, stride[a]) for a in range(2)]
+
+
+def _feasible(kernel, stride, dilation, padding) -> bool:
+    axes = [_totals(e, s) for e, s in _axes(kernel, stride, dilation)]
+    if padding == "SAME-odd":
+        return any(t % 2 for ts in axes for t in ts)
+    if padding == "SAME-even":
+        return all(any(t % 2 == 0 for t in ts) for ts in axes)
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _feasible_partials() -> frozenset[tuple]:
+    """Every projection of a feasible geometry tuple (level indices; None = unassigned)."""
+    out = set()
+    ranges = [range(len(LEVELS[p])) for p in _GEOMETRY]
+    for combo in itertools.product(*ranges):
+        if _feasible(*(LEVELS[p][i] for p, i in zip(_GEOMETRY, combo))):
+            for mask in itertools.product((False, True), repeat=len(_GEOMETRY)):
+                out.add(tuple(v if keep else None for v, keep in zip(combo, mask)))
+    return frozenset(out)
+
+
+_GEO_IDX = tuple(PARAMS.index(p) for p in _GEOMETRY)
+
+
+def _row_ok(row: list) -> bool:
+    return tuple(row[i] for i in _GEO_IDX) in _feasible_partials()
+
+
+# ---- the combinations to cover ------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def interactions() -> tuple[tuple[int, ...], ...]:
+    """Parameter-index tuples whose level combinations must all be covered."""
+    two = list(itertools.combinations(range(len(PARAMS)), 2))
+    three = list(itertools.combinations(sorted(PARAMS.index(p) for p in STRENGTH3), 3))
+    return tuple(two + three)
+
+
+@functools.lru_cache(maxsize=None)
+def _universe() -> dict[tuple[int, ...], frozenset[tuple[int, ...]]]:
+    """Feasible level combinations of each interaction (those some valid case can have)."""
+    out = {}
+    for inter in interactions():
+        combos = set()
+        for levels in itertools.product(*(range(len(LEVELS[PARAMS[i]])) for i in inter)):
+            row: list = [None] * len(PARAMS)
+            for i, v in zip(inter, levels):
+                row[i] = v
+            if _row_ok(row):
+                combos.add(levels)
+        out[inter] = frozenset(combos)
+    return out
+
+
+def _new_combos(row: list, inters, uncovered) -> int:
+    return sum(tuple(row[i] for i in inter) in uncovered[inter] for inter in inters)
+
+
+# ---- greedy construction ------------------------------------------------------------
+
+
+def _candidate(rng: random.Random, live, uncovered, by_param) -> list:
+    # Seed with an uncovered combination of the interaction with most left to cover.
+    inter = max(live, key=lambda k: (len(live[k]), [-i for i in k]))
+    seed_levels = rng.choice(sorted(live[inter]))
+    row: list = [None] * len(PARAMS)
+    for i, v in zip(inter, seed_levels):
+        row[i] = v
+    rest = [i for i in range(len(PARAMS)) if row[i] is None]
+    rng.shuffle(rest)
+    for i in rest:
+        best, best_gain = [], -1
+        for v in range(len(LEVELS[PARAMS[i]])):
+            row[i] = v
+            if not _row_ok(row):
+                continue
+            gain = sum(tuple(row[j] for j in inter) in uncovered[inter]
+                       for inter in by_param[i] if all(row[j] is not None for j in inter))
+            if gain > best_gain:
+                best, best_gain = [v], gain
+            elif gain == best_gain:
+                best.append(v)
+        row[i] = rng.choice(best)
+    return row
+
+
+def _random_row(rng: random.Random) -> list:
+    row: list = [None] * len(PARAMS)
+    for i in range(len(PARAMS)):
+        row[i] = rng.choice([v for v in range(len(LEVELS[PARAMS[i]])) if _row_ok(row[:i] + [v] + row[i + 1:])])
+    return row
+
+
+@functools.lru_cache(maxsize=32)
+def _rows(seed: int, budget: int | None) -> tuple[tuple[int, ...], ...]:
+    rng = random.Random(seed)
+    uncovered = {k: set(v) for k, v in _universe().items() if v}
+    by_param = {i: [inter for inter in uncovered if i in inter] for i in range(len(PARAMS))}
+    rows: list[list] = []
+    while any(uncovered.values()) and (budget is None or len(rows) < budget):
+        live = {k: v for k, v in uncovered.items() if v}
+        cands = [_candidate(rng, live, uncovered, by_param) for _ in range(CANDIDATES)]
+        gains = [_new_combos(c, live, uncovered) for c in cands]
+        row = cands[gains.index(max(gains))]
+        rows.append(row)
+        for inter in live:
+            uncovered[inter].discard(tuple(row[i] for i in inter))
+    seen = {tuple(r) for r in rows}
+    tries = 0
+    while budget is not None and len(rows) < budget and tries < 50 * budget:
+        tries += 1
+        row = _random_row(rng)
+        if tuple(row) not in seen:  # a repeated row would be a repeated case
+            seen.add(tuple(row))
+            rows.append(row)
+    return tuple(tuple(r) for r in rows)
+
+
+# ---- rows to cases ------------------------------------------------------------------
+
+
+def _axis_size(rng: random.Random, padding: str, eff: int, stride: int) -> tuple[int, tuple[int, int] | None]:
+    """(input size, explicit pads or None) for one axis with a drawn output size."""
+    out = rng.randint(1, MAX_OUT)
+    if padding == "VALID":
+        return (out - 1) * stride + eff + rng.randrange(stride), None
+    if padding == "explicit":
+        lo, hi = rng.choice(EXPLICIT_PADS)
+        n = (out - 1) * stride + eff + rng.randrange(stride) - lo - hi
+        while n < 1:  # pads wider than the span: a larger output keeps the input non-empty
+            n += stride
+        return n, (lo, hi)
+    # SAME: n = (out-1)*s + 1 + j gives total pad max(eff-1-j, 0); pick j for the parity.
+    want = 1 if padding == "SAME-odd" else 0
+    js = [j for j in range(stride) if max(eff - 1 - j, 0) % 2 == want]
+    if not js:  # SAME-odd on an axis that cannot be odd (another axis is)
+        js = list(range(stride))
+    positive = [j for j in js if eff - 1 - j > 0]
+    return (out - 1) * stride + 1 + rng.choice(positive or js), None
+
+
+def make_case(levels: dict[str, Any], rng: random.Random, *, reason: str | None = None) -> Case:
+    """The valid case of one row of levels (parameter name -> level value)."""
+    k, s, d, pad = levels["kernel"], levels["stride"], levels["dilation"], levels["padding"]
+    sizes, pads = [], []
+    for eff, st in _axes(k, s, d):
+        n, p = _axis_size(rng, pad, eff, st)
+        sizes.append(n)
+        pads.append(p)
+    if pad == "explicit":
+        padding: Any = (pads[0], pads[1])
+    else:
+        padding = "VALID" if pad == "VALID" else "SAME"
+    fields: dict[str, Any] = dict(op=levels["op"], batch=levels["batch"], height=sizes[0], width=sizes[1],
+                                  kernel=k, strides=s, dilations=d, padding=padding, dtype=levels["dtype"],
+                                  data_format=levels["data_format"], profile=levels["profile"], bias=levels["bias"],
+                                  reason=reason)
+    c, mg = levels["channels"], levels["mult_groups"]
+    if levels["op"] == "conv2d":
+        fields.update(in_channels=c * mg, groups=mg, out_channels=mg * rng.choice(OUT_PER_GROUP))
+    else:
+        fields.update(in_channels=c, channel_multiplier=mg)
+    return Case(**fields)
+
+
+def padding_kind(case: Case) -> str:
+    """VALID, SAME-even, SAME-odd or explicit (the sweep's padding levels)."""
+    if case.padding == "VALID":
+        return "VALID"
+    if case.padding != "SAME":
+        return "explicit"
+    pads = case.geometry.pads
+    return "SAME-odd" if any(sum(p) % 2 for p in pads) else "SAME-even"
+
+
+def levels_of(case: Case) -> dict[str, Any]:
+    """The level of each parameter a case has (the value itself, level or not)."""
+    conv = case.op == "conv2d"
+    return {
+        "op": case.op,
+        "kernel": case.kernel,
+        "stride": case.strides,
+        "dilation": case.dilations,
+        "padding": padding_kind(case),
+        "channels": case.in_channels // case.groups if conv else case.in_channels,
+        "mult_groups": case.groups if conv else case.channel_multiplier,
+        "batch": case.batch,
+        "dtype": case.dtype,
+        "data_format": case.data_format,
+        "profile": case.profile,
+        "bias": case.bias,
+    }
+
+
+def sweep(seed: int = 0, budget: int | None = None) -> list[Case]:
+    """The covering-array cases for `seed`: all of them (`budget=None`) or at most `budget`.
+
+    A budget below the covering array's size stops early and warns (`CoverageWarning`)
+    with the coverage reached; one above it adds seeded random valid cases.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed: expected an integer, received {seed!r}")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+        raise ValueError(f"budget: expected an integer >= 1 or None, received {budget!r}")
+    cases = list(_cases(seed, budget))
+    if budget is not None and len(cases) == budget and len(_rows(seed, None)) > budget:
+        cov = coverage(cases)
+        warnings.warn(CoverageWarning(
+            f"sweep budget {budget} is below the {len(_rows(seed, None))} cases the covering array needs "
+            f"(seed {seed}): 2-way coverage {_pct(cov['t2'])}, 3-way {_pct(cov['t3'])}"), stacklevel=2)
+    return cases
+
+
+@functools.lru_cache(maxsize=32)
+def _cases(seed: int, budget: int | None) -> tuple[Case, ...]:
+    out = []
+    for index, row in enumerate(_rows(seed, budget)):
+        levels = {p: LEVELS[p][v] for p, v in zip(PARAMS, row)}
+        rng = random.Random(f"conv-conformance-sweep:{seed}:{index}")
+        case = make_case(levels, rng, reason=f"sweep seed {seed}, row {index}")
+        # The derivation must realise exactly the drawn levels, or coverage would lie.
+        if not case.is_valid or levels_of(case) != levels:
+            raise AssertionError(f"sweep row {index} derived {case.id} ({case.invalid_reason}), levels "
+                                 f"{levels_of(case)} instead of {levels}")
+        out.append(case)
+    return tuple(out)
+
+
+# ---- coverage -----------------------------------------------------------------------
+
+
+def coverage(cases) -> dict[str, Any]:
+    """Covered / total feasible combinations: t2 over all PARAMS, t3 over STRENGTH3.
+
+    Any cases may be measured; invalid cases and values that are not levels count for
+    nothing. Returns {"cases": n, "t2": {...}, "t3": {...}} with, for each strength,
+    "params", "covered", "total", "percent" and "missing" (up to 10, as level mappings).
+    """
+    index = {p: {v: i for i, v in enumerate(LEVELS[p])} for p in PARAMS}
+    rows = []
+    for case in cases:
+        if case.is_valid:
+            lv = levels_of(case)
+            rows.append([index[p].get(lv[p]) for p in PARAMS])
+    universe = _universe()
+    result: dict[str, Any] = {"cases": len(rows)}
+    t3_params = sorted(PARAMS.index(p) for p in STRENGTH3)
+    for key, inters in (("t2", [k for k in universe if len(k) == 2]),
+                        ("t3", list(itertools.combinations(t3_params, 3)))):
+        covered = total = 0
+        missing = []
+        for inter in inters:
+            have = {tuple(r[i] for i in inter) for r in rows}
+            for combo in sorted(universe[inter]):
+                total += 1
+                if combo in have:
+                    covered += 1
+                elif len(missing) < 10:
+                    missing.append({PARAMS[i]: LEVELS[PARAMS[i]][v] for i, v in zip(inter, combo)})
+        params = list(PARAMS) if key == "t2" else list(STRENGTH3)
+        result[key] = {"params": params, "covered": covered, "total": total,
+                       "percent": 100.0 * covered / total if total else 100.0, "missing": missing}
+    return result
+
+
+def _pct(part: dict) -> str:
+    return f"{part['covered']}/{part['total']} ({math.floor(part['percent'] * 10) / 10:.1f}%)"
+
+
+def describe_coverage(cases) -> str:
+    """A few lines for people: the t-way coverage of `cases` and what is missing."""
+    cov = coverage(cases)
+    lines = [f"{cov['cases']} valid cases",
+             f"2-way, all {len(PARAMS)} parameters: {_pct(cov['t2'])} combinations",
+             f"3-way, {', '.join(STRENGTH3)}: {_pct(cov['t3'])} combinations"]
+    for key in ("t2", "t3"):
+        for m in cov[key]["missing"]:
+            lines.append(f"  missing ({key}): " + ", ".join(f"{p}={v}" for p, v in m.items()))
+    return "\n".join(lines)

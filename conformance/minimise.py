@@ -1,0 +1,193 @@
+"""Shrink a diverging case to a small one that still diverges (greedy delta debugging).
+
+`minimise(case, diverges)` repeatedly tries simpler variants of the current case, in a
+fixed order of moves (batch, spatial size, channels, multiplier, groups, kernel,
+strides, dilations, padding, bias, dtype, data format, value profile), and keeps the
+first variant for which `diverges(variant)` is still True. It stops when no move helps,
+after `max_steps` calls of the predicate, or after `time_limit` seconds.
+
+Invariants
+- The result is the input case or a case for which `diverges` returned True, and it is
+  well-formed; a valid case stays valid and an invalid case stays invalid (the
+  predicate decides whether it is still the *same* divergence).
+- Deterministic: the same case and predicate give the same result whenever neither
+  limit is reached (moves are tried in a fixed order, no randomness).
+- Backend-agnostic: the predicate wraps whatever runs the case; `same_divergence`
+  builds the usual one from an adapter (make_inputs, reference, compare), in process.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator
+
+from .compare import compare
+from .inputs import make_inputs
+from .oracle import reference
+from .spec import Case, CaseError
+
+#: Default bound on predicate calls (each runs the backend once).
+MAX_STEPS = 500
+
+
+def _shrink_int(value: int, low: int) -> list[int]:
+    """Smaller values to try, boldest first: low, value/2, value-1 (distinct, > low..)."""
+    out = []
+    for v in (low, value // 2, value - 1):
+        if low <= v < value and v not in out:
+            out.append(v)
+    return out
+
+
+def _divisors_below(n: int, below: int) -> list[int]:
+    return [d for d in range(1, below) if n % d == 0]
+
+
+def _min_valid(c: Case, name: str, value: int) -> int:
+    """Smallest size of `name` (height/width) that keeps the case's validity, or `value`."""
+    for v in range(1, value):
+        try:
+            if c.replace(**{name: v}).is_valid == c.is_valid:
+                return v
+        except CaseError:
+            pass
+    return value
+
+
+def _moves(c: Case) -> Iterator[dict]:
+    """Field changes to try on `c`, simplest-making first. Invalid results are skipped."""
+    for b in _shrink_int(c.batch, 1):
+        yield {"batch": b}
+    # Spatial: the smallest input the geometry allows first, then 1, halving, one less.
+    for name in ("height", "width"):
+        value = getattr(c, name)
+        for v in [_min_valid(c, name, value)] + _shrink_int(value, 1):
+            if v < value:
+                yield {name: v}
+    if c.op == "conv2d":
+        # Channels per group (keeps a valid grouping), then plain counts (invalid cases).
+        g = c.groups
+        for k in _shrink_int(c.in_channels // g, 1):
+            yield {"in_channels": g * k}
+        for k in _shrink_int(c.in_channels, 1):
+            yield {"in_channels": k}
+        for o in _shrink_int(c.out_channels // g, 1):
+            yield {"out_channels": g * o}
+        for o in _shrink_int(c.out_channels, 1):
+            yield {"out_channels": o}
+        if g > 1:
+            # Fewer groups, keeping the channels per group (a smaller case) or the channels.
+            for d in _divisors_below(g, g):
+                yield {"groups": d, "in_channels": c.in_channels // g * d, "out_channels": c.out_channels // g * d}
+                yield {"groups": d}
+        if c.filter_channels is not None:
+            for f in _shrink_int(c.filter_channels, 1):
+                yield {"filter_channels": f}
+    else:
+        for k in _shrink_int(c.in_channels, 1):
+            yield {"in_channels": k}
+        for m in _shrink_int(c.channel_multiplier, 1):
+            yield {"channel_multiplier": m}
+    kh, kw = c.kernel
+    for k in _shrink_int(kh, 1):
+        yield {"kernel": (k, kw)}
+    for k in _shrink_int(kw, 1):
+        yield {"kernel": (kh, k)}
+    for axis, name in ((0, "strides"), (1, "strides"), (0, "dilations"), (1, "dilations")):
+        pair = getattr(c, name)
+        for v in _shrink_int(pair[axis], 1):
+            yield {name: (v, pair[1]) if axis == 0 else (pair[0], v)}
+    if c.padding != "VALID":
+        yield {"padding": "VALID"}
+        if not isinstance(c.padding, str):
+            (t, b), (l, r) = c.padding
+            yield {"padding": "SAME"}
+            for i, v in enumerate((t, b, l, r)):
+                for s in _shrink_int(v, 0):
+                    p = [t, b, l, r]
+                    p[i] = s
+                    yield {"padding": ((p[0], p[1]), (p[2], p[3]))}
+    if c.bias:
+        yield {"bias": False}
+    if c.dtype != "float32":
+        yield {"dtype": "float32"}
+    if c.data_format != "NHWC":
+        yield {"data_format": "NHWC"}
+    if c.profile != "normal":
+        yield {"profile": "normal"}
+
+
+def _size(c: Case) -> tuple:
+    """Order used to accept only strictly simpler variants (guarantees termination)."""
+    return (c.batch * c.height * c.width * c.in_channels * c.output_channels,
+            c.kernel[0] * c.kernel[1], c.strides[0] * c.strides[1] * c.dilations[0] * c.dilations[1],
+            c.padding != "VALID", c.bias, c.dtype != "float32", c.data_format != "NHWC", c.profile != "normal",
+            c.batch, c.height + c.width, c.in_channels, c.output_channels, c.groups,
+            c.channel_multiplier or 0, sum(map(sum, c.padding)) if not isinstance(c.padding, str) else 0)
+
+
+def _simpler(a: Case, b: Case) -> bool:
+    """Is `a` no bigger than `b` in every counted respect and smaller in one?"""
+    sa, sb = _size(a), _size(b)
+    return all(x <= y for x, y in zip(sa, sb)) and sa != sb
+
+
+def minimise(case: Case, diverges: Callable[[Case], bool], *, time_limit: float = 30.0,
+             max_steps: int = MAX_STEPS) -> Case:
+    """The smallest variant of `case` found for which `diverges` stays True.
+
+    `diverges(case)` is assumed True (it is not called on `case` itself). At most
+    `max_steps` predicate calls and about `time_limit` seconds (checked between calls).
+    """
+    if time_limit <= 0 or max_steps < 0:
+        raise ValueError(f"expected time_limit > 0 and max_steps >= 0, received {time_limit!r}, {max_steps!r}")
+    deadline = time.monotonic() + time_limit
+    steps = 0
+    current = case
+    tried: set[str] = set()
+    improved = True
+    while improved:
+        improved = False
+        for change in _moves(current):
+            if steps >= max_steps or time.monotonic() >= deadline:
+                return current
+            try:
+                candidate = current.replace(**change)
+            except CaseError:
+                continue  # e.g. a kernel that no longer fits the input: not a case at all
+            if candidate.is_valid != case.is_valid or candidate.id in tried or not _simpler(candidate, current):
+                continue
+            tried.add(candidate.id)
+            steps += 1
+            if diverges(candidate):
+                current = candidate
+                improved = True
+                break  # restart from the boldest moves on the smaller case
+    return current
+
+
+def same_divergence(adapter, kind: str | None) -> Callable[[Case], bool]:
+    """Predicate: `adapter` still diverges on a case, with divergence `kind` (None: any).
+
+    The case is judged as the runner does (make_inputs, reference, compare; an invalid
+    case diverges when the adapter returns instead of raising). A case the adapter does
+    not support, and an exception from `adapter.run`, are *not* the same divergence.
+    """
+    def diverges(case: Case) -> bool:
+        try:
+            if adapter.supports(case) is not None:
+                return False
+        except Exception:
+            return False
+        inputs = make_inputs(case)
+        try:
+            y = adapter.run(case, inputs.x, inputs.filters, inputs.bias)
+        except Exception:
+            return False
+        if not case.is_valid:
+            result = compare(case, y, None)
+        else:
+            result = compare(case, y, reference(case, *inputs), inputs)
+        return not result.passed and (kind is None or result.kind == kind)
+
+    return diverges

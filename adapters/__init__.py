@@ -1,0 +1,17 @@
+"""Backend adapters: one small module per framework behind one duck-typed contract.
+
+    name: str                                   # "torch", "torch[native_pad]", "torch:cuda" ...
+    version() -> str                            # framework version
+    device() -> str                             # "cpu", "cuda:0", ...
+    supports(case) -> str | None                # None, or the framework's own reason it can't
+    run(case, x, filters, bias) -> np.ndarray   # canonical (N, H, W, C) in and out, case dtype
+    repro_code(case) -> str                     # built-ins: the standalone source `run` executes
+
+Importing this package (or any adapter module) imports no framework: each adapter
+imports its framework when it first computes. `registry` holds the one list of
+built-ins and turns a spec string into an adapter.
+"""
+
+from .registry import BUILTINS, BackendError, BackendInfo, check_contract, default_specs, discover, load
+
+__all__ = ["BUILTINS", "BackendError", "BackendInfo", "check_contract", "default_specs", "discover", "load"]

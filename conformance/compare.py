@@ -13,6 +13,9 @@ Divergence kinds (a stable vocabulary, also used by results.json and the reports
 - `precision`: above the probabilistic threshold but within the rigorous bound: right
   indices, fewer bits than the dtype promises.
 - `value`: beyond the rigorous bound of any correct summation: a wrong result.
+- `rounding_bias`: every element within tolerance, but the rounding errors lean one way
+  far beyond chance (e.g. truncation toward zero instead of round-to-nearest): see
+  `rounding_bias_z`.
 - `invalid_accepted`: an invalid case (no correct answer exists) returned an output.
 """
 
@@ -29,7 +32,12 @@ from .dtypes import dtype_name, flush_subnormals, fmt, np_dtype
 from .oracle import Reference, convolve
 from .spec import Case
 
-KINDS = ("shape", "nonfinite", "subnormal_flush", "inexact", "precision", "value", "invalid_accepted")
+KINDS = ("shape", "nonfinite", "subnormal_flush", "inexact", "precision", "value", "rounding_bias",
+         "invalid_accepted")
+#: |z| above this on the toward-zero sign test is a rounding bias (p < 1e-8 under round-to-nearest).
+BIAS_Z = 6.0
+#: Fewer inexact elements than this make no sign test.
+BIAS_MIN_ELEMENTS = 32
 WORST_COUNT = 8
 #: Error maps larger than this are pooled (max) down to it, to keep reports small.
 MAP_MAX = 64
@@ -206,6 +214,21 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None) -> Comp
     figures = _figures(case, y64, ref, e)
     bad = e > limit
     if not bad.any():
+        z = rounding_bias_z(y64, ref)
+        figures["rounding_bias_z"] = z
+        if z is not None and abs(z) > BIAS_Z:
+            # Flushing subnormals to zero is a rounding toward zero too; where the underflow
+            # floor hides it element by element (bfloat16 has only 7 subnormal bits), say so.
+            if inputs is not None and flush_explains(case, y64, inputs):
+                return Comparison(False, "subnormal_flush",
+                                  f"all elements within tolerance, but the inexact ones round toward zero far beyond "
+                                  f"chance (sign test z = {z:.1f}) exactly as flushing subnormal inputs and results "
+                                  f"to zero (FTZ/DAZ) gives", figures, notes=notes)
+            way = "toward zero" if z > 0 else "away from zero"
+            return Comparison(False, "rounding_bias",
+                              f"all elements within tolerance, but the inexact ones round {way} far beyond chance "
+                              f"(sign test z = {z:.1f}, |z| > {BIAS_Z:g}): a directed rounding such as truncation "
+                              f"instead of round-to-nearest", figures, notes=notes)
         return Comparison(True, None, "within tolerance", figures, notes=notes)
     heat, chan = _maps(e, limit)
     worst = _worst(y64, ref, e, limit)
@@ -214,6 +237,23 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None) -> Comp
                f"max normalised error {_fmt(figures['max_normalised_error'])} vs threshold {figures['threshold']:.3g}"
                f" (hard bound {figures['hard_bound']:.3g}); effective bits {figures['effective_bits']} of {figures['dtype_bits']}")
     return Comparison(False, kind, message, figures, worst, heat, chan, notes)
+
+
+def rounding_bias_z(y: np.ndarray, ref: Reference) -> float | None:
+    """Sign test on the inexact elements: z > 0 leans toward zero, z < 0 away from it.
+
+    Round-to-nearest errors are symmetric, whatever the summation order or accumulator
+    width, so among n inexact elements the count t rounded toward zero is Binomial(n, 1/2)
+    and z = (2t - n) / sqrt(n) is about N(0, 1). None below BIAS_MIN_ELEMENTS elements.
+    """
+    r = ref.value
+    ok = np.isfinite(r) & np.isfinite(y) & (r != 0) & (y != r)
+    n = int(ok.sum())
+    if n < BIAS_MIN_ELEMENTS:
+        return None
+    toward = (np.abs(y[ok]) < np.abs(r[ok])) & ((np.sign(y[ok]) == np.sign(r[ok])) | (y[ok] == 0))
+    t = int(toward.sum())
+    return round((2 * t - n) / math.sqrt(n), 2)
 
 
 def _fmt(v) -> str:
@@ -250,6 +290,10 @@ def flush_explains(case: Case, y: np.ndarray, inputs) -> bool:
     value = flush_subnormals(convolve(case, xf, wf, bf), case.dtype)
     mag = convolve(case, np.abs(np.where(np.isfinite(xf), xf, 0)), np.abs(np.where(np.isfinite(wf), wf, 0)),
                    None if bf is None else np.abs(bf), compensated=False)
-    flushed = Reference(value, np.where(np.isfinite(value), mag, np.inf), None)
+    alternative = None
+    if not np.isfinite(wf).all():
+        # The same IEEE latitude as the unflushed reference: padded zero * Inf may be skipped.
+        alternative = flush_subnormals(convolve(case, xf, wf, bf, zero_times_inf="skip"), case.dtype)
+    flushed = Reference(value, np.where(np.isfinite(value), mag, np.inf), alternative)
     e = _elementwise(case, y, flushed)
     return not (e > _limit(case, flushed)).any()

@@ -1,0 +1,52 @@
+"""JAX: jax.lax.conv_general_dilated.
+
+Translation: dimension_numbers ("NHWC", "HWIO", "NHWC") for data_format NHWC (canonical
+arrays as they are), ("NCHW", "OIHW", "NCHW") for NCHW (x and filters transposed).
+Depthwise is feature_group_count = C with the filter reshaped (kh, kw, C, M) ->
+(kh, kw, 1, C*M), which keeps the canonical k*M + q channel order. Padding: "SAME" and
+"VALID" are passed as JAX's strings (JAX's SAME is TensorFlow's); explicit pads as
+((top, bottom), (left, right)) pairs.
+Precision: float64 needs `jax_enable_x64` (set in the setup; it changes no float32
+computation: arrays keep their dtype). `precision` is left at JAX's default, as a user
+would call it: on CPU that is full float32; on GPUs the default may use TF32 for float32,
+which the suite is meant to see, not to hide.
+"""
+
+from __future__ import annotations
+
+from conformance.spec import Case
+
+from ._base import BuiltinAdapter, tiny_case
+from ._layout import hwcm_to_hw1o, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
+from ._program import Program
+
+
+class JaxAdapter(BuiltinAdapter):
+    framework = "jax"
+    base_name = "jax"
+
+    def _probe(self, case: Case) -> Case:
+        return tiny_case(case, dtype=case.dtype, data_format=case.data_format)
+
+    def _program(self, case: Case) -> Program:
+        platform = self._device.split(":")[0]
+        index = int(self._device.split(":")[1]) if ":" in self._device else 0
+        setup = ("import numpy as np\nimport jax\nfrom jax import lax\n\n"
+                 "jax.config.update('jax_enable_x64', True)  # float64 cases compute in float64\n"
+                 f"dev = jax.devices({platform!r})[{index}]\n")
+        nchw = case.data_format == "NCHW"
+        w = "filters" if case.op == "conv2d" else hwcm_to_hw1o("filters")
+        groups = case.groups if case.op == "conv2d" else case.in_channels
+        pad = case.padding if isinstance(case.padding, str) else tuple(tuple(p) for p in case.padding)
+        dims = ("NCHW", "OIHW", "NCHW") if nchw else ("NHWC", "HWIO", "NHWC")
+        lines = [
+            f"xj = jax.device_put({nhwc_to_nchw('x') if nchw else 'x'}, dev)",
+            f"fj = jax.device_put({hwio_to_oihw(w) if nchw else w}, dev)",
+            f"yj = lax.conv_general_dilated(xj, fj, window_strides={tuple(case.strides)!r}, padding={pad!r}, "
+            f"rhs_dilation={tuple(case.dilations)!r}, dimension_numbers={dims!r}, feature_group_count={groups})",
+        ]
+        if case.bias:
+            shape = "(1, -1, 1, 1)" if nchw else "(1, 1, 1, -1)"
+            lines.append(f"yj = yj + jax.device_put(bias, dev).reshape{shape}")
+        lines.append(f"y = {nchw_to_nhwc('np.asarray(yj)') if nchw else 'np.asarray(yj)'}")
+        return Program(setup, "\n".join(lines) + "\n")

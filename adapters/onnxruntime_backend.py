@@ -1,0 +1,82 @@
+"""ONNX Runtime: a one-node ONNX model (Conv), run by an InferenceSession.
+
+Translation: ONNX is NCHW / OIHW whatever the case's data_format (both formats take
+the same path); depthwise is group = C with weights (C*M, 1, kh, kw) in k*M + q order.
+The canonical adapter passes explicit `pads` [top, left, bottom, right], SAME/VALID
+resolved by `conv_geometry`.
+Variant `auto_pad`: SAME -> auto_pad="SAME_UPPER" (TensorFlow's SAME: odd pixel at the
+end), VALID -> auto_pad="VALID", so ONNX Runtime's own padding rule is tested; explicit
+pads stay explicit (ONNX has no other spelling of them), as in the canonical adapter.
+The model and its session live in the program's setup: one session per signature (op
+attributes, dtype, bias, provider); batch and spatial sizes are left dynamic.
+Providers: CPUExecutionProvider on "cpu"; CUDAExecutionProvider on "cuda:N", refused
+when ONNX Runtime lacks it (ORT would otherwise silently fall back to the CPU).
+"""
+
+from __future__ import annotations
+
+from conformance.spec import Case
+
+from ._base import BuiltinAdapter, tiny_case
+from ._layout import hwcm_to_oihw, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
+from ._program import Program
+
+#: Conv has not changed since opset 11; 17 / IR 8 is understood by every ORT >= 1.12.
+OPSET = 17
+IR_VERSION = 8
+_ONNX_TYPES = {"float32": "FLOAT", "float16": "FLOAT16", "bfloat16": "BFLOAT16", "float64": "DOUBLE"}
+
+
+class OnnxruntimeAdapter(BuiltinAdapter):
+    framework = "onnxruntime"
+    base_name = "onnxruntime"
+
+    def __init__(self, device: str = "cpu", auto_pad: bool = False):
+        super().__init__(device, "auto_pad" if auto_pad else None)
+        self.auto_pad = auto_pad
+
+    def _probe(self, case: Case) -> Case:
+        # With auto_pad, ORT's padding rule is part of what may be refused (e.g. with dilations).
+        strings = self.auto_pad and isinstance(case.padding, str)
+        return tiny_case(case, dtype=case.dtype, bias=case.bias, padding=case.padding if strings else "VALID",
+                         dilations=(2, 2) if strings and case.dilations != (1, 1) else (1, 1),
+                         height=8, width=8)
+
+    def _pad_attrs(self, case: Case) -> str:
+        if self.auto_pad and isinstance(case.padding, str):
+            return f"auto_pad={('SAME_UPPER' if case.padding == 'SAME' else 'VALID')!r}"
+        (t, b), (l, r) = case.geometry.pads
+        return f"pads={[t, l, b, r]!r}"
+
+    def _program(self, case: Case) -> Program:
+        ty = _ONNX_TYPES[case.dtype]
+        groups = case.groups if case.op == "conv2d" else case.in_channels
+        inputs = ["X", "W"] + (["B"] if case.bias else [])
+        if self._device == "cpu":
+            providers = ["CPUExecutionProvider"]
+            check = ""
+        else:
+            providers = ["CUDAExecutionProvider"]
+            check = ("if 'CUDAExecutionProvider' not in ort.get_available_providers():\n"
+                     "    raise RuntimeError('no CUDA for ONNX Runtime: CUDAExecutionProvider not in '\n"
+                     "                       + repr(ort.get_available_providers()))\n")
+        options = "" if ":" not in self._device else f", provider_options=[{{'device_id': {int(self._device.split(':')[1])}}}]"
+        setup = f"""\
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+{check}node = helper.make_node("Conv", {inputs!r}, ["Y"], group={groups}, kernel_shape={list(case.kernel)!r},
+                        strides={list(case.strides)!r}, dilations={list(case.dilations)!r}, {self._pad_attrs(case)})
+graph = helper.make_graph(
+    [node], "conv",
+    [helper.make_tensor_value_info(n, TensorProto.{ty}, None) for n in {inputs!r}],
+    [helper.make_tensor_value_info("Y", TensorProto.{ty}, None)])
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", {OPSET})])
+model.ir_version = {IR_VERSION}
+session = ort.InferenceSession(model.SerializeToString(), providers={providers!r}{options})
+"""
+        w = hwio_to_oihw("filters") if case.op == "conv2d" else hwcm_to_oihw("filters")
+        feeds = '{"X": ' + nhwc_to_nchw("x") + ', "W": ' + w + (', "B": bias' if case.bias else "") + "}"
+        compute = f"feeds = {feeds}  # NHWC -> NCHW, HWIO/HWCM -> OIHW\ny = {nchw_to_nhwc('session.run(None, feeds)[0]')}\n"
+        return Program(setup, compute)

@@ -1,0 +1,79 @@
+"""TensorFlow: tf.nn.conv2d and tf.nn.depthwise_conv2d, the canonical semantics' origin.
+
+Translation: canonical layouts are TensorFlow's (NHWC, HWIO, HWCM), so only
+data_format NCHW transposes x (TensorFlow's CPU kernels support NCHW for some dtypes
+only: supports() quotes the refusal). Grouped conv2d is expressed the TensorFlow way,
+by a filter of shape (kh, kw, C/groups, O): TF infers the groups.
+strides/dilations are 4-tuples in the data_format's order for conv2d; depthwise takes
+`strides` as a 4-tuple and `dilations` as a 2-tuple, passed as given. TensorFlow's
+depthwise_conv2d with strides > 1 *and* dilations > 1 only warns and returns a wrongly
+shaped result: that is a finding for the suite to report, not something to fix here.
+Padding: "SAME"/"VALID" as TensorFlow strings (TF's own semantics); explicit pads as
+TF's explicit list.
+Variant `native_pad`: every padding spelled as TF's explicit list, SAME/VALID resolved
+by `conv_geometry`: compares TF's SAME rule with its explicit-padding path.
+Defaults are TensorFlow's: oneDNN kernels on x86 CPUs (which flush float32 subnormals
+to zero), TF32 for float32 on recent GPUs; the suite reports them, the adapter does
+not switch them off.
+"""
+
+from __future__ import annotations
+
+from conformance.spec import Case
+
+from ._base import BuiltinAdapter, tiny_case
+from ._layout import nchw_to_nhwc, nhwc_to_nchw
+from ._program import Program
+
+
+class TensorflowAdapter(BuiltinAdapter):
+    framework = "tensorflow"
+    base_name = "tensorflow"
+
+    def __init__(self, device: str = "cpu", native_pad: bool = False):
+        super().__init__(device, "native_pad" if native_pad else None)
+        self.native_pad = native_pad
+
+    def _probe(self, case: Case) -> Case:
+        # Which kernel TF picks depends on dtype and layout, and some kernels refuse some
+        # strides (float64 depthwise: "only supports equal length strides"); dilations
+        # take another path (space_to_batch): the probe keeps all of these.
+        return tiny_case(case, dtype=case.dtype, data_format=case.data_format, bias=case.bias,
+                         strides=case.strides, dilations=case.dilations,
+                         padding=case.padding if isinstance(case.padding, str) else ((1, 0), (0, 1)))
+
+    def _padding(self, case: Case):
+        if isinstance(case.padding, str) and not self.native_pad:
+            return case.padding
+        (t, b), (l, r) = case.geometry.pads
+        if case.data_format == "NCHW":
+            return [[0, 0], [0, 0], [t, b], [l, r]]
+        return [[0, 0], [t, b], [l, r], [0, 0]]
+
+    def _program(self, case: Case) -> Program:
+        setup = "import numpy as np\nimport tensorflow as tf\n"
+        nchw = case.data_format == "NCHW"
+        (sh, sw), (dh, dw) = case.strides, case.dilations
+        strides = [1, 1, sh, sw] if nchw else [1, sh, sw, 1]
+        pad = self._padding(case)
+        tf_device = "/CPU:0" if self._device == "cpu" else "/" + self._device.upper()
+        lines = []
+        if self._device != "cpu":
+            # Eager TF silently falls back to the CPU when the GPU is missing: refuse instead.
+            lines += ["if not tf.config.list_physical_devices('GPU'):",
+                      "    raise RuntimeError(\"no GPU visible to TensorFlow: tf.config.list_physical_devices('GPU') is empty\")"]
+        lines.append(f"with tf.device({tf_device!r}):")
+        lines.append(f"    xt = tf.constant({nhwc_to_nchw('x') if nchw else 'x'})"
+                     + ("  # NHWC -> NCHW" if nchw else ""))
+        lines.append("    ft = tf.constant(filters)")
+        if case.op == "conv2d":
+            dil = [1, 1, dh, dw] if nchw else [1, dh, dw, 1]
+            lines.append(f"    yt = tf.nn.conv2d(xt, ft, strides={strides}, padding={pad!r}, "
+                         f"data_format={case.data_format!r}, dilations={dil})")
+        else:
+            lines.append(f"    yt = tf.nn.depthwise_conv2d(xt, ft, strides={strides}, padding={pad!r}, "
+                         f"data_format={case.data_format!r}, dilations={[dh, dw]})")
+        if case.bias:
+            lines.append(f"    yt = tf.nn.bias_add(yt, tf.constant(bias), data_format={case.data_format!r})")
+        lines.append(f"y = {nchw_to_nhwc('yt.numpy()') if nchw else 'yt.numpy()'}")
+        return Program(setup, "\n".join(lines) + "\n")

@@ -1,0 +1,77 @@
+"""PyTorch: torch.nn.functional.conv2d (depthwise is groups = C).
+
+Translation: x NHWC -> NCHW (channels_last memory for data_format NHWC, contiguous NCHW
+for NCHW); filters HWIO -> OIHW, depthwise HWCM -> (C*M, 1, kh, kw) in k*M + q order.
+Padding: SAME/VALID are resolved to explicit pads by `conv_geometry` (torch has no
+TensorFlow SAME); torch's `padding` argument is symmetric per axis, so asymmetric pads
+(an odd SAME total, or explicit ones) are applied first with F.pad (zeros), the way
+ported TensorFlow models do it.
+Variant `native_pad`: padding="same" / "valid", torch's own strings (torch refuses
+"same" with strides > 1: supports() quotes it); explicit pads as in the canonical
+adapter. torch's "same" may split an odd total differently from TensorFlow's: exposing
+that is the variant's purpose.
+Defaults are PyTorch's: on CUDA, cuDNN may use TF32 for float32 convolutions
+(torch.backends.cudnn.allow_tf32 is True by default); the suite reports it, the
+adapter does not switch it off.
+"""
+
+from __future__ import annotations
+
+from conformance.spec import Case
+
+from ._base import BuiltinAdapter, tiny_case
+from ._layout import hwcm_to_oihw, hwio_to_oihw
+from ._program import Program
+
+class TorchAdapter(BuiltinAdapter):
+    framework = "torch"
+    base_name = "torch"
+
+    def __init__(self, device: str = "cpu", native_pad: bool = False):
+        super().__init__(device, "native_pad" if native_pad else None)
+        self.native_pad = native_pad
+
+    def _probe(self, case: Case) -> Case:
+        strings = self.native_pad and isinstance(case.padding, str)
+        return tiny_case(case, dtype=case.dtype, data_format=case.data_format, bias=case.bias,
+                         padding=case.padding if strings else "VALID",
+                         strides=(2, 2) if strings and case.strides != (1, 1) else (1, 1))
+
+    def _program(self, case: Case) -> Program:
+        setup = "import numpy as np\nimport torch\nimport torch.nn.functional as F\n"
+        memory = "torch.channels_last" if case.data_format == "NHWC" else "torch.contiguous_format"
+        bf16 = case.dtype == "bfloat16"
+
+        def tensor(expr: str) -> str:
+            # torch.from_numpy has no bfloat16: go through float32 (exact for bfloat16 values).
+            if bf16:
+                return f"torch.from_numpy(np.asarray({expr}, dtype=np.float32)).to(torch.bfloat16)"
+            return f"torch.from_numpy({expr})"
+
+        w = hwio_to_oihw("filters") if case.op == "conv2d" else hwcm_to_oihw("filters")
+        groups = case.groups if case.op == "conv2d" else case.in_channels
+        layout = "HWIO -> OIHW" if case.op == "conv2d" else "HWCM -> (C*M, 1, kh, kw), channel k*M + q"
+        lines = [
+            f"dev = torch.device({self._device!r})",
+            f"w = {w}  # {layout}",
+            f"# NHWC -> NCHW view; {memory} memory for data_format {case.data_format}",
+            f"xt = {tensor('x')}.permute(0, 3, 1, 2).to(dev).contiguous(memory_format={memory})",
+            f"wt = {tensor('w')}.to(dev).contiguous(memory_format={memory})",
+            f"bt = {tensor('bias')}.to(dev)" if case.bias else "bt = None",
+        ]
+        if self.native_pad and isinstance(case.padding, str):
+            pad_arg = repr(case.padding.lower())
+        else:
+            (t, b), (l, r) = case.geometry.pads
+            if (t, l) == (b, r):
+                pad_arg = repr((t, l))
+            else:
+                lines.append("# torch's conv2d padding is symmetric: asymmetric pads are applied first (zeros)")
+                lines.append(f"xt = F.pad(xt, ({l}, {r}, {t}, {b})).contiguous(memory_format={memory})")
+                pad_arg = "(0, 0)"
+        lines.append(f"yt = F.conv2d(xt, wt, bt, stride={tuple(case.strides)!r}, padding={pad_arg}, "
+                     f"dilation={tuple(case.dilations)!r}, groups={groups})")
+        out = "yt.permute(0, 2, 3, 1).cpu()"
+        lines.append(f"y = np.ascontiguousarray({out}.float().numpy()).astype(x.dtype)" if bf16
+                     else f"y = np.ascontiguousarray({out}.numpy())")
+        return Program(setup, "\n".join(lines) + "\n")

@@ -1,0 +1,291 @@
+"""The `conformance` command: run, backends, cases, merge, repro, explore.
+
+Exit codes (every subcommand): 0 nothing unexpected; 1 an unexpected divergence, error,
+crash or timeout (a backend that crashes or hangs is not conformant), or with
+--strict-expected a known divergence that is now fixed; 2 bad usage or bad input (one
+line on stderr, no traceback); 130 interrupted (what was done is written).
+
+`repro`, `explore` and `report` live in conformance.repro, .explore and .report; each exposes
+`add_arguments(parser)` and `run(args) -> int` and is imported only when its subcommand
+is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence, TextIO
+
+from . import runner
+from .runner import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+
+LAZY = {"repro": ("conformance.repro", "reproduce one case on one backend in this process, with a bug-report script"),
+        "explore": ("conformance.explore", "search for divergences with hypothesis-generated cases"),
+        "report": ("conformance.report", "render the HTML reports of a saved results.json")}
+
+
+#: Unexpected results listed one per line in the summary; the rest are counted.
+SUMMARY_ROWS = 60
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2, like every other bad input
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, received {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, received {text!r}")
+    return v
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run the case set on the backends and write results and reports",
+                       description="Run every selected case on every backend, each backend in its own worker process.")
+    p.add_argument("--backend", action="append", default=[], metavar="NAME",
+                   help="a built-in or entry-point backend (repeatable; default: every available one)")
+    p.add_argument("--adapter", action="append", default=[], metavar="SPEC",
+                   help="an ad-hoc adapter, module:Class or path/to/file.py:Class (repeatable)")
+    p.add_argument("--cases", default="default", metavar="SELECTOR",
+                   help="set name (smoke, default, full), case file, case id or id glob; comma-separated unions (default: default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of generated case sets (default 0)")
+    p.add_argument("--budget", type=int, default=None, help="size budget of generated case sets")
+    p.add_argument("--dtype", action="append", default=None, metavar="DTYPE", help="only cases of this dtype (repeatable)")
+    p.add_argument("--out", default="reports", metavar="DIR", help="output directory (default: reports)")
+    p.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
+                   help="per case and backend; past it the worker is killed and the case is a timeout (default 60)")
+    p.add_argument("--expected", metavar="FILE", help="YAML manifest of known divergences (docs/running.md)")
+    p.add_argument("--strict-expected", action="store_true", help="exit 1 when a known divergence is now fixed")
+    p.add_argument("--baseline", metavar="FILE", help="an earlier results.json: report new and fixed divergences")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (1-based; by a hash of the case id)")
+    p.add_argument("--resume", action="store_true", help="continue OUT/results.jsonl, skipping recorded pairs")
+    p.add_argument("--no-report", dest="report", action="store_false", help="skip the HTML reports")
+    p.add_argument("--minimise", dest="minimise", action="store_true", default=True,
+                   help=f"minimise unexplained divergences, one per backend, kind and diagnosis (default; "
+                        f"at most {runner.MINIMISE_CASE_S:g} s each, {runner.MINIMISE_BACKEND_S:g} s per backend)")
+    p.add_argument("--no-minimise", dest="minimise", action="store_false", help="do not minimise divergences")
+    p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    parser = _Parser(prog="conformance", description="Conformance suite for 2-D convolution backends.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    _add_run(sub)
+    p = sub.add_parser("backends", help="list every backend, with version and device, and why one is unavailable")
+    p.add_argument("--deep", action="store_true", help="import each framework (in a child process) to check it")
+    p = sub.add_parser("cases", help="list the case ids of a selector")
+    p.add_argument("selector", nargs="?", default="default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", type=int, default=None)
+    p.add_argument("--dtype", action="append", default=None, metavar="DTYPE")
+    p.add_argument("--shard", metavar="I/N")
+    p.add_argument("--coverage", action="store_true", help="print the sweep coverage of the selection")
+    p = sub.add_parser("merge", help="combine shard results.json files into one run")
+    p.add_argument("files", nargs="+", metavar="RESULTS_JSON")
+    p.add_argument("--out", default="reports", metavar="DIR")
+    p.add_argument("--no-report", dest="report", action="store_false")
+    p.add_argument("--expected", metavar="FILE", help="re-decide known divergences with this manifest")
+    p.add_argument("--strict-expected", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    for name, (module, help_text) in LAZY.items():
+        p = sub.add_parser(name, help=help_text)
+        if argv and argv[0] == name:  # only the subcommand in use imports its module
+            try:
+                importlib.import_module(module).add_arguments(p)
+            except ImportError as exc:
+                raise UsageError(f"conformance {name}: not available ({exc})") from None
+    return parser
+
+
+# ---- run ------------------------------------------------------------------------------
+
+def _specs(args) -> list[str]:
+    from conformance.adapters import registry
+
+    if not args.backend and not args.adapter:
+        specs = registry.default_specs()
+        if not specs:
+            raise UsageError("run: expected at least one available backend, received none (see `conformance backends`)")
+        return specs
+    known = registry.known_names() if args.backend else []
+    for name in args.backend:
+        # Availability is the worker's to find out: a backend that cannot load gives an
+        # error record per case with the reason (discover() would cost a second here).
+        if name not in known:
+            raise UsageError(f"--backend: unknown backend {name!r}: expected one of {', '.join(known)} "
+                             f"(use --adapter for module:Class or file.py:Class)")
+    specs = list(dict.fromkeys(list(args.backend) + list(args.adapter)))
+    return specs
+
+
+def cmd_run(args, argv: Sequence[str], stream: TextIO) -> int:
+    shard = runner.parse_shard(args.shard) if args.shard is not None else None
+    cfg = runner.RunConfig(specs=[], selector=args.cases, seed=args.seed, budget=args.budget, dtypes=args.dtype,
+                           out=Path(args.out), timeout=args.timeout, expected=args.expected, baseline=args.baseline,
+                           shard=shard, resume=args.resume, report=args.report, minimise=args.minimise,
+                           strict_expected=args.strict_expected, quiet=args.quiet, argv=list(argv))
+    cfg.specs = _specs(args)
+    cases = runner.select_cases(cfg.selector, seed=cfg.seed, budget=cfg.budget, dtypes=cfg.dtypes, shard=shard)
+    if not cases and shard is None:  # an empty shard of a small set is fine; an empty selection is not
+        raise UsageError(f"--cases {cfg.selector!r}: expected at least one case, received none"
+                         + (f" in shard {args.shard}" if shard else "") + (f" for dtypes {args.dtype}" if args.dtype else ""))
+    runner.preflight(cfg)
+    if not args.quiet:
+        stream.write(f"conformance: {len(cases)} cases x {len(cfg.specs)} backends -> {cfg.out}\n")
+        stream.flush()
+    outcome = runner.execute(cfg, cases, stream)
+    if not args.quiet:
+        stream.write(summary(outcome))
+    for w in outcome.warnings:
+        stream.write(f"warning: {w}\n")
+    return outcome.exit_code
+
+
+def summary(outcome: runner.Outcome) -> str:
+    """The end-of-run table: backend x status counts, the unexpected failures, fixed entries, paths."""
+    from .results import STATUSES, counts, is_unexpected
+
+    run = outcome.run
+    table = counts(run["records"])
+    cols = list(STATUSES) + ["known"]
+    width = max([len(b) for b in table] + [7])
+    lines = ["", f"{'backend':<{width}}  " + "  ".join(f"{c:>11}" for c in cols)]
+    for backend, row in table.items():
+        lines.append(f"{backend:<{width}}  " + "  ".join(f"{row[c]:>11}" for c in cols))
+    for name, info in run["backends"].items():
+        if info.get("error"):
+            lines.append(f"! {name}: {info['error']}")
+    bad = [r for r in run["records"] if is_unexpected(r)]
+    if bad:
+        lines.append(f"\n{len(bad)} unexpected:")
+        for r in bad[:SUMMARY_ROWS]:
+            msg = (r["message"] or "").splitlines()[0] if r["message"] else ""
+            lines.append(f"  {r['backend']}  {r['case_id']}  {r['kind'] or r['status']}: {msg[:160]}")
+        if len(bad) > SUMMARY_ROWS:
+            lines.append(f"  ... and {len(bad) - SUMMARY_ROWS} more (results.json, junit.xml and the reports list them all)")
+    fixed = (run.get("expected") or {}).get("fixed") or []
+    if fixed:
+        lines.append(f"\n!!! {len(fixed)} KNOWN DIVERGENCE(S) NOW PASS: update the --expected manifest !!!")
+        for f in fixed:
+            lines.append(f"  {f['backend']}  {f['case_id']}  (entry {f['manifest_entry']}: {f['reason']})")
+    unmatched = (run.get("expected") or {}).get("unmatched") or []
+    if unmatched:
+        lines.append(f"note: manifest entries {unmatched} match no case of this run")
+    if "baseline" in run:
+        base = run["baseline"]
+        lines.append(f"\nagainst baseline {base['path']}: {len(base['new'])} new, {len(base['fixed'])} fixed")
+        for r in base["new"]:
+            lines.append(f"  new    {r['backend']}  {r['case_id']}  {r['kind'] or r['status']} (was {r['was']})")
+        for r in base["fixed"]:
+            lines.append(f"  fixed  {r['backend']}  {r['case_id']}  (was {r['was']})")
+    if run["run"].get("interrupted"):
+        lines.append("\ninterrupted: the results cover the cases finished before the interruption (--resume continues)")
+    where = f"  report: {outcome.reports}" if outcome.reports else ""
+    lines.append(f"\nresults: {outcome.out / 'results.json'}  junit: {outcome.out / 'junit.xml'}{where}")
+    verdict = {EXIT_OK: "OK", EXIT_FAIL: "FAILED", EXIT_INTERRUPTED: "INTERRUPTED"}.get(outcome.exit_code, "")
+    lines.append(f"conformance: {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+# ---- other subcommands ----------------------------------------------------------------
+
+def cmd_backends(args, stream: TextIO) -> int:
+    from conformance.adapters import registry
+
+    infos = registry.discover(deep=args.deep)
+    width = max(len(i.name) for i in infos) if infos else 7
+    out = sys.stdout
+    out.write(f"{'backend':<{width}}  {'available':<9}  {'version':<14}  {'device':<8}  default  reason\n")
+    for i in infos:
+        out.write(f"{i.name:<{width}}  {'yes' if i.available else 'no':<9}  {str(i.version or '-'):<14}  "
+                  f"{str(i.device or '-'):<8}  {'yes' if i.default else 'no':<7}  {i.reason or ''}\n")
+    return EXIT_OK
+
+
+def cmd_cases(args, stream: TextIO) -> int:
+    shard = runner.parse_shard(args.shard) if args.shard is not None else None
+    cases = runner.select_cases(args.selector, seed=args.seed, budget=args.budget, dtypes=args.dtype, shard=shard)
+    for c in cases:
+        sys.stdout.write(c.id + "\n")
+    if args.coverage:
+        try:
+            from conformance.cases.sweep import coverage
+        except ImportError as exc:
+            raise UsageError(f"cases --coverage: not available ({exc})") from None
+        sys.stdout.write(_coverage_text(coverage(cases)))
+    stream.write(f"{len(cases)} cases\n")
+    return EXIT_OK
+
+
+def _coverage_text(cov: dict) -> str:
+    """{"cases", "t2": {...}, "t3": {...}} (conformance.cases.sweep.coverage) as a few lines."""
+    lines = [f"coverage of {cov.get('cases')} valid cases:"]
+    for key, label in (("t2", "pairs"), ("t3", "triples")):
+        part = cov.get(key)
+        if not isinstance(part, dict):
+            continue
+        lines.append(f"  {label} over {', '.join(part.get('params', []))}: {part.get('covered')} of "
+                     f"{part.get('total')} feasible combinations ({part.get('percent', 0):.1f}%)")
+        for miss in (part.get("missing") or [])[:5]:
+            lines.append(f"    missing: {miss}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_merge(args, stream: TextIO) -> int:
+    merged, copies = runner.merge(args.files)
+    out = Path(args.out)
+    for src, rel in copies:  # repro paths are relative to the results file's directory
+        if (src / rel).is_file() and (src / rel).resolve() != (out / rel).resolve():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / rel, out / rel)
+    entries = []
+    if args.expected:
+        from . import expected
+
+        try:
+            entries = expected.load_manifest(args.expected)
+        except expected.ManifestError as exc:
+            raise UsageError(f"--expected: {exc}") from None
+        for rec in merged["records"]:
+            rec["known"] = expected.match(entries, rec)
+    outcome = runner.write_outputs(out, merged, entries, None, report=args.report,
+                                   strict_expected=args.strict_expected, expected_path=args.expected)
+    if not args.quiet:
+        stream.write(summary(outcome))
+    for w in outcome.warnings:
+        stream.write(f"warning: {w}\n")
+    return outcome.exit_code
+
+
+def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int:
+    """Entry point; returns (and, as a script, exits with) the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stream = stream or sys.stderr
+    try:
+        args = build_parser(argv).parse_args(argv)
+        if args.command == "run":
+            return cmd_run(args, argv, stream)
+        if args.command == "backends":
+            return cmd_backends(args, stream)
+        if args.command == "cases":
+            return cmd_cases(args, stream)
+        if args.command == "merge":
+            return cmd_merge(args, stream)
+        module = importlib.import_module(LAZY[args.command][0])
+        return int(module.run(args))
+    except UsageError as exc:
+        stream.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        stream.write("interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `conformance cases | head`
+        return EXIT_OK

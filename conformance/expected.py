@@ -1,0 +1,165 @@
+"""Known divergences (an --expected manifest) and the diff against a baseline run.
+
+A manifest is a YAML list of entries:
+
+    - backend: tensorflow          # a backend name or an fnmatch glob ("torch*")
+      version: ">=2.16,<3"         # optional PEP 440 specifier set on backend_version
+      cases: "dw-*-s2x2-d2x2-*"    # an id glob or a list of them
+      kind: shape                  # optional: only divergences of this kind (or a list)
+      reason: "depthwise with strides > 1 and dilations > 1 returns a wrongly shaped result"
+      link: https://github.com/tensorflow/tensorflow/issues/...   # optional
+
+Invariants
+- An entry only ever *explains* a record: the verdict stays `diverge` (or error, crash,
+  timeout) and the record gains `known`; nothing is skipped or re-judged.
+- An entry "covers" a (case, backend) pair when backend, version and case id match, kind
+  aside. A covered pair that now passes is *fixed*: the manifest is out of date. An entry
+  that covers nothing in the run is reported as unmatched (it may belong to another shard
+  or backend, so it is a note, not an error).
+- A malformed manifest raises ManifestError naming the file, the entry index and the rule.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from .results import FAILING
+
+ENTRY_KEYS = ("backend", "version", "cases", "kind", "reason", "link")
+
+
+class ManifestError(ValueError):
+    """A malformed --expected manifest."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    index: int
+    backend: str
+    version: SpecifierSet | None
+    cases: tuple[str, ...]
+    kinds: tuple[str, ...] | None
+    reason: str
+    link: str | None
+
+    def covers(self, backend: str, version: str | None, case_id: str) -> bool:
+        if not fnmatch.fnmatchcase(backend, self.backend):
+            return False
+        if self.version is not None:
+            try:
+                if not self.version.contains(Version(str(version)), prereleases=True):
+                    return False
+            except InvalidVersion:
+                return False  # "unknown" satisfies no range
+        return any(fnmatch.fnmatchcase(case_id, g) for g in self.cases)
+
+    def explains(self, rec: dict[str, Any]) -> bool:
+        if rec["status"] not in FAILING or not self.covers(rec["backend"], rec["backend_version"], rec["case_id"]):
+            return False
+        return self.kinds is None or (rec["kind"] or rec["status"]) in self.kinds
+
+    def known(self) -> dict[str, Any]:
+        return {"reason": self.reason, "link": self.link, "manifest_entry": self.index}
+
+
+def _strings(path: Path, i: int, key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) and value:
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise ManifestError(f"{path}: entry {i}: {key}: expected a non-empty string or list of strings, received {value!r}")
+
+
+def load_manifest(path: str | Path) -> list[Entry]:
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the expected-divergence manifest ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: expected YAML, received a syntax error ({exc})") from None
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ManifestError(f"{path}: expected a YAML list of entries, received {type(data).__name__}")
+    entries = []
+    for i, raw in enumerate(data):
+        if not isinstance(raw, dict):
+            raise ManifestError(f"{path}: entry {i}: expected a mapping with {', '.join(ENTRY_KEYS)}, received {raw!r}")
+        unknown = sorted(set(raw) - set(ENTRY_KEYS))
+        if unknown:
+            raise ManifestError(f"{path}: entry {i}: expected keys among {', '.join(ENTRY_KEYS)}, received {unknown[0]!r}")
+        for key in ("backend", "cases", "reason"):
+            if key not in raw:
+                raise ManifestError(f"{path}: entry {i}: expected a {key!r} key, received none")
+        backend = _strings(path, i, "backend", raw["backend"])
+        if len(backend) != 1:
+            raise ManifestError(f"{path}: entry {i}: backend: expected one name or glob, received {raw['backend']!r}")
+        version = None
+        if raw.get("version") is not None:
+            try:
+                version = SpecifierSet(str(raw["version"]))
+            except InvalidSpecifier:
+                raise ManifestError(f"{path}: entry {i}: version: expected a PEP 440 range like '>=2.16,<3', "
+                                    f"received {raw['version']!r}") from None
+        kinds = _strings(path, i, "kind", raw["kind"]) if raw.get("kind") is not None else None
+        reason = raw["reason"]
+        if not isinstance(reason, str) or not reason.strip():
+            raise ManifestError(f"{path}: entry {i}: reason: expected a non-empty string, received {reason!r}")
+        link = raw.get("link")
+        if link is not None and not isinstance(link, str):
+            raise ManifestError(f"{path}: entry {i}: link: expected a URL string, received {link!r}")
+        entries.append(Entry(i, backend[0], version, _strings(path, i, "cases", raw["cases"]), kinds, reason, link))
+    return entries
+
+
+def match(entries: list[Entry], rec: dict[str, Any]) -> dict[str, Any] | None:
+    """The `known` value for a record: the first entry that explains it, else None."""
+    for entry in entries:
+        if entry.explains(rec):
+            return entry.known()
+    return None
+
+
+def audit(entries: list[Entry], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """{"fixed": [...], "unmatched": [entry indices]}: passing pairs an entry covers, entries covering nothing."""
+    fixed, used = [], set()
+    for rec in records:
+        for entry in entries:
+            if entry.covers(rec["backend"], rec["backend_version"], rec["case_id"]):
+                used.add(entry.index)
+                if rec["status"] == "pass":
+                    fixed.append({"case_id": rec["case_id"], "backend": rec["backend"], "manifest_entry": entry.index,
+                                  "reason": entry.reason})
+                break
+    return {"fixed": fixed, "unmatched": [e.index for e in entries if e.index not in used]}
+
+
+def baseline_diff(baseline: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """{"new": [...], "fixed": [...]} against an earlier results.json.
+
+    new: failing now and not failing before (including pairs the baseline did not run);
+    fixed: failing before, passing now. Known (manifest) status is ignored: a divergence
+    is new or fixed whatever anyone knows about it.
+    """
+    before = {(r["case_id"], r["backend"]): r for r in baseline.get("records", [])}
+    new, fixed = [], []
+    for rec in records:
+        old = before.get((rec["case_id"], rec["backend"]))
+        now_failing = rec["status"] in FAILING
+        was_failing = old is not None and old["status"] in FAILING
+        row = {"case_id": rec["case_id"], "backend": rec["backend"], "status": rec["status"], "kind": rec["kind"],
+               "was": None if old is None else old["status"], "message": rec["message"]}
+        if now_failing and not was_failing:
+            new.append(row)
+        elif was_failing and rec["status"] == "pass":
+            fixed.append(row)
+    return {"new": new, "fixed": fixed}

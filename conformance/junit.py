@@ -1,0 +1,90 @@
+"""junit.xml from a run: one <testcase> per (case, backend), one <testsuite> per backend.
+
+Mapping (docs/results-schema.md):
+- classname = backend name, name = case id, time = seconds inside the backend.
+- pass -> plain testcase; unsupported -> <skipped> with the backend's reason.
+- diverge / error / crash / timeout not in the manifest -> <failure> (type = the
+  divergence kind or the status, message = the one-line message, text = details).
+  They all fail: a backend that crashes or hangs on a case is not conformant.
+- a known divergence (matched --expected) -> <skipped type="known"> with the manifest
+  reason and link, plus properties status/kind, so CI shows it without failing.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from .results import is_unexpected
+
+
+def _details(rec: dict[str, Any]) -> str:
+    parts = [f"case: {json.dumps(rec['case'], sort_keys=True)}"]
+    if rec.get("figures"):
+        parts.append(f"figures: {json.dumps(rec['figures'], sort_keys=True)}")
+    if rec.get("diagnosis"):
+        parts.append(f"diagnosis: {rec['diagnosis'].get('hypothesis')}: {rec['diagnosis'].get('explanation')}")
+    if rec.get("error"):
+        parts.append(f"{rec['error']['type']}: {rec['error']['message']}\n{rec['error'].get('traceback') or ''}")
+    if rec.get("exit"):
+        parts.append(f"exit: {json.dumps(rec['exit'])}")
+    if rec.get("repro"):
+        parts.append(f"repro: {rec['repro']}")
+    return "\n".join(parts)
+
+
+def build(run: dict[str, Any]) -> ET.Element:
+    root = ET.Element("testsuites", name="conformance")
+    by_backend: dict[str, list[dict[str, Any]]] = {}
+    for rec in run["records"]:
+        by_backend.setdefault(rec["backend"], []).append(rec)
+    totals = {"tests": 0, "failures": 0, "skipped": 0, "time": 0.0}
+    for backend, recs in by_backend.items():
+        suite = ET.SubElement(root, "testsuite", name=backend)
+        failures = skipped = 0
+        total_time = 0.0
+        for rec in recs:
+            t = (rec.get("time") or {}).get("backend_s") or 0.0
+            total_time += t
+            tc = ET.SubElement(suite, "testcase", classname=backend, name=rec["case_id"], time=f"{t:.6f}")
+            if rec["status"] == "unsupported":
+                skipped += 1
+                ET.SubElement(tc, "skipped", message=f"unsupported: {rec['message']}")
+            elif is_unexpected(rec):
+                failures += 1
+                fail = ET.SubElement(tc, "failure", type=rec["kind"] or rec["status"],
+                                     message=f"{rec['status']}: {rec['message']}")
+                fail.text = _details(rec)
+            elif rec.get("known"):
+                skipped += 1
+                known = rec["known"]
+                link = f" ({known['link']})" if known.get("link") else ""
+                ET.SubElement(tc, "skipped", type="known", message=f"known {rec['kind'] or rec['status']}: {known['reason']}{link}")
+                props = ET.SubElement(tc, "properties")
+                ET.SubElement(props, "property", name="status", value=rec["status"])
+                ET.SubElement(props, "property", name="kind", value=str(rec["kind"]))
+                ET.SubElement(props, "property", name="manifest_entry", value=str(known.get("manifest_entry")))
+        suite.set("tests", str(len(recs)))
+        suite.set("failures", str(failures))
+        suite.set("errors", "0")
+        suite.set("skipped", str(skipped))
+        suite.set("time", f"{total_time:.3f}")
+        totals["tests"] += len(recs)
+        totals["failures"] += failures
+        totals["skipped"] += skipped
+        totals["time"] += total_time
+    root.set("tests", str(totals["tests"]))
+    root.set("failures", str(totals["failures"]))
+    root.set("errors", "0")
+    root.set("skipped", str(totals["skipped"]))
+    root.set("time", f"{totals['time']:.3f}")
+    return root
+
+
+def write(path: str | Path, run: dict[str, Any]) -> None:
+    tree = ET.ElementTree(build(run))
+    ET.indent(tree)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tree.write(path, encoding="utf-8", xml_declaration=True)

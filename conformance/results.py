@@ -1,0 +1,208 @@
+"""results.json and results.jsonl: the plain-data record of a run (docs/results-schema.md).
+
+Invariants
+- A run is a plain dict of JSON types only; `write` refuses NaN/Inf (they are written as
+  the strings "nan"/"inf"/"-inf" by the code that builds records, never as bare tokens).
+- One record per (case_id, backend) pair; `SCHEMA_VERSION` changes whenever a field
+  changes meaning or disappears (new optional fields do not bump it).
+- results.jsonl is the stream written while a run goes: line 1 is a header
+  (`{"type": "header", ...}` with the run parameters), every further line one record
+  (`{"type": "record", "record": {...}}`), each flushed as soon as it is written, so a run
+  killed at any point keeps every finished record; a torn last line is ignored on reading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA_VERSION = 1
+STATUSES = ("pass", "diverge", "unsupported", "error", "crash", "timeout")
+#: Statuses that make a (case, backend) pair non-conformant unless a manifest entry knows it.
+FAILING = ("diverge", "error", "crash", "timeout")
+
+RECORD_FIELDS = ("case_id", "case", "backend", "backend_version", "device", "status", "kind", "known",
+                 "message", "figures", "worst", "heatmap", "channel_errors", "diagnosis", "minimised",
+                 "repro", "error", "exit", "time", "notes")
+TOP_FIELDS = ("schema_version", "tool", "environment", "run", "backends", "records")
+
+
+class ResultsError(ValueError):
+    """An unreadable or incompatible results file; the message names the file and the rule."""
+
+
+def new_record(case_dict: dict[str, Any], case_id: str, backend: str, **fields: Any) -> dict[str, Any]:
+    """A record with every schema field present (defaults: null / empty), `fields` applied."""
+    rec: dict[str, Any] = {
+        "case_id": case_id, "case": case_dict, "backend": backend, "backend_version": None, "device": None,
+        "status": None, "kind": None, "known": None, "message": "", "figures": {}, "worst": [],
+        "heatmap": None, "channel_errors": None, "diagnosis": None, "minimised": None, "repro": None,
+        "error": None, "exit": None, "time": {"backend_s": None, "oracle_s": None, "compare_s": None},
+        "notes": [],
+    }
+    unknown = set(fields) - set(rec)
+    if unknown:
+        raise KeyError(f"record fields: expected some of {RECORD_FIELDS}, received {sorted(unknown)}")
+    rec.update(fields)
+    return rec
+
+
+def environment() -> dict[str, str]:
+    import numpy
+
+    return {"os": platform.platform(), "cpu": platform.processor() or platform.machine(),
+            "python": sys.version.split()[0], "numpy": numpy.__version__, "hostname": socket.gethostname()}
+
+
+def tool() -> dict[str, str]:
+    from . import __version__
+
+    return {"name": "conv-conformance", "version": __version__}
+
+
+def validate(run: Any) -> list[str]:
+    """Problems with `run` against the documented schema (empty list: valid)."""
+    problems: list[str] = []
+    if not isinstance(run, dict):
+        return [f"results: expected a JSON object, received {type(run).__name__}"]
+    for key in TOP_FIELDS:
+        if key not in run:
+            problems.append(f"results: expected top-level field {key!r}, received none")
+    if run.get("schema_version") != SCHEMA_VERSION:
+        problems.append(f"schema_version: expected {SCHEMA_VERSION}, received {run.get('schema_version')!r}")
+    for key in ("started", "finished", "selector", "seed", "budget", "shard", "argv"):
+        if key not in (run.get("run") or {}):
+            problems.append(f"run: expected field {key!r}, received none")
+    backends = run.get("backends") or {}
+    for name, info in backends.items():
+        for key in ("name", "version", "device", "spec"):
+            if key not in info:
+                problems.append(f"backends[{name!r}]: expected field {key!r}, received none")
+    seen: set[tuple[str, str]] = set()
+    for i, rec in enumerate(run.get("records") or []):
+        where = f"records[{i}]"
+        missing = [k for k in RECORD_FIELDS if k not in rec]
+        if missing:
+            problems.append(f"{where}: expected fields {missing}, received none")
+            continue
+        if rec["status"] not in STATUSES:
+            problems.append(f"{where}.status: expected one of {STATUSES}, received {rec['status']!r}")
+        if rec["status"] == "diverge" and not rec["kind"]:
+            problems.append(f"{where}.kind: expected a divergence kind for status 'diverge', received {rec['kind']!r}")
+        if rec["backend"] not in backends:
+            problems.append(f"{where}.backend: expected a key of 'backends', received {rec['backend']!r}")
+        pair = (rec["case_id"], rec["backend"])
+        if pair in seen:
+            problems.append(f"{where}: expected one record per (case, backend), received {pair} twice")
+        seen.add(pair)
+        for key in ("backend_s", "oracle_s", "compare_s"):
+            if key not in (rec["time"] or {}):
+                problems.append(f"{where}.time: expected field {key!r}, received none")
+    return problems
+
+
+def write(path: str | os.PathLike, run: dict[str, Any]) -> None:
+    """Write results.json atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(run, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a results.json; ResultsError names the file when it is unreadable or of another version."""
+    path = Path(path)
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read results ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: expected a results.json document, received invalid JSON ({exc})") from None
+    if not isinstance(run, dict) or "schema_version" not in run:
+        raise ResultsError(f"{path}: expected a results.json document with 'schema_version', received none")
+    if run["schema_version"] != SCHEMA_VERSION:
+        raise ResultsError(f"{path}: expected schema_version {SCHEMA_VERSION}, received {run['schema_version']!r}")
+    problems = validate(run)
+    if problems:
+        raise ResultsError(f"{path}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    return run
+
+
+class JsonlWriter:
+    """Appends records to results.jsonl, one flushed line each."""
+
+    def __init__(self, path: str | os.PathLike, header: dict[str, Any] | None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if header is not None:  # a fresh stream
+            self._fh = open(self.path, "w", encoding="utf-8")
+            self._line({"type": "header", "schema_version": SCHEMA_VERSION, **header})
+        else:  # resuming: drop a torn last line before appending
+            _truncate_torn_tail(self.path)
+            self._fh = open(self.path, "a", encoding="utf-8")
+
+    def _line(self, obj: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(obj, allow_nan=False) + "\n")
+        self._fh.flush()
+
+    def record(self, rec: dict[str, Any]) -> None:
+        self._line({"type": "record", "record": rec})
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _truncate_torn_tail(path: Path) -> None:
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+
+
+def read_jsonl(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(header, records) of a results.jsonl; a torn or garbled last line is ignored."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read the result stream ({exc.strerror or exc})") from None
+    header: dict[str, Any] | None = None
+    records: list[dict[str, Any]] = []
+    for n, line in enumerate(lines):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            if n == len(lines) - 1:
+                break  # the run was killed while writing this line
+            raise ResultsError(f"{path}:{n + 1}: expected a JSON line, received {line[:60]!r}") from None
+        if obj.get("type") == "header":
+            header = obj
+        elif obj.get("type") == "record":
+            records.append(obj["record"])
+    if header is None:
+        raise ResultsError(f"{path}: expected a header line, received none")
+    if header.get("schema_version") != SCHEMA_VERSION:
+        raise ResultsError(f"{path}: expected schema_version {SCHEMA_VERSION}, received {header.get('schema_version')!r}")
+    return header, records
+
+
+def is_unexpected(rec: dict[str, Any]) -> bool:
+    """A record that makes the run fail: a failing status no manifest entry knows."""
+    return rec["status"] in FAILING and not rec.get("known")
+
+
+def counts(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """backend -> status -> count (plus 'known' for known divergences)."""
+    out: dict[str, dict[str, int]] = {}
+    for rec in records:
+        row = out.setdefault(rec["backend"], {s: 0 for s in (*STATUSES, "known")})
+        row[rec["status"]] += 1
+        if rec.get("known"):
+            row["known"] += 1
+    return out

@@ -1,0 +1,300 @@
+"""One backend in its own process: the worker loop and the parent's handle on it.
+
+Invariants
+- A worker is `python -m conformance.worker FD`: a fresh interpreter (no fork of a
+  process that may hold framework threads) that rebuilds its adapter with
+  `registry.load(spec)` once and keeps it for every case, so a framework is imported once.
+- Only the case (as a dict) crosses to the worker; it regenerates the inputs with
+  `make_inputs(case)`, which are deterministic from the case id. The output array comes
+  back pickled over a socket pair (protocol 5: one copy of the buffer).
+- The worker's stdout and stderr go to a log file, never to the run's console: framework
+  chatter cannot garble progress lines, and the log tail explains a crash.
+- Whatever the adapter does (raise, segfault, abort, hang), the parent learns one of:
+  a reply, the process's death (exit code or signal), or a deadline passed. The worker
+  ignores SIGINT (the parent decides when to stop) and exits when the parent disappears.
+
+Messages (tuples): parent -> worker ("run", case_dict) | ("repro", case_dict) | ("stop",);
+worker -> parent ("ready", info) | ("failed", error) first, then per request
+("unsupported", reason) | ("output", array, backend_s, notes) | ("raised", error, backend_s)
+| ("repro", text_or_None, error_or_None).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+TRACEBACK_LINES = 12
+#: How long a worker may take to import its framework and build the adapter.
+STARTUP_TIMEOUT_S = 180.0
+
+
+def error_dict(exc: BaseException) -> dict[str, str]:
+    """{type, message, traceback}: the traceback's last lines, enough to place the failure."""
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    lines = "".join(tb).rstrip().splitlines()
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": "\n".join(lines[-TRACEBACK_LINES:])}
+
+
+# ---- the worker side ------------------------------------------------------------------
+
+def _watch_parent(parent: int) -> None:
+    # A hung adapter never reads the socket again; if the parent is gone, nobody will kill us.
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
+def serve(conn: Connection, spec: str) -> None:
+    """Build the adapter from `spec`, then answer requests until told to stop or the parent leaves."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    faulthandler.enable(all_threads=False)  # a segfault or abort leaves the Python stack in the log
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    try:
+        from conformance.adapters import registry
+
+        adapter = registry.load(spec)
+        info = {"name": str(adapter.name), "version": str(adapter.version()), "device": str(adapter.device())}
+    except BaseException as exc:  # an import that fails any way at all is a failed start
+        conn.send(("failed", error_dict(exc)))
+        return
+    conn.send(("ready", info))
+
+    import numpy as np
+
+    from conformance.inputs import make_inputs
+    from conformance.spec import Case
+
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg[0] == "stop":
+            return
+        case = Case.from_dict(msg[1])
+        if msg[0] == "repro":
+            conn.send(_repro(case, adapter))
+            continue
+        try:
+            reason = adapter.supports(case)
+        except Exception as exc:
+            conn.send(("raised", error_dict(exc), 0.0))
+            continue
+        if reason is not None:
+            conn.send(("unsupported", str(reason)))
+            continue
+        x, filters, bias = make_inputs(case)
+        t0 = time.perf_counter()
+        try:
+            y = adapter.run(case, x, filters, bias)
+        except Exception as exc:
+            conn.send(("raised", error_dict(exc), time.perf_counter() - t0))
+            continue
+        elapsed = time.perf_counter() - t0
+        notes = []
+        if not isinstance(y, np.ndarray):
+            # Pickling a framework tensor would import the framework in the parent.
+            notes.append(f"adapter returned {type(y).__module__}.{type(y).__name__}, not a numpy.ndarray; converted with numpy.asarray")
+            try:
+                y = np.asarray(y)
+            except Exception as exc:
+                conn.send(("raised", error_dict(exc), elapsed))
+                continue
+        conn.send(("output", y, elapsed, notes))
+
+
+def _repro(case, adapter):
+    try:
+        from conformance.repro import make_script
+    except ImportError:
+        return ("repro", None, None)
+    try:
+        return ("repro", make_script(case, adapter), None)
+    except Exception as exc:
+        return ("repro", None, error_dict(exc))
+
+
+# ---- the parent side ------------------------------------------------------------------
+
+def headline(log_tail: str) -> str:
+    """The line of a crashed worker's log that says what happened (faulthandler's, else the last)."""
+    lines = log_tail.splitlines()
+    for line in lines:
+        if line.startswith("Fatal Python error"):
+            return line.strip()
+    return lines[-1].strip() if lines else ""
+
+
+class WorkerDied(Exception):
+    """The worker process ended without answering; `exit` is {exitcode, signal}."""
+
+    def __init__(self, exit_info: dict[str, Any], log_tail: str):
+        self.exit = exit_info
+        self.log_tail = log_tail
+        sig = exit_info.get("signal")
+        how = f"signal {sig}" if sig else f"exit code {exit_info.get('exitcode')}"
+        super().__init__(f"worker process died with {how}")
+
+
+class WorkerTimeout(Exception):
+    pass
+
+
+class Worker:
+    """The parent's handle on one worker process (start, ask, kill, restart)."""
+
+    def __init__(self, spec: str, log_path: Path):
+        self.spec = spec
+        self.log_path = Path(log_path)
+        self.proc: subprocess.Popen | None = None
+        self.conn: Connection | None = None
+        self.info: dict[str, str] | None = None
+        self._mark = 0  # log size when the current request was sent
+        self._stopping = False
+
+    def start(self) -> None:
+        """Launch the process; `await_ready` collects its first message."""
+        self._stopping = False
+        parent_sock, child_sock = socket.socketpair()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "conformance.worker", str(child_sock.fileno()), self.spec],
+                pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                cwd=os.getcwd())
+        finally:
+            log.close()
+            child_sock.close()
+        self.conn = Connection(parent_sock.detach())
+
+    def await_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> dict[str, str]:
+        """The adapter's {name, version, device}; raises RuntimeError with the reason it failed."""
+        try:
+            msg = self._recv(time.monotonic() + timeout)
+        except WorkerTimeout:
+            self.kill()
+            raise RuntimeError(f"backend {self.spec!r} did not start within {timeout:.0f} s") from None
+        except WorkerDied as exc:
+            tail = f": {headline(exc.log_tail)}" if exc.log_tail else ""
+            raise RuntimeError(f"backend {self.spec!r} could not start ({exc}){tail}") from None
+        if msg[0] == "failed":
+            self.kill()
+            err = msg[1]
+            raise RuntimeError(f"backend {self.spec!r} could not be loaded: {err['type']}: {err['message']}")
+        self.info = msg[1]
+        return self.info
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def send(self, msg: tuple) -> None:
+        try:
+            self._mark = self.log_path.stat().st_size
+        except OSError:
+            self._mark = 0
+        try:
+            self.conn.send(msg)
+        except OSError:
+            pass  # it died; the next receive reports how
+
+    def _recv(self, deadline: float):
+        while True:
+            # A reply that arrived while another backend was being waited for counts, late
+            # deadline or not: the deadline is checked only when nothing is there.
+            left = deadline - time.monotonic()
+            if left <= 0 and not wait([self.conn], 0):
+                raise WorkerTimeout()
+            # The socket turns readable with EOF when the process dies; the poll below covers
+            # a child that left a grandchild holding the socket open.
+            if wait([self.conn], max(min(left, 1.0), 0)):
+                try:
+                    return self.conn.recv()
+                except (EOFError, OSError):
+                    self._reap()
+                    raise WorkerDied(self.exit_info(), self.log_tail()) from None
+            elif self.proc.poll() is not None:
+                raise WorkerDied(self.exit_info(), self.log_tail())
+
+    def _reap(self) -> None:
+        try:
+            self.proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def receive(self, deadline: float):
+        """The reply to the last request; WorkerDied or WorkerTimeout (then the worker is killed)."""
+        try:
+            return self._recv(deadline)
+        except WorkerTimeout:
+            self.kill()
+            raise
+
+    def exit_info(self) -> dict[str, Any]:
+        code = self.proc.returncode if self.proc else None
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return {"exitcode": code, "signal": name}
+        return {"exitcode": code, "signal": None}
+
+    def log_tail(self, lines: int = 2 * TRACEBACK_LINES) -> str:
+        """What the worker wrote since the current request was sent (its last `lines` lines)."""
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(self._mark)
+                text = fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        kept = [ln.rstrip() for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("Extension modules:")]
+        return "\n".join(kept[-lines:])
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def request_stop(self) -> None:
+        """Ask the worker to leave (it exits after the request in hand)."""
+        if self.proc is not None and self.proc.poll() is None and self.conn is not None and not self._stopping:
+            self._stopping = True
+            self.send(("stop",))
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Ask the worker to leave, kill it if it has not within `grace` seconds."""
+        if self.proc is None:
+            return
+        self.request_stop()
+        if self.proc.poll() is None:
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+
+def _main(argv: list[str]) -> None:
+    fd, spec = int(argv[0]), argv[1]
+    serve(Connection(fd), spec)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -1,0 +1,112 @@
+"""Adapters that misbehave on purpose, for the runner's tests (plain classes, no base class).
+
+Load them as `--adapter tests/adapters_for_tests.py:Class`. What `Misbehaving` does is
+chosen by the case's *name* (a case-file field that travels with the case to the
+worker), so a test reads like its case file: a case named `segv-...` segfaults.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+
+from conformance.dtypes import np_dtype
+from conformance.oracle import convolve
+
+
+def _invalid_error(case):
+    if not case.is_valid:
+        raise ValueError(f"invalid convolution: {case.invalid_reason}")
+
+
+class Faithful:
+    """Computes every valid case with the oracle, rejects every invalid one."""
+
+    name = "faithful"
+
+    def version(self) -> str:
+        return "1.2.0"
+
+    def device(self) -> str:
+        return "cpu"
+
+    def supports(self, case):
+        return None
+
+    def run(self, case, x, filters, bias):
+        _invalid_error(case)
+        return convolve(case, x, filters, bias).astype(np_dtype(case.dtype))
+
+
+class Misbehaving(Faithful):
+    """Faithful, except on cases whose name starts with one of these words:
+
+    segv (SIGSEGV), abort (SIGABRT), exit (os._exit(7)), hang (sleeps an hour),
+    raise (RuntimeError), wrong (adds 1 to the result), accept (returns zeros even for an
+    invalid case), unsupported (supports() gives a reason).
+    """
+
+    name = "misbehaving"
+
+    def supports(self, case):
+        if (case.name or "").startswith("unsupported"):
+            return "this backend has no such kernel"
+        return None
+
+    def run(self, case, x, filters, bias):
+        word = (case.name or "").split("-")[0]
+        if word == "segv":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        elif word == "abort":
+            os.abort()
+        elif word == "exit":
+            os._exit(7)
+        elif word == "hang":
+            time.sleep(3600)
+        elif word == "raise":
+            raise RuntimeError("deliberate failure inside the backend")
+        elif word == "accept":
+            return np.zeros(case.output_shape, dtype=np_dtype(case.dtype))
+        y = super().run(case, x, filters, bias)
+        return y + np.asarray(1, dtype=y.dtype) if word == "wrong" else y
+
+
+class Raises(Faithful):
+    """Raises on every case: valid cases are errors, invalid cases pass."""
+
+    name = "raises"
+
+    def run(self, case, x, filters, bias):
+        raise TypeError("this backend always fails")
+
+
+class FailsToImport(Faithful):
+    """Its framework is not installed: building it fails, as a missing import would."""
+
+    name = "fails-to-import"
+
+    def __init__(self):
+        import conformance_test_framework_that_does_not_exist  # noqa: F401
+
+
+class Slow(Misbehaving):
+    """Misbehaving, but takes 0.3 s per case: gives an interrupt test time to land mid-run."""
+
+    name = "slow"
+
+    def run(self, case, x, filters, bias):
+        time.sleep(0.3)
+        return super().run(case, x, filters, bias)
+
+
+class OffByOne(Faithful):
+    """Adds 1 to every valid result, whatever the case: a divergence the minimiser can shrink."""
+
+    name = "off-by-one"
+
+    def run(self, case, x, filters, bias):
+        y = super().run(case, x, filters, bias)
+        return y + np.asarray(1, dtype=y.dtype)

@@ -1,0 +1,156 @@
+"""The `conformance` command line: exit codes 0/1/2, one-line messages, the subcommands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests._runner_util import adapter, case_file, run_cli
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    return case_file(tmp_path_factory.mktemp("cli") / "cases.yaml", ["ok-a", "wrong-b", "invalid-c"])
+
+
+def _one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, received {len(lines)}:\n{err}"
+    assert "Traceback" not in err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_a_conformant_backend_exits_0(tmp_path, cases):
+    code, err = run_cli("run", "--backend", "numpy", "--cases", str(cases), "--out", str(tmp_path), "--no-report")
+    assert code == 0, err
+    assert "conformance: OK" in err
+
+
+def test_an_unexpected_divergence_exits_1_and_is_listed(tmp_path, cases):
+    code, err = run_cli("run", "--adapter", adapter("Misbehaving"), "--cases", str(cases), "--out", str(tmp_path),
+                        "--no-report", "--no-minimise")
+    assert code == 1
+    assert "1 unexpected:" in err
+    assert "conv-n1-6x5x2-k3x3-o2-s1x1-d1x1-valid-f32  value:" in err
+    assert "conformance: FAILED" in err
+
+
+def test_the_summary_table_counts_statuses_per_backend(tmp_path, cases):
+    _, err = run_cli("run", "--adapter", adapter("Misbehaving"), "--backend", "numpy", "--cases", str(cases),
+                     "--out", str(tmp_path), "--no-report", "--no-minimise")
+    rows = {ln.split()[0]: ln.split()[1:] for ln in err.splitlines() if ln.startswith(("numpy ", "misbehaving "))}
+    # columns: pass diverge unsupported error crash timeout known
+    assert rows["numpy"][:2] == ["3", "0"]
+    assert rows["misbehaving"][:2] == ["2", "1"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--backend", "no-such-backend"], "unknown backend 'no-such-backend'"),
+    (["run", "--backend", "numpy", "--cases", "/nonexistent/cases.yaml"], "/nonexistent/cases.yaml"),
+    (["run", "--backend", "numpy", "--cases", "no-such-case-id-or-set"], "no-such-case-id-or-set"),
+    (["run", "--backend", "numpy", "--shard", "0/3"], "--shard: expected I/N with 1 <= I <= N"),
+    (["run", "--backend", "numpy", "--shard", "4/3"], "received '4/3'"),
+    (["run", "--backend", "numpy", "--shard", "two"], "received 'two'"),
+    (["run", "--timeout", "-1"], "positive number of seconds"),
+    (["run", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["merge", "/nonexistent/results.json"], "/nonexistent/results.json: cannot read results"),
+], ids=["unknown-backend", "missing-case-file", "unknown-selector", "shard-zero", "shard-beyond", "shard-text",
+        "negative-timeout", "unknown-option", "unknown-command", "merge-missing-file"])
+def test_bad_usage_exits_2_with_one_line(argv, needle):
+    code, err = run_cli(*argv)
+    assert code == 2
+    assert needle in _one_error_line(err)
+
+
+def test_a_malformed_case_file_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cases:\n  - {op: conv2d, batch: 1, height: 5, width: 5, in_channels: 2, kernel: 3, out_channels: 0}\n")
+    code, err = run_cli("run", "--backend", "numpy", "--cases", str(bad), "--out", str(tmp_path / "out"))
+    assert code == 2
+    line = _one_error_line(err)
+    assert "bad.yaml" in line and "out_channels" in line
+
+
+def test_a_malformed_manifest_exits_2_naming_file_entry_and_rule(tmp_path, cases):
+    manifest = tmp_path / "expected.yaml"
+    manifest.write_text("- {backend: numpy, cases: '*', reason: fine}\n- {backend: numpy, cases: '*'}\n")
+    code, err = run_cli("run", "--backend", "numpy", "--cases", str(cases), "--expected", str(manifest),
+                        "--out", str(tmp_path / "out"))
+    assert code == 2
+    line = _one_error_line(err)
+    assert "expected.yaml" in line and "entry 1" in line and "'reason'" in line
+
+
+def test_backends_lists_versions_devices_and_why_unavailable(capsys):
+    code, _ = run_cli("backends")
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = {ln.split()[0]: ln for ln in out.splitlines()[1:]}
+    assert rows["numpy"].split()[1] == "yes"
+    unavailable = [ln for ln in rows.values() if ln.split()[1] == "no"]
+    assert all(len(ln.split()) > 5 for ln in unavailable), "each unavailable backend needs a reason"
+
+
+def test_cases_lists_the_ids_of_a_selector(capsys, cases):
+    code, err = run_cli("cases", str(cases))
+    assert code == 0
+    assert capsys.readouterr().out.split() == ["conv-n1-5x5x2-k3x3-o2-s1x1-d1x1-valid-f32",
+                                               "conv-n1-6x5x2-k3x3-o2-s1x1-d1x1-valid-f32",
+                                               "conv-n1-2x4x2-k3x3-o2-s1x1-d1x1-valid-f32"]
+    assert "3 cases" in err
+
+
+def test_an_empty_shard_is_a_run_of_nothing_not_an_error(tmp_path, cases):
+    # With 3 cases and 50 shards most shards are empty; a CI matrix must not fail on them.
+    from conformance.cases.catalogue import load_file
+    from conformance.runner import shard_of
+
+    used = {shard_of(c.id, 50) for c in load_file(cases)}
+    empty = next(i for i in range(1, 51) if i not in used)
+    code, err = run_cli("run", "--backend", "numpy", "--cases", str(cases), "--shard", f"{empty}/50",
+                        "--out", str(tmp_path), "--no-report", "--quiet")
+    assert code == 0, err
+    assert json.loads((tmp_path / "results.json").read_text())["records"] == []
+
+
+def test_python_dash_m_conformance_is_the_command(cases):
+    proc = subprocess.run([sys.executable, "-m", "conformance", "cases", str(cases)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.split()) == 3
+
+
+def test_merge_refuses_conflicting_verdicts(tmp_path, cases):
+    run_cli("run", "--backend", "numpy", "--cases", str(cases), "--out", str(tmp_path / "a"), "--no-report", "--quiet")
+    doc = json.loads((tmp_path / "a" / "results.json").read_text())
+    doc["records"][0].update(status="diverge", kind="value")
+    (tmp_path / "b.json").write_text(json.dumps(doc))
+    code, err = run_cli("merge", str(tmp_path / "a" / "results.json"), str(tmp_path / "b.json"),
+                        "--out", str(tmp_path / "m"))
+    assert code == 2
+    line = _one_error_line(err)
+    assert "conv-n1-5x5x2-k3x3-o2-s1x1-d1x1-valid-f32 on numpy is pass" in line and "diverge/value" in line
+
+
+def test_merge_refuses_another_schema_version(tmp_path, cases):
+    run_cli("run", "--backend", "numpy", "--cases", str(cases), "--out", str(tmp_path / "a"), "--no-report", "--quiet")
+    doc = json.loads((tmp_path / "a" / "results.json").read_text())
+    doc["schema_version"] = 99
+    (tmp_path / "b.json").write_text(json.dumps(doc))
+    code, err = run_cli("merge", str(tmp_path / "a" / "results.json"), str(tmp_path / "b.json"),
+                        "--out", str(tmp_path / "m"))
+    assert code == 2
+    assert "expected schema_version 1, received 99" in _one_error_line(err)
+
+
+def test_cases_coverage_prints_pair_and_triple_coverage(capsys):
+    code, _ = run_cli("cases", "smoke", "--coverage")
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "pairs over op," in out and "feasible combinations" in out
+    assert "triples over" in out

@@ -1,0 +1,129 @@
+"""Known divergences explain a verdict without changing it; baselines say what is new or fixed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conformance import expected
+from tests._runner_util import adapter, case_file, run_cli
+
+OK_ID = "conv-n1-5x5x2-k3x3-o2-s1x1-d1x1-valid-f32"
+WRONG_ID = "conv-n1-6x5x2-k3x3-o2-s1x1-d1x1-valid-f32"
+
+
+def _rec(case_id=WRONG_ID, backend="misbehaving", version="1.2.0", status="diverge", kind="value"):
+    return {"case_id": case_id, "backend": backend, "backend_version": version, "status": status, "kind": kind,
+            "message": ""}
+
+
+def _manifest(tmp_path, text):
+    path = tmp_path / "expected.yaml"
+    path.write_text(text)
+    return expected.load_manifest(path)
+
+
+@pytest.mark.parametrize("entry, matches", [
+    ("{backend: misbehaving, cases: 'conv-n1-6x5x2-*', reason: r}", True),
+    ("{backend: 'misbehav*', cases: ['nope', 'conv-*-f32'], reason: r}", True),
+    ("{backend: misbehaving, cases: '*', version: '>=1.2,<2', reason: r}", True),
+    ("{backend: misbehaving, cases: '*', version: '>=2.16', reason: r}", False),
+    ("{backend: misbehaving, cases: '*', kind: value, reason: r}", True),
+    ("{backend: misbehaving, cases: '*', kind: [shape, nonfinite], reason: r}", False),
+    ("{backend: torch, cases: '*', reason: r}", False),
+    ("{backend: misbehaving, cases: 'dw-*', reason: r}", False),
+], ids=["id-glob", "backend-glob-and-id-list", "version-in-range", "version-out-of-range", "kind-matches",
+        "kind-differs", "other-backend", "other-cases"])
+def test_an_entry_explains_a_divergence_when_every_rule_matches(tmp_path, entry, matches):
+    entries = _manifest(tmp_path, f"- {entry}\n")
+    assert (expected.match(entries, _rec()) is not None) is matches
+
+
+def test_an_unparseable_backend_version_satisfies_no_range(tmp_path):
+    entries = _manifest(tmp_path, "- {backend: '*', cases: '*', version: '>=1', reason: r}\n")
+    assert expected.match(entries, _rec(version="unknown")) is None
+
+
+def test_a_pass_is_never_explained(tmp_path):
+    entries = _manifest(tmp_path, "- {backend: '*', cases: '*', reason: r}\n")
+    assert expected.match(entries, _rec(status="pass", kind=None)) is None
+
+
+@pytest.mark.parametrize("text, rule", [
+    ("{backend: x}", "expected a YAML list of entries, received dict"),
+    ("- {backend: x, cases: '*'}", "entry 0: expected a 'reason' key"),
+    ("- {backend: x, cases: '*', reason: r, flavour: y}", "entry 0: expected keys among"),
+    ("- {backend: x, cases: '*', reason: r, version: 'not a range'}", "entry 0: version: expected a PEP 440 range"),
+    ("- {backend: x, cases: [], reason: r}", "entry 0: cases: expected a non-empty string or list"),
+    ("- {backend: x, cases: '*', reason: r}\n- 3", "entry 1: expected a mapping"),
+    ("- [unclosed", "expected YAML"),
+], ids=["not-a-list", "no-reason", "unknown-key", "bad-version", "empty-cases", "second-entry", "yaml-syntax"])
+def test_a_malformed_manifest_names_the_entry_and_the_rule(tmp_path, text, rule):
+    with pytest.raises(expected.ManifestError) as err:
+        _manifest(tmp_path, text + "\n")
+    assert "expected.yaml" in str(err.value) and rule in str(err.value)
+
+
+def test_baseline_diff_reports_new_and_fixed_pairs():
+    baseline = {"records": [_rec(OK_ID, status="diverge"), _rec("gone", status="diverge"),
+                            _rec(WRONG_ID, status="pass", kind=None)]}
+    now = [_rec(OK_ID, status="pass", kind=None), _rec(WRONG_ID), _rec("brand-new", status="crash", kind=None)]
+    diff = expected.baseline_diff(baseline, now)
+    assert [(r["case_id"], r["was"]) for r in diff["new"]] == [(WRONG_ID, "pass"), ("brand-new", None)]
+    assert [(r["case_id"], r["was"]) for r in diff["fixed"]] == [(OK_ID, "diverge")]
+
+
+# ---- through the command line --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    return case_file(tmp_path_factory.mktemp("expected") / "cases.yaml", ["ok-a", "wrong-b"])
+
+
+def _run(tmp_path, cases, *extra):
+    out = tmp_path / "out"
+    code, err = run_cli("run", "--adapter", adapter("Misbehaving"), "--cases", str(cases), "--out", str(out),
+                        "--no-report", "--no-minimise", *extra)
+    return code, err, json.loads((out / "results.json").read_text())
+
+
+def test_a_known_divergence_stays_a_divergence_and_does_not_fail_the_run(tmp_path, cases):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"- {{backend: misbehaving, cases: '{WRONG_ID}', reason: adds one, link: 'https://x/1'}}\n")
+    code, err, run = _run(tmp_path, cases, "--expected", str(manifest))
+    assert code == 0, err
+    rec = next(r for r in run["records"] if r["case_id"] == WRONG_ID)
+    assert rec["status"] == "diverge" and rec["kind"] == "value"
+    assert rec["known"] == {"reason": "adds one", "link": "https://x/1", "manifest_entry": 0}
+
+
+def test_a_known_divergence_that_now_passes_is_reported_fixed(tmp_path, cases):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"- {{backend: misbehaving, cases: '{WRONG_ID}', reason: adds one}}\n"
+                        f"- {{backend: misbehaving, cases: '{OK_ID}', reason: was broken once}}\n")
+    code, err, run = _run(tmp_path, cases, "--expected", str(manifest))
+    assert code == 0
+    assert "KNOWN DIVERGENCE(S) NOW PASS" in err and OK_ID in err
+    assert run["expected"]["fixed"] == [{"case_id": OK_ID, "backend": "misbehaving", "manifest_entry": 1,
+                                         "reason": "was broken once"}]
+
+
+def test_strict_expected_fails_the_run_on_a_fixed_entry(tmp_path, cases):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"- {{backend: misbehaving, cases: '*', reason: everything was broken}}\n")
+    code, _, _ = _run(tmp_path, cases, "--expected", str(manifest), "--strict-expected")
+    assert code == 1
+
+
+def test_the_baseline_section_lists_new_and_fixed(tmp_path, cases):
+    code, _, first = _run(tmp_path, cases)
+    # Pretend the earlier run had it the other way round.
+    for rec in first["records"]:
+        rec.update(status="pass", kind=None) if rec["case_id"] == WRONG_ID else rec.update(status="diverge", kind="value")
+    base = tmp_path / "baseline.json"
+    base.write_text(json.dumps(first))
+    _, err, run = _run(tmp_path, cases, "--baseline", str(base))
+    assert [r["case_id"] for r in run["baseline"]["new"]] == [WRONG_ID]
+    assert [r["case_id"] for r in run["baseline"]["fixed"]] == [OK_ID]
+    assert "1 new, 1 fixed" in err

@@ -1,0 +1,113 @@
+"""results.json follows docs/results-schema.md; the stream survives a torn line; junit.xml maps every pair."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conformance import results
+from tests._runner_util import adapter, case_file, run_cli
+
+NAMES = ["ok-a", "wrong-b", "raise-c", "invalid-d", "accept-e", "unsupported-f"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("results")
+    cases = case_file(tmp / "cases.yaml", NAMES)
+    manifest = tmp / "m.yaml"
+    manifest.write_text("- {backend: misbehaving, cases: '*', kind: invalid_accepted, reason: returns zeros}\n")
+    run_cli("run", "--adapter", adapter("Misbehaving"), "--backend", "numpy", "--cases", str(cases),
+            "--out", str(tmp / "out"), "--expected", str(manifest), "--no-report", "--no-minimise", "--quiet")
+    return tmp / "out"
+
+
+def test_results_json_validates_against_the_schema(run_dir):
+    run = results.load(run_dir / "results.json")
+    assert results.validate(run) == []
+    assert len(run["records"]) == 2 * len(NAMES)
+    assert set(run["backends"]) == {"misbehaving", "numpy"}
+
+
+def test_every_record_has_every_documented_field(run_dir):
+    run = results.load(run_dir / "results.json")
+    for rec in run["records"]:
+        assert list(rec) == list(results.RECORD_FIELDS)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda r: r.pop("records"), "expected top-level field 'records'"),
+    (lambda r: r["records"][0].update(status="fine"), "records[0].status: expected one of"),
+    (lambda r: r["records"][0].pop("time"), "records[0]: expected fields ['time']"),
+    (lambda r: r["records"].append(dict(r["records"][0])), "expected one record per (case, backend)"),
+    (lambda r: r["records"][0].update(backend="ghost"), "records[0].backend: expected a key of 'backends'"),
+    (lambda r: r["run"].pop("seed"), "run: expected field 'seed'"),
+], ids=["no-records", "bad-status", "missing-field", "duplicate-pair", "unknown-backend", "run-field"])
+def test_validate_names_each_schema_violation(run_dir, damage, problem):
+    run = json.loads((run_dir / "results.json").read_text())
+    damage(run)
+    assert any(problem in p for p in results.validate(run)), results.validate(run)
+
+
+def test_load_refuses_another_schema_version(tmp_path, run_dir):
+    run = json.loads((run_dir / "results.json").read_text())
+    run["schema_version"] = 2
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(run))
+    with pytest.raises(results.ResultsError, match="r.json: expected schema_version 1, received 2"):
+        results.load(path)
+
+
+def test_the_stream_ignores_a_torn_last_line(tmp_path, run_dir):
+    text = (run_dir / "results.jsonl").read_text()
+    torn = tmp_path / "results.jsonl"
+    torn.write_text(text + '{"type": "record", "record": {"case_')
+    header, recs = results.read_jsonl(torn)
+    assert header["params"]["backends"] == ["numpy", adapter("Misbehaving")]
+    assert len(recs) == 2 * len(NAMES)
+
+
+def test_a_resumed_stream_drops_the_torn_line_before_appending(tmp_path):
+    path = tmp_path / "results.jsonl"
+    w = results.JsonlWriter(path, {"params": {}})
+    w.record({"case_id": "a"})
+    w.close()
+    with open(path, "a") as fh:
+        fh.write('{"type": "rec')
+    w = results.JsonlWriter(path, None)
+    w.record({"case_id": "b"})
+    w.close()
+    assert [r["case_id"] for r in results.read_jsonl(path)[1]] == ["a", "b"]
+
+
+def _testcases(run_dir):
+    root = ET.parse(run_dir / "junit.xml").getroot()
+    return {(tc.get("classname"), tc.get("name")): tc for tc in root.iter("testcase")}
+
+
+def test_junit_has_one_testcase_per_case_and_backend(run_dir):
+    run = results.load(run_dir / "results.json")
+    assert set(_testcases(run_dir)) == {(r["backend"], r["case_id"]) for r in run["records"]}
+    assert len(_testcases(run_dir)) == len(run["records"])
+
+
+@pytest.mark.parametrize("name, child, text", [
+    ("ok-a", None, None),
+    ("wrong-b", "failure", "diverge:"),
+    ("raise-c", "failure", "error: RuntimeError: deliberate failure"),
+    ("invalid-d", None, None),
+    ("accept-e", "skipped", "known invalid_accepted: returns zeros"),
+    ("unsupported-f", "skipped", "unsupported: this backend has no such kernel"),
+])
+def test_junit_maps_each_status(run_dir, name, child, text):
+    run = results.load(run_dir / "results.json")
+    case_id = next(r["case_id"] for r in run["records"] if r["case"].get("name") == name)
+    tc = _testcases(run_dir)[("misbehaving", case_id)]
+    kids = [k for k in tc if k.tag in ("failure", "skipped", "error")]
+    if child is None:
+        assert kids == []
+    else:
+        assert [k.tag for k in kids] == [child]
+        assert kids[0].get("message").startswith(text)

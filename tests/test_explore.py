@@ -1,0 +1,66 @@
+"""`conformance explore`: finds a backend's divergences, shrinks them, keeps them as regressions."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from conformance import explore
+from conformance.adapters.registry import load
+from conformance.cases.catalogue import load_entries
+from conformance.cases.sets import select
+from conformance.cli import main
+from conformance.inprocess import judge
+
+BROKEN = f"{Path(__file__).with_name('broken_adapters.py')}:FlippedKernel"
+FOUND_BY_KEYS = {"backend", "backend_version", "device", "date", "kind", "message"}
+
+
+def _explore(out_dir: Path, *extra: str, backend: str = BROKEN) -> int:
+    return main(["explore", "--backend", backend, "--max-examples", "30", "--max-found", "1", "--seed", "3",
+                 "--out-dir", str(out_dir), *extra])
+
+
+def test_broken_backend_divergence_is_found_shrunk_and_written(tmp_path, capsys):
+    assert _explore(tmp_path) == 1
+    (path,) = sorted(tmp_path.glob("flipped-*.yaml"))
+    (entry,) = load_entries(path)  # the catalogue's own loader accepts the file
+    case = entry.case
+    assert math.prod(case.input_shape) <= 4 and case.kernel in ((1, 2), (2, 1)), case.id
+    assert FOUND_BY_KEYS <= set(entry.found_by) and entry.found_by["kind"] == "value"
+    assert f"FOUND {case.id}" in capsys.readouterr().out
+
+
+def test_same_seed_finds_the_same_case(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    _explore(first)
+    _explore(second)
+    assert [p.name for p in first.glob("*.yaml")] == [p.name for p in second.glob("*.yaml")] != []
+
+
+def test_conforming_backend_finds_nothing_and_writes_nothing(tmp_path, capsys):
+    code = main(["explore", "--backend", "numpy", "--max-examples", "15", "--seed", "0", "--out-dir", str(tmp_path)])
+    assert code == 0
+    assert list(tmp_path.iterdir()) == []
+    assert "no divergence found" in capsys.readouterr().out
+
+
+def test_a_case_already_in_the_catalogue_is_not_written_again(tmp_path):
+    case = select("smoke")[0]
+    adapter = load(BROKEN)
+    path, note = explore.write_regression(case, adapter, judge(case, adapter), tmp_path, spec=BROKEN, seed=0)
+    assert path is None and "already in" in note
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_backend_exits_2(tmp_path, capsys):
+    assert _explore(tmp_path, backend="no-such-backend") == 2
+    assert "no-such-backend" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--max-examples", "--max-found"])
+def test_non_positive_limits_exit_2(tmp_path, flag, capsys):
+    assert main(["explore", "--backend", "numpy", flag, "0", "--out-dir", str(tmp_path)]) == 2
+    assert "expected --max-examples" in capsys.readouterr().err

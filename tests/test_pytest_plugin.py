@@ -1,0 +1,158 @@
+"""The pytest plugin: `pytest --conformance --backend B` collects and judges (case, backend) tests.
+
+Every run is a subprocess (pytester.runpytest_subprocess): the plugin loads hypothesis
+profiles and frameworks, which must not leak into this test session.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conformance.cases.sets import select
+
+pytest_plugins = ["pytester"]
+
+BROKEN = Path(__file__).with_name("broken_adapters.py")
+SMOKE = select("smoke")
+PLAIN = next(c for c in SMOKE if c.op == "conv2d" and c.kernel == (3, 3) and c.profile == "normal"
+             and c.dtype == "float32" and c.groups == 1)
+BASE = ("-p", "no:cacheprovider", "--hypothesis-profile", "ci")
+
+
+def conformance(pytester, *args):
+    return pytester.runpytest_subprocess("--conformance", *BASE, *args)
+
+
+@pytest.fixture
+def broken(pytester) -> str:
+    shutil.copy(BROKEN, pytester.path / "broken.py")
+    return "broken.py:FlippedKernel"
+
+
+def test_numpy_smoke_set_passes(pytester):
+    result = conformance(pytester, "--backend", "numpy", "--conformance-cases", "smoke")
+    result.assert_outcomes(passed=len(SMOKE) + 3)  # + property tests: conv2d, depthwise, invalid
+
+
+def test_ids_are_one_per_case_and_backend_in_set_order(pytester):
+    result = conformance(pytester, "--backend", "numpy", "--conformance-cases", "smoke", "--co", "-q")
+    ids = [line for line in result.outlines if line.startswith("conformance::")]
+    assert ids == [f"conformance::test_conformance[numpy-{c.id}]" for c in SMOKE] + [
+        "conformance::test_property[numpy-conv2d]", "conformance::test_property[numpy-depthwise_conv2d]",
+        "conformance::test_property_invalid[numpy]"]
+
+
+def test_without_the_option_nothing_is_collected_or_imported(pytester, monkeypatch):
+    monkeypatch.delenv("CONFORMANCE_HYPOTHESIS_PROFILE", raising=False)  # (it asks for hypothesis)
+    pytester.makepyfile(test_one="""
+        import sys
+        def test_plain():
+            loaded = [m for m in ("conformance._pytest_cases", "hypothesis", "torch", "tensorflow") if m in sys.modules]
+            assert loaded == []
+    """)
+    # (Not -v: hypothesis's own plugin imports hypothesis for its verbose header line.)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--backend", "numpy")
+    result.assert_outcomes(passed=1)
+    listed = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--backend", "numpy", "--co", "-q")
+    assert [line for line in listed.outlines if "::" in line] == ["test_one.py::test_plain"]
+
+
+def test_conformance_without_a_backend_is_a_usage_error(pytester):
+    result = pytester.runpytest_subprocess("--conformance", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*expected at least one --backend or --adapter*"])
+
+
+def test_broken_adapter_fails_with_case_figures_diagnosis_and_repro(pytester, broken):
+    result = conformance(pytester, "--adapter", broken, "--conformance-cases", PLAIN.id,
+                         "--conformance-no-properties")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    for expected in (f"flipped diverges (value) on case {PLAIN.id}", '"kernel": [3, 3]', "max_normalised_error=",
+                     "vs threshold", "diagnosis: flipped_kernel", "repro: "):
+        assert expected in out, f"expected {expected!r} in the failure message"
+    assert (pytester.path / "test-artifacts" / "conformance" / f"flipped-{PLAIN.id}.py").is_file()
+
+
+def _manifest(pytester, **entry) -> str:
+    lines = "\n".join(f"  {k}: {v!r}" for k, v in entry.items())
+    pytester.makefile(".yaml", expected="- " + lines.lstrip())
+    return "expected.yaml"
+
+
+def test_known_divergence_is_xfailed(pytester, broken):
+    manifest = _manifest(pytester, backend="flipped", cases=PLAIN.id, reason="kernel is flipped (known)")
+    result = conformance(pytester, "--adapter", broken, "--conformance-cases", PLAIN.id,
+                         "--conformance-no-properties", "--conformance-expected", manifest, "-rx")
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(["*kernel is flipped (known)*"])
+
+
+def test_known_divergence_of_another_kind_still_fails(pytester, broken):
+    manifest = _manifest(pytester, backend="flipped", cases=PLAIN.id, kind="shape", reason="wrong shape (known)")
+    result = conformance(pytester, "--adapter", broken, "--conformance-cases", PLAIN.id,
+                         "--conformance-no-properties", "--conformance-expected", manifest)
+    result.assert_outcomes(failed=1)
+
+
+def test_manifest_entry_for_a_passing_case_is_a_strict_xpass_failure(pytester):
+    manifest = _manifest(pytester, backend="numpy", cases=PLAIN.id, reason="was broken once")
+    result = conformance(pytester, "--backend", "numpy", "--conformance-cases", PLAIN.id,
+                         "--conformance-no-properties", "--conformance-expected", manifest)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*XPASS(strict)*was broken once*"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="pytest-xdist is not installed")
+def test_xdist_workers_agree_and_junit_has_one_testcase_per_pair(pytester):
+    result = conformance(pytester, "--backend", "numpy", "--conformance-cases", "smoke",
+                         "--conformance-no-properties", "-n", "2", "--junitxml", "junit.xml")
+    result.assert_outcomes(passed=len(SMOKE))
+    names = [tc.get("name") for tc in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")]
+    assert sorted(names) == sorted(f"test_conformance[numpy-{c.id}]" for c in SMOKE)
+
+
+@pytest.mark.framework
+def test_tensorflow_findings_fail_and_never_pass(pytester):
+    pytest.importorskip("tensorflow")
+    findings = [c for c in SMOKE if c.profile == "subnormal" or
+                (c.op == "depthwise_conv2d" and c.strides == (2, 2) and c.dilations == (2, 2))]
+    assert len(findings) == 2
+    result = conformance(pytester, "--backend", "tensorflow", "--conformance-cases", ",".join(c.id for c in findings),
+                         "--conformance-no-properties")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([f"FAILED conformance::test_conformance[tensorflow-{c.id}]*" for c in findings],
+                                consecutive=False)
+
+
+_PRINT_PROFILE = """
+    from hypothesis import settings
+    def test_profile():
+        print("PROFILE", settings.get_current_profile_name(), settings.default.max_examples,
+              settings.default.derandomize)
+"""
+
+
+@pytest.mark.parametrize("env, args, expected", [
+    ("", ("--hypothesis-profile", "ci"), "PROFILE ci 50 True"),
+    ("nightly", (), "PROFILE nightly 2000 False"),
+    ("nightly", ("--hypothesis-profile", "dev"), "PROFILE dev 100 False"),
+], ids=["option", "environment", "option-wins"])
+def test_hypothesis_profiles_are_chosen_by_option_or_environment(pytester, monkeypatch, env, args, expected):
+    monkeypatch.setenv("CONFORMANCE_HYPOTHESIS_PROFILE", env)
+    pytester.makepyfile(test_profile=_PRINT_PROFILE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", *args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*{expected}*"])
+
+
+def test_unknown_profile_in_the_environment_is_a_usage_error(pytester, monkeypatch):
+    monkeypatch.setenv("CONFORMANCE_HYPOTHESIS_PROFILE", "weekly")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*CONFORMANCE_HYPOTHESIS_PROFILE: expected one of ci, dev, nightly*'weekly'*"])

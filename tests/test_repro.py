@@ -1,0 +1,157 @@
+"""Repro scripts and bug reports: they run standalone and tell a divergence from a pass."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance import repro
+from conformance.adapters.registry import load
+from conformance.cases.sets import select
+from conformance.cli import main
+from conformance.inprocess import judge
+from conformance.spec import Case
+
+BROKEN = str(Path(__file__).with_name("broken_adapters.py"))
+SMOKE = {c.id: c for c in select("smoke")}
+
+# Runs a script with `conformance` made unimportable, from an empty directory and with no
+# PYTHONPATH: what a framework maintainer without this suite has.
+_BLOCKED_RUN = """
+import runpy, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "conformance" or name.startswith("conformance."):
+            raise ImportError(f"the repro script imported {name}")
+sys.meta_path.insert(0, Block())
+runpy.run_path(sys.argv[1], run_name="__main__")
+"""
+
+
+def _smoke(pred) -> Case:
+    return next(c for c in SMOKE.values() if pred(c))
+
+
+def run_script(tmp_path: Path, text: str, *, block_ours: bool = True) -> subprocess.CompletedProcess:
+    script = tmp_path / "repro.py"
+    script.write_text(text)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    argv = [sys.executable, "-c", _BLOCKED_RUN, str(script)] if block_ours else [sys.executable, str(script)]
+    return subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+PLAIN = _smoke(lambda c: c.op == "conv2d" and c.kernel == (3, 3) and c.profile == "normal" and c.dtype == "float32"
+               and c.groups == 1)
+
+
+def test_broken_adapter_script_prints_the_divergence_and_exits_1(tmp_path):
+    script = repro.make_script(PLAIN, load(f"{BROKEN}:FlippedKernel"))
+    done = run_script(tmp_path, script)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "DIVERGES" in done.stdout
+    assert "max normalised error" in done.stdout and "expected" in done.stdout
+
+
+def test_adapter_without_repro_code_is_loaded_by_spec(tmp_path):
+    spec = f"{BROKEN}:NoRepro"
+    script = repro.make_script(PLAIN, load(spec), spec=spec)
+    assert f"SPEC = {spec!r}" in script
+    done = run_script(tmp_path, script)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "DIVERGES" in done.stdout
+
+
+def test_spec_of_a_file_adapter_defaults_to_its_file():
+    # What the runner's workers get: make_script(case, adapter) with no spec.
+    script = repro.make_script(PLAIN, load(f"{BROKEN}:NoRepro"))
+    assert f"SPEC = {BROKEN + ':NoRepro'!r}" in script
+
+
+NUMPY_CASES = {
+    "plain-f32": PLAIN,
+    "bf16-bias": _smoke(lambda c: c.dtype == "bfloat16" and c.bias),
+    "f64": _smoke(lambda c: c.dtype == "float64"),
+    "special-values": _smoke(lambda c: c.profile == "special"),
+    "subnormal": _smoke(lambda c: c.profile == "subnormal"),
+    "explicit-pads": _smoke(lambda c: not isinstance(c.padding, str)),
+    "invalid-raises": _smoke(lambda c: not c.is_valid),
+}
+
+
+@pytest.mark.parametrize("case", NUMPY_CASES.values(), ids=NUMPY_CASES.keys())
+def test_numpy_backend_script_passes(tmp_path, case):
+    # The NumPy backend's repro imports our oracle (it *is* the oracle), so no blocking here.
+    done = run_script(tmp_path, repro.make_script(case, load("numpy")), block_ours=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK" in done.stdout
+
+
+TORCH_CASES = {"plain-f32": PLAIN, "bf16-bias": NUMPY_CASES["bf16-bias"]}
+
+
+@pytest.mark.framework
+@pytest.mark.parametrize("case", TORCH_CASES.values(), ids=TORCH_CASES.keys())
+def test_torch_script_passes_without_conformance(tmp_path, case):
+    pytest.importorskip("torch")
+    script = repro.make_script(case, load("torch"))
+    done = run_script(tmp_path, script)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK: within tolerance" in done.stdout
+
+
+@pytest.mark.framework
+def test_torch_script_imports_only_numpy_and_torch():
+    pytest.importorskip("torch")
+    tree = ast.parse(repro.make_script(PLAIN, load("torch")))
+    modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+               for alias in node.names}
+    modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert modules <= {"base64", "sys", "zlib", "numpy", "torch", "ml_dtypes"}, modules
+
+
+@pytest.mark.framework
+def test_tensorflow_depthwise_stride_and_dilation_reproduces_the_wrong_shape(tmp_path):
+    # TensorFlow's depthwise_conv2d with strides > 1 and dilations > 1 only warns and, here,
+    # returns a 6x6 output where SAME with stride 2 on 10x10 gives 5x5.
+    pytest.importorskip("tensorflow")
+    case = Case(op="depthwise_conv2d", batch=1, height=10, width=10, in_channels=2, kernel=3, channel_multiplier=1,
+                strides=2, dilations=2, padding="SAME")
+    done = run_script(tmp_path, repro.make_script(case, load("tensorflow")))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "DIVERGES: expected output shape (1, 5, 5, 2), received (1, 6, 6, 2)" in done.stdout
+
+
+def test_inputs_too_large_to_inline_are_refused_with_advice():
+    big = Case(op="conv2d", batch=1, height=256, width=256, in_channels=8, kernel=3, out_channels=8)
+    with pytest.raises(repro.ReproError, match="minimised case"):
+        repro.make_script(big, load("numpy"))
+
+
+def test_bug_report_carries_environment_case_figures_and_diagnosis():
+    adapter = load(f"{BROKEN}:FlippedKernel")
+    outcome = judge(PLAIN, adapter)
+    text = repro.bug_report(PLAIN, adapter, outcome.comparison, outcome.diagnosis, outcome=outcome)
+    for expected in ("### Environment", "| flipped | 0.1 |", "| Device | cpu |", PLAIN.id, "max_normalised_error",
+                     "| threshold |", "### Diagnosis", "flipped", "[::-1, ::-1]", "<summary>repro.py</summary>"):
+        assert expected in text, f"expected {expected!r} in the bug report"
+
+
+def test_cli_writes_script_and_report(tmp_path, capsys):
+    out, report = tmp_path / "r.py", tmp_path / "r.md"
+    code = main(["repro", PLAIN.id, "--backend", f"{BROKEN}:FlippedKernel", "--out", str(out),
+                 "--report", str(report)])
+    assert code == 0
+    assert "reference" in out.read_text() and PLAIN.id in report.read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["repro", "conv-no-such-case", "--backend", "numpy"], "conv-no-such-case"),
+    (["repro", PLAIN.id, "--backend", "no-such-backend"], "no-such-backend"),
+], ids=["unknown-case", "unknown-backend"])
+def test_cli_usage_errors_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,331 @@
+"""conformance.tolerance + compare: the calibration that must hold (issue 2).
+
+Correct implementations are emulated in NumPy from the exact products of every output
+element (`conv_terms`), summed in the orders and precisions real kernels use:
+- float32: products rounded to float32 (or fused: one rounding per multiply-add), summed
+  in float32 forward, reverse, pairwise, in 8 SIMD lanes, in blocks of 64, and in a
+  random order per element;
+- float64: plain BLAS (the oracle's uncompensated path), forward, random order;
+- float16 / bfloat16: exact products accumulated in float32 in any of those orders, then
+  rounded once; or accumulated in the dtype itself, rounding every addition.
+None of them may diverge, for K from 1 to 12,544, with the `normal` and `wide_range`
+profiles. Wrong implementations must diverge on every one of those cases: float32 with
+TF32 products (inputs rounded to 11 significand bits), float32 accumulated in float16,
+and float64 computed in float32.
+
+Also pinned: exact profiles flag a 1-ulp change; a flushing implementation on the
+subnormal profile gets `subnormal_flush` while a keeping one passes; the kinds `shape`,
+`nonfinite` and `invalid_accepted`; threshold/hard_bound/k_eff/is_exact values.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+
+from conformance import oracle, tolerance
+from conformance.compare import compare
+from conformance.dtypes import flush_subnormals, fmt, np_dtype, round_mantissa
+from conformance.inputs import make_inputs
+from conformance.spec import Case
+
+F32, F16 = np.float32, np.float16
+
+#: K = 1, 9, 288, 2304 and 12,544 products per output element; a few hundred to a few
+#: thousand outputs each, so the maximum over elements is a realistic tail.
+CALIBRATION_CASES = {
+    "k1x1x1": dict(op="conv2d", batch=2, height=16, width=16, in_channels=1, kernel=1, out_channels=8),
+    "dw-k3x3": dict(op="depthwise_conv2d", batch=2, height=16, width=16, in_channels=8, kernel=3,
+                    channel_multiplier=2, padding="SAME"),
+    "k3x3x32-bias": dict(op="conv2d", batch=1, height=10, width=10, in_channels=32, kernel=3, out_channels=16,
+                         padding="SAME", bias=True),
+    "k3x3x256": dict(op="conv2d", batch=1, height=6, width=6, in_channels=256, kernel=3, out_channels=16,
+                     padding="SAME"),
+    "k7x7x256": dict(op="conv2d", batch=1, height=12, width=12, in_channels=256, kernel=7, out_channels=16),
+    # Many outputs where wide_range errors come closest to the threshold (K ~ 25 - 50).
+    "dw-k5x5-many": dict(op="depthwise_conv2d", batch=1, height=68, width=68, in_channels=16, kernel=5,
+                         channel_multiplier=1),
+    "k3x3x4-many": dict(op="conv2d", batch=1, height=42, width=42, in_channels=4, kernel=3, out_channels=16),
+}
+CALIBRATION_DTYPES = ("float32", "float16", "bfloat16", "float64")
+CALIBRATION_PROFILES = ("normal", "wide_range")
+
+
+# ---- summation orders -------------------------------------------------------------------
+
+
+def forward(t, dt):
+    """Recursive summation in dtype `dt`, left to right, every addition rounded."""
+    return np.add.accumulate(t.astype(dt), axis=-1)[..., -1]
+
+
+def tree(t, dt):
+    """Pairwise summation in dtype `dt` (every addition rounded; NumPy's own sum of
+    float16 would secretly accumulate in float32)."""
+    t = t.astype(dt)
+    while t.shape[-1] > 1:
+        if t.shape[-1] % 2:
+            t = np.concatenate([t, np.zeros(t.shape[:-1] + (1,), dt)], axis=-1)
+        t = (t[..., 0::2] + t[..., 1::2]).astype(dt)
+    return t[..., 0]
+
+
+def lanes(t, dt, width=8):
+    """SIMD-style: `width` interleaved accumulators, then the lanes added together."""
+    k = t.shape[-1]
+    pad = -k % width
+    t = np.concatenate([t, np.zeros(t.shape[:-1] + (pad,))], axis=-1).astype(dt)
+    acc = np.add.accumulate(t.reshape(t.shape[:-1] + (-1, width)), axis=-2)[..., -1, :]
+    return forward(acc, dt)
+
+
+def blocked(t, dt, block=64):
+    """GEMM-style k-blocking: sequential sums of blocks of `block`, then of the block sums."""
+    k = t.shape[-1]
+    pad = -k % block
+    t = np.concatenate([t, np.zeros(t.shape[:-1] + (pad,))], axis=-1).astype(dt)
+    partial = np.add.accumulate(t.reshape(t.shape[:-1] + (-1, block)), axis=-1)[..., -1]
+    return forward(partial, dt)
+
+
+def shuffled(t, dt, seed=0):
+    """A different random order for every output element."""
+    return forward(np.random.default_rng(seed).permuted(t, axis=-1), dt)
+
+
+def fused_forward(t, dt):
+    """Fused multiply-add: acc = round(acc + exact product), one rounding per term."""
+    acc = np.zeros(t.shape[:-1])
+    for k in range(t.shape[-1]):
+        acc = (acc + t[..., k]).astype(dt).astype(np.float64)
+    return acc
+
+
+ORDERS = {"forward": forward, "reverse": lambda t, dt: forward(t[..., ::-1], dt), "pairwise": tree,
+          "simd8": lanes, "blocked64": blocked, "shuffled": shuffled}
+
+
+# ---- emulated implementations --------------------------------------------------------------
+
+
+def finish(acc, bias, acc_dt, out_dt):
+    """Add the bias in the accumulator's precision, then round to the output dtype."""
+    acc = np.asarray(acc, dtype=acc_dt)
+    if bias is not None:
+        acc = (acc + np.asarray(bias, dtype=np.float64).astype(acc_dt)).astype(acc_dt)
+    return acc.astype(np.float64).astype(out_dt)
+
+
+def correct_emulations(case, x, w, b, conv_terms):
+    """name -> output in the case dtype, for implementations that must pass."""
+    dt = np_dtype(case.dtype)
+    terms = conv_terms(case, x, w)  # exact for float32 and narrower; rounded products for float64
+    out = {}
+    if case.dtype == "float32":
+        rounded = terms.astype(F32).astype(np.float64)  # non-fused: each product rounded first
+        for name, fn in ORDERS.items():
+            out[f"f32 {name}"] = finish(fn(rounded, F32), b, F32, dt)
+        out["f32 fma forward"] = finish(fused_forward(terms, F32), b, F32, dt)
+    elif case.dtype == "float64":
+        out["f64 blas"] = oracle.convolve(case, x, w, b, compensated=False)
+        out["f64 forward"] = finish(forward(terms, np.float64), b, np.float64, dt)
+        out["f64 shuffled"] = finish(shuffled(terms, np.float64), b, np.float64, dt)
+    else:
+        for name, fn in ORDERS.items():
+            out[f"f32-acc {name}"] = finish(fn(terms, F32), b, F32, dt)
+        # Accumulating in the 16-bit dtype itself: products and every addition rounded to it.
+        own = terms.astype(dt).astype(np.float64)
+        for name in ("forward", "pairwise", "shuffled"):
+            out[f"own {name}"] = finish(ORDERS[name](own, dt), b, dt, dt)
+    return out
+
+
+def wrong_emulations(case, x, w, b, conv_terms):
+    """name -> output in the case dtype, for implementations that must diverge."""
+    dt = np_dtype(case.dtype)
+    out = {}
+    if case.dtype == "float32":
+        x64, w64 = x.astype(np.float64), w.astype(np.float64)
+        tf32 = conv_terms(case, round_mantissa(x64, 11), round_mantissa(w64, 11))
+        out["tf32"] = finish(tree(tf32, F32), b, F32, dt)  # TF32 rounds the GEMM inputs, not the bias
+        with np.errstate(over="ignore", invalid="ignore"):
+            out["f16-acc"] = finish(forward(conv_terms(case, x, w).astype(F32), F16), b, F16, dt)
+    elif case.dtype == "float64":
+        out["f32 compute"] = finish(tree(conv_terms(case, x.astype(F32), w.astype(F32)), F32), b, F32, dt)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def measure(conv_terms, name, dtype, profile):
+    """(case, threshold, {emulation: (passed, kind, max normalised error)}, set of wrong names).
+
+    Cached: the correct and the wrong verdicts of one grid point come from one computation.
+    """
+    case = Case(**CALIBRATION_CASES[name], dtype=dtype, profile=profile)
+    x, w, b = make_inputs(case)
+    ref = oracle.reference(case, x, w, b)
+    results = {}
+    wrong = wrong_emulations(case, x, w, b, conv_terms)
+    for emu, y in {**correct_emulations(case, x, w, b, conv_terms), **wrong}.items():
+        c = compare(case, y, ref, (x, w, b))
+        results[emu] = (c.passed, c.kind, c.figures["max_normalised_error"])
+    return case, tolerance.threshold(case), results, frozenset(wrong)
+
+
+GRID = [(n, d, p) for n in CALIBRATION_CASES for d in CALIBRATION_DTYPES for p in CALIBRATION_PROFILES]
+
+
+@pytest.mark.parametrize("name, dtype, profile", GRID, ids=["-".join(g) for g in GRID])
+def test_correct_implementations_do_not_diverge(name, dtype, profile, conv_terms):
+    case, threshold, results, wrong = measure(conv_terms, name, dtype, profile)
+    failed = {emu: r for emu, r in results.items() if emu not in wrong and not r[0]}
+    assert not failed, f"{case.id}: correct emulations diverged (threshold {threshold:.3g}): {failed}"
+
+
+#: Correct implementations must stay well clear of the threshold (deterministic inputs
+#: and orders, so this is a margin on the tail of a sample, not a flaky bound), and wrong
+#: ones must clear it by far: otherwise a larger run would flip verdicts.
+CORRECT_MARGIN = 0.6
+WRONG_MARGIN = 2.0
+
+
+@pytest.mark.parametrize("name, dtype, profile", GRID, ids=["-".join(g) for g in GRID])
+def test_correct_implementations_keep_a_margin_below_the_threshold(name, dtype, profile, conv_terms):
+    case, threshold, results, wrong = measure(conv_terms, name, dtype, profile)
+    near = {emu: r[2] for emu, r in results.items() if emu not in wrong and r[2] > CORRECT_MARGIN * threshold}
+    assert not near, f"{case.id}: correct emulations above {CORRECT_MARGIN:.0%} of threshold {threshold:.3g}: {near}"
+
+
+WRONG_GRID = [g for g in GRID if g[1] in ("float32", "float64")]
+
+
+@pytest.mark.parametrize("name, dtype, profile", WRONG_GRID, ids=["-".join(g) for g in WRONG_GRID])
+def test_wrong_implementations_clear_the_threshold_by_far(name, dtype, profile, conv_terms):
+    case, threshold, results, wrong = measure(conv_terms, name, dtype, profile)
+    close = {emu: results[emu][2] for emu in wrong
+             if results[emu][2] is not None and results[emu][2] < WRONG_MARGIN * threshold}
+    assert not close, f"{case.id}: wrong emulations below {WRONG_MARGIN}x threshold {threshold:.3g}: {close}"
+
+
+@pytest.mark.parametrize("name, dtype, profile", WRONG_GRID, ids=["-".join(g) for g in WRONG_GRID])
+def test_wrong_implementations_diverge(name, dtype, profile, conv_terms):
+    case, threshold, results, wrong = measure(conv_terms, name, dtype, profile)
+    assert wrong, "every float32/float64 case has wrong emulations"
+    passed = {emu: results[emu] for emu in wrong if results[emu][0]}
+    assert not passed, f"{case.id}: wrong emulations passed (threshold {threshold:.3g}): {passed}"
+
+
+def test_tf32_diverges_as_reduced_precision_on_a_large_reduction(conv_terms):
+    # Right indices, too few bits: within the rigorous bound, beyond the probabilistic one.
+    _, _, results, _ = measure(conv_terms, "k7x7x256", "float32", "normal")
+    assert results["tf32"][1] == "precision"
+
+
+# ---- exact profiles ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", CALIBRATION_DTYPES)
+@pytest.mark.parametrize("op", ["conv2d", "depthwise_conv2d"])
+def test_exact_profile_flags_a_one_ulp_change(op, dtype):
+    kw = dict(kernel=3, padding="SAME", bias=True)
+    kw.update(out_channels=8) if op == "conv2d" else kw.update(channel_multiplier=2)
+    case = Case(op=op, batch=1, height=6, width=6, in_channels=4, dtype=dtype, profile="small_integers", **kw)
+    x, w, b = make_inputs(case)
+    ref = oracle.reference(case, x, w, b)
+    dt = np_dtype(dtype)
+    y = ref.value.astype(dt)
+    assert compare(case, y, ref, (x, w, b)).passed
+    i = int(np.argmax(np.abs(ref.value)))
+    v = float(ref.value.ravel()[i])
+    ulp = 2.0 ** (math.floor(math.log2(abs(v))) - fmt(dtype).precision + 1)  # one ulp of v in dtype
+    bumped = y.copy().ravel()
+    bumped[i] = np.float64(v + ulp).astype(dt)
+    assert float(bumped[i]) == v + ulp, "the bumped value must be representable: exactly one ulp away"
+    c = compare(case, bumped.reshape(y.shape), ref, (x, w, b))
+    assert (c.passed, c.kind, c.figures["mismatched"]) == (False, "inexact", 1)
+
+
+# ---- subnormals --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", CALIBRATION_DTYPES)
+def test_subnormal_profile_flushing_versus_keeping(dtype, conv_terms):
+    case = Case(op="conv2d", batch=1, height=6, width=6, in_channels=8, kernel=3, out_channels=4, padding="SAME",
+                dtype=dtype, profile="subnormal", bias=True)
+    x, w, b = make_inputs(case)
+    ref = oracle.reference(case, x, w, b)
+    dt = np_dtype(dtype)
+    acc = np.float64 if dtype == "float64" else F32
+    keeping = finish(tree(conv_terms(case, x, w), acc), b, acc, dt)
+    c = compare(case, keeping, ref, (x, w, b))
+    assert c.passed, f"{case.id}: a backend keeping subnormals diverged: {c.message}"
+    # FTZ/DAZ: subnormal inputs read as zero, subnormal results written as zero.
+    xf, bf = flush_subnormals(x.astype(np.float64), dtype), flush_subnormals(b.astype(np.float64), dtype)
+    flushing = flush_subnormals(finish(tree(conv_terms(case, xf, w), acc), bf, acc, dt).astype(np.float64), dtype)
+    c = compare(case, flushing.astype(dt), ref, (x, w, b))
+    assert (c.passed, c.kind) == (False, "subnormal_flush"), c.message
+
+
+# ---- other kinds -------------------------------------------------------------------------
+
+SMALL = Case(op="conv2d", batch=1, height=5, width=5, in_channels=3, kernel=3, out_channels=4, padding="SAME")
+
+
+def test_wrong_shape_is_kind_shape():
+    x, w, b = make_inputs(SMALL)
+    ref = oracle.reference(SMALL, x, w, b)
+    nchw = ref.value.astype(F32).transpose(0, 3, 1, 2)
+    c = compare(SMALL, nchw, ref, (x, w, b))
+    assert (c.passed, c.kind) == (False, "shape")
+    assert c.figures["expected_shape"] == [1, 5, 5, 4] and c.figures["actual_shape"] == [1, 4, 5, 5]
+
+
+def test_nan_where_finite_is_kind_nonfinite():
+    x, w, b = make_inputs(SMALL)
+    ref = oracle.reference(SMALL, x, w, b)
+    y = ref.value.astype(F32)
+    y[0, 2, 3, 1] = np.nan
+    c = compare(SMALL, y, ref, (x, w, b))
+    assert (c.passed, c.kind, c.figures["nonfinite_mismatches"]) == (False, "nonfinite", 1)
+    assert c.worst[0]["index"] == [0, 2, 3, 1] and c.worst[0]["actual"] == "nan"
+
+
+def test_invalid_case_returning_an_output_is_invalid_accepted():
+    case = SMALL.replace(in_channels=4, groups=3, out_channels=3)
+    assert not case.is_valid
+    c = compare(case, np.zeros((1, 5, 5, 3), F32), None)
+    assert (c.passed, c.kind) == (False, "invalid_accepted")
+    assert "does not divide" in c.message
+
+
+# ---- the model's numbers --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k, bias, expected", [(1, False, 1 / (1 - 2.0**-24) + 2),  # the rigorous bound + 1
+                                               (9, False, 9 / (1 - 9 * 2.0**-24) + 2),
+                                               (25, False, 3 + 4 * math.sqrt(26)),
+                                               (288, True, 3 + 4 * math.sqrt(290)),
+                                               (586, False, 3 + 4 * math.sqrt(587)),
+                                               (588, False, 100.0),
+                                               (12544, False, 100.0)],
+                         ids=["k1-rigorous", "k9-rigorous", "k25", "k288-bias", "k586", "k588-capped", "k12544-capped"])
+def test_threshold_is_the_rigorous_bound_then_grows_like_sqrt_k_up_to_the_cap(k, bias, expected):
+    case = Case(op="conv2d", batch=1, height=1, width=1, in_channels=k, kernel=1, out_channels=1, bias=bias)
+    assert tolerance.k_eff(case) == k + bias
+    assert tolerance.threshold(case) == pytest.approx(expected)
+
+
+def test_hard_bound_is_gamma_k_plus_final_rounding():
+    case = Case(op="conv2d", batch=1, height=1, width=1, in_channels=1000, kernel=1, out_channels=1,
+                dtype="float16")
+    n, u = 1000, 2.0**-11
+    assert tolerance.hard_bound(case) == pytest.approx(n / (1 - n * u) + 1)
+
+
+def test_exact_profile_has_zero_threshold():
+    case = SMALL.replace(profile="small_integers")
+    assert tolerance.is_exact(case) and tolerance.threshold(case) == 0.0
+    assert not tolerance.is_exact(SMALL) and tolerance.threshold(SMALL) > 0

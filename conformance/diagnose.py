@@ -11,7 +11,7 @@ Invariants
   `oracle.conv2d` / `oracle.depthwise_conv2d`) and the backend's output must match that
   recomputation per the same tolerance model `compare` uses (`compare.normalised_error`
   against a `Reference` built for the hypothesis, `tolerance.threshold`).
-  The exceptions are the *facts* (`nan_not_propagated` first; `border_only`,
+  The exceptions are the *facts* (`nan_not_propagated`, right after `subnormal_flush`; `border_only`,
   `channel_subset`, `batch_subset` last, after every tested hypothesis), which describe
   where the errors are, and `float16_accumulation`, an error-size consistency test.
 - `wrong_shape_subblock` / `wrong_sampling` search, for each candidate geometry (the
@@ -546,8 +546,10 @@ def _subset(axis_name: str, axis: int, noun: str):
 
 #: The hypotheses in the order they are tried (cheapest and most specific first).
 HYPOTHESES: tuple[tuple[str, Callable[[_Context], str | None]], ...] = (
-    ("nan_not_propagated", _nan_not_propagated),
+    # Flushing subnormals turns subnormal * Inf into 0 * Inf = NaN: the tested hypothesis
+    # that explains the whole output goes before the fact about where the errors are.
     ("subnormal_flush", _subnormal_flush),
+    ("nan_not_propagated", _nan_not_propagated),
     ("depthwise_channel_order", _depthwise_channel_order),
     ("bias_ignored", _bias_ignored),
     ("flipped_kernel", _flipped((0, 1), "in both spatial axes")),

@@ -14,7 +14,7 @@ with nothing but NumPy and that one framework:
    stays more precise than what it judges where the platform's long double is wider);
 4. the check, conv-conformance's rule written out: an element passes when
    |y - ref| <= T * (U * mag + FLOOR), mag = sum |x| |w| (+ |bias|), T the threshold
-   3 + 1.5 sqrt(K_eff + 1) (0 for exact profiles and zero-magnitude elements), U the
+   of `conformance.tolerance.threshold` (0 for exact profiles and zero-magnitude elements), U the
    dtype's unit roundoff, FLOOR the underflow allowance; NaN/Inf must match exactly,
    where a padded zero meets an infinite tap either 0 or NaN is accepted. It prints
    expected vs actual (shape, max abs error, the worst elements) and exits 1 when the
@@ -417,8 +417,8 @@ def bug_report(case: Case, adapter: Any, comparison: Any, diagnosis: Any = None,
         out += ["", "| figure | value |", "|---|---|"] + [f"| {k} | {_fmt(figures[k])} |" for k in shown]
         out += ["", "The normalised error of an element is |y - exact| / (u · Σ|x||w| + underflow floor), u the "
                     "unit roundoff of the dtype. A correct implementation, whatever its summation order, stays "
-                    "below the threshold 3 + 1.5·√(K+1) (K products per output; zero for exactly representable "
-                    "results) and can never exceed the hard bound ≈ K + 1 (the rigorous worst case)."]
+                    "below the threshold min(3 + 4·√(K+1), 100, K + 2) (K products per output; zero for exactly "
+                    "representable results) and can never exceed the hard bound ≈ K + 1 (the rigorous worst case)."]
     worst = getattr(comparison, "worst", None) or []
     if worst:
         out += ["", "Worst elements (index is (n, row, column, channel) of the NHWC output):", "",

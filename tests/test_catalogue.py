@@ -266,8 +266,10 @@ def test_selectors_by_file_id_name_glob_and_union(tmp_path):
     seeds = sets.select("seed-*")
     assert len(seeds) == 5 and all(c.name.startswith("seed-") for c in seeds)
     assert all(c.id.startswith("dw-") and c.dtype == "float16" for c in sets.select("dw-*-f16*"))
+    invalid = sets.select("invalid-*")
+    assert len(invalid) >= 7 and all(not c.is_valid for c in invalid)
     union = sets.select(f"seed-*,{seed.id},invalid-*")
-    assert len(union) == 5 + 7 and union[:5] == seeds
+    assert union == seeds + invalid  # union in order, the repeated seed only once
 
 
 def test_dtypes_filter_keeps_only_those_dtypes():

@@ -3,7 +3,8 @@
 Exit codes (every subcommand): 0 nothing unexpected; 1 an unexpected divergence, error,
 crash or timeout (a backend that crashes or hangs is not conformant), or with
 --strict-expected a known divergence that is now fixed; 2 bad usage or bad input (one
-line on stderr, no traceback); 130 interrupted (what was done is written).
+line on stderr, no traceback), including a --backend/--adapter that cannot be loaded;
+130 interrupted (what was done is written).
 
 `repro`, `explore` and `report` live in conformance.repro, .explore and .report; each exposes
 `add_arguments(parser)` and `run(args) -> int` and is imported only when its subcommand
@@ -27,7 +28,7 @@ LAZY = {"repro": ("conformance.repro", "reproduce one case on one backend in thi
         "report": ("conformance.report", "render the HTML reports of a saved results.json")}
 
 
-#: Unexpected results listed one per line in the summary; the rest are counted.
+#: Lines of unexpected results in the summary (one per distinct backend, kind and message); the rest are counted.
 SUMMARY_ROWS = 60
 
 
@@ -115,10 +116,15 @@ def _specs(args) -> list[str]:
         if not specs:
             raise UsageError("run: expected at least one available backend, received none (see `conformance backends`)")
         return specs
-    known = registry.known_names() if args.backend else []
+    known = registry.known_names()
+    for spec in args.adapter:
+        if ":" not in spec and spec not in known:  # 'file.py' alone: say what is missing, not "unknown backend"
+            raise UsageError(f"--adapter {spec}: expected 'module:Class' or 'path/to/file.py:Class', "
+                             f"received no ':Class'")
     for name in args.backend:
-        # Availability is the worker's to find out: a backend that cannot load gives an
-        # error record per case with the reason (discover() would cost a second here).
+        # Loading is the worker's to find out (discover() would cost a second here, and only
+        # importing tells): a named backend that cannot load stops the run with exit 2 once
+        # its worker reports it (runner.LoadError), before any case runs.
         if name not in known:
             raise UsageError(f"--backend: unknown backend {name!r}: expected one of {', '.join(known)} "
                              f"(use --adapter for module:Class or file.py:Class)")
@@ -131,17 +137,19 @@ def cmd_run(args, argv: Sequence[str], stream: TextIO) -> int:
     cfg = runner.RunConfig(specs=[], selector=args.cases, seed=args.seed, budget=args.budget, dtypes=args.dtype,
                            out=Path(args.out), timeout=args.timeout, expected=args.expected, baseline=args.baseline,
                            shard=shard, resume=args.resume, report=args.report, minimise=args.minimise,
-                           strict_expected=args.strict_expected, quiet=args.quiet, argv=list(argv))
+                           strict_expected=args.strict_expected, quiet=args.quiet, argv=list(argv),
+                           named=bool(args.backend or args.adapter))
     cfg.specs = _specs(args)
     cases = runner.select_cases(cfg.selector, seed=cfg.seed, budget=cfg.budget, dtypes=cfg.dtypes, shard=shard)
     if not cases and shard is None:  # an empty shard of a small set is fine; an empty selection is not
         raise UsageError(f"--cases {cfg.selector!r}: expected at least one case, received none"
                          + (f" in shard {args.shard}" if shard else "") + (f" for dtypes {args.dtype}" if args.dtype else ""))
     runner.preflight(cfg)
-    if not args.quiet:
-        stream.write(f"conformance: {len(cases)} cases x {len(cfg.specs)} backends -> {cfg.out}\n")
-        stream.flush()
-    outcome = runner.execute(cfg, cases, stream)
+    try:
+        outcome = runner.execute(cfg, cases, stream)  # writes the "N cases x M backends" line once they started
+    except runner.LoadError as exc:
+        option = "--backend" if exc.spec in args.backend else "--adapter"
+        raise UsageError(f"{option} {exc}") from None
     if not args.quiet:
         stream.write(summary(outcome))
     for w in outcome.warnings:
@@ -166,11 +174,7 @@ def summary(outcome: runner.Outcome) -> str:
     bad = [r for r in run["records"] if is_unexpected(r)]
     if bad:
         lines.append(f"\n{len(bad)} unexpected:")
-        for r in bad[:SUMMARY_ROWS]:
-            msg = (r["message"] or "").splitlines()[0] if r["message"] else ""
-            lines.append(f"  {r['backend']}  {r['case_id']}  {r['kind'] or r['status']}: {msg[:160]}")
-        if len(bad) > SUMMARY_ROWS:
-            lines.append(f"  ... and {len(bad) - SUMMARY_ROWS} more (results.json, junit.xml and the reports list them all)")
+        lines += unexpected_lines(run["records"], bad)
     fixed = (run.get("expected") or {}).get("fixed") or []
     if fixed:
         lines.append(f"\n!!! {len(fixed)} KNOWN DIVERGENCE(S) NOW PASS: update the --expected manifest !!!")
@@ -193,6 +197,33 @@ def summary(outcome: runner.Outcome) -> str:
     verdict = {EXIT_OK: "OK", EXIT_FAIL: "FAILED", EXIT_INTERRUPTED: "INTERRUPTED"}.get(outcome.exit_code, "")
     lines.append(f"conformance: {verdict}")
     return "\n".join(lines) + "\n"
+
+
+def unexpected_lines(records: list[dict], bad: list[dict]) -> list[str]:
+    """One line per distinct (backend, kind or status, message) among the unexpected `bad`
+    records, in order of first appearance: a single record names its case; a repeated
+    message gives its count and first case, or "all N cases" when it covers every record of
+    that backend (a backend that could not start, or fails the same way on everything).
+    At most SUMMARY_ROWS lines; the rest are counted."""
+    per_backend: dict[str, int] = {}
+    for r in records:
+        per_backend[r["backend"]] = per_backend.get(r["backend"], 0) + 1
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in bad:
+        msg = r["message"].splitlines()[0] if r["message"] else ""
+        groups.setdefault((r["backend"], r["kind"] or r["status"], msg), []).append(r)
+    lines = []
+    for (backend, label, msg), recs in list(groups.items())[:SUMMARY_ROWS]:
+        if len(recs) == 1:
+            lines.append(f"  {backend}  {recs[0]['case_id']}  {label}: {msg[:160]}")
+        elif len(recs) == per_backend[backend]:  # one line stands for many: room for the whole reason
+            lines.append(f"  {backend}  all {len(recs)} cases: {label}: {msg[:400]}")
+        else:
+            lines.append(f"  {backend}  {len(recs)} cases (first {recs[0]['case_id']}): {label}: {msg[:400]}")
+    left = sum(len(recs) for recs in list(groups.values())[SUMMARY_ROWS:])
+    if left:
+        lines.append(f"  ... and {left} more (results.json, junit.xml and the reports list them all)")
+    return lines
 
 
 # ---- other subcommands ----------------------------------------------------------------

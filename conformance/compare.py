@@ -5,7 +5,9 @@ divergence kind, the error figures, the few worst elements and the error maps th
 reports draw. Everything in it is plain data (numbers, lists, strings).
 
 Divergence kinds (a stable vocabulary, also used by results.json and the reports):
-- `shape`: the output shape is not the expected one.
+- `shape`: the output shape is not the expected one (or the output is not a float array).
+- `dtype`: the output is not in the case dtype (the values are judged too: the message
+  says whether they, rounded to the case dtype, would pass).
 - `nonfinite`: NaN/Inf where the exact result is finite, or missing, or of the wrong sign.
 - `subnormal_flush`: wrong, but exactly what flushing subnormal inputs and results to
   zero gives (FTZ/DAZ).
@@ -32,7 +34,7 @@ from .dtypes import dtype_name, flush_subnormals, fmt, np_dtype
 from .oracle import Reference, convolve
 from .spec import Case
 
-KINDS = ("shape", "nonfinite", "subnormal_flush", "inexact", "precision", "value", "rounding_bias",
+KINDS = ("shape", "dtype", "nonfinite", "subnormal_flush", "inexact", "precision", "value", "rounding_bias",
          "invalid_accepted")
 #: |z| above this on the toward-zero sign test is a rounding bias (p < 1e-8 under round-to-nearest).
 BIAS_Z = 6.0
@@ -101,9 +103,32 @@ def _elementwise(case: Case, actual: np.ndarray, ref: Reference) -> np.ndarray:
 
 
 def _limit(case: Case, ref: Reference) -> np.ndarray:
-    """Per-element allowed normalised error: the threshold, or 0 where the result is exact."""
+    """Per-element allowed normalised error.
+
+    The threshold; 0 where the result is exact; and, where the reference carries its
+    energy, no more than the cancellation-aware bound SIGMA_LIMIT * sigma (expressed in
+    units of the normalised error), which is the tighter one wherever the terms cancel.
+    """
     t = tolerance.threshold(case)
-    return np.where(ref.magnitude == 0, 0.0, t)
+    limit = np.where(ref.magnitude == 0, 0.0, t)
+    sig = tolerance.error_sigma(case, ref.value, ref.energy) if ref.energy is not None else None
+    if sig is not None and t > 0:
+        u, floor = tolerance.unit_roundoff(case), tolerance.underflow_floor(case)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            cancel = tolerance.SIGMA_LIMIT * (sig + floor) / (u * ref.magnitude + floor)
+        limit = np.minimum(limit, np.where(np.isfinite(cancel), cancel, t))
+    return limit
+
+
+def _severity(e: np.ndarray, limit: np.ndarray, t: float) -> np.ndarray:
+    """Normalised error rescaled so that each element's own limit sits at the threshold t.
+
+    What the heatmaps and the worst-element ranking show: > t means beyond tolerance.
+    """
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        scaled = np.where(limit > 0, e / np.where(limit > 0, limit, 1.0) * (t if t > 0 else 1.0),
+                          np.where(e > 0, np.inf, 0.0))
+    return scaled
 
 
 def _pool(a: np.ndarray, limit: int) -> np.ndarray:
@@ -137,14 +162,22 @@ def _figures(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray) -> dict[s
     eff_bits = float(f.precision) if worst_ratio == 0 else float(min(f.precision, max(0.0, -math.log2(worst_ratio))))
     limit = _limit(case, ref)
     bad = e > limit
+    sigma_err = None
+    if ref.energy is not None and e.size:
+        sig = tolerance.error_sigma(case, r, ref.energy)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            s_err = np.where(finite, err / (sig + tolerance.underflow_floor(case)), 0.0)
+        sigma_err = _finite_or_none(np.nanmax(s_err))
     return {
+        "max_sigma_error": sigma_err,
+        "sigma_limit": tolerance.SIGMA_LIMIT,
         "elements": int(e.size),
         "mismatched": int(bad.sum()),
         "max_abs_error": _finite_or_none(err.max()) if err.size else 0.0,
         "max_rel_error": _finite_or_none(rel.max()) if rel.size else 0.0,
         "max_normalised_error": _finite_or_none(e.max()) if e.size else 0.0,
         "threshold": tolerance.threshold(case),
-        "hard_bound": tolerance.hard_bound(case),
+        "hard_bound": _finite_or_none(tolerance.hard_bound(case)),
         "max_ulp": _finite_or_none(ulps.max()) if ulps.size else 0.0,
         "effective_bits": round(eff_bits, 2),
         "dtype_bits": f.precision,
@@ -152,8 +185,9 @@ def _figures(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray) -> dict[s
     }
 
 
-def _worst(y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray) -> list[dict[str, Any]]:
-    over = np.where(e > limit, e, -1.0).ravel()
+def _worst(y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray,
+           severity: np.ndarray) -> list[dict[str, Any]]:
+    over = np.where(e > limit, severity, -1.0).ravel()
     count = min(WORST_COUNT, int((over >= 0).sum()))
     if count == 0:
         return []
@@ -163,7 +197,8 @@ def _worst(y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray) -> l
     for flat in idx:
         pos = tuple(int(i) for i in np.unravel_index(int(flat), e.shape))
         out.append({"index": list(pos), "expected": _num(ref.value[pos]), "actual": _num(y[pos]),
-                    "magnitude": _num(ref.magnitude[pos]), "normalised_error": _num(e[pos])})
+                    "magnitude": _num(ref.magnitude[pos]), "normalised_error": _num(e[pos]),
+                    "limit": _num(limit[pos])})
     return out
 
 
@@ -200,15 +235,26 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None) -> Comp
     y = np.asarray(actual)
     if y.dtype.kind != "f" and dtype_name(y) != "bfloat16":
         return Comparison(False, "shape", f"expected a floating-point array, received dtype {y.dtype}")
-    if dtype_name(y) != case.dtype:
-        notes.append(f"returned dtype {dtype_name(y)}, expected {case.dtype}: rounded to {case.dtype} before judging")
-        y = y.astype(np_dtype(case.dtype))
+    wrong_dtype = dtype_name(y) != case.dtype
+    if wrong_dtype:
+        # The contract says the output is in the case dtype; judge the values too, so the
+        # report says whether anything besides the dtype is wrong.
+        returned = dtype_name(y)
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = y.astype(np_dtype(case.dtype))
     expected_shape = case.output_shape
     if tuple(y.shape) != tuple(expected_shape):
         return Comparison(False, "shape", f"expected output shape {expected_shape}, received {tuple(y.shape)}",
                           figures={"expected_shape": list(expected_shape), "actual_shape": list(y.shape)},
                           notes=notes)
     y64 = y.astype(np.float64)
+    if wrong_dtype:
+        values = compare(case, y, ref, inputs)
+        verdict = "the values, rounded to it, are within tolerance" if values.passed else \
+            f"the values, rounded to it, also diverge ({values.kind}: {values.message})"
+        values.notes.insert(0, f"returned dtype {returned}")
+        return Comparison(False, "dtype", f"expected an output of dtype {case.dtype}, received {returned}; {verdict}",
+                          values.figures, values.worst, values.heatmap, values.channel_errors, values.notes)
     e = _elementwise(case, y64, ref)
     limit = _limit(case, ref)
     figures = _figures(case, y64, ref, e)
@@ -219,7 +265,9 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None) -> Comp
         if z is not None and abs(z) > BIAS_Z:
             # Flushing subnormals to zero is a rounding toward zero too; where the underflow
             # floor hides it element by element (bfloat16 has only 7 subnormal bits), say so.
-            if inputs is not None and flush_explains(case, y64, inputs):
+            flushed = flushed_reference(case, inputs) if inputs is not None else None
+            if flushed is not None and not (_elementwise(case, y64, flushed) > _limit(case, flushed)).any() \
+                    and abs(rounding_bias_z(y64, flushed) or 0.0) <= BIAS_Z:
                 return Comparison(False, "subnormal_flush",
                                   f"all elements within tolerance, but the inexact ones round toward zero far beyond "
                                   f"chance (sign test z = {z:.1f}) exactly as flushing subnormal inputs and results "
@@ -230,12 +278,17 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None) -> Comp
                               f"(sign test z = {z:.1f}, |z| > {BIAS_Z:g}): a directed rounding such as truncation "
                               f"instead of round-to-nearest", figures, notes=notes)
         return Comparison(True, None, "within tolerance", figures, notes=notes)
-    heat, chan = _maps(e, limit)
-    worst = _worst(y64, ref, e, limit)
+    severity = _severity(e, limit, tolerance.threshold(case))
+    heat, chan = _maps(severity, limit)
+    worst = _worst(y64, ref, e, limit, severity)
     kind = _kind(case, y64, ref, e, bad, inputs)
+    cancel_only = not (e > tolerance.threshold(case)).any() and not tolerance.is_exact(case)
     message = (f"{figures['mismatched']} of {figures['elements']} elements beyond tolerance; "
                f"max normalised error {_fmt(figures['max_normalised_error'])} vs threshold {figures['threshold']:.3g}"
-               f" (hard bound {figures['hard_bound']:.3g}); effective bits {figures['effective_bits']} of {figures['dtype_bits']}")
+               f" (hard bound {_fmt(figures['hard_bound'])}); effective bits {figures['effective_bits']} of {figures['dtype_bits']}")
+    if cancel_only and figures.get("max_sigma_error") is not None:
+        message += (f"; beyond the cancellation-aware bound: error up to {figures['max_sigma_error']:.3g} sigma of a "
+                    f"correct sum's rounding error (limit {tolerance.SIGMA_LIMIT:g} sigma)")
     return Comparison(False, kind, message, figures, worst, heat, chan, notes)
 
 
@@ -272,11 +325,9 @@ def _kind(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, bad: np.ndar
     return "value"
 
 
-def flush_explains(case: Case, y: np.ndarray, inputs) -> bool:
-    """True when y passes against the oracle run on inputs and outputs flushed to zero.
-
-    Only asked when some input or some exact output is subnormal in the case dtype.
-    """
+def flushed_reference(case: Case, inputs) -> Reference | None:
+    """The oracle on inputs and outputs flushed to zero (FTZ/DAZ), or None when nothing is
+    subnormal in the inputs (then flushing cannot change anything)."""
     x, w, b = inputs
     tiny = fmt(case.dtype).smallest_normal
     arrays = [np.asarray(a, dtype=np.float64) for a in (x, w) + ((b,) if b is not None else ())]
@@ -284,7 +335,7 @@ def flush_explains(case: Case, y: np.ndarray, inputs) -> bool:
         a = np.abs(a[np.isfinite(a)])
         return bool(((a > 0) & (a < tiny)).any())
     if not any(has_sub(a) for a in arrays):
-        return False
+        return None
     xf, wf = flush_subnormals(arrays[0], case.dtype), flush_subnormals(arrays[1], case.dtype)
     bf = flush_subnormals(arrays[2], case.dtype) if b is not None else None
     value = flush_subnormals(convolve(case, xf, wf, bf), case.dtype)
@@ -294,6 +345,16 @@ def flush_explains(case: Case, y: np.ndarray, inputs) -> bool:
     if not np.isfinite(wf).all():
         # The same IEEE latitude as the unflushed reference: padded zero * Inf may be skipped.
         alternative = flush_subnormals(convolve(case, xf, wf, bf, zero_times_inf="skip"), case.dtype)
-    flushed = Reference(value, np.where(np.isfinite(value), mag, np.inf), alternative)
+    return Reference(value, np.where(np.isfinite(value), mag, np.inf), alternative)
+
+
+def flush_explains(case: Case, y: np.ndarray, inputs) -> bool:
+    """True when y passes against the oracle run on inputs and outputs flushed to zero.
+
+    Only asked when some input or some exact output is subnormal in the case dtype.
+    """
+    flushed = flushed_reference(case, inputs)
+    if flushed is None:
+        return False
     e = _elementwise(case, y, flushed)
     return not (e > _limit(case, flushed)).any()

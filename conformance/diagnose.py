@@ -36,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import oracle, tolerance
+from .compare import _limit as verdict_limit
 from .compare import flush_explains, normalised_error
 from .dtypes import dtype_name, fmt, np_dtype, round_mantissa, round_to
 from .oracle import Reference
@@ -91,7 +92,9 @@ class _Context:
     # ---- judging against a hypothesis -----------------------------------------
 
     def limit(self, ref: Reference) -> np.ndarray:
-        return np.where(ref.magnitude == 0, 0.0, self.threshold)
+        # The verdict's own per-element limit (with the cancellation-aware bound where the
+        # reference carries its energy: the true reference does, hypothesis ones do not).
+        return verdict_limit(self.case, ref)
 
     def error(self, ref: Reference) -> np.ndarray:
         e = normalised_error(self.case, self.y, ref)
@@ -390,6 +393,58 @@ def _float16_accumulation(ctx: _Context):
     return None
 
 
+def _computed_in_float32(ctx: _Context):
+    _need_same_shape(ctx)
+    c = ctx.case
+    if c.dtype != "float64" or tolerance.is_exact(c):
+        raise _Skip
+    u32 = fmt("float32").unit_roundoff
+    with np.errstate(invalid="ignore", over="ignore"):
+        e32 = np.abs(ctx.y - ctx.ref.value) / (u32 * ctx.ref.magnitude + tolerance.underflow_floor(c))
+    finite = np.isfinite(ctx.ref.value)
+    if not finite.any() or not np.isfinite(e32[finite]).all():
+        return None
+    worst = float(e32[finite].max())
+    if F16_ACCUMULATION_FLOOR <= worst <= ctx.threshold:
+        return (f"errors are consistent with computing this float64 case in float32 (unit roundoff 2**-24): "
+                f"max error {worst:.3g} float32 roundoffs of the magnitude, within the threshold "
+                f"{ctx.threshold:.3g}; {_num(ctx.e_true.max())} in float64 roundoffs")
+    return None
+
+
+def _nonfinite_leak(ctx: _Context):
+    _need_same_shape(ctx)
+    finite_ref = np.isfinite(ctx.ref.value)
+    leaked = ctx.bad & finite_ref & ~np.isfinite(ctx.y)
+    if not leaked.any():
+        raise _Skip
+    # Every other wrong element must be a special-value one too: this is about where NaN/Inf go.
+    if (ctx.bad & finite_ref & np.isfinite(ctx.y)).any():
+        return None
+    chans = np.nonzero(leaked.any(axis=(0, 1, 2)))[0].tolist()
+    first = tuple(int(i) for i in np.argwhere(leaked)[0])
+    return (f"NaN/Inf where the exact result is finite: {int(leaked.sum())} elements (output channels "
+            f"{_ranges(chans)}; e.g. {_num(ctx.y[first])} at {first} where {_num(ctx.ref.value[first])} was "
+            f"expected), whose terms hold no NaN or Inf: a NaN or Inf reached outputs that do not depend on it, "
+            f"through products the formula does not form (0 * Inf across groups, channels or batch items, e.g. a "
+            f"dense block-diagonal weight for grouped/depthwise convolution, or zeros inserted into the kernel "
+            f"for dilation)")
+
+
+def _output_layout_nchw(ctx: _Context):
+    c, y = ctx.case, ctx.y
+    n, oh, ow, o = c.output_shape
+    if y.size != n * oh * ow * o or (oh == 1 and ow == 1) or o == 1:
+        raise _Skip
+    candidate = y.reshape(n, o, oh, ow).transpose(0, 2, 3, 1)
+    e = normalised_error(c, candidate, ctx.ref)
+    if not (e > ctx.limit(ctx.ref)).any():
+        return (f"the values are right but laid out NCHW: the output, read as (N, C, H, W) = {(n, o, oh, ow)} and "
+                f"transposed to NHWC, equals the oracle (the contract returns canonical NHWC whatever "
+                f"data_format says)")
+    return None
+
+
 def _border_masks(case: Case):
     """Per output row / column: does its receptive field reach into the padding? top, bottom, left, right."""
     g = case.geometry
@@ -549,6 +604,8 @@ HYPOTHESES: tuple[tuple[str, Callable[[_Context], str | None]], ...] = (
     # Flushing subnormals turns subnormal * Inf into 0 * Inf = NaN: the tested hypothesis
     # that explains the whole output goes before the fact about where the errors are.
     ("subnormal_flush", _subnormal_flush),
+    ("output_layout_nchw", _output_layout_nchw),
+    ("nonfinite_leak", _nonfinite_leak),
     ("nan_not_propagated", _nan_not_propagated),
     ("depthwise_channel_order", _depthwise_channel_order),
     ("bias_ignored", _bias_ignored),
@@ -572,6 +629,7 @@ HYPOTHESES: tuple[tuple[str, Callable[[_Context], str | None]], ...] = (
     ("reduced_precision_bfloat16", _reduced_precision("reduced_precision_bfloat16", 8,
                                                       "bfloat16 (8 significand bits)",
                                                       lambda a: round_mantissa(a, 8))),
+    ("float32_computation", _computed_in_float32),
     ("float16_accumulation", _float16_accumulation),
     ("wrong_shape_subblock", _wrong_shape_subblock),
     ("wrong_sampling", _wrong_sampling),

@@ -63,8 +63,12 @@ def dtype_name(arr: np.ndarray) -> str:
 
 
 def round_to(values: np.ndarray, dtype: str) -> np.ndarray:
-    """Round float64 values to `dtype` (round to nearest even) and back to float64."""
-    return np.asarray(values, dtype=np.float64).astype(np_dtype(dtype)).astype(np.float64)
+    """Round float64 values to `dtype` (round to nearest even) and back to float64.
+
+    Values beyond the dtype's range become infinities, as IEEE rounding says (no warning).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(values, dtype=np.float64).astype(np_dtype(dtype)).astype(np.float64)
 
 
 def round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:

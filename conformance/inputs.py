@@ -17,8 +17,9 @@ Value profiles
 - `wide_range`: magnitudes spread over many binades with random signs (cancellation),
   bounded so that no sum can overflow the dtype.
 - `special`: normal values with NaN, +Inf, -Inf, -0.0 and subnormals at known
-  positions of x (`special_positions`), and one +Inf in the filter of the last output
-  channel when there is more than one output channel.
+  positions of x (`special_positions`), exact zeros in a few filter taps
+  (`special_filter_zeros`), and one +Inf in the filter of the last output channel when
+  there is more than one output channel.
 - `subnormal`: every x value subnormal in the dtype, normal filters: a backend that
   flushes subnormal inputs or results to zero cannot pass.
 """
@@ -138,6 +139,25 @@ def special_filter_position(case: Case) -> tuple[int, int, int, int] | None:
     return (0, 0, ci - 1, co - 1)
 
 
+def special_filter_zeros(case: Case) -> list[tuple[int, int, int, int]]:
+    """Where the `special` profile puts exact zeros (+0.0, -0.0 alternately) in the filters.
+
+    One filter value in eight, at most four, never the infinite tap; none when the
+    filter has fewer than four values.
+    """
+    n = math.prod(case.filter_shape)
+    if n < 4:
+        return []
+    rng = rng_for(case, "special-filter-zeros")
+    inf_pos = special_filter_position(case)
+    out = []
+    for flat in rng.permutation(n)[: min(4, max(1, n // 8)) + 1]:
+        pos = tuple(int(i) for i in np.unravel_index(int(flat), case.filter_shape))
+        if pos != inf_pos and len(out) < min(4, max(1, n // 8)):
+            out.append(pos)
+    return out
+
+
 def _special(case: Case, rng: np.random.Generator):
     x, w, b = _normal(case, rng)
     tiny = fmt(case.dtype).smallest_normal
@@ -145,6 +165,10 @@ def _special(case: Case, rng: np.random.Generator):
     for kind, positions in special_positions(case).items():
         for i, pos in enumerate(positions):
             x[pos] = values[kind] if kind in values else (-1) ** i * tiny * (0.75 - 0.125 * i)
+    # Exact zeros in the filters: an Inf or NaN input meeting one must give NaN (0 * Inf),
+    # which an implementation that skips zero weights never forms.
+    for i, pos in enumerate(special_filter_zeros(case)):
+        w[pos] = -0.0 if i % 2 else 0.0
     pos = special_filter_position(case)
     if pos is not None:
         w[pos] = np.inf

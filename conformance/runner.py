@@ -9,6 +9,11 @@ Invariants
   `timeout` seconds: the worker is killed). After a crash or a timeout the worker is
   restarted for the next case; a backend that cannot start gives `error` records at
   once, never a retry per case.
+- A backend the user named (`RunConfig.named`: --backend/--adapter) whose worker cannot
+  build the adapter (BackendError, ImportError, SyntaxError ...) is bad input: the run
+  stops with `LoadError` (a UsageError) once the workers have reported, before any case
+  runs and before results.jsonl is opened; only the worker logs are left. In the default
+  run (every available backend) such a backend is a broken installation: `error` records.
 - Records are appended to OUT/results.jsonl and flushed as they are decided, so an
   interrupted run keeps them and `resume` skips exactly the pairs already recorded
   (only for the same run parameters).
@@ -39,7 +44,7 @@ from .compare import compare
 from .inputs import make_inputs
 from .oracle import reference
 from .spec import Case
-from .worker import Worker, WorkerDied, WorkerTimeout, headline
+from .worker import LoadFailed, Worker, WorkerDied, WorkerTimeout, headline
 
 #: Minimising a divergence: at most this long per divergence and per backend in a run.
 MINIMISE_CASE_S = 10.0
@@ -50,6 +55,32 @@ RESUME_KEYS = ("selector", "seed", "budget", "dtypes", "shard", "backends")
 
 class UsageError(Exception):
     """Bad usage or bad input: the CLI prints the message on one line and exits 2."""
+
+
+class LoadError(UsageError):
+    """A backend the user named cannot be loaded; `spec` and `reason` let the CLI name the option."""
+
+    def __init__(self, spec: str, reason: str):
+        self.spec = spec
+        self.reason = reason
+        super().__init__(f"{spec}: {reason}")
+
+
+def load_reason(spec: str, error: dict[str, str]) -> str:
+    """Why building the adapter for `spec` failed, from the worker's {type, message}.
+
+    Registry messages start by naming the spec ("backend spec 'x.py:Foo': import failed: ...");
+    the caller names it already, so that prefix is dropped. Anything else that was raised
+    (an adapter's constructor, version() or device()) keeps its exception type.
+    """
+    msg = error.get("message") or ""
+    if error.get("type") != "BackendError":
+        return f"{error.get('type')}: {msg}" if msg else str(error.get("type"))
+    for prefix in (f"backend spec {spec!r}: ", f"adapter {spec!r}: ", f"backend {spec!r}: ", f"backend {spec!r} is ",
+                   f"backend {spec!r} "):
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    return msg
 
 
 @dataclass
@@ -72,6 +103,9 @@ class RunConfig:
     strict_expected: bool = False
     quiet: bool = False
     argv: list[str] = field(default_factory=list)
+    #: The user named `specs` (--backend/--adapter): one that cannot be loaded stops the run
+    #: (LoadError) instead of giving an error record per case.
+    named: bool = False
 
     def params(self) -> dict[str, Any]:
         """What must match for --resume to continue a stream."""
@@ -218,6 +252,7 @@ class Backend:
         self.worker = Worker(spec, out / "logs" / f"{safe_name(spec)}.log")
         self.info: dict[str, Any] = {"name": spec, "version": None, "device": None, "spec": spec, "error": None}
         self.failed: str | None = None
+        self.load_error: dict[str, str] | None = None  # the worker's error when building the adapter raised
         self.restarts = 0
         self.minimise_left = 0.0
         self.minimised: dict[tuple, str] = {}  # (kind, hypothesis) -> the case id minimised for it
@@ -229,7 +264,12 @@ class Backend:
     def finish_start(self) -> None:
         try:
             got = self.worker.await_ready()
-        except RuntimeError as exc:
+        except LoadFailed as exc:  # building the adapter raised
+            self.load_error = exc.error
+            self.failed = f"could not be loaded: {load_reason(self.spec, exc.error)}"
+            self.info["error"] = self.failed
+            return
+        except RuntimeError as exc:  # the process died or hung while starting
             self.failed = str(exc)
             self.info["error"] = self.failed
             return
@@ -392,7 +432,8 @@ def preflight(cfg: RunConfig) -> None:
 
 
 def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | None = None) -> Outcome:
-    """Run `cfg`; raises UsageError for bad input before any backend starts."""
+    """Run `cfg`; raises UsageError for bad input before any backend starts, and LoadError
+    (a UsageError) when a named backend (`cfg.named`) cannot be loaded, before any case runs."""
     entries, baseline = _load_extras(cfg)
     if cases is None:
         cases = select_cases(cfg.selector, seed=cfg.seed, budget=cfg.budget, dtypes=cfg.dtypes, shard=cfg.shard)
@@ -420,11 +461,20 @@ def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | No
     except ValueError:  # not the main thread: SIGTERM keeps its default
         old_term = None
     writer = None
+    refused = False
     try:
         for b in backends:
             b.finish_start()
             b.minimise_left = cfg.minimise_backend_s
+            if cfg.named and b.load_error is not None:
+                refused = True
+                raise LoadError(b.spec, load_reason(b.spec, b.load_error))
         startup_s = time.monotonic() - t_start
+        if not cfg.quiet:  # after the start, so that a refused backend leaves one line on stderr
+            out = stream or sys.stderr
+            out.write(f"conformance: {len(cases)} cases x {len(backends)} backends -> {cfg.out} "
+                      f"(backends started in {startup_s:.1f} s)\n")
+            out.flush()
         progress.t0 = time.monotonic()  # the ETA is about cases, not about importing frameworks
         names = [b.name for b in backends]
         for b in backends:  # two specs that load the same adapter name would share records
@@ -456,7 +506,7 @@ def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | No
         for b in backends:  # all at once: each interpreter's teardown takes a moment
             b.worker.request_stop()
         for b in backends:
-            b.worker.stop(grace=0.5 if interrupted else 2.0)
+            b.worker.stop(grace=0.0 if refused else 0.5 if interrupted else 2.0)
         if writer is not None:
             writer.close()
         if old_term is not None:

@@ -152,6 +152,17 @@ class WorkerTimeout(Exception):
     pass
 
 
+class LoadFailed(RuntimeError):
+    """The worker could not build its adapter: `registry.load(spec)`, `version()` or
+    `device()` raised (a BackendError, an ImportError, a SyntaxError ...) before any case.
+    `error` is the worker's {type, message, traceback}."""
+
+    def __init__(self, spec: str, error: dict[str, str]):
+        self.spec = spec
+        self.error = error
+        super().__init__(f"backend {spec!r} could not be loaded: {error['type']}: {error['message']}")
+
+
 class Worker:
     """The parent's handle on one worker process (start, ask, kill, restart)."""
 
@@ -181,7 +192,8 @@ class Worker:
         self.conn = Connection(parent_sock.detach())
 
     def await_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> dict[str, str]:
-        """The adapter's {name, version, device}; raises RuntimeError with the reason it failed."""
+        """The adapter's {name, version, device}; raises RuntimeError with the reason it failed
+        (LoadFailed when building the adapter raised, rather than the process dying or hanging)."""
         try:
             msg = self._recv(time.monotonic() + timeout)
         except WorkerTimeout:
@@ -192,8 +204,7 @@ class Worker:
             raise RuntimeError(f"backend {self.spec!r} could not start ({exc}){tail}") from None
         if msg[0] == "failed":
             self.kill()
-            err = msg[1]
-            raise RuntimeError(f"backend {self.spec!r} could not be loaded: {err['type']}: {err['message']}")
+            raise LoadFailed(self.spec, msg[1])
         self.info = msg[1]
         return self.info
 

@@ -67,6 +67,72 @@ def test_bad_usage_exits_2_with_one_line(argv, needle):
     assert needle in _one_error_line(err)
 
 
+# ---- a named backend that cannot be loaded ------------------------------------------------
+
+def _file(tmp_path, name: str, source: str) -> str:
+    path = tmp_path / name
+    path.write_text(source)
+    return str(path)
+
+
+_NO_RUN = ("class Foo:\n    name = 'foo'\n    def version(self):\n        return '1'\n"
+           "    def device(self):\n        return 'cpu'\n    def supports(self, case):\n        return None\n")
+
+UNLOADABLE = {  # id -> (spec made in tmp_path, what the message must say)
+    "syntax-error": (lambda t: _file(t, "bad_syntax.py", "class Foo:\n    def run(self)\n        pass\n") + ":Foo",
+                     "import failed: SyntaxError: expected ':' (bad_syntax.py, line 2)"),
+    "missing-class": (lambda t: adapter("NoSuchClass"), "expected 'NoSuchClass' in"),
+    "missing-file": (lambda t: f"{t / 'nowhere.py'}:Foo", "adapter file"),
+    "module-import-fails": (lambda t: "conformance_no_such_module_xyz:Foo",
+                            "import failed: ModuleNotFoundError: No module named 'conformance_no_such_module_xyz'"),
+    "constructor-import-fails": (lambda t: adapter("FailsToImport"),
+                                 "No module named 'conformance_test_framework_that_does_not_exist'"),
+    "missing-run": (lambda t: _file(t, "no_run.py", _NO_RUN) + ":Foo", "missing: run"),
+    "no-class-part": (lambda t: _file(t, "no_class.py", _NO_RUN), "expected 'module:Class' or 'path/to/file.py:Class'"),
+}
+
+
+@pytest.mark.parametrize("make_spec, needle", list(UNLOADABLE.values()), ids=list(UNLOADABLE))
+def test_a_named_adapter_that_cannot_be_loaded_exits_2_naming_spec_and_reason(tmp_path, cases, make_spec, needle):
+    spec = make_spec(tmp_path)
+    code, err = run_cli("run", "--backend", "numpy", "--adapter", spec, "--cases", str(cases),
+                        "--out", str(tmp_path / "out"), "--no-report")
+    assert code == 2, err
+    line = _one_error_line(err)
+    assert line.startswith(f"error: --adapter {spec}: "), line
+    assert needle in line, line
+
+
+def test_a_named_adapter_that_cannot_be_loaded_leaves_no_results(tmp_path, cases):
+    out = tmp_path / "out"
+    code, _ = run_cli("run", "--backend", "numpy", "--adapter", adapter("FailsToImport"), "--cases", str(cases),
+                      "--out", str(out))
+    assert code == 2
+    written = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert written in ([], ["logs"]), f"expected nothing but the worker logs in {out}, received {written}"
+
+
+# ---- summary ------------------------------------------------------------------------------
+
+def test_an_error_on_every_case_of_a_backend_is_one_summary_line(tmp_path):
+    valid_only = case_file(tmp_path / "cases.yaml", ["ok-a", "ok-b", "ok-c"])
+    code, err = run_cli("run", "--adapter", adapter("Raises"), "--cases", str(valid_only), "--out", str(tmp_path / "o"),
+                        "--no-report", "--no-minimise")
+    assert code == 1
+    listed = [ln for ln in err.splitlines() if "this backend always fails" in ln]
+    assert listed == ["  raises  all 3 cases: error: TypeError: this backend always fails"], err
+
+
+def test_a_repeated_error_is_one_summary_line_with_its_count(tmp_path, cases):
+    code, err = run_cli("run", "--adapter", adapter("Raises"), "--cases", str(cases), "--out", str(tmp_path),
+                        "--no-report", "--no-minimise")
+    assert code == 1
+    listed = [ln for ln in err.splitlines() if "this backend always fails" in ln]
+    # the invalid case passes (rejected), so the two errors are not "all" of its cases
+    assert listed == ["  raises  2 cases (first conv-n1-5x5x2-k3x3-o2-s1x1-d1x1-valid-f32): error: "
+                      "TypeError: this backend always fails"], err
+
+
 def test_a_malformed_case_file_names_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("cases:\n  - {op: conv2d, batch: 1, height: 5, width: 5, in_channels: 2, kernel: 3, out_channels: 0}\n")

@@ -128,6 +128,25 @@ def cropped(case, x, w, b):
     return in_dtype(case, run_oracle(case, x, w, b)[:, 1:, :-1])
 
 
+def nchw_output(case, x, w, b):
+    return in_dtype(case, run_oracle(case, x, w, b).transpose(0, 3, 1, 2))
+
+
+def computed_in_float32(case, x, w, b):
+    f32 = lambda a: None if a is None else np.asarray(a, dtype=np.float32).astype(np.float64)  # noqa: E731
+    return in_dtype(case, run_oracle(case, f32(x), f32(w), f32(b)).astype(np.float32))
+
+
+def nan_leaks_into_a_finite_channel(case, x, w, b):
+    # What a dense block-diagonal weight does: an Inf meets the zero weights of another group.
+    # The special profile's infinite filter tap is in the last output channel.
+    y = run_oracle(case, x, w, b)
+    leak = ~np.isfinite(y[..., -1]) & np.isfinite(y[..., 0])
+    assert leak.any()
+    y[..., 0] = np.where(leak, np.nan, y[..., 0])
+    return in_dtype(case, y)
+
+
 def scaled_inputs(case: Case, scale: float) -> Inputs:
     x, w, b = make_inputs(case)
     return Inputs((x.astype(np.float64) * scale).astype(x.dtype), w, b)
@@ -190,6 +209,11 @@ SCENARIOS = [
      tf_depthwise_strided_dilated, "wrong_sampling", "rows 0-1, 4-5, 8 and columns 0-1, 4-5, 8 of the stride-(1, 1)"),
     ("wrong_shape_subblock-cropped", CONV, None, cropped, "wrong_shape_subblock", "sub-block of the true output"),
     ("channel_subset", CONV, None, channel_wrong(2), "channel_subset", "only 1 of 4 output channels are wrong: 2"),
+    ("output_layout_nchw", CONV, None, nchw_output, "output_layout_nchw", "laid out NCHW"),
+    ("float32_computation", CONV.replace(dtype="float64"), None, computed_in_float32, "float32_computation",
+     "in float32"),
+    ("nonfinite_leak", CONV_K72.replace(profile="special"), None, nan_leaks_into_a_finite_channel,
+     "nonfinite_leak", "do not depend on it"),
     ("batch_subset", CONV, None, batch_item_wrong(1), "batch_subset", "only 1 of 2 batch items are wrong: 1"),
 ]
 

@@ -245,3 +245,14 @@ def test_wide_range_cannot_overflow_the_dtype(case):
     assert np.isfinite(as64(x)).all() and np.isfinite(as64(w)).all()
     assert ref.magnitude.max() < limit, f"{case.id}: magnitude {ref.magnitude.max()} reaches {limit}"
     assert np.isfinite(ref.value.astype(np_dtype(case.dtype)).astype(np.float64)).all()
+
+
+def test_special_profile_puts_exact_zeros_in_the_filters_away_from_the_infinite_tap():
+    case = Case(op="conv2d", batch=1, height=5, width=5, in_channels=3, kernel=3, out_channels=4,
+                padding="SAME", profile="special")
+    from conformance.inputs import special_filter_position, special_filter_zeros
+    _, w, _ = make_inputs(case)
+    zeros = special_filter_zeros(case)
+    assert 1 <= len(zeros) <= 4 and special_filter_position(case) not in zeros
+    assert all(w[p] == 0 for p in zeros)
+    assert {bool(np.signbit(w[p])) for p in zeros} == ({False, True} if len(zeros) > 1 else {False})

@@ -1,8 +1,9 @@
 """The runner contains every misbehaviour of a backend to the one (case, backend) pair.
 
 A backend that segfaults, aborts, exits or hangs on some cases gives crash/timeout for
-exactly those cases and normal verdicts for the rest; one that cannot start gives an
-error for each of its cases at once; an interrupted run resumes to the verdicts of an
+exactly those cases and normal verdicts for the rest; in the default run, one that cannot
+start gives an error for each of its cases at once (a named one is refused with exit 2:
+tests/test_cli.py); an interrupted run resumes to the verdicts of an
 uninterrupted one; shards merged give the verdicts of one run.
 """
 
@@ -34,7 +35,7 @@ def misbehaving_run(tmp_path_factory):
     out = tmp / "out"
     t0 = time.monotonic()
     code, err = run_cli("run", "--adapter", adapter("Misbehaving"), "--adapter", adapter("Raises"),
-                        "--adapter", adapter("FailsToImport"), "--cases", str(cases), "--out", str(out),
+                        "--cases", str(cases), "--out", str(out),
                         "--timeout", "2", "--no-report", "--no-minimise")
     return {"code": code, "err": err, "out": out, "cases": cases, "seconds": time.monotonic() - t0}
 
@@ -108,12 +109,38 @@ def test_an_adapter_that_always_raises_errors_on_valid_and_passes_invalid_cases(
     assert {n for n, s in statuses.items() if s == "error"} == set(NAMES) - invalid
 
 
-def test_an_adapter_that_cannot_import_gives_an_error_for_every_case(misbehaving_run):
-    run = json.loads((misbehaving_run["out"] / "results.json").read_text())
-    recs = [r for r in run["records"] if r["backend"] == f"{adapter('FailsToImport')}"]
-    assert len(recs) == len(NAMES)
-    assert all(r["status"] == "error" for r in recs)
-    assert all("conformance_test_framework_that_does_not_exist" in r["message"] for r in recs)
+@pytest.fixture(scope="module")
+def default_run_with_a_broken_backend(tmp_path_factory):
+    """`conformance run` without --backend, where one default backend cannot be built."""
+    from conformance.adapters import registry
+
+    tmp = tmp_path_factory.mktemp("broken-default")
+    cases = case_file(tmp / "cases.yaml", ["ok-a", "ok-b", "invalid-c"])
+    with pytest.MonkeyPatch.context() as mp:  # the default set is the registry's; a broken install is simulated
+        mp.setattr(registry, "default_specs", lambda: ["numpy", adapter("FailsToImport")])
+        code, err = run_cli("run", "--cases", str(cases), "--out", str(tmp / "out"), "--no-report")
+    return {"code": code, "err": err, "out": tmp / "out"}
+
+
+def test_a_default_backend_that_cannot_be_built_gives_an_error_for_every_case(default_run_with_a_broken_backend):
+    recs = by_name(default_run_with_a_broken_backend["out"] / "results.json", adapter("FailsToImport"))
+    assert sorted(recs) == ["invalid-c", "ok-a", "ok-b"]
+    assert {r["status"] for r in recs.values()} == {"error"}
+    assert all("conformance_test_framework_that_does_not_exist" in r["message"] for r in recs.values())
+
+
+def test_a_default_backend_that_cannot_be_built_does_not_stop_the_others(default_run_with_a_broken_backend):
+    recs = by_name(default_run_with_a_broken_backend["out"] / "results.json", "numpy")
+    assert {name: r["status"] for name, r in recs.items()} == {"ok-a": "pass", "ok-b": "pass", "invalid-c": "pass"}
+    assert default_run_with_a_broken_backend["code"] == 1
+
+
+def test_a_default_backend_that_cannot_be_built_is_one_summary_line(default_run_with_a_broken_backend):
+    err = default_run_with_a_broken_backend["err"]
+    listed = [ln for ln in err.splitlines() if ln.startswith(f"  {adapter('FailsToImport')}  ")]
+    assert len(listed) == 1, err
+    assert listed[0].startswith(f"  {adapter('FailsToImport')}  all 3 cases: error: ")
+    assert "conformance_test_framework_that_does_not_exist" in listed[0]
 
 
 def test_a_misbehaving_run_exits_1_and_lists_the_unexpected(misbehaving_run):
@@ -125,7 +152,7 @@ def test_the_stream_holds_every_record_of_the_run(misbehaving_run):
     lines = (misbehaving_run["out"] / "results.jsonl").read_text().splitlines()
     header = json.loads(lines[0])
     assert header["type"] == "header"
-    assert len(lines) - 1 == 3 * len(NAMES)
+    assert len(lines) - 1 == 2 * len(NAMES)
 
 
 # ---- interruption and resume ------------------------------------------------------------

@@ -160,7 +160,7 @@ def wrong_emulations(case, x, w, b, conv_terms):
 
 @functools.lru_cache(maxsize=None)
 def measure(conv_terms, name, dtype, profile):
-    """(case, threshold, {emulation: (passed, kind, max normalised error)}, set of wrong names).
+    """(case, threshold, {emulation: (passed, kind, max normalised error, max sigma error)}, wrong names).
 
     Cached: the correct and the wrong verdicts of one grid point come from one computation.
     """
@@ -171,7 +171,7 @@ def measure(conv_terms, name, dtype, profile):
     wrong = wrong_emulations(case, x, w, b, conv_terms)
     for emu, y in {**correct_emulations(case, x, w, b, conv_terms), **wrong}.items():
         c = compare(case, y, ref, (x, w, b))
-        results[emu] = (c.passed, c.kind, c.figures["max_normalised_error"])
+        results[emu] = (c.passed, c.kind, c.figures["max_normalised_error"], c.figures["max_sigma_error"])
     return case, tolerance.threshold(case), results, frozenset(wrong)
 
 
@@ -197,6 +197,14 @@ def test_correct_implementations_keep_a_margin_below_the_threshold(name, dtype, 
     case, threshold, results, wrong = measure(conv_terms, name, dtype, profile)
     near = {emu: r[2] for emu, r in results.items() if emu not in wrong and r[2] > CORRECT_MARGIN * threshold}
     assert not near, f"{case.id}: correct emulations above {CORRECT_MARGIN:.0%} of threshold {threshold:.3g}: {near}"
+
+
+@pytest.mark.parametrize("name, dtype, profile", GRID, ids=["-".join(g) for g in GRID])
+def test_correct_implementations_keep_a_margin_below_the_cancellation_aware_bound(name, dtype, profile, conv_terms):
+    case, threshold, results, wrong = measure(conv_terms, name, dtype, profile)
+    limit = tolerance.SIGMA_LIMIT
+    near = {emu: r[3] for emu, r in results.items() if emu not in wrong and (r[3] or 0) > CORRECT_MARGIN * limit}
+    assert not near, f"{case.id}: correct emulations above {CORRECT_MARGIN:.0%} of {limit:g} sigma: {near}"
 
 
 WRONG_GRID = [g for g in GRID if g[1] in ("float32", "float64")]
@@ -329,3 +337,45 @@ def test_exact_profile_has_zero_threshold():
     case = SMALL.replace(profile="small_integers")
     assert tolerance.is_exact(case) and tolerance.threshold(case) == 0.0
     assert not tolerance.is_exact(SMALL) and tolerance.threshold(SMALL) > 0
+
+
+# ---- the cancellation-aware bound: where sum |x||w| is far larger than the result ----------
+
+
+def _every_other_channel_dropped(case, x, w, b, conv_terms):
+    terms = conv_terms(case, x, w)  # (N, OH, OW, O, K), K ordered (di, dj, q)
+    kept = terms.reshape(terms.shape[:4] + (-1, case.in_channels))[..., ::2].sum(axis=(-1, -2))
+    return (kept + b.astype(np.float64)).astype(x.dtype) if b is not None else kept.astype(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_the_terms_dropped_diverges_in_16_bit_types_at_large_k(dtype, conv_terms):
+    # K = 576: the threshold in units of u * sum|x||w| (100) is 0.39 sum|x||w| in bfloat16,
+    # more than |ref| itself; only the cancellation-aware bound sees this error.
+    case = Case(op="conv2d", batch=1, height=6, width=6, in_channels=64, kernel=3, out_channels=8,
+                padding="SAME", dtype=dtype)
+    x, w, b = make_inputs(case)
+    ref = oracle.reference(case, x, w, b)
+    c = compare(case, _every_other_channel_dropped(case, x, w, b, conv_terms), ref, (x, w, b))
+    assert not c.passed and c.kind in ("precision", "value"), (c.kind, c.message)
+    assert c.figures["max_sigma_error"] > tolerance.SIGMA_LIMIT
+
+
+def test_an_all_zero_output_diverges_as_a_wrong_value_not_as_a_rounding_bias():
+    case = Case(op="conv2d", batch=1, height=4, width=4, in_channels=256, kernel=3, out_channels=4,
+                padding="SAME", dtype="bfloat16")
+    x, w, b = make_inputs(case)
+    ref = oracle.reference(case, x, w, b)
+    c = compare(case, np.zeros(case.output_shape, dtype=x.dtype), ref, (x, w, b))
+    assert not c.passed and c.kind in ("precision", "value"), (c.kind, c.message)
+
+
+@pytest.mark.parametrize("returned", ["float32", "float64"])
+def test_an_output_in_another_dtype_diverges_as_dtype_and_still_reports_the_values(returned):
+    case = SMALL.replace(dtype="float16")
+    x, w, b = make_inputs(case)
+    ref = oracle.reference(case, x, w, b)
+    y = ref.value.astype(returned)
+    c = compare(case, y, ref, (x, w, b))
+    assert (c.passed, c.kind) == (False, "dtype")
+    assert "float16" in c.message and returned in c.message and "within tolerance" in c.message

@@ -22,6 +22,11 @@ Value profiles
   there is more than one output channel.
 - `subnormal`: every x value subnormal in the dtype, normal filters: a backend that
   flushes subnormal inputs or results to zero cannot pass.
+- `overflow`: x up to half the dtype's largest finite value and filters up to 1.9 in
+  magnitude: every product is finite, but with a few terms per output many exact results
+  lie beyond the dtype's range and must come back as the infinity of their sign (a
+  backend that saturates to the largest finite value cannot pass). For float64 the values
+  are scaled by 2**500 instead: the oracle itself computes in float64.
 """
 
 from __future__ import annotations
@@ -188,10 +193,20 @@ def _subnormal(case: Case, rng: np.random.Generator):
     return x, w, b
 
 
+def _overflow(case: Case, rng: np.random.Generator):
+    f = fmt(case.dtype)
+    scale = 2.0**500 if case.dtype == "float64" else f.max_finite / 8
+    x = np.clip(rng.standard_normal(case.input_shape), -3.9, 3.9) * scale
+    w = np.clip(rng.standard_normal(case.filter_shape), -1.9, 1.9)
+    b = np.clip(rng.standard_normal(case.output_channels), -3.9, 3.9) * scale
+    return x, w, b
+
+
 _PROFILES = {
     "normal": _normal,
     "small_integers": _small_integers,
     "wide_range": _wide_range,
     "special": _special,
     "subnormal": _subnormal,
+    "overflow": _overflow,
 }

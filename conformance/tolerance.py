@@ -64,7 +64,10 @@ Bounds, in units of e:
 
 Special values: NaN and +-Inf must appear exactly where the exact result has them, with
 the same sign of infinity. A finite exact result beyond the dtype's range may come back
-as the infinity of its sign. The sign of a zero result is not judged (-0.0 + 0.0 is +0.0
+as the infinity of its sign (and must: the largest finite value is a wrong answer). A
+partial sum may overflow although the exact result is finite: +Inf is accepted where the
+positive terms alone, (sum|x||w| + ref) / 2, exceed the range, -Inf where the negative
+ones do, NaN where both do. The sign of a zero result is not judged (-0.0 + 0.0 is +0.0
 in IEEE, and implementations legitimately start their accumulators at +0.0). Where a
 padded zero meets an infinite filter tap the formula says 0 * Inf = NaN, but an
 implementation that skips padded taps never forms that product: either result is

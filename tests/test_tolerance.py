@@ -379,3 +379,41 @@ def test_an_output_in_another_dtype_diverges_as_dtype_and_still_reports_the_valu
     c = compare(case, y, ref, (x, w, b))
     assert (c.passed, c.kind) == (False, "dtype")
     assert "float16" in c.message and returned in c.message and "within tolerance" in c.message
+
+
+# ---- overflow -----------------------------------------------------------------------------
+
+OVERFLOW = Case(op="conv2d", batch=1, height=6, width=6, in_channels=8, kernel=3, out_channels=4,
+                padding="SAME", dtype="float16", profile="overflow")
+
+
+def test_results_beyond_the_range_must_come_back_as_infinities_not_saturated():
+    x, w, b = make_inputs(OVERFLOW)
+    ref = oracle.reference(OVERFLOW, x, w, b)
+    big = fmt("float16").max_finite
+    assert (np.abs(ref.value) > big).any(), "the overflow profile must produce results beyond the range"
+    with np.errstate(over="ignore"):
+        rounded = ref.value.astype(F16)
+    assert compare(OVERFLOW, rounded, ref, (x, w, b)).passed
+    saturated = np.clip(ref.value, -big, big).astype(F16)
+    c = compare(OVERFLOW, saturated, ref, (x, w, b))
+    assert (c.passed, c.kind) == (False, "value")
+
+
+def test_a_partial_sum_overflow_is_accepted_only_with_the_sign_a_partial_sum_can_reach():
+    x, w, b = make_inputs(OVERFLOW)
+    ref = oracle.reference(OVERFLOW, x, w, b)
+    big = fmt("float16").max_finite
+    finite = np.abs(ref.value) <= big
+    positive_part = (ref.magnitude + ref.value) / 2  # the sum of the positive terms
+    negative_part = (ref.magnitude - ref.value) / 2
+    with np.errstate(over="ignore"):
+        y = ref.value.astype(F16)
+    plus_ok = finite & (positive_part > big * 1.01)
+    plus_impossible = finite & (positive_part < big * 0.9)
+    assert plus_ok.any() and plus_impossible.any()
+    assert compare(OVERFLOW, np.where(plus_ok, np.float16(np.inf), y), ref, (x, w, b)).passed
+    one = np.zeros(y.shape, bool)
+    one[np.unravel_index(np.argmax(plus_impossible), y.shape)] = True
+    c = compare(OVERFLOW, np.where(one, np.float16(np.inf), y), ref, (x, w, b))
+    assert (c.passed, c.kind) == (False, "nonfinite")

@@ -41,7 +41,9 @@ def test_catalogue_case_is_judged_correctly_on_the_oracle(entry):
         return
     assert case.invalid_reason is None
     ref = reference(case, *inputs)
-    result = compare(case, ref.value.astype(np_dtype(case.dtype)), ref, inputs)
+    with np.errstate(over="ignore"):  # the overflow profile's results beyond the range become Inf
+        y = ref.value.astype(np_dtype(case.dtype))
+    result = compare(case, y, ref, inputs)
     assert result.passed, result.message
 
 

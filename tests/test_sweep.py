@@ -10,6 +10,8 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
+
 import pytest
 
 from conformance.cases import sweep as sw
@@ -138,7 +140,9 @@ def test_every_default_sweep_case_is_judged_correctly_on_the_oracle():
     for case in sweep(0, budget=DEFAULT_BUDGET):
         inputs = make_inputs(case)
         ref = reference(case, *inputs)
-        result = compare(case, ref.value.astype(np_dtype(case.dtype)), ref, inputs)
+        with np.errstate(over="ignore"):  # the overflow profile's results beyond the range become Inf
+            y = ref.value.astype(np_dtype(case.dtype))
+        result = compare(case, y, ref, inputs)
         if not result.passed:
             failures.append((case.id, result.message))
     assert failures == []

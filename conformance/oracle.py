@@ -11,7 +11,7 @@ Invariants
 - Inputs of float32 and narrower are exact in float64 and so are their products; the
   float64 sums add an error of about K * 2**-53 * magnitude, which is 2**-29 * K of a
   float32 unit roundoff: negligible. How they are summed is chosen for speed and never
-  changes that bound: conv2d is a K-major im2col + one GEMM per group (built in blocks
+  changes that bound: conv2d is an im2col + one GEMM per group and block of rows (built in blocks
   of output rows, so memory stays bounded); depthwise is one small GEMM per channel for channel
   multipliers >= 4, else per-tap multiply-adds over strided views of the input, block
   by block of output rows (tests/test_oracle.py forces every strategy against a loop

@@ -374,23 +374,31 @@ def _reduced_precision(name: str, bits: int, label: str, rounder: Callable[[np.n
     return test
 
 
+def _roundoff_consistent(ctx: _Context, precision: str) -> float | None:
+    """The backend's worst error in units of `precision`'s roundoff of the magnitude, when it
+    lies between a clear excess over the dtype's own and the sqrt(K) threshold; else None."""
+    c = ctx.case
+    u = fmt(precision).unit_roundoff
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.abs(ctx.y - ctx.ref.value) / (u * ctx.ref.magnitude + tolerance.underflow_floor(c))
+    finite = np.isfinite(ctx.ref.value)
+    if not finite.any() or not np.isfinite(e[finite]).all():
+        return None
+    worst = float(e[finite].max())
+    return worst if F16_ACCUMULATION_FLOOR <= worst <= ctx.threshold else None
+
+
 def _float16_accumulation(ctx: _Context):
     _need_same_shape(ctx)
     c = ctx.case
     if fmt(c.dtype).precision <= 11 or tolerance.is_exact(c):
         raise _Skip
-    u16 = fmt("float16").unit_roundoff
-    with np.errstate(invalid="ignore", over="ignore"):
-        e16 = np.abs(ctx.y - ctx.ref.value) / (u16 * ctx.ref.magnitude + tolerance.underflow_floor(c))
-    finite = np.isfinite(ctx.ref.value)
-    if not finite.any() or not np.isfinite(e16[finite]).all():
+    worst = _roundoff_consistent(ctx, "float16")
+    if worst is None:
         return None
-    worst = float(e16[finite].max())
-    if F16_ACCUMULATION_FLOOR <= worst <= ctx.threshold:
-        return (f"errors are consistent with accumulation in float16 (unit roundoff 2**-11): max error "
-                f"{worst:.3g} float16 roundoffs of the magnitude, within the sqrt(K) threshold {ctx.threshold:.3g} "
-                f"for K={tolerance.k_eff(c)}; {_num(ctx.e_true.max())} in {c.dtype} roundoffs")
-    return None
+    return (f"errors are consistent with accumulation in float16 (unit roundoff 2**-11): max error "
+            f"{worst:.3g} float16 roundoffs of the magnitude, within the sqrt(K) threshold {ctx.threshold:.3g} "
+            f"for K={tolerance.k_eff(c)}; {_num(ctx.e_true.max())} in {c.dtype} roundoffs")
 
 
 def _computed_in_float32(ctx: _Context):
@@ -398,18 +406,12 @@ def _computed_in_float32(ctx: _Context):
     c = ctx.case
     if c.dtype != "float64" or tolerance.is_exact(c):
         raise _Skip
-    u32 = fmt("float32").unit_roundoff
-    with np.errstate(invalid="ignore", over="ignore"):
-        e32 = np.abs(ctx.y - ctx.ref.value) / (u32 * ctx.ref.magnitude + tolerance.underflow_floor(c))
-    finite = np.isfinite(ctx.ref.value)
-    if not finite.any() or not np.isfinite(e32[finite]).all():
+    worst = _roundoff_consistent(ctx, "float32")
+    if worst is None:
         return None
-    worst = float(e32[finite].max())
-    if F16_ACCUMULATION_FLOOR <= worst <= ctx.threshold:
-        return (f"errors are consistent with computing this float64 case in float32 (unit roundoff 2**-24): "
-                f"max error {worst:.3g} float32 roundoffs of the magnitude, within the threshold "
-                f"{ctx.threshold:.3g}; {_num(ctx.e_true.max())} in float64 roundoffs")
-    return None
+    return (f"errors are consistent with computing this float64 case in float32 (unit roundoff 2**-24): "
+            f"max error {worst:.3g} float32 roundoffs of the magnitude, within the threshold "
+            f"{ctx.threshold:.3g}; {_num(ctx.e_true.max())} in float64 roundoffs")
 
 
 def _nonfinite_leak(ctx: _Context):

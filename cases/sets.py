@@ -4,8 +4,9 @@ A selector is one of, or a comma-separated union of:
 - a set name (`SETS`): `smoke` (the catalogue entries tagged `sets: [smoke]`: a couple
   of dozen small cases over both ops, every dtype, every padding kind, one invalid and
   one special-values case), `default` (catalogue + regressions + a sweep of
-  `DEFAULT_BUDGET` cases: the covering array, then seeded random valid cases), `full`
-  (catalogue + regressions + a sweep of `FULL_BUDGET`);
+  `DEFAULT_BUDGET` cases: the covering array, then seeded random valid cases, + 
+  `DEFAULT_MEDIUM` medium-size random cases), `full` (catalogue + regressions + a sweep
+  of `FULL_BUDGET` + `FULL_MEDIUM` medium cases);
 - a path to a YAML case file (it exists, or it ends in .yaml/.yml);
 - a case id or a catalogue case name, exactly;
 - an fnmatch glob over the ids and names of the `full` set (`dw-*-f16*`, `seed-*`).
@@ -28,12 +29,15 @@ from pathlib import Path
 from conformance.spec import DTYPES, Case
 
 from .catalogue import CaseFileError, load_catalogue_entries, load_file
-from .sweep import sweep
+from .sweep import medium, sweep
 
 SETS = ("smoke", "default", "full")
 #: Sweep size of the default set: the covering array (~75 cases) and random cases after it.
 DEFAULT_BUDGET = 200
 FULL_BUDGET = 1000
+#: Medium-size random cases (sweep.medium) after the sweep: the sizes its tiny rows miss.
+DEFAULT_MEDIUM = 60
+FULL_MEDIUM = 240
 
 
 class SelectorError(ValueError):
@@ -45,7 +49,10 @@ def _named_set(name: str, seed: int, budget: int | None) -> list[Case]:
     if name == "smoke":
         return [e.case for e in entries if "smoke" in e.sets]
     size = budget if budget is not None else (DEFAULT_BUDGET if name == "default" else FULL_BUDGET)
-    return [e.case for e in entries] + sweep(seed, size)
+    count = DEFAULT_MEDIUM if name == "default" else FULL_MEDIUM
+    cases = [e.case for e in entries] + sweep(seed, size) + medium(seed, count)
+    seen: set[str] = set()
+    return [c for c in cases if not (c.id in seen or seen.add(c.id))]
 
 
 def _looks_like_path(selector: str) -> bool:

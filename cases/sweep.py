@@ -209,9 +209,10 @@ def _rows(seed: int, budget: int | None) -> tuple[tuple[int, ...], ...]:
 # ---- rows to cases ------------------------------------------------------------------
 
 
-def _axis_size(rng: random.Random, padding: str, eff: int, stride: int) -> tuple[int, tuple[int, int] | None]:
+def _axis_size(rng: random.Random, padding: str, eff: int, stride: int,
+               max_out: int = MAX_OUT) -> tuple[int, tuple[int, int] | None]:
     """(input size, explicit pads or None) for one axis with a drawn output size."""
-    out = rng.randint(1, MAX_OUT)
+    out = rng.randint(1, max_out)
     if padding == "VALID":
         return (out - 1) * stride + eff + rng.randrange(stride), None
     if padding == "explicit":
@@ -229,12 +230,13 @@ def _axis_size(rng: random.Random, padding: str, eff: int, stride: int) -> tuple
     return (out - 1) * stride + 1 + rng.choice(positive or js), None
 
 
-def make_case(levels: dict[str, Any], rng: random.Random, *, reason: str | None = None) -> Case:
+def make_case(levels: dict[str, Any], rng: random.Random, *, reason: str | None = None,
+              max_out: int = MAX_OUT) -> Case:
     """The valid case of one row of levels (parameter name -> level value)."""
     k, s, d, pad = levels["kernel"], levels["stride"], levels["dilation"], levels["padding"]
     sizes, pads = [], []
     for eff, st in _axes(k, s, d):
-        n, p = _axis_size(rng, pad, eff, st)
+        n, p = _axis_size(rng, pad, eff, st, max_out)
         sizes.append(n)
         pads.append(p)
     if pad == "explicit":
@@ -367,3 +369,46 @@ def describe_coverage(cases) -> str:
         for m in cov[key]["missing"]:
             lines.append(f"  missing ({key}): " + ", ".join(f"{p}={v}" for p, v in m.items()))
     return "\n".join(lines)
+
+
+# ---- medium cases: the sizes the covering array's tiny rows never reach ---------------
+
+#: Levels of the medium cases: the sweep's, widened to sizes where blocking, SIMD tails,
+#: long reductions and batch strides live (dtype, layout and profile levels unchanged).
+MEDIUM_LEVELS: dict[str, tuple[Any, ...]] = {
+    **LEVELS,
+    "kernel": ((1, 1), (3, 3), (3, 2), (5, 5), (1, 3), (4, 4), (7, 1)),
+    "stride": ((1, 1), (2, 2), (1, 2), (3, 3), (2, 1)),
+    "dilation": ((1, 1), (2, 2), (3, 1), (1, 2)),
+    "channels": (5, 8, 13, 16, 24, 33, 64, 72),
+    "mult_groups": (1, 2, 4),
+    "batch": (1, 2, 3, 4),
+}
+#: Multiply-adds a medium case may have at most (keeps a default run at a few minutes).
+MEDIUM_MAX_MACS = 3_000_000
+#: Output rows and columns of a medium case are drawn up to this.
+MEDIUM_MAX_OUT = 24
+
+
+def medium(seed: int = 0, count: int = 60) -> list[Case]:
+    """`count` seeded random valid cases of medium size (outputs up to 24x24, up to 72
+    channels per group, batch up to 4, kernels up to 7, every dtype, layout and profile).
+
+    Constructed, not filtered: the output size is drawn last, bounded so the case stays
+    under MEDIUM_MAX_MACS. Deterministic: a seed gives the same cases on every machine,
+    and a smaller count is a prefix of a larger one.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed: expected an integer, received {seed!r}")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count: expected an integer >= 0, received {count!r}")
+    out = []
+    for index in range(count):
+        rng = random.Random(f"conv-conformance-medium:{seed}:{index}")
+        levels = {p: rng.choice(v) for p, v in MEDIUM_LEVELS.items()}
+        kh, kw = levels["kernel"]
+        c, mg = levels["channels"], levels["mult_groups"]
+        per_pixel = kh * kw * (c * mg * max(OUT_PER_GROUP) * c if levels["op"] == "conv2d" else c * mg)
+        max_out = max(1, min(MEDIUM_MAX_OUT, math.isqrt(MEDIUM_MAX_MACS // (levels["batch"] * per_pixel))))
+        out.append(make_case(levels, rng, reason=f"medium seed {seed}, case {index}", max_out=max_out))
+    return out

@@ -146,3 +146,35 @@ def test_every_default_sweep_case_is_judged_correctly_on_the_oracle():
         if not result.passed:
             failures.append((case.id, result.message))
     assert failures == []
+
+
+def test_medium_cases_are_valid_deterministic_bounded_and_reach_sizes_the_sweep_does_not():
+    from conformance.cases.sweep import MEDIUM_MAX_MACS, medium
+    from conformance.spec import DTYPES
+    cases = medium(0, 60)
+    assert [c.id for c in cases] == [c.id for c in medium(0, 60)]
+    assert [c.id for c in medium(0, 20)] == [c.id for c in cases[:20]]  # a prefix
+    assert all(c.is_valid for c in cases)
+    assert max(math.prod(c.output_shape) * c.reduction_size for c in cases) <= MEDIUM_MAX_MACS
+    assert max(c.batch for c in cases) > 2 and max(c.in_channels for c in cases) > 64
+    assert max(max(c.output_shape[1:3]) for c in cases) > 16 and max(c.reduction_size for c in cases) > 256
+    assert {c.dtype for c in cases} == set(DTYPES)
+
+
+def test_every_default_medium_case_is_judged_correctly_on_the_oracle():
+    from conformance.cases.sets import DEFAULT_MEDIUM
+    from conformance.cases.sweep import medium
+    from conformance.compare import compare
+    from conformance.dtypes import np_dtype
+    from conformance.inputs import make_inputs
+    from conformance.oracle import reference
+    failures = []
+    for case in medium(0, DEFAULT_MEDIUM):
+        inputs = make_inputs(case)
+        ref = reference(case, *inputs)
+        with np.errstate(over="ignore"):
+            y = ref.value.astype(np_dtype(case.dtype))
+        result = compare(case, y, ref, inputs)
+        if not result.passed:
+            failures.append((case.id, result.message))
+    assert not failures

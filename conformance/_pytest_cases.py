@@ -11,8 +11,10 @@ Invariants
 - Collection is deterministic (the case set is a deterministic list, backends keep their
   command-line order, duplicates are dropped), so pytest-xdist workers agree on the ids.
 - The verdict is `conformance.inprocess.judge`: the suite's one verdict, run in-process.
-- A (case, backend) pair that an `--conformance-expected` manifest entry covers is marked
-  `xfail(strict=True, raises=KnownDivergence)`: the divergence the entry names is an
+- A (case, backend) pair that an `--conformance-expected` manifest entry pins by its exact
+  id is marked `xfail(strict=True, raises=KnownDivergence)`; a divergence that a glob
+  entry explains is an imperative xfail, and a pass under a glob entry passes. For a
+  pinned pair the divergence the entry names is an
   expected failure; a different divergence (another kind) still fails; a pass is a strict
   XPASS, i.e. a failure that says the manifest is out of date (upstream fixed the bug).
 - A failing test's message carries the case id and parameters, the error figures against
@@ -119,6 +121,10 @@ class ConformancePlugin:
         items.extend(new)
 
 
+def _reason(entry) -> str:
+    return entry.reason + (f" ({entry.link})" if entry.link else "")
+
+
 class ConformanceCollector(pytest.Collector):
     plugin: ConformancePlugin
 
@@ -132,12 +138,12 @@ class ConformanceCollector(pytest.Collector):
             for case in cases:
                 item = CaseItem.from_parent(self, name=f"test_conformance[{backend.label}-{case.id}]",
                                             backend=backend, case=case)
-                entry = next((e for e in manifest if e.covers(str(backend.adapter.name), backend.version, case.id)),
-                             None)
-                if entry is not None:
-                    item.entry = entry
-                    reason = entry.reason + (f" ({entry.link})" if entry.link else "")
-                    item.add_marker(pytest.mark.xfail(strict=True, raises=KnownDivergence, reason=reason))
+                name = str(backend.adapter.name)
+                item.entries = [e for e in manifest if e.covers(name, backend.version, case.id)]
+                pin = next((e for e in item.entries if e.pins(name, backend.version, case.id)), None)
+                if pin is not None:
+                    # Pinned by its exact id: a pass is XPASS(strict), the bug was fixed upstream.
+                    item.add_marker(pytest.mark.xfail(strict=True, raises=KnownDivergence, reason=_reason(pin)))
                 items.append(item)
         if not plugin.config.getoption("conformance_no_properties"):
             for backend in backends:
@@ -169,16 +175,22 @@ class _ConformanceItem(pytest.Item):
     def reportinfo(self):
         return Path(__file__), None, self.name
 
-    def check(self, case: Case, *, entry=None) -> Outcome:
-        """Judge `case`; raise ConformanceFailure (or KnownDivergence) unless it passes."""
+    def check(self, case: Case, *, entries=()) -> Outcome:
+        """Judge `case`; raise ConformanceFailure (or KnownDivergence) unless it passes.
+
+        A divergence a covering manifest entry explains is a KnownDivergence (the xfail of a
+        pinned pair); under a glob entry it is an imperative xfail instead, so a pass there
+        is simply a pass.
+        """
         outcome = judge(case, self.backend.adapter)
         if outcome.status == "unsupported":
             pytest.skip(f"{self.backend.label} does not support {case.id}: {outcome.message}")
         if outcome.status == "pass":
             return outcome
-        exc_type = ConformanceFailure
-        if entry is not None and (entry.kinds is None or (outcome.kind or outcome.status) in entry.kinds):
-            exc_type = KnownDivergence
+        explaining = next((e for e in entries if e.matches_kind(outcome.kind or outcome.status)), None)
+        if explaining is not None and not any(m.name == "xfail" for m in self.iter_markers()):
+            pytest.xfail(_reason(explaining))
+        exc_type = ConformanceFailure if explaining is None else KnownDivergence
         raise exc_type(failure_message(self.backend, outcome, self.write_artifacts(outcome)), case)
 
     def write_artifacts(self, outcome: Outcome) -> list[str]:
@@ -209,11 +221,11 @@ class CaseItem(_ConformanceItem):
     def __init__(self, *, case: Case, **kwargs: Any):
         super().__init__(**kwargs)
         self.case = case
-        self.entry = None
+        self.entries = []
         self.user_properties.append(("case", case.to_json()))
 
     def runtest(self) -> None:
-        self.check(self.case, entry=self.entry)
+        self.check(self.case, entries=self.entries)
 
 
 class PropertyItem(_ConformanceItem):

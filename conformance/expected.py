@@ -13,9 +13,13 @@ Invariants
 - An entry only ever *explains* a record: the verdict stays `diverge` (or error, crash,
   timeout) and the record gains `known`; nothing is skipped or re-judged.
 - An entry "covers" a (case, backend) pair when backend, version and case id match, kind
-  aside. A covered pair that now passes is *fixed*: the manifest is out of date. An entry
-  that covers nothing in the run is reported as unmatched (it may belong to another shard
-  or backend, so it is a note, not an error).
+  aside; it "pins" the pair when one of its case patterns is that exact id (no glob).
+  The manifest is out of date — *fixed* — where a pinned pair now passes, or where an
+  entry covers pairs in the run but explains none of them (a glob entry's bug is gone).
+  A glob entry does not make every passing pair it covers "fixed": `"*"` with a kind is
+  how one says "this backend flushes subnormals wherever a case has them". An entry that
+  covers nothing in the run is reported as unmatched (it may belong to another shard or
+  backend, so it is a note, not an error).
 - A malformed manifest raises ManifestError naming the file, the entry index and the rule.
 """
 
@@ -58,6 +62,13 @@ class Entry:
             except InvalidVersion:
                 return False  # "unknown" satisfies no range
         return any(fnmatch.fnmatchcase(case_id, g) for g in self.cases)
+
+    def pins(self, backend: str, version: str | None, case_id: str) -> bool:
+        """Covers the pair through an exact case id (a pattern with no glob characters)."""
+        return self.covers(backend, version, case_id) and case_id in self.cases
+
+    def matches_kind(self, kind: str | None) -> bool:
+        return self.kinds is None or kind in self.kinds
 
     def explains(self, rec: dict[str, Any]) -> bool:
         if rec["status"] not in FAILING or not self.covers(rec["backend"], rec["backend_version"], rec["case_id"]):
@@ -130,16 +141,27 @@ def match(entries: list[Entry], rec: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def audit(entries: list[Entry], records: list[dict[str, Any]]) -> dict[str, Any]:
-    """{"fixed": [...], "unmatched": [entry indices]}: passing pairs an entry covers, entries covering nothing."""
-    fixed, used = [], set()
+    """{"fixed": [...], "unmatched": [entry indices]}.
+
+    fixed: passing pairs an entry pins by exact id, and (case_id "*") entries that cover
+    pairs in this run but explain none of them. unmatched: entries covering nothing.
+    """
+    fixed, used, explaining = [], set(), set()
     for rec in records:
         for entry in entries:
-            if entry.covers(rec["backend"], rec["backend_version"], rec["case_id"]):
-                used.add(entry.index)
-                if rec["status"] == "pass":
-                    fixed.append({"case_id": rec["case_id"], "backend": rec["backend"], "manifest_entry": entry.index,
-                                  "reason": entry.reason})
-                break
+            if not entry.covers(rec["backend"], rec["backend_version"], rec["case_id"]):
+                continue
+            used.add(entry.index)
+            if entry.explains(rec):
+                explaining.add(entry.index)
+            if rec["status"] == "pass" and entry.pins(rec["backend"], rec["backend_version"], rec["case_id"]):
+                fixed.append({"case_id": rec["case_id"], "backend": rec["backend"], "manifest_entry": entry.index,
+                              "reason": entry.reason})
+    pinned_fixed = {f["manifest_entry"] for f in fixed}
+    for entry in entries:
+        if entry.index in used and entry.index not in explaining and entry.index not in pinned_fixed:
+            fixed.append({"case_id": "*", "backend": entry.backend, "manifest_entry": entry.index,
+                          "reason": entry.reason + " (no case this entry covers diverges any more)"})
     return {"fixed": fixed, "unmatched": [e.index for e in entries if e.index not in used]}
 
 

@@ -111,9 +111,28 @@ def test_a_known_divergence_that_now_passes_is_reported_fixed(tmp_path, cases):
 
 def test_strict_expected_fails_the_run_on_a_fixed_entry(tmp_path, cases):
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(f"- {{backend: misbehaving, cases: '*', reason: everything was broken}}\n")
+    manifest.write_text(f"- {{backend: misbehaving, cases: '{WRONG_ID}', reason: adds one}}\n"
+                        f"- {{backend: misbehaving, cases: '{OK_ID}', reason: was broken once}}\n")
     code, _, _ = _run(tmp_path, cases, "--expected", str(manifest), "--strict-expected")
     assert code == 1
+
+
+def test_a_glob_entry_that_explains_a_divergence_does_not_call_its_other_passing_cases_fixed(tmp_path, cases):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("- {backend: misbehaving, cases: '*', kind: value, reason: adds one somewhere}\n")
+    code, err, run = _run(tmp_path, cases, "--expected", str(manifest), "--strict-expected")
+    assert code == 0, err
+    assert run["expected"]["fixed"] == []
+
+
+def test_a_glob_entry_that_explains_nothing_any_more_is_fixed_as_a_whole(tmp_path, cases):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"- {{backend: misbehaving, cases: '{WRONG_ID}', reason: adds one}}\n"
+                        "- {backend: misbehaving, cases: '*', kind: subnormal_flush, reason: flushed once}\n")
+    code, err, run = _run(tmp_path, cases, "--expected", str(manifest))
+    assert code == 0, err
+    assert [(f["case_id"], f["manifest_entry"]) for f in run["expected"]["fixed"]] == [("*", 1)]
+    assert "no case this entry covers diverges any more" in err
 
 
 def test_the_baseline_section_lists_new_and_fixed(tmp_path, cases):

@@ -108,6 +108,14 @@ def test_manifest_entry_for_a_passing_case_is_a_strict_xpass_failure(pytester):
     result.stdout.fnmatch_lines(["*XPASS(strict)*was broken once*"])
 
 
+def test_a_glob_entry_xfails_the_divergences_it_explains_and_lets_passes_pass(pytester, broken):
+    manifest = _manifest(pytester, backend="*", cases="*", kind="value", reason="flipped everywhere (known)")
+    result = conformance(pytester, "--adapter", broken, "--backend", "numpy", "--conformance-cases", PLAIN.id,
+                         "--conformance-no-properties", "--conformance-expected", manifest, "-rx")
+    result.assert_outcomes(xfailed=1, passed=1)  # flipped diverges as explained; numpy passes
+    result.stdout.fnmatch_lines(["*flipped everywhere (known)*"])
+
+
 @pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="pytest-xdist is not installed")
 def test_xdist_workers_agree_and_junit_has_one_testcase_per_pair(pytester):
     result = conformance(pytester, "--backend", "numpy", "--conformance-cases", "smoke",

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import tolerance
 from .dtypes import dtype_name, flush_subnormals, fmt, np_dtype
-from .oracle import Reference, convolve
+from .oracle import Reference, convolve, product_norm
 from .spec import Case
 
 KINDS = ("shape", "dtype", "nonfinite", "subnormal_flush", "inexact", "precision", "value", "rounding_bias",
@@ -116,16 +116,16 @@ def _limit(case: Case, ref: Reference) -> np.ndarray:
     """Per-element allowed normalised error.
 
     The threshold; 0 where the result is exact; and, where the reference carries its
-    energy, no more than the cancellation-aware bound SIGMA_LIMIT * sigma (expressed in
+    product norm, no more than the cancellation-aware bound SIGMA_LIMIT * sigma (expressed in
     units of the normalised error), which is the tighter one wherever the terms cancel.
     """
     t = tolerance.threshold(case)
     limit = np.where(ref.magnitude == 0, 0.0, t)
-    sig = tolerance.error_sigma(case, ref.value, ref.energy) if ref.energy is not None else None
+    sig = tolerance.error_sigma(case, ref.value, ref.norm) if ref.norm is not None else None
     if sig is not None and t > 0:
         u, floor = tolerance.unit_roundoff(case), tolerance.underflow_floor(case)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            cancel = tolerance.SIGMA_LIMIT * (sig + floor) / (u * ref.magnitude + floor)
+            cancel = tolerance.SIGMA_LIMIT * sig / (u * ref.magnitude + floor)
         limit = np.minimum(limit, np.where(np.isfinite(cancel), cancel, t))
     return limit
 
@@ -173,10 +173,10 @@ def _figures(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray) -> dict[s
     limit = _limit(case, ref)
     bad = e > limit
     sigma_err = None
-    if ref.energy is not None and e.size:
-        sig = tolerance.error_sigma(case, r, ref.energy)
+    if ref.norm is not None and e.size:
+        sig = tolerance.error_sigma(case, r, ref.norm)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            s_err = np.where(finite, err / (sig + tolerance.underflow_floor(case)), 0.0)
+            s_err = np.where(finite, err / sig, 0.0)
         sigma_err = _finite_or_none(np.nanmax(s_err))
     return {
         "max_sigma_error": sigma_err,
@@ -291,7 +291,7 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None) -> Comp
     severity = _severity(e, limit, tolerance.threshold(case))
     heat, chan = _maps(severity, limit)
     worst = _worst(y64, ref, e, limit, severity)
-    kind = _kind(case, y64, ref, e, bad, inputs)
+    kind = _kind(case, y64, ref, e, bad, inputs, figures["effective_bits"])
     cancel_only = not (e > tolerance.threshold(case)).any() and not tolerance.is_exact(case)
     message = (f"{figures['mismatched']} of {figures['elements']} elements beyond tolerance; "
                f"max normalised error {_fmt(figures['max_normalised_error'])} vs threshold {figures['threshold']:.3g}"
@@ -323,14 +323,24 @@ def _fmt(v) -> str:
     return "inf" if v is None else f"{v:.4g}"
 
 
-def _kind(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, bad: np.ndarray, inputs) -> str:
+#: A divergence keeping at least this many of the dtype's bits (or half of them, for the
+#: 8-bit bfloat16) is labelled reduced precision rather than a wrong value.
+PRECISION_MIN_BITS = 4
+
+
+def _kind(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, bad: np.ndarray, inputs,
+          effective_bits: float) -> str:
     if inputs is not None and flush_explains(case, y, inputs):
         return "subnormal_flush"
     if np.isinf(e[bad]).any():
         return "nonfinite"
-    if tolerance.is_exact(case) and float(e.max()) <= tolerance.hard_bound(case):
+    within_bound = float(e.max()) <= tolerance.hard_bound(case)
+    # "Fewer bits" needs some bits left: without a finite rigorous bound (bfloat16 with 256
+    # or more terms) or with hardly a correct bit, a divergence is a wrong value.
+    keeps_bits = effective_bits >= min(PRECISION_MIN_BITS, fmt(case.dtype).precision / 2)
+    if tolerance.is_exact(case) and within_bound:
         return "inexact"
-    if float(e.max()) <= tolerance.hard_bound(case):
+    if within_bound and keeps_bits:
         return "precision"
     return "value"
 
@@ -349,13 +359,17 @@ def flushed_reference(case: Case, inputs) -> Reference | None:
     xf, wf = flush_subnormals(arrays[0], case.dtype), flush_subnormals(arrays[1], case.dtype)
     bf = flush_subnormals(arrays[2], case.dtype) if b is not None else None
     value = flush_subnormals(convolve(case, xf, wf, bf), case.dtype)
-    mag = convolve(case, np.abs(np.where(np.isfinite(xf), xf, 0)), np.abs(np.where(np.isfinite(wf), wf, 0)),
-                   None if bf is None else np.abs(bf), compensated=False)
+    ax, aw = np.abs(np.where(np.isfinite(xf), xf, 0)), np.abs(np.where(np.isfinite(wf), wf, 0))
+    mag = convolve(case, ax, aw, None if bf is None else np.abs(bf), compensated=False)
+    # The product norm too, so that the explanation is judged as strictly as the verdict was.
+    norm = product_norm(lambda xx, ww, bb: convolve(case, xx, ww, bb, compensated=False), ax, aw,
+                        None if bf is None else np.abs(bf))
     alternative = None
     if not np.isfinite(wf).all():
         # The same IEEE latitude as the unflushed reference: padded zero * Inf may be skipped.
         alternative = flush_subnormals(convolve(case, xf, wf, bf, zero_times_inf="skip"), case.dtype)
-    return Reference(value, np.where(np.isfinite(value), mag, np.inf), alternative)
+    return Reference(value, np.where(np.isfinite(value), mag, np.inf), alternative,
+                     np.where(np.isfinite(value), norm, np.inf))
 
 
 def flush_explains(case: Case, y: np.ndarray, inputs) -> bool:

@@ -93,7 +93,7 @@ class _Context:
 
     def limit(self, ref: Reference) -> np.ndarray:
         # The verdict's own per-element limit (with the cancellation-aware bound where the
-        # reference carries its energy: the true reference does, hypothesis ones do not).
+        # reference carries its product norm).
         return verdict_limit(self.case, ref)
 
     def error(self, ref: Reference) -> np.ndarray:
@@ -136,9 +136,13 @@ class _Context:
             return oracle.depthwise_conv2d(xx, ww, bias=bb, compensated=compensated, **geo)
 
         value = run(x, w, b, c.dtype == "float64")
-        with np.errstate(invalid="ignore"):
-            mag = run(_finite_abs(x), _finite_abs(w), _finite_abs(b), False)
-        return Reference(value, np.where(np.isfinite(value), mag, np.inf), None)
+        ax, aw, ab = _finite_abs(x), _finite_abs(w), _finite_abs(b)
+        with np.errstate(invalid="ignore", over="ignore"):
+            mag = run(ax, aw, ab, False)
+            # With the product norm, a hypothesis is judged as strictly as the verdict (12 sigma).
+            norm = oracle.product_norm(lambda xx, ww, bb: run(xx, ww, bb, False), ax, aw, ab)
+        finite = np.isfinite(value)
+        return Reference(value, np.where(finite, mag, np.inf), None, np.where(finite, norm, np.inf))
 
     def geometry_matches(self, name: str, *, strides=None, dilations=None, padding=None) -> bool:
         c = self.case
@@ -218,7 +222,8 @@ def _depthwise_channel_order(ctx: _Context):
         return a.reshape(a.shape[:3] + (C, M)).swapaxes(3, 4).reshape(a.shape)
 
     r = ctx.ref
-    if ctx.matches(Reference(reorder(r.value), reorder(r.magnitude), None)):
+    if ctx.matches(Reference(reorder(r.value), reorder(r.magnitude), None,
+                             None if r.norm is None else reorder(r.norm))):
         return (f"output channels are ordered q*C + k (multiplier-major) instead of k*M + q "
                 f"(C={C} input channels, M={M} multiplier): the values are right, the channel order is "
                 f"transposed")
@@ -385,7 +390,17 @@ def _roundoff_consistent(ctx: _Context, precision: str) -> float | None:
     if not finite.any() or not np.isfinite(e[finite]).all():
         return None
     worst = float(e[finite].max())
-    return worst if F16_ACCUMULATION_FLOOR <= worst <= ctx.threshold else None
+    if not F16_ACCUMULATION_FLOOR <= worst <= ctx.threshold:
+        return None
+    # And within the cancellation-aware bound of a sum in that precision: an error of the
+    # right overall size but far larger than that precision's expected error is a bug.
+    norm = ctx.ref.norm
+    if norm is not None:
+        sigma = tolerance.error_sigma(c, ctx.ref.value, norm) * (u / tolerance.unit_roundoff(c))
+        with np.errstate(invalid="ignore", over="ignore"):
+            if (np.abs(ctx.y - ctx.ref.value)[finite] > tolerance.SIGMA_LIMIT * sigma[finite]).any():
+                return None
+    return worst
 
 
 def _float16_accumulation(ctx: _Context):
@@ -537,7 +552,8 @@ def _pixel_map(ctx: _Context, ref: Reference):
         if not cand.any():
             return None
         cols.append(int(np.argmax(cand)))
-    sub = Reference(ref.value[:, rows][:, :, cols], ref.magnitude[:, rows][:, :, cols], None)
+    sub = Reference(ref.value[:, rows][:, :, cols], ref.magnitude[:, rows][:, :, cols], None,
+                    None if ref.norm is None else ref.norm[:, rows][:, :, cols])
     return (rows, cols) if ctx.matches(sub) else None
 
 

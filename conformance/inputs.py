@@ -20,8 +20,10 @@ Value profiles
   positions of x (`special_positions`), exact zeros in a few filter taps
   (`special_filter_zeros`), and one +Inf in the filter of the last output channel when
   there is more than one output channel.
-- `subnormal`: every x value subnormal in the dtype, normal filters: a backend that
-  flushes subnormal inputs or results to zero cannot pass.
+- `subnormal`: every x value (and bias) a subnormal of the dtype between half the
+  smallest normal and the smallest normal, filters of order 1: a backend that flushes
+  subnormal inputs or results to zero cannot pass, nor can a wrong result hide in the
+  subnormals' few bits.
 - `overflow`: x up to half the dtype's largest finite value and filters up to 1.9 in
   magnitude: every product is finite, but with a few terms per output many exact results
   lie beyond the dtype's range and must come back as the infinity of their sign (a
@@ -182,14 +184,16 @@ def _special(case: Case, rng: np.random.Generator):
 
 def _subnormal(case: Case, rng: np.random.Generator):
     f = fmt(case.dtype)
-    k = max(case.reduction_size, 1)
-    x = np.clip(rng.standard_normal(case.input_shape), -3.9, 3.9) * (f.smallest_normal / 4)
-    # Below half the smallest subnormal a value would round to zero in the dtype (about
-    # 1% of bfloat16 draws, 0.2% of float16 ones): lift it to the smallest subnormal so
-    # that every x value really is subnormal and a flushing backend cannot pass.
-    x = np.where(np.abs(x) < f.smallest_subnormal, np.copysign(f.smallest_subnormal, x), x)
-    w = rng.standard_normal(case.filter_shape) / math.sqrt(k)
-    b = np.clip(rng.standard_normal(case.output_channels), -3.9, 3.9) * (f.smallest_normal / 4)
+    tiny, eta = f.smallest_normal, f.smallest_subnormal
+    # The largest subnormals (half the smallest normal and up: the most significand bits a
+    # subnormal has) and filters of order 1, so the results keep enough bits to be judged
+    # (the sign of y, not only whether it was flushed), whatever the accumulator.
+    def subnormals(shape):
+        mag = np.minimum(rng.uniform(0.5, 1.0, size=shape) * tiny, tiny - eta)
+        return np.where(rng.random(shape) < 0.5, -mag, mag)
+    x = subnormals(case.input_shape)
+    w = np.clip(rng.standard_normal(case.filter_shape), -3.0, 3.0)
+    b = subnormals(case.output_channels)
     return x, w, b
 
 

@@ -46,9 +46,9 @@ class Reference(NamedTuple):
     value: np.ndarray  # the exact result (NaN/Inf per IEEE, padded zero * Inf = NaN)
     magnitude: np.ndarray  # sum |x| |w| (+ |bias|): the scale of rounding errors
     alternative: np.ndarray | None  # the result when padded taps are skipped, if it differs
-    # sum (x w)^2 (+ bias^2): with `value`, the scale of a correct sum's *expected* rounding
-    # error, which cancellation makes far smaller than `magnitude` (None: not computed).
-    energy: np.ndarray | None = None
+    # sqrt(sum (x w)^2 (+ bias^2)): with `value`, the scale of a correct sum's *expected*
+    # rounding error, which cancellation makes far smaller than `magnitude` (None: not computed).
+    norm: np.ndarray | None = None
 
 
 def _pad(x: np.ndarray, pads, value: float = 0.0) -> np.ndarray:
@@ -301,8 +301,25 @@ def convolve(case: Case, x, filters, bias=None, *, zero_times_inf="nan", compens
     return fn(x, filters, **kwargs)
 
 
+def _pow2_scale(a: np.ndarray) -> float:
+    top = float(np.max(a)) if a.size else 0.0
+    return float(2.0 ** np.floor(np.log2(top))) if top > 0 else 1.0
+
+
+def product_norm(conv, ax, aw, ab=None) -> np.ndarray:
+    """sqrt(sum (x w)^2 (+ b^2)) per output, for |x|, |w|, |b| and a convolution `conv(x, w, b)`.
+
+    The squares are taken after scaling by powers of two, so neither subnormal inputs
+    (whose squares underflow) nor huge ones (whose squares overflow) lose the result.
+    """
+    xs, ws = _pow2_scale(ax), _pow2_scale(aw)
+    with np.errstate(under="ignore", over="ignore", invalid="ignore"):
+        squares = conv(np.square(ax / xs), np.square(aw / ws), None if ab is None else np.square(ab / (xs * ws)))
+        return np.sqrt(squares) * xs * ws
+
+
 def reference(case: Case, x, filters, bias=None) -> Reference:
-    """The exact answer for a valid case, its magnitude and energy arrays and the IEEE alternative."""
+    """The exact answer for a valid case, its magnitude and norm arrays and the IEEE alternative."""
     if not case.is_valid:
         raise ValueError(f"case {case.id} is invalid ({case.invalid_reason}): it has no reference")
     value = convolve(case, x, filters, bias)
@@ -312,13 +329,14 @@ def reference(case: Case, x, filters, bias=None) -> Reference:
     with np.errstate(invalid="ignore"):
         magnitude = convolve(case, np.where(np.isfinite(ax), ax, 0.0), np.where(np.isfinite(aw), aw, 0.0),
                              None if ab is None else np.where(np.isfinite(ab), ab, 0.0), compensated=False)
-        energy = convolve(case, np.where(np.isfinite(ax), ax, 0.0) ** 2, np.where(np.isfinite(aw), aw, 0.0) ** 2,
-                          None if ab is None else np.where(np.isfinite(ab), ab, 0.0) ** 2, compensated=False)
+        norm = product_norm(lambda xx, ww, bb: convolve(case, xx, ww, bb, compensated=False),
+                            np.where(np.isfinite(ax), ax, 0.0), np.where(np.isfinite(aw), aw, 0.0),
+                            None if ab is None else np.where(np.isfinite(ab), ab, 0.0))
     magnitude = np.where(np.isfinite(value), magnitude, np.inf)
-    energy = np.where(np.isfinite(value), energy, np.inf)
+    norm = np.where(np.isfinite(value), norm, np.inf)
     alternative = None
     if not np.isfinite(np.asarray(filters, dtype=np.float64)).all() and any(sum(p) for p in case.geometry.pads):
         alt = convolve(case, x, filters, bias, zero_times_inf="skip")
         if not np.array_equal(alt, value, equal_nan=True):
             alternative = alt
-    return Reference(value, magnitude, alternative, energy)
+    return Reference(value, magnitude, alternative, norm)

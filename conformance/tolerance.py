@@ -52,8 +52,9 @@ Bounds, in units of e:
       sigma = u * sqrt(K_eff * (sum p^2 / 18 + ref^2 / 9) + sum p^2 / 3)
   (each addition rounds its partial sum S_k, E[sum_k S_k^2] = K (sum p^2 / 6 + ref^2 / 3)
   over orders, uniform rounding errors have variance u^2 / 3; the last term is the
-  products' own rounding). An element also diverges when |y - ref| > SIGMA_LIMIT * sigma
-  (+ the underflow floor), which is the tighter bound wherever the terms cancel.
+  products' own rounding), plus eta * sqrt((K_eff + 1) / 12) for the roundings on the
+  subnormal grid. An element also diverges when |y - ref| > SIGMA_LIMIT * sigma, which is
+  the tighter bound wherever the terms cancel or the values are subnormal.
   SIGMA_LIMIT = 12: the calibration's correct emulations (every order, accumulator and
   profile above, up to 65,536 outputs a case) stay below 6 sigma; TF32 measures 460 -
   19,500 sigma and float16 accumulation of float32 4,700 - 42,000 sigma; a bfloat16 sum
@@ -132,16 +133,25 @@ def threshold(case: Case) -> float:
     return min(probabilistic, THRESHOLD_CAP, hard_bound(case) + 1.0)
 
 
-def error_sigma(case: Case, value, energy):
+def error_sigma(case: Case, value, norm):
     """Standard deviation of a correct sum's rounding error, per element (see the module doc).
 
-    `value` is the exact result, `energy` = sum (x w)^2 (+ bias^2) over the same terms.
+    `value` is the exact result, `norm` = sqrt(sum (x w)^2 (+ bias^2)) over the same terms.
     """
     import numpy as np
 
     n, u = k_eff(case), unit_roundoff(case)
-    with np.errstate(invalid="ignore", over="ignore"):
-        return u * np.sqrt(n * (energy / 18.0 + np.square(value) / 9.0) + energy / 3.0)
+    # Gradual underflow: each of the K_eff + 1 roundings may be off by up to eta / 2 on the
+    # subnormal grid, a uniform error of standard deviation eta / sqrt(12).
+    # (At least eta itself: eta * 0.4 would underflow to zero in float64.)
+    underflow = fmt(case.dtype).smallest_subnormal * max(1.0, math.sqrt((n + 1) / 12.0))
+    with np.errstate(invalid="ignore", over="ignore", under="ignore", divide="ignore"):
+        # Scaled by s = max(norm, |value|): the squares of subnormal (or huge) values would
+        # underflow (overflow) in float64.
+        scale = np.maximum(norm, np.abs(value))
+        p2 = np.where(scale > 0, np.square(norm / np.where(scale > 0, scale, 1.0)), 0.0)
+        v2 = np.where(scale > 0, np.square(value / np.where(scale > 0, scale, 1.0)), 0.0)
+        return u * scale * np.sqrt(n * (p2 / 18.0 + v2 / 9.0) + p2 / 3.0) + underflow
 
 
 def is_exact(case: Case) -> bool:

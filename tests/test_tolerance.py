@@ -417,3 +417,44 @@ def test_a_partial_sum_overflow_is_accepted_only_with_the_sign_a_partial_sum_can
     one[np.unravel_index(np.argmax(plus_impossible), y.shape)] = True
     c = compare(OVERFLOW, np.where(one, np.float16(np.inf), y), ref, (x, w, b))
     assert (c.passed, c.kind) == (False, "nonfinite")
+
+
+# ---- kinds and subnormals after an evaluation with unseen backends ------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_a_negated_result_on_subnormal_inputs_diverges(dtype):
+    case = Case(op="conv2d", batch=2, height=6, width=6, in_channels=26, kernel=5, out_channels=4, groups=2,
+                padding="SAME", dtype=dtype, profile="subnormal")
+    x, w, b = make_inputs(case)
+    ref = oracle.reference(case, x, w, b)
+    with np.errstate(over="ignore"):
+        negated = (-ref.value).astype(np_dtype(dtype))
+    c = compare(case, negated, ref, (x, w, b))
+    assert not c.passed and c.kind not in ("rounding_bias", "subnormal_flush"), (c.kind, c.message)
+
+
+def _tap0_twice(case, x, w, b, conv_terms):
+    terms = conv_terms(case, x, w)
+    y = terms.sum(axis=-1) + terms[..., 0]
+    return (y if b is None else y + b.astype(np.float64)).astype(x.dtype)
+
+
+def test_a_kernel_bug_beyond_the_cancellation_aware_bound_is_not_called_subnormal_flush(conv_terms):
+    case = Case(op="conv2d", batch=1, height=6, width=6, in_channels=64, kernel=3, out_channels=64,
+                padding="SAME", dtype="float16")
+    x, w, b = make_inputs(case)
+    ref = oracle.reference(case, x, w, b)
+    c = compare(case, _tap0_twice(case, x, w, b, conv_terms), ref, (x, w, b))
+    assert not c.passed and c.kind in ("precision", "value"), (c.kind, c.message)
+
+
+def test_a_gross_error_without_a_rigorous_bound_is_a_wrong_value():
+    # bfloat16 with K >= 256 has no finite hard bound; a result with no correct bit is `value`.
+    case = Case(op="conv2d", batch=1, height=4, width=4, in_channels=64, kernel=3, out_channels=4,
+                padding="SAME", dtype="bfloat16")
+    x, w, b = make_inputs(case)
+    ref = oracle.reference(case, x, w, b)
+    assert tolerance.hard_bound(case) == math.inf
+    c = compare(case, (ref.value * 3).astype(np_dtype("bfloat16")), ref, (x, w, b))
+    assert (c.passed, c.kind) == (False, "value"), c.message

@@ -103,7 +103,8 @@ def normalised_error(case: Case, actual: np.ndarray, ref: Reference) -> np.ndarr
     return np.where(overflow_ok | partial_overflow, 0.0, e)
 
 
-def _elementwise(case: Case, actual: np.ndarray, ref: Reference) -> np.ndarray:
+def elementwise_error(case: Case, actual: np.ndarray, ref: Reference) -> np.ndarray:
+    """Normalised error per element, taking the IEEE alternative where the reference has one."""
     e = normalised_error(case, actual, ref)
     if ref.alternative is not None:
         alt = Reference(ref.alternative, ref.magnitude, None)
@@ -112,8 +113,8 @@ def _elementwise(case: Case, actual: np.ndarray, ref: Reference) -> np.ndarray:
     return e
 
 
-def _limit(case: Case, ref: Reference) -> np.ndarray:
-    """Per-element allowed normalised error.
+def element_limit(case: Case, ref: Reference, sigma: np.ndarray | None = None) -> np.ndarray:
+    """Per-element allowed normalised error (`sigma`: error_sigma of `ref`, if already computed).
 
     The threshold; 0 where the result is exact; and, where the reference carries its
     product norm, no more than the cancellation-aware bound SIGMA_LIMIT * sigma (expressed in
@@ -121,7 +122,7 @@ def _limit(case: Case, ref: Reference) -> np.ndarray:
     """
     t = tolerance.threshold(case)
     limit = np.where(ref.magnitude == 0, 0.0, t)
-    sig = tolerance.error_sigma(case, ref.value, ref.norm) if ref.norm is not None else None
+    sig = sigma if sigma is not None or ref.norm is None else tolerance.error_sigma(case, ref.value, ref.norm)
     if sig is not None and t > 0:
         u, floor = tolerance.unit_roundoff(case), tolerance.underflow_floor(case)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
@@ -157,7 +158,13 @@ def _pool(a: np.ndarray, limit: int) -> np.ndarray:
     return a
 
 
-def _figures(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray) -> dict[str, Any]:
+def within_tolerance(case: Case, y: np.ndarray, ref: Reference) -> bool:
+    """Every element of y (float64, output shape) within its limit against `ref`."""
+    return not (elementwise_error(case, y, ref) > element_limit(case, ref)).any()
+
+
+def _figures(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray,
+             sigma: np.ndarray | None) -> dict[str, Any]:
     f = fmt(case.dtype)
     r = ref.value
     finite = np.isfinite(r) & np.isfinite(y)
@@ -170,13 +177,11 @@ def _figures(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray) -> dict[s
         bits_ratio = np.where(finite & (ref.magnitude > 0), err / np.where(ref.magnitude > 0, ref.magnitude, 1.0), 0.0)
     worst_ratio = float(bits_ratio.max()) if bits_ratio.size else 0.0
     eff_bits = float(f.precision) if worst_ratio == 0 else float(min(f.precision, max(0.0, -math.log2(worst_ratio))))
-    limit = _limit(case, ref)
     bad = e > limit
     sigma_err = None
-    if ref.norm is not None and e.size:
-        sig = tolerance.error_sigma(case, r, ref.norm)
+    if sigma is not None and e.size:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            s_err = np.where(finite, err / sig, 0.0)
+            s_err = np.where(finite, err / sigma, 0.0)
         sigma_err = _finite_or_none(np.nanmax(s_err))
     return {
         "max_sigma_error": sigma_err,
@@ -265,9 +270,10 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None) -> Comp
         values.notes.insert(0, f"returned dtype {returned}")
         return Comparison(False, "dtype", f"expected an output of dtype {case.dtype}, received {returned}; {verdict}",
                           values.figures, values.worst, values.heatmap, values.channel_errors, values.notes)
-    e = _elementwise(case, y64, ref)
-    limit = _limit(case, ref)
-    figures = _figures(case, y64, ref, e)
+    e = elementwise_error(case, y64, ref)
+    sigma = tolerance.error_sigma(case, ref.value, ref.norm) if ref.norm is not None else None
+    limit = element_limit(case, ref, sigma)
+    figures = _figures(case, y64, ref, e, limit, sigma)
     bad = e > limit
     if not bad.any():
         z = rounding_bias_z(y64, ref)
@@ -276,7 +282,7 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None) -> Comp
             # Flushing subnormals to zero is a rounding toward zero too; where the underflow
             # floor hides it element by element (bfloat16 has only 7 subnormal bits), say so.
             flushed = flushed_reference(case, inputs) if inputs is not None else None
-            if flushed is not None and not (_elementwise(case, y64, flushed) > _limit(case, flushed)).any() \
+            if flushed is not None and within_tolerance(case, y64, flushed) \
                     and abs(rounding_bias_z(y64, flushed) or 0.0) <= BIAS_Z:
                 return Comparison(False, "subnormal_flush",
                                   f"all elements within tolerance, but the inexact ones round toward zero far beyond "
@@ -380,5 +386,4 @@ def flush_explains(case: Case, y: np.ndarray, inputs) -> bool:
     flushed = flushed_reference(case, inputs)
     if flushed is None:
         return False
-    e = _elementwise(case, y, flushed)
-    return not (e > _limit(case, flushed)).any()
+    return within_tolerance(case, y, flushed)

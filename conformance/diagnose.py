@@ -9,8 +9,8 @@ Invariants
 - A hypothesis is *tested*, never guessed from the error pattern alone: the oracle is
   recomputed under the hypothesis (transformed filters, geometry or inputs, through
   `oracle.conv2d` / `oracle.depthwise_conv2d`) and the backend's output must match that
-  recomputation per the same tolerance model `compare` uses (`compare.normalised_error`
-  against a `Reference` built for the hypothesis, `tolerance.threshold`).
+  recomputation per the same tolerance model `compare` uses (`compare.elementwise_error`
+  and `compare.element_limit` against a `Reference` built for the hypothesis).
   The exceptions are the *facts* (`nan_not_propagated`, right after `subnormal_flush`; `border_only`,
   `channel_subset`, `batch_subset` last, after every tested hypothesis), which describe
   where the errors are, and `float16_accumulation`, an error-size consistency test.
@@ -36,8 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import oracle, tolerance
-from .compare import _limit as verdict_limit
-from .compare import flush_explains, normalised_error
+from .compare import element_limit, elementwise_error, flush_explains, within_tolerance
 from .dtypes import dtype_name, fmt, np_dtype, round_mantissa, round_to
 from .oracle import Reference
 from .spec import Case, conv_geometry
@@ -94,14 +93,10 @@ class _Context:
     def limit(self, ref: Reference) -> np.ndarray:
         # The verdict's own per-element limit (with the cancellation-aware bound where the
         # reference carries its product norm).
-        return verdict_limit(self.case, ref)
+        return element_limit(self.case, ref)
 
     def error(self, ref: Reference) -> np.ndarray:
-        e = normalised_error(self.case, self.y, ref)
-        if ref.alternative is not None:
-            alt = Reference(ref.alternative, ref.magnitude, None)
-            e = np.minimum(e, normalised_error(self.case, self.y, alt))
-        return e
+        return elementwise_error(self.case, self.y, ref)
 
     def matches(self, ref: Reference) -> bool:
         if tuple(ref.value.shape) != tuple(self.y.shape):
@@ -289,47 +284,30 @@ def _explicit_padding_symmetric(ctx: _Context):
     return None
 
 
-def _strides_swapped(ctx: _Context):
-    sh, sw = ctx.case.strides
-    if sh == sw:
-        raise _Skip
-    if ctx.geometry_matches("strides_swapped", strides=(sw, sh)):
-        return f"output equals the oracle with strides ({sw}, {sh}) instead of ({sh}, {sw}): H and W swapped"
-    return None
-
-
-def _stride_ignored(axis: int):
+def _swapped(field: str):
+    """Hypothesis: the (H, W) pair of `field` ("strides" or "dilations") was used as (W, H)."""
     def test(ctx: _Context):
-        s = list(ctx.case.strides)
-        if s[axis] == 1:
+        h, w = getattr(ctx.case, field)
+        if h == w:
             raise _Skip
-        old = tuple(s)
-        s[axis] = 1
-        if ctx.geometry_matches(f"stride_ignored_{'hw'[axis]}", strides=tuple(s)):
-            return (f"output equals the oracle with strides {tuple(s)} instead of {old}: the stride along "
-                    f"{'HW'[axis]} was ignored")
+        if ctx.geometry_matches(f"{field}_swapped", **{field: (w, h)}):
+            return f"output equals the oracle with {field} ({w}, {h}) instead of ({h}, {w}): H and W swapped"
         return None
     return test
 
 
-def _dilations_swapped(ctx: _Context):
-    dh, dw = ctx.case.dilations
-    if dh == dw:
-        raise _Skip
-    if ctx.geometry_matches("dilations_swapped", dilations=(dw, dh)):
-        return f"output equals the oracle with dilations ({dw}, {dh}) instead of ({dh}, {dw}): H and W swapped"
-    return None
-
-
-def _dilation_ignored(axis: int):
+def _ignored(field: str, axis: int):
+    """Hypothesis: `field` ("strides" or "dilations") was taken as 1 along one axis."""
+    noun = field[:-1]  # stride, dilation
     def test(ctx: _Context):
-        d = list(ctx.case.dilations)
-        if d[axis] == 1 or ctx.case.kernel[axis] == 1:
+        values = list(getattr(ctx.case, field))
+        # A dilation along an axis with a one-tap kernel changes nothing: nothing to test.
+        if values[axis] == 1 or (field == "dilations" and ctx.case.kernel[axis] == 1):
             raise _Skip
-        old = tuple(d)
-        d[axis] = 1
-        if ctx.geometry_matches(f"dilation_ignored_{'hw'[axis]}", dilations=tuple(d)):
-            return (f"output equals the oracle with dilations {tuple(d)} instead of {old}: the dilation along "
+        old = tuple(values)
+        values[axis] = 1
+        if ctx.geometry_matches(f"{noun}_ignored_{'hw'[axis]}", **{field: tuple(values)}):
+            return (f"output equals the oracle with {field} {tuple(values)} instead of {old}: the {noun} along "
                     f"{'HW'[axis]} was ignored")
         return None
     return test
@@ -454,8 +432,7 @@ def _output_layout_nchw(ctx: _Context):
     if y.size != n * oh * ow * o or (oh == 1 and ow == 1) or o == 1:
         raise _Skip
     candidate = y.reshape(n, o, oh, ow).transpose(0, 2, 3, 1)
-    e = normalised_error(c, candidate, ctx.ref)
-    if not (e > ctx.limit(ctx.ref)).any():
+    if within_tolerance(c, candidate, ctx.ref):
         return (f"the values are right but laid out NCHW: the output, read as (N, C, H, W) = {(n, o, oh, ow)} and "
                 f"transposed to NHWC, equals the oracle (the contract returns canonical NHWC whatever "
                 f"data_format says)")
@@ -632,12 +609,12 @@ HYPOTHESES: tuple[tuple[str, Callable[[_Context], str | None]], ...] = (
     ("flipped_kernel_w", _flipped((1,), "along W only")),
     ("same_split_swapped", _same_split_swapped),
     ("explicit_padding_symmetric", _explicit_padding_symmetric),
-    ("strides_swapped", _strides_swapped),
-    ("stride_ignored_h", _stride_ignored(0)),
-    ("stride_ignored_w", _stride_ignored(1)),
-    ("dilations_swapped", _dilations_swapped),
-    ("dilation_ignored_h", _dilation_ignored(0)),
-    ("dilation_ignored_w", _dilation_ignored(1)),
+    ("strides_swapped", _swapped("strides")),
+    ("stride_ignored_h", _ignored("strides", 0)),
+    ("stride_ignored_w", _ignored("strides", 1)),
+    ("dilations_swapped", _swapped("dilations")),
+    ("dilation_ignored_h", _ignored("dilations", 0)),
+    ("dilation_ignored_w", _ignored("dilations", 1)),
     ("padding_ignored", _padding_ignored),
     ("reduced_precision_tf32", _reduced_precision("reduced_precision_tf32", 11, "TF32 (11 significand bits)",
                                                   lambda a: round_mantissa(a, 11))),

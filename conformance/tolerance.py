@@ -83,6 +83,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .dtypes import fmt
 from .spec import Case
 
@@ -138,8 +140,6 @@ def error_sigma(case: Case, value, norm):
 
     `value` is the exact result, `norm` = sqrt(sum (x w)^2 (+ bias^2)) over the same terms.
     """
-    import numpy as np
-
     n, u = k_eff(case), unit_roundoff(case)
     # Gradual underflow: each of the K_eff + 1 roundings may be off by up to eta / 2 on the
     # subnormal grid, a uniform error of standard deviation eta / sqrt(12).

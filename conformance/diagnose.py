@@ -9,8 +9,9 @@ Invariants
 - A hypothesis is *tested*, never guessed from the error pattern alone: the oracle is
   recomputed under the hypothesis (transformed filters, geometry or inputs, through
   `oracle.conv2d` / `oracle.depthwise_conv2d`) and the backend's output must match that
-  recomputation per the same tolerance model `compare` uses (`compare.elementwise_error`
-  and `compare.element_limit` against a `Reference` built for the hypothesis).
+  recomputation per the same tolerance model and precision contract `compare` uses
+  (`tolerance.beyond` against a `Reference` built for the hypothesis by
+  `oracle.reference`, the one reference builder).
   The exceptions are the *facts* (`nan_not_propagated`, right after `subnormal_flush`; `border_only`,
   `channel_subset`, `batch_subset` last, after every tested hypothesis), which describe
   where the errors are, and `float16_accumulation`, an error-size consistency test.
@@ -36,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import oracle, tolerance
-from .compare import element_limit, elementwise_error, flush_explains, within_tolerance
+from .compare import flush_explains
 from .dtypes import dtype_name, fmt, np_dtype, round_mantissa, round_to
 from .oracle import Reference
 from .spec import Case, conv_geometry
@@ -67,17 +68,12 @@ class _Skip(Exception):
     """A hypothesis that does not apply to this case (not listed as checked)."""
 
 
-def _finite_abs(a):
-    if a is None:
-        return None
-    return np.abs(np.where(np.isfinite(a), a, 0.0))
-
-
 class _Context:
     """The case, the backend output and the true reference, plus helpers shared by tests."""
 
-    def __init__(self, case: Case, y: np.ndarray, x, w, b):
+    def __init__(self, case: Case, y: np.ndarray, x, w, b, precision: str = tolerance.DEFAULT_PRECISION):
         self.case, self.y, self.x, self.w, self.b = case, y, x, w, b
+        self.precision = precision
         self.ref = oracle.reference(case, x, w, b)
         self.same_shape = tuple(y.shape) == tuple(case.output_shape)
         self.threshold = tolerance.threshold(case)
@@ -93,10 +89,10 @@ class _Context:
     def limit(self, ref: Reference) -> np.ndarray:
         # The verdict's own per-element limit (with the cancellation-aware bound where the
         # reference carries its product norm).
-        return element_limit(self.case, ref)
+        return tolerance.element_limit(self.case, ref, self.precision)
 
     def error(self, ref: Reference) -> np.ndarray:
-        return elementwise_error(self.case, self.y, ref)
+        return tolerance.elementwise_error(self.case, self.y, ref, self.precision)
 
     def matches(self, ref: Reference) -> bool:
         if tuple(ref.value.shape) != tuple(self.y.shape):
@@ -120,24 +116,9 @@ class _Context:
         return True
 
     def reference(self, x, w, b, *, strides=None, dilations=None, padding=None) -> Reference:
-        """The oracle (value and magnitude) on the given inputs and geometry."""
-        c = self.case
-        geo = dict(strides=tuple(strides or c.strides), dilations=tuple(dilations or c.dilations),
-                   padding=c.padding if padding is None else padding)
-
-        def run(xx, ww, bb, compensated):
-            if c.op == "conv2d":
-                return oracle.conv2d(xx, ww, groups=c.groups, bias=bb, compensated=compensated, **geo)
-            return oracle.depthwise_conv2d(xx, ww, bias=bb, compensated=compensated, **geo)
-
-        value = run(x, w, b, c.dtype == "float64")
-        ax, aw, ab = _finite_abs(x), _finite_abs(w), _finite_abs(b)
-        with np.errstate(invalid="ignore", over="ignore"):
-            mag = run(ax, aw, ab, False)
-            # With the product norm, a hypothesis is judged as strictly as the verdict (12 sigma).
-            norm = oracle.product_norm(lambda xx, ww, bb: run(xx, ww, bb, False), ax, aw, ab)
-        finite = np.isfinite(value)
-        return Reference(value, np.where(finite, mag, np.inf), None, np.where(finite, norm, np.inf))
+        """The oracle on the given inputs and geometry (with the product norm, so that a
+        hypothesis is judged as strictly as the verdict)."""
+        return oracle.reference(self.case, x, w, b, strides=strides, dilations=dilations, padding=padding)
 
     def geometry_matches(self, name: str, *, strides=None, dilations=None, padding=None) -> bool:
         c = self.case
@@ -200,7 +181,7 @@ def _subnormal_flush(ctx: _Context):
     tiny = fmt(ctx.case.dtype).smallest_normal
     if not (_has_subnormal(ctx.case, (ctx.x, ctx.w, ctx.b)) or ((np.abs(value) < tiny) & (value != 0)).any()):
         raise _Skip
-    if flush_explains(ctx.case, ctx.y, (ctx.x, ctx.w, ctx.b)):
+    if flush_explains(ctx.case, ctx.y, (ctx.x, ctx.w, ctx.b), ctx.precision):
         return (f"output equals the oracle with subnormal inputs and results flushed to zero "
                 f"(FTZ/DAZ: values below {tiny:.3g} in {ctx.case.dtype} treated as 0)")
     return None
@@ -217,8 +198,7 @@ def _depthwise_channel_order(ctx: _Context):
         return a.reshape(a.shape[:3] + (C, M)).swapaxes(3, 4).reshape(a.shape)
 
     r = ctx.ref
-    if ctx.matches(Reference(reorder(r.value), reorder(r.magnitude), None,
-                             None if r.norm is None else reorder(r.norm))):
+    if ctx.matches(Reference(*(None if a is None else reorder(a) for a in r))):
         return (f"output channels are ordered q*C + k (multiplier-major) instead of k*M + q "
                 f"(C={C} input channels, M={M} multiplier): the values are right, the channel order is "
                 f"transposed")
@@ -432,7 +412,7 @@ def _output_layout_nchw(ctx: _Context):
     if y.size != n * oh * ow * o or (oh == 1 and ow == 1) or o == 1:
         raise _Skip
     candidate = y.reshape(n, o, oh, ow).transpose(0, 2, 3, 1)
-    if within_tolerance(c, candidate, ctx.ref):
+    if tolerance.within_tolerance(c, candidate, ctx.ref, ctx.precision):
         return (f"the values are right but laid out NCHW: the output, read as (N, C, H, W) = {(n, o, oh, ow)} and "
                 f"transposed to NHWC, equals the oracle (the contract returns canonical NHWC whatever "
                 f"data_format says)")
@@ -529,8 +509,7 @@ def _pixel_map(ctx: _Context, ref: Reference):
         if not cand.any():
             return None
         cols.append(int(np.argmax(cand)))
-    sub = Reference(ref.value[:, rows][:, :, cols], ref.magnitude[:, rows][:, :, cols], None,
-                    None if ref.norm is None else ref.norm[:, rows][:, :, cols])
+    sub = Reference(*(None if a is None else a[:, rows][:, :, cols] for a in ref._replace(alternative=None)))
     return (rows, cols) if ctx.matches(sub) else None
 
 
@@ -636,10 +615,12 @@ HYPOTHESES: tuple[tuple[str, Callable[[_Context], str | None]], ...] = (
 NAMES = tuple(name for name, _ in HYPOTHESES)
 
 
-def diagnose(case: Case, actual: Any, inputs) -> Diagnosis:
+def diagnose(case: Case, actual: Any, inputs, precision: str = tolerance.DEFAULT_PRECISION) -> Diagnosis:
     """The first hypothesis that explains a divergent `actual` (N, OH, OW, O), or None.
 
-    `inputs` is (x, filters, bias) as given to the backend (canonical, case dtype).
+    `inputs` is (x, filters, bias) as given to the backend (canonical, case dtype);
+    `precision` the contract the divergence was judged under. A diagnosis never changes
+    the verdict or its kind: it only adds to the record.
     """
     x, w, b = (None if a is None else np.asarray(a, dtype=np.float64) for a in inputs)
     if not case.is_valid:
@@ -650,7 +631,7 @@ def diagnose(case: Case, actual: Any, inputs) -> Diagnosis:
         return Diagnosis(None, f"unexplained: expected a floating-point array, received dtype {y.dtype}")
     if dtype_name(y) != case.dtype:
         y = y.astype(np_dtype(case.dtype))  # judged in the case dtype, as compare does
-    ctx = _Context(case, y.astype(np.float64), x, w, b)
+    ctx = _Context(case, y.astype(np.float64), x, w, b, precision)
     if ctx.same_shape and not ctx.bad.any():
         return Diagnosis(None, "nothing to diagnose: the output is within tolerance")
     checked: list[str] = []

@@ -49,6 +49,9 @@ class Reference(NamedTuple):
     # sqrt(sum (x w)^2 (+ bias^2)): with `value`, the scale of a correct sum's *expected*
     # rounding error, which cancellation makes far smaller than `magnitude` (None: not computed).
     norm: np.ndarray | None = None
+    # The exact result without the bias (None: the case has no bias, or not computed): the
+    # `strict` contract allows one more rounding for a bias added as a separate operation.
+    unbiased: np.ndarray | None = None
 
 
 def _pad(x: np.ndarray, pads, value: float = 0.0) -> np.ndarray:
@@ -286,16 +289,18 @@ def depthwise_conv2d(x, filters, *, strides=(1, 1), padding: Padding = "VALID", 
                      dilations=dilations, groups=1, compensated=compensated, zero_times_inf=zero_times_inf)
 
 
-def convolve(case: Case, x, filters, bias=None, *, zero_times_inf="nan", compensated=None) -> np.ndarray:
-    """The case's op on (x, filters, bias), with the case's geometry; float64 out.
+def convolve(case: Case, x, filters, bias=None, *, zero_times_inf="nan", compensated=None, strides=None,
+             dilations=None, padding=None) -> np.ndarray:
+    """The case's op on (x, filters, bias), with the case's geometry (or the one given); float64 out.
 
     Compensated summation is used for float64 cases unless told otherwise.
     """
     if compensated is None:
         compensated = case.dtype == "float64"
     fn = conv2d if case.op == "conv2d" else depthwise_conv2d
-    kwargs = dict(strides=case.strides, padding=case.padding, dilations=case.dilations, bias=bias,
-                  compensated=compensated, zero_times_inf=zero_times_inf)
+    kwargs = dict(strides=tuple(strides or case.strides), padding=case.padding if padding is None else padding,
+                  dilations=tuple(dilations or case.dilations), bias=bias, compensated=compensated,
+                  zero_times_inf=zero_times_inf)
     if case.op == "conv2d":
         kwargs["groups"] = case.groups
     return fn(x, filters, **kwargs)
@@ -318,25 +323,50 @@ def product_norm(conv, ax, aw, ab=None) -> np.ndarray:
         return np.sqrt(squares) * xs * ws
 
 
-def reference(case: Case, x, filters, bias=None) -> Reference:
-    """The exact answer for a valid case, its magnitude and norm arrays and the IEEE alternative."""
+def _flush(a, dtype: str):
+    from .dtypes import flush_subnormals
+
+    return None if a is None else flush_subnormals(np.asarray(a, dtype=np.float64), dtype)
+
+
+def reference(case: Case, x, filters, bias=None, *, flush_subnormals: bool = False, strides=None, dilations=None,
+              padding=None) -> Reference:
+    """The exact answer for a valid case: value, magnitude, norm and unbiased arrays and the
+    IEEE alternative. The one reference builder every judgement uses.
+
+    Options (for the hypotheses tested by `compare` and `diagnose`):
+    - `flush_subnormals`: inputs and results flushed to zero (FTZ/DAZ) in the case dtype;
+    - `strides`, `dilations`, `padding`: another geometry than the case's.
+    """
     if not case.is_valid:
         raise ValueError(f"case {case.id} is invalid ({case.invalid_reason}): it has no reference")
-    value = convolve(case, x, filters, bias)
+    geo = dict(strides=strides, dilations=dilations, padding=padding)
+    if flush_subnormals:
+        x, filters, bias = _flush(x, case.dtype), _flush(filters, case.dtype), _flush(bias, case.dtype)
+    value = convolve(case, x, filters, bias, **geo)
     ax = np.abs(np.asarray(x, dtype=np.float64))
     aw = np.abs(np.asarray(filters, dtype=np.float64))
     ab = None if bias is None else np.abs(np.asarray(bias, dtype=np.float64))
     with np.errstate(invalid="ignore"):
-        magnitude = convolve(case, np.where(np.isfinite(ax), ax, 0.0), np.where(np.isfinite(aw), aw, 0.0),
-                             None if ab is None else np.where(np.isfinite(ab), ab, 0.0), compensated=False)
-        norm = product_norm(lambda xx, ww, bb: convolve(case, xx, ww, bb, compensated=False),
-                            np.where(np.isfinite(ax), ax, 0.0), np.where(np.isfinite(aw), aw, 0.0),
-                            None if ab is None else np.where(np.isfinite(ab), ab, 0.0))
-    magnitude = np.where(np.isfinite(value), magnitude, np.inf)
-    norm = np.where(np.isfinite(value), norm, np.inf)
+        ax, aw = np.where(np.isfinite(ax), ax, 0.0), np.where(np.isfinite(aw), aw, 0.0)
+        ab = None if ab is None else np.where(np.isfinite(ab), ab, 0.0)
+        magnitude = convolve(case, ax, aw, ab, compensated=False, **geo)
+        norm = product_norm(lambda xx, ww, bb: convolve(case, xx, ww, bb, compensated=False, **geo), ax, aw, ab)
+    finite = np.isfinite(value)
+    magnitude = np.where(finite, magnitude, np.inf)
+    norm = np.where(finite, norm, np.inf)
+    unbiased = None
+    if bias is not None:  # exact to a float64 rounding of `value`: far below any contract's allowance
+        with np.errstate(invalid="ignore"):
+            unbiased = value - np.asarray(bias, dtype=np.float64)
     alternative = None
-    if not np.isfinite(np.asarray(filters, dtype=np.float64)).all() and any(sum(p) for p in case.geometry.pads):
-        alt = convolve(case, x, filters, bias, zero_times_inf="skip")
+    pads = conv_geometry((case.height, case.width), case.kernel, tuple(strides or case.strides),
+                         tuple(dilations or case.dilations), case.padding if padding is None else padding).pads
+    if not np.isfinite(np.asarray(filters, dtype=np.float64)).all() and any(sum(p) for p in pads):
+        alt = convolve(case, x, filters, bias, zero_times_inf="skip", **geo)
         if not np.array_equal(alt, value, equal_nan=True):
             alternative = alt
-    return Reference(value, magnitude, alternative, norm)
+    if flush_subnormals:
+        value, unbiased = _flush(value, case.dtype), _flush(unbiased, case.dtype)
+        alternative = _flush(alternative, case.dtype)
+    return Reference(value, magnitude, alternative, norm, unbiased)

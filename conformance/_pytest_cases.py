@@ -73,6 +73,7 @@ class ConformancePlugin:
         self.specs = list(dict.fromkeys(specs))
         base = Path(config.invocation_params.dir)
         self.out_dir = base / config.getoption("conformance_out")
+        self.precision = config.getoption("conformance_precision")
         self.backends: list[Backend] | None = None
 
     def load_backends(self) -> list[Backend]:
@@ -182,7 +183,7 @@ class _ConformanceItem(pytest.Item):
         pinned pair); under a glob entry it is an imperative xfail instead, so a pass there
         is simply a pass.
         """
-        outcome = judge(case, self.backend.adapter)
+        outcome = judge(case, self.backend.adapter, precision=self.plugin.precision)
         if outcome.status == "unsupported":
             pytest.skip(f"{self.backend.label} does not support {case.id}: {outcome.message}")
         if outcome.status == "pass":
@@ -203,7 +204,8 @@ class _ConformanceItem(pytest.Item):
         try:
             self.plugin.out_dir.mkdir(parents=True, exist_ok=True)
             script = self.plugin.out_dir / f"{stem}.py"
-            script.write_text(repro.make_script(case, adapter, spec=self.backend.spec), encoding="utf-8")
+            script.write_text(repro.make_script(case, adapter, spec=self.backend.spec,
+                                                  precision=self.plugin.precision), encoding="utf-8")
             lines.append(f"repro: {script}  (run: python {script})")
         except (repro.ReproError, OSError) as exc:
             lines.append(f"repro: not written ({exc})")
@@ -250,7 +252,7 @@ class PropertyItem(_ConformanceItem):
                                                         HealthCheck.filter_too_much])
         @given(case=strategy)
         def prop(case: Case) -> None:
-            outcome = judge(case, self.backend.adapter)
+            outcome = judge(case, self.backend.adapter, precision=self.plugin.precision)
             if outcome.status not in ("pass", "unsupported"):
                 raise ConformanceFailure(failure_message(self.backend, outcome, []), case)
 
@@ -258,7 +260,7 @@ class PropertyItem(_ConformanceItem):
             prop()
         except ConformanceFailure as exc:
             # Artifacts only for the final, shrunk case (not for every shrinking step).
-            outcome = judge(exc.case, self.backend.adapter)
+            outcome = judge(exc.case, self.backend.adapter, precision=self.plugin.precision)
             raise ConformanceFailure(failure_message(self.backend, outcome, self.write_artifacts(outcome)),
                                      exc.case) from None
 

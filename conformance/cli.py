@@ -73,6 +73,9 @@ def _add_run(sub) -> None:
                         f"at most {runner.MINIMISE_CASE_S:g} s each, {runner.MINIMISE_BACKEND_S:g} s per backend)")
     p.add_argument("--no-minimise", dest="minimise", action="store_false", help="do not minimise divergences")
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
+    p.add_argument("--precision", choices=("strict", "relaxed", "any", "tf32"), default="strict",
+                   help="precision contract of the verdict: strict (default: 16-bit types accumulate in float32), "
+                        "relaxed, any (accumulation in the dtype accepted), tf32 (README: tolerance)")
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
@@ -138,7 +141,7 @@ def cmd_run(args, argv: Sequence[str], stream: TextIO) -> int:
                            out=Path(args.out), timeout=args.timeout, expected=args.expected, baseline=args.baseline,
                            shard=shard, resume=args.resume, report=args.report, minimise=args.minimise,
                            strict_expected=args.strict_expected, quiet=args.quiet, argv=list(argv),
-                           named=bool(args.backend or args.adapter))
+                           named=bool(args.backend or args.adapter), precision=args.precision)
     cfg.specs = _specs(args)
     cases = runner.select_cases(cfg.selector, seed=cfg.seed, budget=cfg.budget, dtypes=cfg.dtypes, shard=shard)
     if not cases and shard is None:  # an empty shard of a small set is fine; an empty selection is not
@@ -175,6 +178,13 @@ def summary(outcome: runner.Outcome) -> str:
     if bad:
         lines.append(f"\n{len(bad)} unexpected:")
         lines += unexpected_lines(run["records"], bad)
+    profile = run.get("precision_profile") or {}
+    if profile:
+        lines.append(f"\nprecision profile (contract in force: {run['run'].get('precision', 'strict')}):")
+        for backend, per_dtype in profile.items():
+            cells = [f"{d}: {p['meets'] or 'none'} (max e {_fmt_e(p['max_normalised_error'])})"
+                     for d, p in per_dtype.items()]
+            lines.append(f"  {backend:<{width}}  " + "; ".join(cells))
     fixed = (run.get("expected") or {}).get("fixed") or []
     if fixed:
         lines.append(f"\n!!! {len(fixed)} KNOWN DIVERGENCE(S) NOW PASS: update the --expected manifest !!!")
@@ -197,6 +207,10 @@ def summary(outcome: runner.Outcome) -> str:
     verdict = {EXIT_OK: "OK", EXIT_FAIL: "FAILED", EXIT_INTERRUPTED: "INTERRUPTED"}.get(outcome.exit_code, "")
     lines.append(f"conformance: {verdict}")
     return "\n".join(lines) + "\n"
+
+
+def _fmt_e(v) -> str:
+    return "n/a" if v is None else (v if isinstance(v, str) else f"{v:.3g}")
 
 
 def unexpected_lines(records: list[dict], bad: list[dict]) -> list[str]:

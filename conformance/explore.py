@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .inprocess import Outcome, judge
+from .tolerance import DEFAULT_PRECISION, PRECISIONS
 from .spec import DTYPES, OPS, Case
 
 FAILING = ("diverge", "error")
@@ -47,7 +48,8 @@ def _strategy(ops, dtypes, max_spatial: int):
 
 
 def search(adapter: Any, *, max_examples: int = 200, seed: int = 0, ops=OPS, dtypes=DTYPES,
-           max_found: int = 5, max_spatial: int = 8, minimise_s: float = 30.0) -> list[tuple[Case, Outcome]]:
+           max_found: int = 5, max_spatial: int = 8, minimise_s: float = 30.0,
+           precision: str = "strict") -> list[tuple[Case, Outcome]]:
     """Up to `max_found` minimal divergent cases with distinct signatures, in the order found."""
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample
@@ -59,20 +61,20 @@ def search(adapter: Any, *, max_examples: int = 200, seed: int = 0, ops=OPS, dty
     results: list[tuple[Case, Outcome]] = []
     for round_ in range(max_found):
         def new_divergence(case: Case) -> bool:
-            outcome = judge(case, adapter)
+            outcome = judge(case, adapter, precision=precision)
             return outcome.status in FAILING and outcome.signature not in seen
 
         try:
             case = find(strategy, new_divergence, settings=conf, random=random.Random(seed + round_))
         except NoSuchExample:
             break
-        outcome = judge(case, adapter)
+        outcome = judge(case, adapter, precision=precision)
         if minimise_s > 0:
             from .minimise import minimise
 
             signature = outcome.signature
-            case = minimise(case, lambda c: judge(c, adapter).signature == signature, time_limit=minimise_s)
-            outcome = judge(case, adapter)
+            case = minimise(case, lambda c: judge(c, adapter, precision=precision).signature == signature, time_limit=minimise_s)
+            outcome = judge(case, adapter, precision=precision)
         seen.add(outcome.signature)
         results.append((case, outcome))
     return results
@@ -126,6 +128,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-examples", type=int, default=200, metavar="N",
                         help="cases hypothesis may try per search round (default 200)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="the same seed explores the same cases")
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                        help=f"precision contract of the verdict (default {DEFAULT_PRECISION}; README: tolerance)")
     parser.add_argument("--dtype", action="append", choices=DTYPES, default=None, help="restrict dtypes (repeatable)")
     parser.add_argument("--op", action="append", choices=OPS, default=None, help="restrict ops (repeatable)")
     parser.add_argument("--max-found", type=int, default=5, metavar="K",
@@ -153,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
           f"(seed {args.seed}, up to {args.max_examples} examples per round)", flush=True)
     results = search(adapter, max_examples=args.max_examples, seed=args.seed, ops=args.op or OPS,
                      dtypes=args.dtype or DTYPES, max_found=args.max_found, max_spatial=args.max_spatial,
-                     minimise_s=30.0 if args.minimise else 0.0)
+                     minimise_s=30.0 if args.minimise else 0.0, precision=args.precision)
     if not results:
         print(f"no divergence found in {args.max_examples} examples")
         return 0

@@ -6,26 +6,31 @@ simplicity and speed: a backend that segfaults takes the calling process with it
 one that hangs hangs it. Use `conformance run` when that matters.
 
 Invariants
-- The verdict is the suite's one verdict: inputs from `make_inputs`, the oracle's
-  `reference`, `compare` for the kind and figures. Nothing here loosens or re-derives it.
+- The verdict is the suite's one verdict: the adapter is called by `worker.answer`, as
+  in a worker process, and the reply judged by `verdict.judge`, as the runner does.
+  Nothing here loosens, re-derives or relabels it: `run` and the in-process tools give
+  every (case, backend) pair the same status and kind.
 - An invalid case passes when the backend raises (any exception) and diverges as
-  `invalid_accepted` when it returns. A valid case on which the backend raises has
-  status `error`. `supports(case)` returning a reason gives `unsupported`, never a pass.
-- `diagnose` is consulted only for a divergence of a valid case that produced an output.
+  `invalid_accepted` when it returns. A valid case on which the backend (or its
+  supports()) raises has status `error`. `supports(case)` returning a reason gives
+  `unsupported`, never a pass.
+- `diagnose` is consulted only for a divergence of a valid case that produced an output;
+  it adds to the outcome and never changes the kind.
 """
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .compare import Comparison, compare
-from .inputs import Inputs, make_inputs
-from .oracle import reference
+from . import tolerance
+from .compare import Comparison
+from .diagnose import diagnose
+from .inputs import Inputs
 from .spec import Case
+from .verdict import judge_adapter
 
 STATUSES = ("pass", "diverge", "unsupported", "error")
 
@@ -41,6 +46,7 @@ class Outcome:
     error: str | None = None  # the traceback, for status "error"
     output: np.ndarray | None = field(default=None, repr=False)
     inputs: Inputs | None = field(default=None, repr=False)
+    precision: str = tolerance.DEFAULT_PRECISION
 
     @property
     def signature(self) -> tuple[str, str | None, str | None]:
@@ -49,36 +55,15 @@ class Outcome:
         return (self.status, self.kind, hyp)
 
 
-def diagnosis_of(case: Case, actual: np.ndarray, inputs: Inputs) -> dict[str, Any] | None:
-    """`conformance.diagnose.diagnose(...).to_dict()`, or None where that module is absent."""
-    try:
-        from .diagnose import diagnose
-    except ModuleNotFoundError as exc:
-        if exc.name != "conformance.diagnose":
-            raise
-        return None
-    return diagnose(case, actual, inputs).to_dict()
-
-
-def judge(case: Case, adapter: Any, *, want_diagnosis: bool = True) -> Outcome:
+def judge(case: Case, adapter: Any, *, want_diagnosis: bool = True,
+          precision: str = tolerance.DEFAULT_PRECISION) -> Outcome:
     """Run `adapter` on `case` here and judge the output. See the module invariants."""
-    reason = adapter.supports(case)
-    if reason is not None:
-        return Outcome(case, "unsupported", None, str(reason))
-    inputs = make_inputs(case)
-    try:
-        y = adapter.run(case, inputs.x, inputs.filters, inputs.bias)
-    except Exception as exc:
-        text = f"{type(exc).__name__}: {exc}"
-        if not case.is_valid:
-            return Outcome(case, "pass", None, f"raised as expected ({case.invalid_reason}): {text}", inputs=inputs)
-        return Outcome(case, "error", None, f"raised on a valid case: {text}", error=traceback.format_exc(),
-                       inputs=inputs)
-    if not case.is_valid:
-        comp = compare(case, y, None)
-        return Outcome(case, "diverge", comp.kind, comp.message, comp, output=y, inputs=inputs)
-    comp = compare(case, y, reference(case, *inputs), inputs)
-    if comp.passed:
-        return Outcome(case, "pass", None, comp.message, comp, output=y, inputs=inputs)
-    diag = diagnosis_of(case, np.asarray(y), inputs) if want_diagnosis else None
-    return Outcome(case, "diverge", comp.kind, comp.message, comp, diag, output=y, inputs=inputs)
+    v, y, inputs = judge_adapter(case, adapter, precision)
+    error = None
+    if v.error is not None:
+        error = v.error.get("traceback") or f"{v.error['type']}: {v.error['message']}"
+    diag = None
+    if v.status == "diverge" and case.is_valid and want_diagnosis and y is not None:
+        diag = diagnose(case, np.asarray(y), inputs, precision).to_dict()
+    return Outcome(case, v.status, v.kind, v.message, v.comparison, diag, error if v.status == "error" else None,
+                   output=y, inputs=inputs, precision=precision)

@@ -13,7 +13,7 @@ Invariants
 - Deterministic: the same case and predicate give the same result whenever neither
   limit is reached (moves are tried in a fixed order, no randomness).
 - Backend-agnostic: the predicate wraps whatever runs the case; `same_divergence`
-  builds the usual one from an adapter (make_inputs, reference, compare), in process.
+  builds the usual one from an adapter with the one verdict (`verdict.judge_adapter`), in process.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterator
 
-from .compare import compare
-from .inputs import make_inputs
-from .oracle import reference
+from . import tolerance
 from .spec import Case, CaseError
+from .verdict import judge_adapter
 
 #: Default bound on predicate calls (each runs the backend once).
 MAX_STEPS = 500
@@ -166,28 +165,16 @@ def minimise(case: Case, diverges: Callable[[Case], bool], *, time_limit: float 
     return current
 
 
-def same_divergence(adapter, kind: str | None) -> Callable[[Case], bool]:
-    """Predicate: `adapter` still diverges on a case, with divergence `kind` (None: any).
+def same_divergence(adapter, kind: str | None, precision: str = tolerance.DEFAULT_PRECISION) -> Callable[[Case], bool]:
+    """Predicate: `adapter` still diverges on a case, with divergence `kind` (None: any),
+    under the contract `precision`.
 
-    The case is judged as the runner does (make_inputs, reference, compare; an invalid
-    case diverges when the adapter returns instead of raising). A case the adapter does
-    not support, and an exception from `adapter.run`, are *not* the same divergence.
+    The case is judged by the one verdict (`verdict.judge_adapter`, as the runner judges a
+    worker's reply): a case the adapter does not support, or on which it (or its
+    supports()) raises, is *not* the same divergence.
     """
     def diverges(case: Case) -> bool:
-        try:
-            if adapter.supports(case) is not None:
-                return False
-        except Exception:
-            return False
-        inputs = make_inputs(case)
-        try:
-            y = adapter.run(case, inputs.x, inputs.filters, inputs.bias)
-        except Exception:
-            return False
-        if not case.is_valid:
-            result = compare(case, y, None)
-        else:
-            result = compare(case, y, reference(case, *inputs), inputs)
-        return not result.passed and (kind is None or result.kind == kind)
+        v, _, _ = judge_adapter(case, adapter, precision)
+        return v.status == "diverge" and (kind is None or v.kind == kind)
 
     return diverges

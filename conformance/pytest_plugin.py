@@ -40,6 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="manifest of known divergences: matching tests are xfail(strict=True)")
     group.addoption("--conformance-out", default=DEFAULT_OUT, metavar="DIR",
                     help=f"where failing tests write repro scripts and bug reports (default {DEFAULT_OUT})")
+    group.addoption("--conformance-precision", default="strict", choices=("strict", "relaxed", "any", "tf32"),
+                    metavar="CONTRACT", help="precision contract of the verdict: strict (default), relaxed, any, "
+                                             "tf32 (the README's tolerance section)")
     group.addoption("--conformance-no-properties", action="store_true", default=False,
                     help="leave out the hypothesis property tests")
 

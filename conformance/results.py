@@ -21,14 +21,14 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("pass", "diverge", "unsupported", "error", "crash", "timeout")
 #: Statuses that make a (case, backend) pair non-conformant unless a manifest entry knows it.
 FAILING = ("diverge", "error", "crash", "timeout")
 
 RECORD_FIELDS = ("case_id", "case", "backend", "backend_version", "device", "status", "kind", "known",
                  "message", "figures", "worst", "heatmap", "channel_errors", "diagnosis", "minimised",
-                 "repro", "error", "exit", "time", "notes")
+                 "repro", "error", "exit", "time", "notes", "precision", "precision_met")
 TOP_FIELDS = ("schema_version", "tool", "environment", "run", "backends", "records")
 
 
@@ -43,7 +43,7 @@ def new_record(case_dict: dict[str, Any], case_id: str, backend: str, **fields: 
         "status": None, "kind": None, "known": None, "message": "", "figures": {}, "worst": [],
         "heatmap": None, "channel_errors": None, "diagnosis": None, "minimised": None, "repro": None,
         "error": None, "exit": None, "time": {"backend_s": None, "oracle_s": None, "compare_s": None},
-        "notes": [],
+        "notes": [], "precision": None, "precision_met": None,
     }
     unknown = set(fields) - set(rec)
     if unknown:

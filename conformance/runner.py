@@ -34,15 +34,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from . import expected as expected_mod
-from . import junit, results
-from .compare import compare
+from . import junit, results, tolerance, verdict
+from .diagnose import diagnose
 from .inputs import make_inputs
+from .minimise import minimise
 from .oracle import reference
+from .report import write_reports
 from .spec import Case
 from .worker import LoadFailed, Worker, WorkerDied, WorkerTimeout, headline
 
@@ -50,7 +52,7 @@ from .worker import LoadFailed, Worker, WorkerDied, WorkerTimeout, headline
 MINIMISE_CASE_S = 10.0
 MINIMISE_BACKEND_S = 60.0
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-RESUME_KEYS = ("selector", "seed", "budget", "dtypes", "shard", "backends")
+RESUME_KEYS = ("selector", "seed", "budget", "dtypes", "shard", "backends", "precision")
 
 
 class UsageError(Exception):
@@ -106,12 +108,15 @@ class RunConfig:
     #: The user named `specs` (--backend/--adapter): one that cannot be loaded stops the run
     #: (LoadError) instead of giving an error record per case.
     named: bool = False
+    #: The precision contract every verdict is judged under (tolerance.PRECISIONS).
+    precision: str = tolerance.DEFAULT_PRECISION
 
     def params(self) -> dict[str, Any]:
         """What must match for --resume to continue a stream."""
         return {"selector": self.selector, "seed": self.seed, "budget": self.budget,
                 "dtypes": sorted(self.dtypes) if self.dtypes else None,
-                "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None, "backends": list(self.specs)}
+                "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None, "backends": list(self.specs),
+                "precision": self.precision}
 
 
 # ---- selection ------------------------------------------------------------------------
@@ -144,20 +149,7 @@ def select_cases(selector: str, *, seed: int = 0, budget: int | None = None, dty
 
 # ---- judging --------------------------------------------------------------------------
 
-def _safe(obj: Any) -> Any:
-    """JSON-safe copy: non-finite floats become "nan"/"inf"/"-inf" (results.json forbids NaN)."""
-    if isinstance(obj, float) or isinstance(obj, np.floating):
-        v = float(obj)
-        if math.isfinite(v):
-            return v
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(obj, dict):
-        return {k: _safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_safe(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
+_safe = verdict.safe
 
 
 @dataclass
@@ -175,66 +167,43 @@ def oracle_for(case: Case) -> Oracle:
 
 
 def judge(case: Case, backend: str, info: dict[str, Any], reply: Any, oracle: Oracle | None,
-          timeout: float) -> tuple[dict[str, Any], Any]:
-    """(record, output or None) for one worker reply (or the WorkerDied / WorkerTimeout raised)."""
+          timeout: float, precision: str = tolerance.DEFAULT_PRECISION) -> tuple[dict[str, Any], Any]:
+    """(record, output or None) for one worker reply (or the WorkerDied / WorkerTimeout raised).
+
+    A thin caller of `verdict.judge`, which decides the status and kind; only a crash and a
+    timeout, which exist only in worker processes, are recorded here.
+    """
     rec = results.new_record(case.to_dict(), case.id, backend, backend_version=info.get("version"),
                              device=info.get("device"))
     rec["time"]["oracle_s"] = oracle.seconds if oracle else None
-    y = None
+    rec["precision"] = precision
     if isinstance(reply, WorkerDied):
         last = headline(reply.log_tail)
         rec.update(status="crash", exit=reply.exit, message=f"{reply} while running the case" + (f"; log: {last}" if last else ""))
         if reply.log_tail:
             rec["error"] = {"type": reply.exit.get("signal") or f"exit code {reply.exit.get('exitcode')}",
                             "message": str(reply), "traceback": reply.log_tail}
-    elif isinstance(reply, WorkerTimeout):
+        return rec, None
+    if isinstance(reply, WorkerTimeout):
         rec.update(status="timeout", message=f"no result within {timeout:g} s; the worker was killed and restarted")
-    elif reply[0] == "unsupported":
-        rec.update(status="unsupported", message=reply[1])
-    elif reply[0] == "raised":
-        err, rec["time"]["backend_s"] = reply[1], reply[2]
-        text = f"{err['type']}: {err['message']}".strip()
-        if case.is_valid:
-            rec.update(status="error", error=err, message=text.splitlines()[0] if text else err["type"])
-        else:
-            rec.update(status="pass", error=err,
-                       message=f"rejected the invalid case ({case.invalid_reason}) with {text.splitlines()[0] if text else err['type']}")
-    else:  # ("output", y, backend_s, notes)
-        y, rec["time"]["backend_s"], rec["notes"] = reply[1], reply[2], list(reply[3])
-        t0 = time.perf_counter()
-        cmp = compare(case, y, oracle.ref, oracle.inputs) if case.is_valid else compare(case, y, None)
-        rec["time"]["compare_s"] = time.perf_counter() - t0
-        rec.update(status="pass" if cmp.passed else "diverge", kind=cmp.kind, message=cmp.message,
-                   figures=_safe(cmp.figures), worst=_safe(cmp.worst), heatmap=_safe(cmp.heatmap),
-                   channel_errors=_safe(cmp.channel_errors))
-        rec["notes"] += list(cmp.notes)
-    return rec, y
-
-
-def _optional(module: str, attr: str) -> Callable | None:
-    """An optional extra (diagnosis, repro, reports, minimiser), or None when not installed."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return None
+        return rec, None
+    v = verdict.judge(case, reply, oracle.ref if oracle else None, oracle.inputs if oracle else None, precision)
+    rec.update(v.fields())
+    rec["time"]["backend_s"] = v.backend_s
+    rec["time"]["compare_s"] = v.compare_s
+    return rec, (reply[1] if reply[0] == "output" else None)
 
 
 def diagnose_into(rec: dict[str, Any], case: Case, y: Any, oracle: Oracle) -> None:
-    diagnose = _optional("conformance.diagnose", "diagnose")
-    if diagnose is None or y is None or not case.is_valid:
+    """Add a diagnosis to a divergence's record (it never changes the status or the kind)."""
+    if y is None or not case.is_valid:
         return
     try:
-        d = diagnose(case, np.asarray(y), oracle.inputs)
+        d = diagnose(case, np.asarray(y), oracle.inputs, rec.get("precision") or tolerance.DEFAULT_PRECISION)
     except Exception as exc:  # a diagnosis failure must not lose the verdict
         rec["notes"].append(f"diagnosis failed: {type(exc).__name__}: {exc}")
         return
-    rec["diagnosis"] = _safe(d.to_dict()) if hasattr(d, "to_dict") else {"hypothesis": d.hypothesis, "explanation": d.explanation}
-    hyp = rec["diagnosis"].get("hypothesis") or ""
-    if hyp.startswith("reduced_precision") and rec["kind"] != "precision":
-        rec["notes"].append(f"kind {rec['kind']} re-labelled precision: the diagnosis is {hyp}")
-        rec["kind"] = "precision"
+    rec["diagnosis"] = _safe(d.to_dict())
 
 
 # ---- backends -------------------------------------------------------------------------
@@ -304,10 +273,10 @@ class Backend:
         except (WorkerDied, WorkerTimeout) as exc:
             return exc
 
-    def repro(self, case: Case) -> tuple[str | None, str | None]:
+    def repro(self, case: Case, precision: str = tolerance.DEFAULT_PRECISION) -> tuple[str | None, str | None]:
         if not self.ensure():
             return None, None
-        self.worker.send(("repro", case.to_dict()))
+        self.worker.send(("repro", case.to_dict(), precision))
         try:
             _, text, err = self.worker.receive(time.monotonic() + self.timeout)
         except (WorkerDied, WorkerTimeout) as exc:
@@ -544,7 +513,7 @@ def _run_case(ctx: _Context, case: Case, todo: list[Backend]) -> None:
             reply = b.worker.receive(deadline)
         except (WorkerDied, WorkerTimeout) as exc:
             reply = exc
-        rec, y = judge(case, b.name, b.info, reply, oracle, ctx.cfg.timeout)
+        rec, y = judge(case, b.name, b.info, reply, oracle, ctx.cfg.timeout, ctx.cfg.precision)
         if rec["status"] == "diverge":
             _enrich(ctx, case, b, rec, y, oracle)
         if rec["status"] in ("crash", "timeout"):
@@ -563,7 +532,7 @@ def _emit(ctx: _Context, rec: dict[str, Any]) -> None:
 def _enrich(ctx: _Context, case: Case, b: Backend, rec: dict[str, Any], y: Any, oracle: Oracle) -> None:
     """Diagnosis, repro script and (for unexplained divergences) a minimised case."""
     diagnose_into(rec, case, y, oracle)
-    text, err = b.repro(case)
+    text, err = b.repro(case, ctx.cfg.precision)
     if err:
         rec["notes"].append(err)
     if text:
@@ -588,16 +557,13 @@ def _enrich(ctx: _Context, case: Case, b: Backend, rec: dict[str, Any], y: Any, 
 
 
 def _minimise_into(rec: dict[str, Any], case: Case, b: Backend, limit: float) -> None:
-    minimise = _optional("conformance.minimise", "minimise")
-    if minimise is None:
-        return
-    kind = rec["kind"]
+    kind, precision = rec["kind"], rec.get("precision") or tolerance.DEFAULT_PRECISION
     t0 = time.monotonic()
 
     def diverges(c: Case) -> bool:
         # A candidate that hangs must not cost the whole per-case timeout past the budget.
         left = max(limit - (time.monotonic() - t0), 1.0)
-        rec2, _ = judge(c, b.name, b.info, b.ask(c, min(b.timeout, left)), oracle_for(c), b.timeout)
+        rec2, _ = judge(c, b.name, b.info, b.ask(c, min(b.timeout, left)), oracle_for(c), b.timeout, precision)
         return rec2["status"] == "diverge" and rec2["kind"] == kind
 
     try:
@@ -622,9 +588,11 @@ def finish(cfg: RunConfig, cases: list[Case], backends: list[Backend], records: 
         "run": {"started": started, "finished": _now(), "selector": cfg.selector, "seed": cfg.seed,
                 "budget": cfg.budget, "dtypes": cfg.dtypes,
                 "shard": f"{cfg.shard[0]}/{cfg.shard[1]}" if cfg.shard else None, "argv": cfg.argv,
-                "timeout_s": cfg.timeout, "cases": len(cases), "interrupted": interrupted, **(timing or {})},
+                "timeout_s": cfg.timeout, "cases": len(cases), "interrupted": interrupted,
+                "precision": cfg.precision, **(timing or {})},
         "backends": {b.name: dict(b.info) for b in backends},
         "records": records,
+        "precision_profile": verdict.precision_profile(records),
     }
     for rec in records:  # resumed records of a backend that failed to start this time
         run["backends"].setdefault(rec["backend"], {"name": rec["backend"], "version": rec["backend_version"],
@@ -647,15 +615,11 @@ def write_outputs(out: Path, run: dict[str, Any], entries: list, baseline: dict[
     warnings: list[str] = []
     reports = None
     if report:
-        write_reports = _optional("conformance.report", "write_reports")
-        if write_reports is None:
-            warnings.append("HTML reports skipped: conformance.report is not available")
-        else:
-            try:
-                write_reports(run, out)
-                reports = str(out / "index.html")
-            except Exception as exc:  # the verdicts are already safe on disk; say what broke
-                warnings.append(f"HTML reports failed: {type(exc).__name__}: {exc}")
+        try:
+            write_reports(run, out)
+            reports = str(out / "index.html")
+        except Exception as exc:  # the verdicts are already safe on disk; say what broke
+            warnings.append(f"HTML reports failed: {type(exc).__name__}: {exc}")
     results.write(out / "results.json", run)
     junit.write(out / "junit.xml", run)
     code = exit_code(run, strict_expected)
@@ -713,4 +677,5 @@ def merge(paths: list[str]) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
             if rec.get("repro"):
                 copies.append((Path(path).parent, rec["repro"]))
     merged["records"] = records
+    merged["precision_profile"] = verdict.precision_profile(records)
     return merged, copies

@@ -13,7 +13,7 @@ Invariants
   a reply, the process's death (exit code or signal), or a deadline passed. The worker
   ignores SIGINT (the parent decides when to stop) and exits when the parent disappears.
 
-Messages (tuples): parent -> worker ("run", case_dict) | ("repro", case_dict) | ("stop",);
+Messages (tuples): parent -> worker ("run", case_dict) | ("repro", case_dict, precision) | ("stop",);
 worker -> parent ("ready", info) | ("failed", error) first, then per request
 ("unsupported", reason) | ("output", array, backend_s, notes) | ("raised", error, backend_s)
 | ("repro", text_or_None, error_or_None).
@@ -71,9 +71,6 @@ def serve(conn: Connection, spec: str) -> None:
         return
     conn.send(("ready", info))
 
-    import numpy as np
-
-    from conformance.inputs import make_inputs
     from conformance.spec import Case
 
     while True:
@@ -85,43 +82,53 @@ def serve(conn: Connection, spec: str) -> None:
             return
         case = Case.from_dict(msg[1])
         if msg[0] == "repro":
-            conn.send(_repro(case, adapter))
+            conn.send(_repro(case, adapter, *msg[2:]))
             continue
-        try:
-            reason = adapter.supports(case)
-        except Exception as exc:
-            conn.send(("raised", error_dict(exc), 0.0))
-            continue
-        if reason is not None:
-            conn.send(("unsupported", str(reason)))
-            continue
-        x, filters, bias = make_inputs(case)
-        t0 = time.perf_counter()
-        try:
-            y = adapter.run(case, x, filters, bias)
-        except Exception as exc:
-            conn.send(("raised", error_dict(exc), time.perf_counter() - t0))
-            continue
-        elapsed = time.perf_counter() - t0
-        notes = []
-        if not isinstance(y, np.ndarray):
-            # Pickling a framework tensor would import the framework in the parent.
-            notes.append(f"adapter returned {type(y).__module__}.{type(y).__name__}, not a numpy.ndarray; converted with numpy.asarray")
-            try:
-                y = np.asarray(y)
-            except Exception as exc:
-                conn.send(("raised", error_dict(exc), elapsed))
-                continue
-        conn.send(("output", y, elapsed, notes))
+        conn.send(answer(adapter, case))
 
 
-def _repro(case, adapter):
+def answer(adapter: Any, case: Any, inputs: Any = None) -> tuple:
+    """One case on `adapter`, as the worker's reply: ("unsupported", reason) |
+    ("raised", error, backend_s) | ("output", array, backend_s, notes).
+
+    The one place an adapter is called for a verdict: worker processes and the in-process
+    tools (pytest plugin, explore, minimiser) alike. A `supports()` that raises is
+    ("raised", ...), i.e. an `error` (for a valid case) everywhere.
+    """
+    import numpy as np
+
+    from conformance.inputs import make_inputs
+
     try:
-        from conformance.repro import make_script
-    except ImportError:
-        return ("repro", None, None)
+        reason = adapter.supports(case)
+    except Exception as exc:
+        return ("raised", error_dict(exc), 0.0)
+    if reason is not None:
+        return ("unsupported", str(reason))
+    x, filters, bias = make_inputs(case) if inputs is None else inputs
+    t0 = time.perf_counter()
     try:
-        return ("repro", make_script(case, adapter), None)
+        y = adapter.run(case, x, filters, bias)
+    except Exception as exc:
+        return ("raised", error_dict(exc), time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    notes = []
+    if not isinstance(y, np.ndarray):
+        # Pickling a framework tensor would import the framework in the parent.
+        notes.append(f"adapter returned {type(y).__module__}.{type(y).__name__}, not a numpy.ndarray; "
+                     f"converted with numpy.asarray")
+        try:
+            y = np.asarray(y)
+        except Exception as exc:
+            return ("raised", error_dict(exc), elapsed)
+    return ("output", y, elapsed, notes)
+
+
+def _repro(case, adapter, precision="strict"):
+    from conformance.repro import make_script
+
+    try:
+        return ("repro", make_script(case, adapter, precision=precision), None)
     except Exception as exc:
         return ("repro", None, error_dict(exc))
 

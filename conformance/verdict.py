@@ -1,0 +1,166 @@
+"""The verdict: (case, the backend's reply, the reference, the contract) -> a record's fields.
+
+Every path that judges a backend calls `judge` here: the runner on worker replies, the
+in-process tools (pytest plugin, explore, `repro --report`) and the minimiser's
+predicate. They all obtain the reply from `worker.answer(adapter, case)`, so an adapter
+is called, and its output judged, in one way only.
+
+Invariants
+- The status and the divergence kind are decided here, once (the kind by
+  `compare.compare`). Diagnosis, minimisation, repro scripts and manifests only add to
+  a record; nothing after this relabels it.
+- Replies are the worker protocol's tuples:
+    ("unsupported", reason)               -> unsupported
+    ("raised", error, backend_s)          -> error for a valid case (supports() raising
+                                             included); pass for an invalid one
+    ("output", y, backend_s, notes)       -> pass or diverge, by `compare`
+  (a crash or a timeout exists only in worker processes: the runner records those).
+- Every field is plain JSON-safe data except `comparison`, the `compare.Comparison`
+  itself, for in-process callers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import tolerance
+from .compare import Comparison, compare
+from .spec import Case
+
+
+@dataclass
+class Verdict:
+    status: str  # pass | diverge | unsupported | error
+    kind: str | None
+    message: str
+    precision: str
+    comparison: Comparison | None = None
+    error: dict[str, str] | None = None  # {type, message, traceback} when the backend raised
+    backend_s: float | None = None
+    compare_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def fields(self) -> dict[str, Any]:
+        """The record fields (results.json) this verdict decides."""
+        c = self.comparison
+        out = {"status": self.status, "kind": self.kind, "message": self.message, "precision": self.precision,
+               "precision_met": c.precision_met if c is not None else None, "notes": list(self.notes)}
+        if self.error is not None:
+            out["error"] = self.error
+        if c is not None:
+            out.update(figures=safe(c.figures), worst=safe(c.worst), heatmap=safe(c.heatmap),
+                       channel_errors=safe(c.channel_errors))
+        return out
+
+
+def safe(obj: Any) -> Any:
+    """JSON-safe copy: non-finite floats become "nan"/"inf"/"-inf" (results.json forbids NaN)."""
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        if math.isfinite(v):
+            return v
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [safe(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def judge(case: Case, reply: tuple, ref: Any, inputs: Any,
+          precision: str = tolerance.DEFAULT_PRECISION) -> Verdict:
+    """The verdict on one reply. `ref` is the oracle's Reference (None for an invalid case),
+    `inputs` the (x, filters, bias) the backend was given."""
+    tolerance.check_precision(precision)
+    tag = reply[0]
+    if tag == "unsupported":
+        return Verdict("unsupported", None, str(reply[1]), precision)
+    if tag == "raised":
+        err, backend_s = reply[1], reply[2]
+        text = f"{err['type']}: {err['message']}".strip()
+        first = text.splitlines()[0] if text else err["type"]
+        if case.is_valid:
+            return Verdict("error", None, first, precision, error=err, backend_s=backend_s)
+        return Verdict("pass", None, f"rejected the invalid case ({case.invalid_reason}) with {first}", precision,
+                       error=err, backend_s=backend_s)
+    if tag != "output":
+        raise ValueError(f"reply: expected unsupported, raised or output, received {tag!r}")
+    y, backend_s, notes = reply[1], reply[2], list(reply[3])
+    t0 = time.perf_counter()
+    cmp = compare(case, y, ref, inputs, precision) if case.is_valid else compare(case, y, None, precision=precision)
+    compare_s = time.perf_counter() - t0
+    return Verdict("pass" if cmp.passed else "diverge", cmp.kind, cmp.message, precision, cmp,
+                   backend_s=backend_s, compare_s=compare_s, notes=notes + list(cmp.notes))
+
+
+def judge_adapter(case: Case, adapter: Any, precision: str = tolerance.DEFAULT_PRECISION):
+    """(Verdict, output or None, inputs) of `case` run on `adapter` in this process."""
+    from .inputs import make_inputs
+    from .oracle import reference
+    from .worker import answer
+
+    inputs = make_inputs(case)
+    reply = answer(adapter, case, inputs)
+    ref = reference(case, *inputs) if case.is_valid and reply[0] == "output" else None
+    y = reply[1] if reply[0] == "output" else None
+    return judge(case, reply, ref, inputs, precision), y, inputs
+
+
+#: Divergence kinds that say nothing about a backend's precision: such records are counted
+#: in a profile (`other`) but do not rank it.
+_NOT_PRECISION = ("shape", "dtype", "nonfinite", "subnormal_flush", "inexact", "value", "invalid_accepted")
+
+
+def precision_profile(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per backend and dtype: the strongest contract every judged case meets (`meets`, None:
+    not even the weakest), the largest normalised error, and the counts behind them.
+
+    Judged: valid cases whose output was compared (pass, or a `precision`/`rounding_bias`
+    divergence); divergences of other kinds are counted as `other` and do not rank.
+    """
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for rec in records:
+        if rec.get("status") not in ("pass", "diverge") or "precision_met" not in rec:
+            continue
+        case = rec.get("case") or {}
+        dtype = case.get("dtype")
+        figures = rec.get("figures") or {}
+        if dtype is None or not figures:
+            continue
+        row = out.setdefault(rec["backend"], {}).setdefault(
+            dtype, {"meets": tolerance.chain(dtype)[0], "max_normalised_error": 0.0, "cases": 0, "other": 0})
+        if rec["status"] == "diverge" and rec.get("kind") in _NOT_PRECISION:
+            row["other"] += 1
+            continue
+        row["cases"] += 1
+        chain = tolerance.chain(dtype)
+        met = rec.get("precision_met")
+        if row["meets"] is not None:
+            row["meets"] = None if met is None else chain[max(chain.index(row["meets"]), chain.index(met))]
+        e = figures.get("max_normalised_error")
+        if e is None or isinstance(e, str):
+            row["max_normalised_error"] = "inf"
+        elif row["max_normalised_error"] != "inf":
+            row["max_normalised_error"] = max(row["max_normalised_error"], float(e))
+    for per_dtype in out.values():
+        for dtype, row in per_dtype.items():
+            if row["cases"] == 0:
+                row["meets"] = None
+            row["explanation"] = describe(dtype, row["meets"])
+    return out
+
+
+def describe(dtype: str, meets: str | None) -> str:
+    """One line for a profile cell: "meets `any` — consistent with float16 accumulation"."""
+    if meets is None:
+        return "meets no contract"
+    if meets == tolerance.chain(dtype)[0]:
+        return f"meets `{meets}`"
+    return f"meets `{meets}` — consistent with {tolerance.consistent_with(meets, dtype)}"

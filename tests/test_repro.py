@@ -110,7 +110,7 @@ def test_torch_script_imports_only_numpy_and_torch():
     modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                for alias in node.names}
     modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert modules <= {"base64", "sys", "zlib", "numpy", "torch", "ml_dtypes"}, modules
+    assert modules <= {"base64", "math", "sys", "zlib", "numpy", "torch", "ml_dtypes"}, modules
 
 
 @pytest.mark.framework

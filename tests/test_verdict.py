@@ -1,0 +1,145 @@
+"""One verdict everywhere (issue 10).
+
+Pinned:
+- `conformance run` (worker processes) and the in-process path (pytest plugin, explore,
+  `repro --report`) give every broken backend in tests/ the same status and kind, case by
+  case, under the default contract and under `any`;
+- every repro script's exit code is the suite's verdict, for every divergence kind, for
+  passing cases and on the overflow profile, and it never prints OK on a divergence;
+- the minimiser shrinks a precision divergence (and keeps it one);
+- a `supports()` that raises is an `error` on every path.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance import inprocess, repro, runner
+from conformance.minimise import minimise, same_divergence
+from conformance.spec import Case
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from kind_adapters import Kinds, OwnAccumulation, SupportsRaises  # noqa: E402
+
+BASE = dict(op="conv2d", batch=1, height=6, width=6, in_channels=4, kernel=3, out_channels=4, padding="SAME")
+DW = dict(op="depthwise_conv2d", batch=1, height=12, width=12, in_channels=8, kernel=5, channel_multiplier=1,
+          padding="SAME")
+
+def _named(rows):
+    """Cases with distinct ids (the name is not part of the id): each one row taller."""
+    out = []
+    for i, (name, kw, kind) in enumerate(rows):
+        kw = dict(kw)
+        kw["height"] = kw["height"] + i
+        out.append((Case(**kw, name=name), kind))
+    return out
+
+
+INVALID = {**BASE, "height": 1, "width": 2, "padding": "VALID"}
+#: (case, the kind `Kinds` must produce on it under `strict`: None for a pass).
+KIND_CASES = _named([
+    ("ok-f32", BASE, None),
+    ("ok-f16-bias", dict(BASE, dtype="float16", bias=True), None),
+    ("ok-bf16", dict(BASE, dtype="bfloat16"), None),
+    ("ok-f64", dict(BASE, dtype="float64"), None),
+    ("ok-overflow", dict(BASE, dtype="float16", profile="overflow"), None),
+    ("wrong-f32", BASE, "value"),
+    ("truncate-f32", dict(BASE, height=16, width=16, out_channels=8), "rounding_bias"),
+    ("ownacc-f16", dict(DW, dtype="float16"), "precision"),
+    ("ownacc-bf16-bias", dict(DW, dtype="bfloat16", bias=True), "precision"),
+    ("nan-f32", BASE, "nonfinite"),
+    ("transpose-f32", BASE, "shape"),
+    ("float64-f32", BASE, "dtype"),
+    ("flush-f16", dict(BASE, dtype="float16", profile="subnormal", bias=True), "subnormal_flush"),
+    ("bump-f32", dict(BASE, profile="small_integers"), "inexact"),
+    ("saturate-overflow", dict(BASE, dtype="float16", profile="overflow"), "value"),
+])
+# Invalid cases (an empty output) keep height 1: one accepted, one rejected.
+KIND_CASES += [(Case(**INVALID, name="accept-invalid"), "invalid_accepted"),
+               (Case(**{**INVALID, "width": 1}, name="reject-invalid"), None)]
+CASES = [c for c, _ in KIND_CASES]
+
+
+def _spec(path: str, cls: str) -> str:
+    return f"{HERE / path}:{cls}"
+
+
+#: Every broken backend in tests/ (and a faithful one), by spec.
+BACKENDS = [_spec("kind_adapters.py", "Kinds"), _spec("kind_adapters.py", "SupportsRaises"),
+            _spec("kind_adapters.py", "OwnAccumulation"),
+            _spec("broken_adapters.py", "FlippedKernel"), _spec("broken_adapters.py", "NoRepro"),
+            _spec("adapters_for_tests.py", "Misbehaving"), _spec("adapters_for_tests.py", "Raises"),
+            _spec("adapters_for_tests.py", "OffByOne"), _spec("adapters_for_tests.py", "Faithful")]
+
+
+@pytest.mark.parametrize("case, kind", KIND_CASES, ids=[c.name for c in CASES])
+def test_the_kind_adapter_produces_each_kind(case, kind):
+    outcome = inprocess.judge(case, Kinds(), want_diagnosis=False)
+    assert (outcome.status, outcome.kind) == ("pass" if kind is None else "diverge", kind), outcome.message
+
+
+@pytest.mark.parametrize("precision", ["strict", "any"])
+def test_run_and_the_in_process_path_agree_record_for_record(tmp_path, precision):
+    from conformance.adapters.registry import load
+
+    cfg = runner.RunConfig(specs=BACKENDS, out=tmp_path, report=False, minimise=False, quiet=True, named=True,
+                           precision=precision)
+    outcome = runner.execute(cfg, CASES)
+    by_run = {(r["case_id"], r["backend"]): (r["status"], r["kind"]) for r in outcome.run["records"]}
+    assert all(r["precision"] == precision for r in outcome.run["records"])
+    names = {}
+    for spec in BACKENDS:
+        adapter = load(spec)
+        names[spec] = adapter.name
+        for case in CASES:
+            got = inprocess.judge(case, adapter, want_diagnosis=False, precision=precision)
+            assert by_run[(case.id, adapter.name)] == (got.status, got.kind), (spec, case.name, got.message)
+    assert len(by_run) == len(BACKENDS) * len(CASES)
+
+
+def test_supports_that_raises_is_an_error_on_every_path():
+    case = Case(**BASE, name="ok-f32")
+    assert inprocess.judge(case, SupportsRaises()).status == "error"
+    assert not same_divergence(SupportsRaises(), None)(case)
+
+
+def test_any_accepts_accumulation_in_the_dtype_strict_names_it():
+    case = Case(**DW, dtype="float16", name="ownacc-f16")
+    strict = inprocess.judge(case, Kinds(), want_diagnosis=False)
+    assert strict.kind == "precision" and "not `strict`: consistent with" in strict.message
+    assert inprocess.judge(case, Kinds(), want_diagnosis=False, precision="any").status == "pass"
+
+
+def _run_script(tmp_path: Path, case: Case, precision: str) -> subprocess.CompletedProcess:
+    script = tmp_path / f"{case.name}-{precision}.py"
+    script.write_text(repro.make_script(case, Kinds(), precision=precision), encoding="utf-8")
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+
+
+@pytest.mark.parametrize("precision", ["strict", "any"])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_a_repro_scripts_exit_code_is_the_suites_verdict(tmp_path, case, precision):
+    outcome = inprocess.judge(case, Kinds(), want_diagnosis=False, precision=precision)
+    done = _run_script(tmp_path, case, precision)
+    expected = 0 if outcome.status == "pass" else 1
+    assert done.returncode == expected, (outcome.status, outcome.kind, done.stdout[-2000:], done.stderr[-2000:])
+    if expected:
+        assert "OK" not in done.stdout and "DIVERGES" in done.stdout, done.stdout
+
+
+def test_the_minimiser_shrinks_a_precision_divergence():
+    case = Case(**{**DW, "height": 16, "width": 16, "in_channels": 16, "batch": 2}, dtype="float16")
+    adapter = OwnAccumulation()
+    assert inprocess.judge(case, adapter, want_diagnosis=False).kind == "precision"
+    smaller = minimise(case, same_divergence(adapter, "precision"), time_limit=60)
+    assert smaller.id != case.id
+    assert smaller.batch * smaller.height * smaller.width * smaller.in_channels < \
+        case.batch * case.height * case.width * case.in_channels
+    assert inprocess.judge(smaller, adapter, want_diagnosis=False).kind == "precision"

@@ -246,7 +246,9 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None,
     worst = _worst(y64, ref, e, limit, severity)
     kind, why = _kind(case, y64, ref, e, bad, inputs, figures["effective_bits"], precision, met)
     t = tolerance.threshold(case)
-    at = np.unravel_index(int(np.argmax(np.where(bad, e / np.where(limit > 0, limit, 1e-300), -1.0))), e.shape)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        ratio = np.where(bad, e / np.where(limit > 0, limit, 1e-300), -1.0)
+    at = np.unravel_index(int(np.argmax(np.where(np.isnan(ratio), np.inf, ratio))), e.shape)
     message = (f"{figures['mismatched']} of {figures['elements']} elements beyond the `{precision}` contract; "
                f"max normalised error {_fmt(figures['max_normalised_error'])} (the worst element's limit "
                f"{float(limit[at]):.3g}; sqrt(K) threshold {figures['threshold']:.3g}, hard bound "

@@ -6,6 +6,7 @@ A manifest is a YAML list of entries:
       version: ">=2.16,<3"         # optional PEP 440 specifier set on backend_version
       cases: "dw-*-s2x2-d2x2-*"    # an id glob or a list of them
       kind: shape                  # optional: only divergences of this kind (or a list)
+      precision: strict            # optional: only records judged under this contract (or a list)
       reason: "depthwise with strides > 1 and dilations > 1 returns a wrongly shaped result"
       link: https://github.com/tensorflow/tensorflow/issues/...   # optional
 
@@ -28,6 +29,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
+
+from .tolerance import PRECISIONS
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -35,7 +38,7 @@ from packaging.version import InvalidVersion, Version
 
 from .results import FAILING
 
-ENTRY_KEYS = ("backend", "version", "cases", "kind", "reason", "link")
+ENTRY_KEYS = ("backend", "version", "cases", "kind", "precision", "reason", "link")
 
 
 class ManifestError(ValueError):
@@ -51,6 +54,8 @@ class Entry:
     kinds: tuple[str, ...] | None
     reason: str
     link: str | None
+    #: Only records judged under one of these precision contracts (None: any contract).
+    precisions: tuple[str, ...] | None = None
 
     def covers(self, backend: str, version: str | None, case_id: str) -> bool:
         if not fnmatch.fnmatchcase(backend, self.backend):
@@ -72,6 +77,8 @@ class Entry:
 
     def explains(self, rec: dict[str, Any]) -> bool:
         if rec["status"] not in FAILING or not self.covers(rec["backend"], rec["backend_version"], rec["case_id"]):
+            return False
+        if self.precisions is not None and (rec.get("precision") or "strict") not in self.precisions:
             return False
         return self.kinds is None or (rec["kind"] or rec["status"]) in self.kinds
 
@@ -128,7 +135,15 @@ def load_manifest(path: str | Path) -> list[Entry]:
         link = raw.get("link")
         if link is not None and not isinstance(link, str):
             raise ManifestError(f"{path}: entry {i}: link: expected a URL string, received {link!r}")
-        entries.append(Entry(i, backend[0], version, _strings(path, i, "cases", raw["cases"]), kinds, reason, link))
+        precisions = None
+        if raw.get("precision") is not None:
+            precisions = _strings(path, i, "precision", raw["precision"])
+            wrong = [p for p in precisions if p not in PRECISIONS]
+            if wrong:
+                raise ManifestError(f"{path}: entry {i}: precision: expected one of {', '.join(PRECISIONS)}, "
+                                    f"received {wrong[0]!r}")
+        entries.append(Entry(i, backend[0], version, _strings(path, i, "cases", raw["cases"]), kinds, reason, link,
+                             precisions))
     return entries
 
 

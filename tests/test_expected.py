@@ -146,3 +146,24 @@ def test_the_baseline_section_lists_new_and_fixed(tmp_path, cases):
     assert [r["case_id"] for r in run["baseline"]["new"]] == [WRONG_ID]
     assert [r["case_id"] for r in run["baseline"]["fixed"]] == [OK_ID]
     assert "1 new, 1 fixed" in err
+
+
+def test_an_entry_naming_a_precision_explains_only_records_judged_under_it(tmp_path):
+    from conformance.expected import load_manifest, match
+
+    path = tmp_path / "m.yaml"
+    path.write_text("- {backend: tf, cases: '*', kind: precision, precision: strict, reason: f16 accumulation}\n")
+    entries = load_manifest(path)
+    rec = {"status": "diverge", "backend": "tf", "backend_version": "2.21", "case_id": "dw-x", "kind": "precision",
+           "precision": "strict"}
+    assert match(entries, rec) is not None
+    assert match(entries, dict(rec, precision="relaxed")) is None
+
+
+def test_an_unknown_precision_in_a_manifest_is_refused(tmp_path):
+    from conformance.expected import ManifestError, load_manifest
+
+    path = tmp_path / "m.yaml"
+    path.write_text("- {backend: tf, cases: '*', precision: exact, reason: r}\n")
+    with pytest.raises(ManifestError, match="precision: expected one of strict, relaxed, any, tf32, received 'exact'"):
+        load_manifest(path)

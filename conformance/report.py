@@ -438,7 +438,8 @@ def write_reports(run: dict, out_dir, *, repro_dir=None) -> list[Path]:
     by_backend = _records_by_backend(run)
     pages = page_names(by_backend)
     infos = run.get("backends") or {}
-    common = {"tool": run.get("tool") or {}, "environment": run.get("environment") or {}, "run": run.get("run") or {}}
+    common = {"tool": run.get("tool") or {}, "environment": run.get("environment") or {}, "run": run.get("run") or {},
+              "precision_profile": run.get("precision_profile") or {}}
     written, summaries, anchors = [], [], {}
     template = env.get_template("backend.html")
     for backend, recs in by_backend.items():

@@ -143,3 +143,23 @@ def test_the_minimiser_shrinks_a_precision_divergence():
     assert smaller.batch * smaller.height * smaller.width * smaller.in_channels < \
         case.batch * case.height * case.width * case.in_channels
     assert inprocess.judge(smaller, adapter, want_diagnosis=False).kind == "precision"
+
+
+def test_the_precision_profile_is_in_results_console_and_every_page(tmp_path):
+    from conformance import cli
+
+    cases = [Case(**dict(DW, height=12 + i), dtype="float16") for i in range(2)] + [Case(**BASE)]
+    specs = [_spec("kind_adapters.py", "OwnAccumulation"), _spec("adapters_for_tests.py", "Faithful")]
+    cfg = runner.RunConfig(specs=specs, out=tmp_path, minimise=False, quiet=True, named=True)
+    outcome = runner.execute(cfg, cases)
+    profile = outcome.run["precision_profile"]
+    assert outcome.run["run"]["precision"] == "strict"
+    assert profile["faithful"]["float16"]["meets"] == "strict"
+    own = profile["own-accumulation"]["float16"]
+    assert own["meets"] in ("relaxed", "any") and own["max_normalised_error"] > 0
+    assert profile["own-accumulation"]["float32"]["meets"] == "strict"
+    summary = cli.summary(outcome)
+    assert "precision profile" in summary and f"float16: {own['meets']}" in summary
+    for page in ("index.html", "own-accumulation.html"):
+        html = (tmp_path / page).read_text()
+        assert "Precision profile" in html and "consistent with" in html and "run precision" in html

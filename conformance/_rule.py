@@ -184,6 +184,13 @@ def normalised_error(P, level, y, value, magnitude, norm=None, unbiased=None):
     with np.errstate(invalid="ignore", over="ignore"):
         # A finite exact result beyond the dtype's range may round to the infinity of its sign.
         overflow_ok = np.isinf(y) & np.isfinite(r) & (np.sign(y) == np.sign(r)) & (np.abs(r) + over_allow >= big)
+        if P["bias"] and unbiased is not None:
+            # A bias added as a separate operation: the sum without it is rounded to the
+            # dtype first, and may overflow there (Inf + bias = Inf) although the exact
+            # result with the bias is finite.
+            c = np.where(np.isfinite(unbiased), unbiased, 0.0)
+            overflow_ok = overflow_ok | (np.isinf(y) & np.isfinite(r) & (np.sign(y) == np.sign(c))
+                                         & (np.abs(c) + over_allow >= big))
         # A partial sum may overflow although the exact result is finite: in some order it
         # reaches the sum of the positive terms P = (mag + ref) / 2 or of the negative ones
         # N = (mag - ref) / 2. So +Inf is accepted where P can overflow, -Inf where N can,

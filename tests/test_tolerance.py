@@ -545,3 +545,15 @@ def test_a_gross_error_without_a_rigorous_bound_is_a_wrong_value():
     assert tolerance.hard_bound(case) == math.inf
     c = compare(case, (ref.value * 3).astype(np_dtype("bfloat16")), ref, (x, w, b))
     assert (c.passed, c.kind) == (False, "value"), c.message
+
+
+def test_a_separately_added_bias_may_follow_an_overflow_of_the_sum_without_it():
+    case = OVERFLOW.replace(bias=True)
+    x, w, b = make_inputs(case)
+    ref = oracle.reference(case, x, w, b)
+    big = fmt("float16").max_finite
+    with np.errstate(over="ignore", invalid="ignore"):
+        c16 = ref.unbiased.astype(F16)  # the sum without the bias, rounded: may overflow
+        y = (c16.astype(np.float64) + b.astype(np.float64)).astype(F16)
+    assert (np.isinf(y) & (np.abs(ref.value) <= big)).any(), "the case must overflow only without the bias"
+    assert compare(case, y, ref, (x, w, b)).passed

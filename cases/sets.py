@@ -29,7 +29,7 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from conformance.spec import DTYPES, Case
+from conformance.spec import DTYPE_TAGS, DTYPES, Case
 
 from .catalogue import CaseFileError, load_catalogue_entries, load_file, load_model_entries
 from .sweep import medium, sweep
@@ -47,21 +47,28 @@ class SelectorError(ValueError):
     """A selector that names no set, file, case id, name or glob match."""
 
 
+def _retyped(case: Case, dtype: str) -> Case:
+    """The case at `dtype`, its name tagged with the dtype when that changes it (names stay unique)."""
+    if dtype == case.dtype:
+        return case
+    name = f"{case.name}-{DTYPE_TAGS[dtype]}" if case.name else None
+    return case.replace(dtype=dtype, name=name, reason=case.reason)
+
+
 def real_layer_sample() -> list[Case]:
     """The real layers of cases/models/ tagged `sets: [default]`, at each of their
     `default_dtypes`: the default set's size classes (see `cases default --coverage`)."""
     out = []
     for e in load_model_entries():
         if "default" in e.sets:
-            out.extend(e.case.replace(dtype=d, name=e.case.name, reason=e.case.reason)
-                       for d in (e.default_dtypes or (e.case.dtype,)))
+            out.extend(_retyped(e.case, d) for d in (e.default_dtypes or (e.case.dtype,)))
     return out
 
 
 def _named_set(name: str, seed: int, budget: int | None, dtypes=None) -> list[Case]:
     if name == "models":
         cases = [e.case for e in load_model_entries()]
-        return [c.replace(dtype=d, name=c.name, reason=c.reason) for c in cases for d in dtypes] if dtypes else cases
+        return [_retyped(c, d) for c in cases for d in dtypes] if dtypes else cases
     entries = load_catalogue_entries()
     if name == "smoke":
         return [e.case for e in entries if "smoke" in e.sets]

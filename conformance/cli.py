@@ -55,7 +55,7 @@ def _add_run(sub) -> None:
     p.add_argument("--adapter", action="append", default=[], metavar="SPEC",
                    help="an ad-hoc adapter, module:Class or path/to/file.py:Class (repeatable)")
     p.add_argument("--cases", default="default", metavar="SELECTOR",
-                   help="set name (smoke, default, full), case file, case id or id glob; comma-separated unions (default: default)")
+                   help="set name (smoke, default, full, models), case file, case id or id glob; comma-separated unions (default: default)")
     p.add_argument("--seed", type=int, default=0, help="seed of generated case sets (default 0)")
     p.add_argument("--budget", type=int, default=None, help="size budget of generated case sets")
     p.add_argument("--dtype", action="append", default=None, metavar="DTYPE", help="only cases of this dtype (repeatable)")

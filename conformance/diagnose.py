@@ -121,13 +121,13 @@ class _Context:
 
     def affordable(self, name: str, out_shape) -> bool:
         macs = 2 * math.prod(out_shape) * self.case.reduction_size
-        if macs > MAX_MACS:
-            self.skipped.append(f"{name} ({macs:.2g} multiply-adds > {MAX_MACS:.0g})")
-            return False
-        if math.prod(out_shape) > MAX_OUTPUTS:
-            self.skipped.append(f"{name} ({math.prod(out_shape):.2g} outputs > {MAX_OUTPUTS:.0g})")
-            return False
-        return True
+        why = (f"{macs:.2g} multiply-adds > {MAX_MACS:.0g}" if macs > MAX_MACS else
+               f"{math.prod(out_shape):.2g} outputs > {MAX_OUTPUTS:.0g}" if math.prod(out_shape) > MAX_OUTPUTS else None)
+        if why is None:
+            return True
+        if f"{name} ({why})" not in self.skipped:  # variants of one hypothesis share a name
+            self.skipped.append(f"{name} ({why})")
+        return False
 
     def reference(self, x, w, b, *, strides=None, dilations=None, padding=None) -> Reference:
         """The oracle (value and magnitude) on the given inputs and geometry."""

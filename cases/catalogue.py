@@ -21,6 +21,13 @@ A case file is a YAML mapping (see README, "Case files"):
         sets: [smoke]                             # optional: named sets the entry belongs to
         expect: error                             # optional: "error" (invalid case) or "result"
         found_by: {backend: tensorflow, ...}      # optional: free metadata (regressions)
+        source:                                   # where a real layer comes from (required in cases/models/)
+          model: ResNet-50
+          layer: layer3.1.conv2
+          reference: He et al. 2016 (arXiv:1512.03385); torchvision.models.resnet50
+          also: [DeepBench server ...]            # optional: the same geometry elsewhere
+        default_dtypes: [float32, float16]        # optional, with sets: [default]: the dtypes
+                                                  # the default set runs the entry at
 
 Invariants
 - Nothing in a file is executed: the text goes through `yaml.safe_load` only, so a
@@ -37,6 +44,9 @@ Invariants
 - Catalogue files are strict: every entry has a `name` and a one-line `reason`, and an
   invalid case must say `expect: error` (so an invalid case is never written by
   accident). Other files may leave `name` out (the case id is used) and `reason` out.
+- Model files (cases/models/*.yaml, the `models` set) are catalogue files whose every entry
+  also has a `source` (model, layer, reference: the paper or reference implementation the
+  shape comes from) and is a valid case; no two of them share a geometry (case id).
 """
 
 from __future__ import annotations
@@ -47,11 +57,13 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from conformance.spec import Case, CaseError
+from conformance.spec import DTYPES, Case, CaseError
 
 #: Where the curated catalogue and the regressions written by `conformance explore` live.
 CATALOGUE_DIR = Path(__file__).resolve().parent / "catalogue"
 REGRESSIONS_DIR = Path(__file__).resolve().parent / "regressions"
+#: The layers of published networks (the `models` set).
+MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 #: Larger files are refused unread: a case file is a few kB of text.
 MAX_FILE_BYTES = 2 << 20
@@ -60,7 +72,9 @@ MAX_NODES = 200_000
 
 CASE_FIELDS = tuple(f.name for f in dataclasses.fields(Case) if f.name not in ("name", "reason"))
 #: Keys an entry may carry besides the case fields.
-ENTRY_KEYS = ("name", "reason", "sets", "expect", "found_by")
+ENTRY_KEYS = ("name", "reason", "sets", "expect", "found_by", "source", "default_dtypes")
+#: Keys of an entry's `source`: the first three are required strings, `also` a list of strings.
+SOURCE_KEYS = ("model", "layer", "reference", "also")
 FILE_KEYS = ("description", "defaults", "cases")
 EXPECTATIONS = ("error", "result")
 
@@ -95,6 +109,8 @@ class Entry(NamedTuple):
     sets: tuple[str, ...]
     expect: str | None
     found_by: dict | None
+    source: dict | None = None
+    default_dtypes: tuple[str, ...] | None = None
 
 
 # ---- reading YAML safely ----------------------------------------------------------
@@ -155,7 +171,26 @@ def _label(raw: Any, index: int) -> str:
     return f"{name!r} (#{index})" if isinstance(name, str) and name else f"#{index}"
 
 
-def _entry(path: Path, index: int, raw: Any, defaults: dict, strict: bool) -> Entry:
+def _source(path: Path, label: str, source: Any, required: bool) -> dict | None:
+    if source is None:
+        if required:
+            raise CaseFileError(path, label, "a source (model, layer, reference): every model case says where "
+                                             "its shape comes from", field="source", value=None)
+        return None
+    rule = "a mapping with model, layer and reference (non-empty one-line strings) and optionally also (a list)"
+    if not isinstance(source, dict) or any(k not in SOURCE_KEYS for k in source):
+        raise CaseFileError(path, label, rule, field="source", value=source)
+    for key in SOURCE_KEYS[:3]:
+        v = source.get(key)
+        if not isinstance(v, str) or not v.strip() or "\n" in v.strip():
+            raise CaseFileError(path, label, rule, field=f"source.{key}", value=v)
+    also = source.get("also", [])
+    if not isinstance(also, list) or not all(isinstance(a, str) and a.strip() for a in also):
+        raise CaseFileError(path, label, "a list of non-empty strings", field="source.also", value=also)
+    return dict(source)
+
+
+def _entry(path: Path, index: int, raw: Any, defaults: dict, strict: bool, model: bool = False) -> Entry:
     label = _label(raw, index)
     if not isinstance(raw, dict):
         raise CaseFileError(path, f"#{index}", "a mapping of case fields", field="case", value=raw)
@@ -183,6 +218,16 @@ def _entry(path: Path, index: int, raw: Any, defaults: dict, strict: bool) -> En
     if found_by is not None and not isinstance(found_by, dict):
         raise CaseFileError(path, label, "a mapping of metadata (backend, versions, date, ...)",
                             field="found_by", value=found_by)
+    source = _source(path, label, raw.get("source"), required=model)
+    default_dtypes = raw.get("default_dtypes")
+    if default_dtypes is not None:
+        if (not isinstance(default_dtypes, list) or not default_dtypes
+                or not all(isinstance(d, str) and d in DTYPES for d in default_dtypes)):
+            raise CaseFileError(path, label, f"a list of dtypes ({', '.join(DTYPES)})", field="default_dtypes",
+                                value=default_dtypes)
+        if "default" not in sets:
+            raise CaseFileError(path, label, "default_dtypes only with sets: [default]", field="default_dtypes",
+                                value=default_dtypes)
     fields = {**defaults, **{k: v for k, v in raw.items() if k in CASE_FIELDS}}
     fields["name"] = name.strip() if name else None
     fields["reason"] = reason.strip() if reason else None
@@ -200,11 +245,16 @@ def _entry(path: Path, index: int, raw: Any, defaults: dict, strict: bool) -> En
     if invalid is not None and (expect == "result" or (strict and expect != "error")):
         raise CaseFileError(path, label, f"a valid case, but it is invalid ({invalid}); "
                                          "write 'expect: error' if that is intended")
-    return Entry(case, str(path), index, tuple(sets), expect, found_by)
+    if model and invalid is not None:
+        raise CaseFileError(path, label, f"a valid case (a model's layer), but it is invalid ({invalid})")
+    return Entry(case, str(path), index, tuple(sets), expect, found_by, source,
+                 tuple(default_dtypes) if default_dtypes else None)
 
 
-def load_entries(path: str | Path, *, strict: bool = False) -> list[Entry]:
-    """Every entry of one case file, validated. `strict` applies the catalogue's rules."""
+def load_entries(path: str | Path, *, strict: bool = False, model: bool = False) -> list[Entry]:
+    """Every entry of one case file, validated. `strict` applies the catalogue's rules,
+    `model` also those of cases/models/ (a source on every entry, valid cases only)."""
+    strict = strict or model
     p = Path(path)
     doc = read_yaml(p)
     if not isinstance(doc, dict):
@@ -225,7 +275,7 @@ def load_entries(path: str | Path, *, strict: bool = False) -> list[Entry]:
     raw_cases = doc["cases"]
     if not isinstance(raw_cases, list):
         raise CaseFileError(p, None, f"expected 'cases' to be a list, received {type(raw_cases).__name__}")
-    entries = [_entry(p, i, raw, defaults, strict) for i, raw in enumerate(raw_cases)]
+    entries = [_entry(p, i, raw, defaults, strict, model) for i, raw in enumerate(raw_cases)]
     check_unique(entries)
     return entries
 
@@ -264,6 +314,19 @@ def load_catalogue_entries() -> list[Entry]:
         entries.extend(load_entries(path, strict=True))
     for path in regression_files():
         entries.extend(load_entries(path))
+    check_unique(entries)
+    return entries
+
+
+def model_files() -> list[Path]:
+    return sorted(MODELS_DIR.glob("*.yaml")) if MODELS_DIR.is_dir() else []
+
+
+def load_model_entries() -> list[Entry]:
+    """cases/models/*.yaml in sorted file order (model rules); unique names and geometries."""
+    entries: list[Entry] = []
+    for path in model_files():
+        entries.extend(load_entries(path, model=True))
     check_unique(entries)
     return entries
 

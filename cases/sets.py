@@ -4,9 +4,11 @@ A selector is one of, or a comma-separated union of:
 - a set name (`SETS`): `smoke` (the catalogue entries tagged `sets: [smoke]`: a couple
   of dozen small cases over both ops, every dtype, every padding kind, one invalid and
   one special-values case), `default` (catalogue + regressions + a sweep of
-  `DEFAULT_BUDGET` cases: the covering array, then seeded random valid cases, + 
-  `DEFAULT_MEDIUM` medium-size random cases), `full` (catalogue + regressions + a sweep
-  of `FULL_BUDGET` + `FULL_MEDIUM` medium cases);
+  `DEFAULT_BUDGET` cases: the covering array, then seeded random valid cases, +
+  `DEFAULT_MEDIUM` medium-size random cases + the sample of real layers tagged
+  `sets: [default]` in cases/models/, at their `default_dtypes`), `full` (the same with a
+  sweep of `FULL_BUDGET` + `FULL_MEDIUM` medium cases), `models` (every layer in
+  cases/models/: the conv2d and depthwise layers of published networks, float32);
 - a path to a YAML case file (it exists, or it ends in .yaml/.yml);
 - a case id or a catalogue case name, exactly;
 - an fnmatch glob over the ids and names of the `full` set (`dw-*-f16*`, `seed-*`).
@@ -16,7 +18,8 @@ Invariants
   cases in order), no duplicate ids: a case selected twice appears once, first place.
 - `budget` is the sweep's budget for `default`/`full` (ignored by the other selectors).
 - `dtypes` keeps only cases of those dtypes; an unknown dtype is an error, and so is a
-  selection that ends up empty (a run of nothing is never what was meant).
+  selection that ends up empty (a run of nothing is never what was meant). The `models`
+  set is geometries: with `dtypes` it gives every layer at each of those dtypes.
 - An unknown selector raises `SelectorError` listing the set names and saying that no
   case id, name or glob matched; file problems are `CaseFileError`s.
 """
@@ -26,12 +29,12 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from conformance.spec import DTYPES, Case
+from conformance.spec import DTYPE_TAGS, DTYPES, Case
 
-from .catalogue import CaseFileError, load_catalogue_entries, load_file
+from .catalogue import CaseFileError, load_catalogue_entries, load_file, load_model_entries
 from .sweep import medium, sweep
 
-SETS = ("smoke", "default", "full")
+SETS = ("smoke", "default", "full", "models")
 #: Sweep size of the default set: the covering array (~75 cases) and random cases after it.
 DEFAULT_BUDGET = 200
 FULL_BUDGET = 1000
@@ -44,13 +47,34 @@ class SelectorError(ValueError):
     """A selector that names no set, file, case id, name or glob match."""
 
 
-def _named_set(name: str, seed: int, budget: int | None) -> list[Case]:
+def _retyped(case: Case, dtype: str) -> Case:
+    """The case at `dtype`, its name tagged with the dtype when that changes it (names stay unique)."""
+    if dtype == case.dtype:
+        return case
+    name = f"{case.name}-{DTYPE_TAGS[dtype]}" if case.name else None
+    return case.replace(dtype=dtype, name=name, reason=case.reason)
+
+
+def real_layer_sample() -> list[Case]:
+    """The real layers of cases/models/ tagged `sets: [default]`, at each of their
+    `default_dtypes`: the default set's size classes (see `cases default --coverage`)."""
+    out = []
+    for e in load_model_entries():
+        if "default" in e.sets:
+            out.extend(_retyped(e.case, d) for d in (e.default_dtypes or (e.case.dtype,)))
+    return out
+
+
+def _named_set(name: str, seed: int, budget: int | None, dtypes=None) -> list[Case]:
+    if name == "models":
+        cases = [e.case for e in load_model_entries()]
+        return [_retyped(c, d) for c in cases for d in dtypes] if dtypes else cases
     entries = load_catalogue_entries()
     if name == "smoke":
         return [e.case for e in entries if "smoke" in e.sets]
     size = budget if budget is not None else (DEFAULT_BUDGET if name == "default" else FULL_BUDGET)
     count = DEFAULT_MEDIUM if name == "default" else FULL_MEDIUM
-    cases = [e.case for e in entries] + sweep(seed, size) + medium(seed, count)
+    cases = [e.case for e in entries] + sweep(seed, size) + medium(seed, count) + real_layer_sample()
     seen: set[str] = set()
     return [c for c in cases if not (c.id in seen or seen.add(c.id))]
 
@@ -59,14 +83,15 @@ def _looks_like_path(selector: str) -> bool:
     return selector.endswith((".yaml", ".yml")) or "/" in selector or Path(selector).is_file()
 
 
-def _one(selector: str, seed: int, budget: int | None) -> list[Case]:
+def _one(selector: str, seed: int, budget: int | None, dtypes=None) -> list[Case]:
     if selector in SETS:
-        return _named_set(selector, seed, budget)
+        return _named_set(selector, seed, budget, dtypes)
     if _looks_like_path(selector):
         if not Path(selector).is_file():
             raise CaseFileError(selector, None, "expected an existing YAML case file, received a path that does not exist")
         return load_file(selector)
-    pool = _named_set("full", seed, budget if budget is not None and budget > FULL_BUDGET else None)
+    pool = (_named_set("full", seed, budget if budget is not None and budget > FULL_BUDGET else None)
+            + _named_set("models", seed, None))
     exact = [c for c in pool if selector in (c.id, c.name)]
     if exact:
         return exact
@@ -77,7 +102,7 @@ def _one(selector: str, seed: int, budget: int | None) -> list[Case]:
             return matched
     raise SelectorError(
         f"cases: expected a set name ({', '.join(SETS)}), a YAML case file, a case id or name, or an id glob; "
-        f"received {selector!r}, and no case id, name or glob in the {FULL_BUDGET}-case full set matched it")
+        f"received {selector!r}, and no case id, name or glob in the {FULL_BUDGET}-case full set or the models set matched it")
 
 
 def select(selector: str = "default", *, seed: int = 0, budget: int | None = None,
@@ -97,7 +122,7 @@ def select(selector: str = "default", *, seed: int = 0, budget: int | None = Non
     for part in (p.strip() for p in selector.split(",")):
         if not part:
             continue
-        for case in _one(part, seed, budget):
+        for case in _one(part, seed, budget, dtypes):
             if case.id not in seen and (dtypes is None or case.dtype in dtypes):
                 seen.add(case.id)
                 out.append(case)

@@ -408,7 +408,9 @@ def medium(seed: int = 0, count: int = 60) -> list[Case]:
         levels = {p: rng.choice(v) for p, v in MEDIUM_LEVELS.items()}
         kh, kw = levels["kernel"]
         c, mg = levels["channels"], levels["mult_groups"]
-        per_pixel = kh * kw * (c * mg * max(OUT_PER_GROUP) * c if levels["op"] == "conv2d" else c * mg)
+        # Multiply-adds per output pixel: kh*kw*(C/groups) per output channel, times the
+        # groups*out_per_group output channels (conv2d) or the C*M outputs (depthwise).
+        per_pixel = kh * kw * c * mg * (max(OUT_PER_GROUP) if levels["op"] == "conv2d" else 1)
         max_out = max(1, min(MEDIUM_MAX_OUT, math.isqrt(MEDIUM_MAX_MACS // (levels["batch"] * per_pixel))))
         out.append(make_case(levels, rng, reason=f"medium seed {seed}, case {index}", max_out=max_out))
     return out

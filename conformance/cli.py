@@ -55,7 +55,7 @@ def _add_run(sub) -> None:
     p.add_argument("--adapter", action="append", default=[], metavar="SPEC",
                    help="an ad-hoc adapter, module:Class or path/to/file.py:Class (repeatable)")
     p.add_argument("--cases", default="default", metavar="SELECTOR",
-                   help="set name (smoke, default, full), case file, case id or id glob; comma-separated unions (default: default)")
+                   help="set name (smoke, default, full, models), case file, case id or id glob; comma-separated unions (default: default)")
     p.add_argument("--seed", type=int, default=0, help="seed of generated case sets (default 0)")
     p.add_argument("--budget", type=int, default=None, help="size budget of generated case sets")
     p.add_argument("--dtype", action="append", default=None, metavar="DTYPE", help="only cases of this dtype (repeatable)")
@@ -91,7 +91,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=None)
     p.add_argument("--dtype", action="append", default=None, metavar="DTYPE")
     p.add_argument("--shard", metavar="I/N")
-    p.add_argument("--coverage", action="store_true", help="print the sweep coverage of the selection")
+    p.add_argument("--coverage", action="store_true", help="print the sweep coverage and the size distribution of the selection")
     p = sub.add_parser("merge", help="combine shard results.json files into one run")
     p.add_argument("files", nargs="+", metavar="RESULTS_JSON")
     p.add_argument("--out", default="reports", metavar="DIR")
@@ -265,7 +265,10 @@ def cmd_cases(args, stream: TextIO) -> int:
             from conformance.cases.sweep import coverage
         except ImportError as exc:
             raise UsageError(f"cases --coverage: not available ({exc})") from None
+        from conformance.cases.sizes import describe_sizes
+
         sys.stdout.write(_coverage_text(coverage(cases)))
+        sys.stdout.write(describe_sizes(cases))
     stream.write(f"{len(cases)} cases\n")
     return EXIT_OK
 

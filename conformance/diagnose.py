@@ -22,8 +22,9 @@ Invariants
 - Pads and output sizes come from `spec.conv_geometry` only; a geometric hypothesis
   (stride ignored, SAME's odd pixel swapped, ...) first predicts the output shape and
   is only recomputed when that shape equals the backend's.
-- Cost is bounded: a recomputation above `MAX_MACS` multiply-adds is skipped (named in
-  the explanation when nothing else explains the output).
+- Cost is bounded: a recomputation above `MAX_MACS` multiply-adds or `MAX_OUTPUTS`
+  output elements is skipped; every diagnosis lists what it skipped at this size
+  (`Diagnosis.skipped`, and in the explanation when nothing else explains the output).
 - Hypothesis names are a stable vocabulary (`HYPOTHESES`); `None` means unexplained and
   the explanation then lists the facts found (which channels, batch items, pixels).
 """
@@ -42,8 +43,12 @@ from .dtypes import dtype_name, fmt, np_dtype, round_mantissa, round_to
 from .oracle import Reference
 from .spec import Case, conv_geometry
 
-#: A recomputation (value and magnitude) above this many multiply-adds is skipped.
-MAX_MACS = 10**8
+#: A recomputation (value and magnitude) above this many multiply-adds is skipped (about
+#: a second of the float64 oracle on one core: real layers up to ResNet scale are tested).
+MAX_MACS = 10**9
+#: ... and one of more output elements (each recomputation holds a few float64 arrays of
+#: the output's size: this bounds diagnosis memory at a few hundred MB).
+MAX_OUTPUTS = 10**7
 #: A reduced-precision hypothesis explains the output when the backend's error against
 #: it is at most this fraction of its error against the exact result (or within tolerance).
 REDUCED_PRECISION_RATIO = 1 / 16
@@ -59,9 +64,11 @@ class Diagnosis:
     hypothesis: str | None  # a name from HYPOTHESES, or None: unexplained
     explanation: str
     checked: list[str] = field(default_factory=list)  # hypotheses actually tested, in order
+    skipped: list[str] = field(default_factory=list)  # recomputations not tried at this size, and why
 
     def to_dict(self) -> dict[str, Any]:
-        return {"hypothesis": self.hypothesis, "explanation": self.explanation, "checked": list(self.checked)}
+        return {"hypothesis": self.hypothesis, "explanation": self.explanation, "checked": list(self.checked),
+                "skipped": list(self.skipped)}
 
 
 class _Skip(Exception):
@@ -110,10 +117,13 @@ class _Context:
 
     def affordable(self, name: str, out_shape) -> bool:
         macs = 2 * math.prod(out_shape) * self.case.reduction_size
-        if macs > MAX_MACS:
-            self.skipped.append(f"{name} ({macs:.2g} multiply-adds > {MAX_MACS:.0g})")
-            return False
-        return True
+        why = (f"{macs:.2g} multiply-adds > {MAX_MACS:.0g}" if macs > MAX_MACS else
+               f"{math.prod(out_shape):.2g} outputs > {MAX_OUTPUTS:.0g}" if math.prod(out_shape) > MAX_OUTPUTS else None)
+        if why is None:
+            return True
+        if f"{name} ({why})" not in self.skipped:  # variants of one hypothesis share a name
+            self.skipped.append(f"{name} ({why})")
+        return False
 
     def reference(self, x, w, b, *, strides=None, dilations=None, padding=None) -> Reference:
         """The oracle on the given inputs and geometry (with the product norm, so that a
@@ -642,8 +652,8 @@ def diagnose(case: Case, actual: Any, inputs, precision: str = tolerance.DEFAULT
             continue
         checked.append(name)
         if found:
-            return Diagnosis(name, found, checked)
-    return Diagnosis(None, _unexplained(ctx), checked)
+            return Diagnosis(name, found, checked, list(ctx.skipped))
+    return Diagnosis(None, _unexplained(ctx), checked, list(ctx.skipped))
 
 
 def _unexplained(ctx: _Context) -> str:
@@ -665,7 +675,7 @@ def _unexplained(ctx: _Context) -> str:
         cols = np.nonzero(px.any(axis=0))[0].tolist()
         parts.append(f"{int(px.sum())} of {px.size} pixels (rows {_ranges(rows)}, columns {_ranges(cols)})")
     if ctx.skipped:
-        parts.append("not tested (too costly): " + ", ".join(ctx.skipped))
+        parts.append("not tested at this size (too costly): " + ", ".join(ctx.skipped))
     return "; ".join(parts)
 
 

@@ -1,10 +1,13 @@
 """Shrink a diverging case to a small one that still diverges (greedy delta debugging).
 
-`minimise(case, diverges)` repeatedly tries simpler variants of the current case, in a
-fixed order of moves (batch, spatial size, channels, multiplier, groups, kernel,
-strides, dilations, padding, bias, dtype, data format, value profile), and keeps the
-first variant for which `diverges(variant)` is still True. It stops when no move helps,
-after `max_steps` calls of the predicate, or after `time_limit` seconds.
+`minimise(case, diverges)` repeatedly tries simpler variants of the current case and
+keeps the first variant for which `diverges(variant)` is still True. The moves (batch,
+spatial size, channels, multiplier, groups, kernel, strides, dilations, padding, bias,
+dtype, data format, value profile) are tried cheapest variant first (`cost`: multiply-adds
+plus elements), so on a real layer the expensive dimensions shrink first and each later
+predicate call is cheap; moves that leave the cost unchanged keep that fixed order. It
+stops when no move helps, after `max_steps` calls of the predicate, or after `time_limit`
+seconds.
 
 Invariants
 - The result is the input case or a case for which `diverges` returned True, and it is
@@ -116,6 +119,24 @@ def _moves(c: Case) -> Iterator[dict]:
         yield {"profile": "normal"}
 
 
+def cost(c: Case) -> int:
+    """What one predicate call on `c` roughly costs: multiply-adds plus tensor elements."""
+    out = c.batch * c.geometry.out_h * c.geometry.out_w * c.output_channels if c.is_valid else 0
+    inputs = c.batch * c.height * c.width * c.in_channels
+    return out * max(c.reduction_size, 1) + out + inputs + c.kernel[0] * c.kernel[1] * c.in_channels
+
+
+def _ordered(current: Case, changes: Iterator[dict]) -> list[Case]:
+    """The variants of `current` the moves make, cheapest first (stable: ties keep move order)."""
+    out = []
+    for change in changes:
+        try:
+            out.append(current.replace(**change))
+        except CaseError:
+            continue  # e.g. a kernel that no longer fits the input: not a case at all
+    return sorted(out, key=cost)
+
+
 def _size(c: Case) -> tuple:
     """Order used to accept only strictly simpler variants (guarantees termination)."""
     return (c.batch * c.height * c.width * c.in_channels * c.output_channels,
@@ -147,13 +168,9 @@ def minimise(case: Case, diverges: Callable[[Case], bool], *, time_limit: float 
     improved = True
     while improved:
         improved = False
-        for change in _moves(current):
+        for candidate in _ordered(current, _moves(current)):
             if steps >= max_steps or time.monotonic() >= deadline:
                 return current
-            try:
-                candidate = current.replace(**change)
-            except CaseError:
-                continue  # e.g. a kernel that no longer fits the input: not a case at all
             if candidate.is_valid != case.is_valid or candidate.id in tried or not _simpler(candidate, current):
                 continue
             tried.add(candidate.id)

@@ -16,9 +16,13 @@ Invariants
   multipliers >= 4, else per-tap multiply-adds over strided views of the input, block
   by block of output rows (tests/test_oracle.py forces every strategy against a loop
   transcription of the formulas).
-- For float64 inputs `compensated=True` uses error-free transformations (TwoProduct by
-  Dekker splitting, TwoSum; Ogita, Rump & Oishi's Dot2): the result is as accurate as
-  if computed in twice the working precision, i.e. about one float64 ulp.
+- For float64 inputs `compensated=True` computes conv2d with an Ozaki-style exact matmul
+  (`_exact_matmul`): the operands are split error-free into slices of a few bits whose
+  products and partial sums are exact in float64 GEMMs, the small remainder products are
+  added in float64 and the terms summed with TwoSum; a rigorous per-output error bound
+  decides whether a row needs one more slice, so every output is within one float64 ulp
+  (tests/test_oracle.py checks against exact rationals). Depthwise uses TwoProduct by
+  Dekker splitting and TwoSum (Ogita, Rump & Oishi's Dot2) per tap.
 - IEEE semantics for NaN and Inf are computed exactly and separately from the finite
   part (BLAS kernels are not trusted with them): an output is NaN when any product is
   NaN (NaN operand, 0 * Inf) or when +Inf and -Inf products meet; otherwise +-Inf when
@@ -99,7 +103,10 @@ def _two_product(a, b):
 
 
 def _dot2(columns: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Compensated (M, K) @ (K, O): Dot2, vectorised over the M x O outputs."""
+    """Compensated (M, K) @ (K, O): Dot2, vectorised over the M x O outputs.
+
+    The slow, simple reference the Ozaki path is tested and benchmarked against.
+    """
     s = np.zeros((columns.shape[0], weights.shape[1]))
     c = np.zeros_like(s)
     for k in range(columns.shape[1]):
@@ -107,6 +114,138 @@ def _dot2(columns: np.ndarray, weights: np.ndarray) -> np.ndarray:
         s, es = _two_sum(s, p)
         c += ep + es
     return s + c
+
+
+_U = 2.0**-53  # float64 unit roundoff
+#: Slices per operand the exact matmul starts with, and the most it escalates a row to.
+#: One slice (3 GEMMs) meets the rigorous bound below only for short reductions or
+#: outputs far from zero; two (6 GEMMs) meet it for nearly every output of realistic data,
+#: so a first pass with one slice would mostly be wasted (measured: 99% of rows escalate
+#: at K = 576).
+_OZAKI_FIRST, _OZAKI_MAX = 2, 6
+
+
+def _gamma(n: int) -> float:
+    return n * _U / (1 - n * _U)
+
+
+def _slice_bits(k: int) -> int:
+    """Bits per slice such that a K-term sum of slice products is exact in float64."""
+    return (53 - max(1, int(k - 1).bit_length())) // 2
+
+
+def _slices(a: np.ndarray, axis: int, beta: int, count: int):
+    """a = sum_i I_i * 2**-e_i + rest, error-free (Ozaki's splitting).
+
+    Each slice is the remainder truncated (towards zero) to `beta` bits below the top of
+    its row (axis=1) or column (axis=0): I_i holds integers |I_i| < 2**beta, e_i one
+    exponent per row or column. Truncation keeps |slice| <= |remainder| <= |a| elementwise,
+    so nothing overflows, and scaling by powers of two is exact.
+    Returns [(I_i, e_i, slice_i)], rest.
+    """
+    out, rest = [], a
+    for _ in range(count):
+        top = np.max(np.abs(rest), axis=axis, keepdims=True)
+        e = beta - np.frexp(top)[1]
+        ints = np.trunc(_scale(rest, e))
+        piece = _scale(ints, -e)
+        rest = rest - piece
+        out.append((ints, e, piece))
+    return out, rest
+
+
+#: Scale exponents up to this size use a multiplication (6x faster than ldexp); both the
+#: factor and any product of two such factors are normal numbers, so the scaling is exact.
+_SAFE_EXP = 400
+
+
+def _scale(a: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """a * 2**e, exactly (one rounding only where the result is subnormal)."""
+    if e.size and -_SAFE_EXP <= e.min() and e.max() <= _SAFE_EXP:
+        return a * np.ldexp(1.0, e)
+    return np.ldexp(a, e)
+
+
+def _scale2(a: np.ndarray, ea: np.ndarray, eb: np.ndarray) -> np.ndarray:
+    """a * 2**(ea + eb) for an (M, N) a, ea (M, 1) and eb (1, N), in place when safe."""
+    if (ea.size and eb.size and -_SAFE_EXP <= min(ea.min(), eb.min())
+            and max(ea.max(), eb.max()) <= _SAFE_EXP):
+        a *= np.ldexp(1.0, ea)
+        a *= np.ldexp(1.0, eb)
+        return a
+    return np.ldexp(a, ea + eb)
+
+
+class _SplitWeights:
+    """The weights' column slices, made once per GEMM operand and extended on demand
+    (slice i does not depend on how many follow it)."""
+
+    def __init__(self, b: np.ndarray):
+        self.b, self.beta = b, _slice_bits(b.shape[0])
+        self.colsum = np.abs(b).sum(axis=0)
+        self.slices: list = []  # (I_i, e_i, slice_i)
+        self.rests: list = []  # remainder after slice i
+        self.rest_max: list = []  # its column maxima
+
+    def get(self, count: int):
+        while len(self.slices) < count:
+            rest = self.rests[-1] if self.rests else self.b
+            (sl,), rest = _slices(rest, 0, self.beta, 1)
+            self.slices.append(sl)
+            self.rests.append(rest)
+            self.rest_max.append(np.abs(rest).max(axis=0))
+        return self.slices[:count], self.rests[:count], self.rest_max[:count]
+
+
+def _exact_matmul(a: np.ndarray, w: _SplitWeights, count: int | None = None) -> np.ndarray:
+    """(M, K) @ (K, O) to within one float64 ulp per element, in a few float64 GEMMs.
+
+    Ozaki-style: with `count` = s slices per operand (`_slices`),
+
+        A B = sum_{i+j <= s+1} A_i B_j  +  sum_i A_i Rb_{s+1-i} + Ra_s B
+
+    The first sum's GEMMs are exact: integer slices of < 2**beta with K * 2**(2 beta)
+    <= 2**53, so every partial sum is an exactly representable integer whatever order or
+    FMA use the BLAS picks. The tail is a 2**-(s beta) fraction of the magnitude and is
+    computed in plain float64; the terms are summed with Sum2 (TwoSum, compensated).
+    Every output then has the rigorous error bound
+
+        gamma_{K+s+1} (sum_i rowsum|A_i| colmax|Rb_{s+1-i}| + rowmax|Ra_s| colsum|B|) + gamma_n^2 sum |terms|
+
+    and an output whose bound exceeds 2**-54 |value| (so that with the final rounding the
+    error could pass one ulp) has its row recomputed with one more slice, up to
+    `_OZAKI_MAX` (where remainders are exhausted the tail is exactly zero). Subnormal
+    results may round once more in the scaling (ldexp), as any float64 computation would.
+    """
+    m, k = a.shape
+    out = np.empty((m, w.b.shape[1]))
+    rows = np.arange(m)
+    if count is None:
+        count = 1 if k <= 16 else _OZAKI_FIRST
+    while rows.size:
+        sub = a if rows.size == m else a[rows]
+        sa, ra = _slices(sub, 1, w.beta, count)
+        sb, rests, rest_max = w.get(count)
+        terms = [_scale2(sa[i][0] @ sb[d - i][0], -sa[i][1], -sb[d - i][1])
+                 for d in range(count) for i in range(d + 1)]
+        tail = ra @ w.b
+        for i in range(count):
+            tail += sa[i][2] @ rests[count - 1 - i]
+        acc, comp, mass = terms[0], np.zeros_like(terms[0]), np.abs(terms[0])
+        for t in terms[1:] + [tail]:
+            acc, e = _two_sum(acc, t)
+            comp += e
+            mass += np.abs(t)
+        value = acc + comp
+        # Tail term i is bounded by rowsum|A_i| colmax|Rb_{s+1-i}|: each about 2**-(s beta).
+        tail_mass = sum(np.abs(sa[i][2]).sum(axis=1, keepdims=True) * rest_max[count - 1 - i] for i in range(count))
+        bound = (_gamma(k + count + 1) * (tail_mass + np.abs(ra).max(axis=1, keepdims=True) * w.colsum)
+                 + _gamma(len(terms) + 1) ** 2 * mass) * (1 + 4 * _U)
+        bad = (bound > 2.0**-54 * np.abs(value)).any(axis=1) if count < _OZAKI_MAX else np.zeros(rows.size, bool)
+        keep = ~bad
+        out[rows[keep]] = value[keep]
+        rows, count = rows[bad], count + 1
+    return out
 
 
 #: Depthwise with at least this channel multiplier runs as one small GEMM per channel.
@@ -146,14 +285,16 @@ def _conv2d_im2col(xp, w, geo, strides, dilations, groups, compensated):
     k = kh * kw * cg
     for g in range(groups):
         wg = w[:, :, :, g * og : (g + 1) * og].reshape(k, og)
+        split = _SplitWeights(np.ascontiguousarray(wg)) if compensated else None
         for b in range(n):
-            for rs in _row_chunks(oh, ow * k * 8):
+            # The exact path holds about eight (rows, K) arrays at once (slices, remainders).
+            for rs in _row_chunks(oh, ow * k * 8 * (8 if compensated else 1)):
                 # (rows, ow, kh, kw, cg) -> (rows * ow, K), K ordered (di, dj, q) like wg.
                 cols = win[b, rs, :, :, :, g * cg : (g + 1) * cg].reshape(-1, k)
                 if groups == 1 and not compensated:  # straight into the output, no copy
                     np.matmul(cols, wg, out=out[b, rs].reshape(-1, co))
                     continue
-                res = _dot2(cols, wg) if compensated else cols @ wg
+                res = _exact_matmul(cols, split) if compensated else cols @ wg
                 out[b, rs, :, g * og : (g + 1) * og] = res.reshape(-1, ow, og)
     return out
 

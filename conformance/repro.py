@@ -4,7 +4,11 @@
 with nothing but NumPy and that one framework:
 1. the exact inputs, inlined as base64 of their raw little-endian bytes (zlib-compressed),
    decoded to the case dtype (bfloat16 arrays need `ml_dtypes`, which JAX and TensorFlow
-   install; the reference reads the same bits as float32 by a 16-bit shift, no import);
+   install; the reference reads the same bits as float32 by a 16-bit shift, no import).
+   Inputs above MAX_INLINE_BYTES (real layers: megabytes) are instead regenerated inside
+   the script from the case's seed by the same few NumPy calls `conformance.inputs` makes
+   (PCG64, `standard_normal`), and verified by their SHA-256: a NumPy whose generator
+   gives other numbers makes the script stop with exit status 2, never judge other inputs;
 2. the framework call, exactly `adapter.repro_code(case)` (the very code the built-in
    adapters run); an adapter without `repro_code` (a third-party one) is instead loaded by
    its spec (`module:Class` or `path/to/file.py:Class`) and its `run()` called, so the
@@ -24,15 +28,17 @@ with nothing but NumPy and that one framework:
 Invariants
 - The script imports nothing of conv-conformance (built-in adapters' repro code imports
   only NumPy and the framework; the NumPy backend's imports our oracle, being it).
-- Inputs are never regenerated: a script carries its inputs, so it reproduces on a
-  machine without this suite. Inputs above MAX_INLINE_BYTES raise ReproError: run
-  `conformance repro` on the minimised case instead.
+- A script carries its inputs or the means to regenerate them exactly (seed, generator,
+  checksum), so it reproduces on a machine without this suite. Large inputs of a profile
+  other than `normal` (`REGENERATED_PROFILES`) raise ReproError: run `conformance repro`
+  on the minimised case instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import math
 import platform
@@ -52,6 +58,8 @@ MAX_INLINE_BYTES = 1 << 20
 #: A bug report embeds the script when it is at most this long (else: attach it).
 MAX_EMBED_CHARS = 64 << 10
 WORST_SHOWN = 5
+#: Profiles whose inputs a script can regenerate from the seed instead of inlining them.
+REGENERATED_PROFILES = ("normal",)
 
 
 class ReproError(ValueError):
@@ -74,6 +82,72 @@ def _array_literal(name: str, arr: np.ndarray | None, case: Case) -> str:
         return f"{name} = None\n"
     storage = "<u2" if case.dtype == "bfloat16" else np.dtype(arr.dtype).newbyteorder("<").str
     return f"{name} = _decode({_blob(arr)}, {storage!r}, {tuple(arr.shape)!r})\n"
+
+
+def _input_bytes(arr: np.ndarray) -> bytes:
+    data = arr.view(np.uint16) if arr.dtype.name == "bfloat16" else arr
+    return np.ascontiguousarray(data).astype(data.dtype.newbyteorder("<")).tobytes()
+
+
+def inputs_checksum(x: np.ndarray, filters: np.ndarray, bias: np.ndarray | None) -> str:
+    """SHA-256 of the inputs' little-endian bytes, x then filters then bias (as the script computes it)."""
+    h = hashlib.sha256()
+    for a in (x, filters, bias):
+        if a is not None:
+            h.update(_input_bytes(a))
+    return h.hexdigest()
+
+
+def _seed(case: Case) -> int:
+    # conformance.inputs.rng_for(case): PCG64 seeded with the first 16 bytes of SHA-256(id + "|").
+    return int.from_bytes(hashlib.sha256(f"{case.id}|".encode()).digest()[:16], "little")
+
+
+_GENERATED = '''\
+# The inputs are {nbytes:,} bytes: instead of inlining them, this script regenerates them
+# exactly as conv-conformance made them (profile "normal": x ~ N(0, 1), filters ~ N(0, 1/K),
+# bias ~ N(0, 1), from one PCG64 stream seeded per case), then checks their SHA-256.
+import hashlib
+
+SEED = {seed:#x}
+INPUTS_SHA256 = "{checksum}"
+
+
+def _generate():
+    rng = np.random.Generator(np.random.PCG64(SEED))
+    x = rng.standard_normal({x_shape!r})
+    w = rng.standard_normal({f_shape!r}) / np.sqrt({k})
+    b = rng.standard_normal({channels})
+    if DTYPE == "bfloat16":
+        import ml_dtypes  # bfloat16 arrays for the framework (installed with JAX and TensorFlow)
+
+        dt = ml_dtypes.bfloat16
+    else:
+        dt = np.dtype(DTYPE)
+    return x.astype(dt), w.astype(dt), (b.astype(dt) if {bias} else None)
+
+
+def _checksum(*arrays):
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is not None:
+            data = a.view(np.uint16) if a.dtype.name == "bfloat16" else a
+            h.update(np.ascontiguousarray(data).astype(data.dtype.newbyteorder("<")).tobytes())
+    return h.hexdigest()
+
+
+x, filters, bias = _generate()
+if _checksum(x, filters, bias) != INPUTS_SHA256:
+    print(f"CANNOT JUDGE: the regenerated inputs differ from the ones conv-conformance used (NumPy "
+          f"{{np.__version__}} generates other numbers from this seed); run `conformance repro` with the suite")
+    sys.exit(2)
+'''
+
+
+def _generated_inputs(case: Case, inputs: Any, nbytes: int) -> str:
+    return _GENERATED.format(nbytes=nbytes, seed=_seed(case), checksum=inputs_checksum(*inputs),
+                             x_shape=tuple(case.input_shape), f_shape=tuple(case.filter_shape),
+                             k=max(case.reduction_size, 1), channels=case.output_channels, bias=bool(case.bias))
 
 
 def _spec_of(adapter: Any) -> str:
@@ -290,7 +364,7 @@ sys.exit(1)
 
 _TAP_CONV = '''\
     groups, cg, og = {groups}, {cg}, {og}
-    return np.concatenate([np.einsum("nhwc,co->nhwo", patch[..., g * cg:(g + 1) * cg], w[:, g * og:(g + 1) * og])
+    return np.concatenate([patch[..., g * cg:(g + 1) * cg] @ w[:, g * og:(g + 1) * og]
                            for g in range(groups)], axis=-1)
 '''
 _TAP_DW = '''\
@@ -328,9 +402,12 @@ def make_script(case: Case, adapter: Any, *, spec: str | None = None,
 
     size = math.prod(case.input_shape) + math.prod(case.filter_shape) + (case.output_channels if case.bias else 0)
     nbytes = size * (2 if case.dtype in ("float16", "bfloat16") else 4 if case.dtype == "float32" else 8)
-    if nbytes > MAX_INLINE_BYTES:
+    regenerate = nbytes > MAX_INLINE_BYTES
+    if regenerate and case.profile not in REGENERATED_PROFILES:
         raise ReproError(f"case {case.id}: expected inputs of at most {MAX_INLINE_BYTES} bytes to inline in a "
-                         f"script, received {nbytes} bytes; run `conformance repro` on the minimised case instead")
+                         f"script, or of a profile the script regenerates ({', '.join(REGENERATED_PROFILES)}), "
+                         f"received {nbytes} bytes of profile {case.profile!r}; run `conformance repro` on the "
+                         "minimised case instead")
     inputs = make_inputs(case)
     framework = str(getattr(adapter, "framework", "") or getattr(adapter, "name", "the framework"))
     parts = [_HEADER.format(framework=framework, op=case.op, case_id=case.id, version=__version__,
@@ -340,8 +417,11 @@ def make_script(case: Case, adapter: Any, *, spec: str | None = None,
                             dtype=case.dtype, out_shape=tuple(case.output_shape), precision=precision)]
     parts.append("# ---- the exact inputs (canonical: x (N, H, W, C), filters "
                  + ("(kh, kw, C/groups, O)" if case.op == "conv2d" else "(kh, kw, C, M)") + ") ----\n")
-    parts += [_array_literal("x", inputs.x, case), _array_literal("filters", inputs.filters, case),
-              _array_literal("bias", inputs.bias, case)]
+    if regenerate:
+        parts.append(_generated_inputs(case, inputs, nbytes))
+    else:
+        parts += [_array_literal("x", inputs.x, case), _array_literal("filters", inputs.filters, case),
+                  _array_literal("bias", inputs.bias, case)]
     code = _framework_code(case, adapter, spec)
     parts.append(f"\n# ---- the framework call ({framework}) ----\n")
     if not case.is_valid:

@@ -402,6 +402,49 @@ def test_compensated_depthwise_is_within_one_ulp_of_exact():
     assert ulps(plain, exact).max() > 1000, f"plain should be visibly worse, got {ulps(plain, exact)} ulps"
 
 
+def exact_matmul(a, b) -> np.ndarray:
+    """The correctly rounded exact (rational) product of two small float64 matrices."""
+    fa = [[Fraction(float(v)) for v in row] for row in a]
+    fb = [[Fraction(float(v)) for v in row] for row in b.T]
+    return np.array([[float(sum(x * y for x, y in zip(r, c))) for c in fb] for r in fa])
+
+
+@pytest.mark.parametrize("kind", ["normal", "wide-exponents", "huge-and-tiny", "integers"])
+def test_exact_float64_conv2d_is_within_one_ulp_of_rationals(kind):
+    # 24 output pixels x 5 channels, K = 3*3*12 = 108: each output one exact dot product.
+    rng = np.random.default_rng({"normal": 1, "wide-exponents": 2, "huge-and-tiny": 3, "integers": 4}[kind])
+    x = rng.standard_normal((1, 6, 8, 12))
+    w = rng.standard_normal((3, 3, 12, 5))
+    if kind == "wide-exponents":  # every element its own scale: slices exhaust slowly
+        x *= np.exp2(rng.integers(-40, 40, x.shape))
+        w *= np.exp2(rng.integers(-40, 40, w.shape))
+    elif kind == "huge-and-tiny":  # scale exponents beyond the fast multiply path (ldexp)
+        x *= np.exp2(rng.choice([-1000, 0, 500], x.shape))
+        w *= np.exp2(rng.choice([-20, 0, 480], w.shape))
+    elif kind == "integers":
+        x, w = np.round(x * 8), np.round(w * 8)
+    got = oracle.conv2d(x, w, padding="SAME", compensated=True)
+    cols = np.stack([np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))[0, i:i + 3, j:j + 3].ravel()
+                     for i in range(6) for j in range(8)])
+    want = exact_matmul(cols, w.reshape(-1, 5)).reshape(got.shape)
+    assert np.isfinite(want).all()
+    assert ulps(got, want).max() <= 1.0, f"{kind}: {ulps(got, want).max()} ulps"
+    if kind == "integers":
+        assert np.array_equal(got, want)
+
+
+def test_exact_float64_matmul_escalates_until_one_ulp_on_a_long_reduction():
+    # K = 2,601 with a reduction that cancels to 2**-40 of its magnitude: the first slice
+    # count cannot meet the bound for that row, which must be recomputed with more slices.
+    rng = np.random.default_rng(5)
+    xv, wv = ill_conditioned(rng, 2601, 3, cond_log2=40)
+    a = np.vstack([xv, rng.standard_normal((3, 2601))])
+    got = oracle._exact_matmul(a, oracle._SplitWeights(wv))
+    want = exact_matmul(a, wv)
+    assert ulps(got, want).max() <= 1.0, f"{ulps(got, want)} ulps"
+    assert ulps(a @ wv, want).max() > 1000  # plain BLAS is visibly wrong here
+
+
 def test_float64_cases_use_the_compensated_path():
     rng = np.random.default_rng(3)
     x, w = ill_conditioned(rng, 9, 1, cond_log2=25)

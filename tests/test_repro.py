@@ -125,8 +125,33 @@ def test_tensorflow_depthwise_stride_and_dilation_reproduces_the_wrong_shape(tmp
     assert "DIVERGES: expected output shape (1, 5, 5, 2), received (1, 6, 6, 2)" in done.stdout
 
 
-def test_inputs_too_large_to_inline_are_refused_with_advice():
-    big = Case(op="conv2d", batch=1, height=256, width=256, in_channels=8, kernel=3, out_channels=8)
+# 2 MiB of float32 input: above MAX_INLINE_BYTES, so the script regenerates it.
+BIG = Case(op="conv2d", batch=1, height=256, width=256, in_channels=8, kernel=3, out_channels=8, padding="SAME",
+           bias=True)
+
+
+def test_large_inputs_are_regenerated_from_the_seed_and_checked_not_inlined(tmp_path):
+    script = repro.make_script(BIG, load(f"{BROKEN}:FlippedKernel"))
+    assert len(script) < 20_000, "megabytes of inputs must not be inlined"
+    assert "SEED = 0x" in script and "INPUTS_SHA256" in script
+    done = run_script(tmp_path, script)
+    assert done.returncode == 1, done.stdout + done.stderr  # the flipped kernel still diverges
+    assert "DIVERGES" in done.stdout
+
+
+def test_large_inputs_the_script_cannot_regenerate_exactly_stop_it_with_exit_2(tmp_path):
+    from conformance.inputs import make_inputs
+
+    script = repro.make_script(BIG, load(f"{BROKEN}:FlippedKernel"))
+    good = repro.inputs_checksum(*make_inputs(BIG))
+    assert good in script  # the checksum is of the very inputs the suite judged
+    done = run_script(tmp_path, script.replace(good, "0" * 64))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "CANNOT JUDGE" in done.stdout
+
+
+def test_large_inputs_of_a_profile_the_script_cannot_regenerate_are_refused_with_advice():
+    big = BIG.replace(profile="wide_range")
     with pytest.raises(repro.ReproError, match="minimised case"):
         repro.make_script(big, load("numpy"))
 

@@ -75,6 +75,7 @@ _WRAPPER = re.compile(
     r"^(in user code:|File \".*|Traceback \(most recent call last\):|-{3,}.*|=+|C\+\+ Traceback.*|"
     r"Error Message Summary:?|Exception from src/\S*|Check '.*' failed at \S*:?|\[.*\]\s*$|"
     r"During handling of the above exception.*|Call arguments received by .*|Arguments received by .*)$")
+_SOURCE_POS = re.compile(r"(?:/[^\s:]+)+\.py:\d+:\d+:\s*")
 _EXC_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Fault)): (.+)$")
 
 
@@ -97,6 +98,7 @@ def framework_reason(exc: BaseException) -> str:
     meaningful = [ln for ln in lines if not _WRAPPER.match(ln)]
     first = meaningful[0] if meaningful else (lines[0] if lines else type(exc).__name__)
     first = re.sub(r"^\(?(?:InvalidArgument|Unimplemented|PreconditionNotMet|Fatal)\)?\s*", "", first) or first
+    first = _SOURCE_POS.sub("", first)  # converter messages quote the Python file that traced the op
     return f"{type(exc).__name__}: {first}"
 
 

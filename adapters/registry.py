@@ -58,11 +58,11 @@ ADAPTER_CLASSES = (
     "tensorflow_backend:TensorflowAdapter",
     "onnxruntime_backend:OnnxruntimeAdapter",
     "jax_backend:JaxAdapter",
-    # "openvino_backend:OpenvinoAdapter",
-    # "litert_backend:LitertAdapter",
-    # "keras_backend:KerasAdapter",
-    # "paddle_backend:PaddleAdapter",
-    # "tinygrad_backend:TinygradAdapter",
+    "openvino_backend:OpenvinoAdapter",
+    "litert_backend:LitertAdapter",
+    "keras_backend:KerasAdapter",
+    "paddle_backend:PaddleAdapter",
+    "tinygrad_backend:TinygradAdapter",
 )
 
 

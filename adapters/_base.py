@@ -95,9 +95,13 @@ def framework_reason(exc: BaseException) -> str:
             m = _EXC_LINE.match(ln)
             if m:
                 return f"{m.group(1)}: {m.group(2)}"
+    for i, ln in enumerate(lines):  # Paddle: the message follows its "Error Message Summary" banner
+        if ln.startswith("Error Message Summary"):
+            lines = lines[i + 1:]
+            break
     meaningful = [ln for ln in lines if not _WRAPPER.match(ln)]
     first = meaningful[0] if meaningful else (lines[0] if lines else type(exc).__name__)
-    first = re.sub(r"^\(?(?:InvalidArgument|Unimplemented|PreconditionNotMet|Fatal)\)?\s*", "", first) or first
+    first = re.sub(r"^\((?:[A-Z][A-Za-z]+)\)\s*", "", first) or first  # Paddle's "(NotFound) " etc.
     first = _SOURCE_POS.sub("", first)  # converter messages quote the Python file that traced the op
     return f"{type(exc).__name__}: {first}"
 

@@ -171,6 +171,31 @@ def check_contract(obj: Any, spec: str | None = None) -> None:
             f"run(case, x, filters, bias); received an object of type {type(obj).__name__} with {found}")
 
 
+class SupportsError(Exception):
+    """An adapter's supports() raised, or returned neither None nor a str: the adapter's
+    error, never the case's verdict. The message names the adapter."""
+
+
+def checked_supports(adapter: Any, case: Any) -> str | None:
+    """`adapter.supports(case)`, type-checked: None (supported) or a non-empty str (the
+    reason it is not); anything else, or an exception, raises SupportsError naming the
+    adapter (a `supports()` returning 42 must not make every case "unsupported: 42")."""
+    label = f"adapter {getattr(adapter, 'name', type(adapter).__name__)!r}"
+    try:
+        reason = adapter.supports(case)
+    except Exception as exc:
+        raise SupportsError(f"{label}: supports() raised {type(exc).__name__}: {exc}") from exc
+    if reason is None:
+        return None
+    if not isinstance(reason, str):
+        raise SupportsError(f"{label}: supports() returned {type(reason).__name__} {reason!r}; expected None "
+                            f"(supported) or a str (the framework's reason it is not)")
+    if not reason.strip():
+        raise SupportsError(f"{label}: supports() returned an empty str; expected None (supported) or the reason "
+                            f"it is not")
+    return reason
+
+
 # ---- load -------------------------------------------------------------------------
 
 
@@ -292,6 +317,13 @@ def _load_target(spec: str, options: dict[str, str] | None = None) -> Any:
         raise BackendError(f"backend spec {spec!r}: expected {attr!r} in {target!r}, received a module "
                            f"without it") from None
     return _instantiate(obj, spec, options)
+
+
+def is_parameterised_builtin(spec: str) -> bool:
+    """Whether `spec` is a built-in name with parameters or variants (`keras[backend=jax]`):
+    the class checks the parameters themselves when it is loaded."""
+    base, options, suffix = parse_spec(spec)
+    return base in _BASES and bool(options or suffix)
 
 
 def with_options(spec: str, options: dict[str, str]) -> str:

@@ -62,7 +62,12 @@ def diagnosis_of(case: Case, actual: np.ndarray, inputs: Inputs) -> dict[str, An
 
 def judge(case: Case, adapter: Any, *, want_diagnosis: bool = True) -> Outcome:
     """Run `adapter` on `case` here and judge the output. See the module invariants."""
-    reason = adapter.supports(case)
+    from .adapters.registry import SupportsError, checked_supports
+
+    try:
+        reason = checked_supports(adapter, case)
+    except SupportsError as exc:  # the adapter's error, whatever the case
+        return Outcome(case, "error", None, str(exc), error=traceback.format_exc())
     if reason is not None:
         return Outcome(case, "unsupported", None, str(reason))
     inputs = make_inputs(case)

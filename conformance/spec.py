@@ -29,7 +29,7 @@ from typing import Any, Union
 OPS = ("conv2d", "depthwise_conv2d")
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 DATA_FORMATS = ("NHWC", "NCHW")
-PROFILES = ("normal", "small_integers", "wide_range", "special", "subnormal", "overflow")
+PROFILES = ("normal", "small_integers", "wide_range", "special", "subnormal", "subnormal_weights", "overflow")
 PADDING_NAMES = ("SAME", "VALID")
 
 #: Short dtype spellings used in case ids.

@@ -54,7 +54,7 @@ class KerasAdapter(BuiltinAdapter):
     def version(self) -> str:
         ns: dict = {}
         exec(self._preamble(), ns)  # noqa: S102 (KERAS_BACKEND before Keras's import reads it)
-        return f"{ns['keras'].__version__} ({self.params['backend']})"
+        return str(ns["keras"].__version__)  # the Keras backend is in the name: keras[backend=jax]
 
     def _probe(self, case: Case) -> Case:
         strided, dilated = max(case.strides) > 1, max(case.dilations) > 1

@@ -34,8 +34,12 @@ class KerasAdapter(BuiltinAdapter):
     distributions = ("keras",)
     parameters = {"backend": ("tensorflow", "jax", "torch")}
     variants = {
-        "backend=jax": Variant({"backend": "jax"}, "Keras on JAX", requires=("jax",)),
-        "backend=torch": Variant({"backend": "torch"}, "Keras on PyTorch", requires=("torch",)),
+        "backend=jax": Variant({"backend": "jax"}, "Keras on JAX", requires=("jax",),
+                               excluded="over the default run's 5-minute budget: JAX compiles every new shape (jax alone "
+                                        "is half of the default run's time); run it by name"),
+        "backend=torch": Variant({"backend": "torch"}, "Keras on PyTorch", requires=("torch",),
+                                 excluded="over the default run's 5-minute budget: it computes with torch's kernels, "
+                                          "which `torch` already runs; run it by name"),
     }
 
     def __init__(self, device: str = "cpu", **params):

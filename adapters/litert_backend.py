@@ -20,6 +20,8 @@ from conformance.spec import Case
 from ._base import BuiltinAdapter, Variant, tiny_case
 from ._program import Program
 
+_COSTLY = ("over the default run's 5-minute budget: each LiteRT variant converts a model per case, as much as "
+           "`litert` itself; run it by name (README: Backends)")
 _RESOLVERS = {"xnnpack": "AUTO", "reference": "BUILTIN_REF", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
 
 
@@ -33,8 +35,10 @@ class LitertAdapter(BuiltinAdapter):
     distributions = ("ai-edge-litert",)
     parameters = {"kernels": ("xnnpack", "reference", "builtin")}
     variants = {
-        "reference": Variant({"kernels": "reference"}, "OpResolverType.BUILTIN_REF: the reference kernels"),
-        "builtin": Variant({"kernels": "builtin"}, "BUILTIN_WITHOUT_DEFAULT_DELEGATES: builtin kernels, no XNNPACK"),
+        "reference": Variant({"kernels": "reference"}, "OpResolverType.BUILTIN_REF: the reference kernels",
+                             excluded=_COSTLY),
+        "builtin": Variant({"kernels": "builtin"}, "BUILTIN_WITHOUT_DEFAULT_DELEGATES: builtin kernels, no XNNPACK",
+                           excluded=_COSTLY),
     }
 
     def _probe(self, case: Case) -> Case:

@@ -24,6 +24,8 @@ from ._base import BuiltinAdapter, Variant, tiny_case
 from ._layout import hwcm_to_oihw, hwio_to_oihw, nchw_to_nhwc
 from ._program import Program
 
+_COSTLY = ("over the default run's 5-minute budget: it costs as much as {what}; run it by name "
+           "(README: Backends)")
 _OV_TYPES = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "float64": "f64"}
 
 
@@ -35,7 +37,8 @@ class OpenvinoAdapter(BuiltinAdapter):
     extra = "openvino"
     distributions = ("openvino",)
     parameters = {"precision": ("default", "f32")}
-    variants = {"f32": Variant({"precision": "f32"}, "INFERENCE_PRECISION_HINT=f32 forced")}
+    variants = {"f32": Variant({"precision": "f32"}, "INFERENCE_PRECISION_HINT=f32 forced",
+                               excluded=_COSTLY.format(what="openvino (it builds and compiles a model per case)"))}
 
     def _probe(self, case: Case) -> Case:
         return tiny_case(case, dtype=case.dtype, bias=case.bias)

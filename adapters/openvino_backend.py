@@ -40,6 +40,13 @@ class OpenvinoAdapter(BuiltinAdapter):
     variants = {"f32": Variant({"precision": "f32"}, "INFERENCE_PRECISION_HINT=f32 forced",
                                excluded=_COSTLY.format(what="openvino (it builds and compiles a model per case)"))}
 
+    def version(self) -> str:
+        import importlib.metadata
+
+        # openvino.__version__ is a build string ("2026.4.1-22982-e213a147257-releases/2026/4");
+        # the distribution's version is the PEP 440 one manifests match.
+        return importlib.metadata.version("openvino")
+
     def _probe(self, case: Case) -> Case:
         return tiny_case(case, dtype=case.dtype, bias=case.bias)
 

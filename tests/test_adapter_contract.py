@@ -252,8 +252,9 @@ def test_every_extra_is_in_pyproject_and_in_all():
 
 def test_the_readme_backend_table_lists_every_cpu_builtin_and_its_extra():
     text = (ROOT / "README.md").read_text()
-    table = text[text.index("### Backends"):]
-    table = table[:table.index("\n\n", table.index("| backend"))]
+    section = text[text.index("### Backends"):]
+    start = section.index("| backend |")
+    table = section[start:section.index("\n\n", start)]
     rows = {}
     for line in table.splitlines()[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]

@@ -250,6 +250,16 @@ def test_every_extra_is_in_pyproject_and_in_all():
     assert every <= set(listed), f"extras missing from all: {sorted(every - set(listed))}"
 
 
+def test_every_extra_has_a_tox_env():
+    import configparser
+
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(ROOT / "tox.ini")
+    every = {b.extra for b in registry.BUILTINS.values() if b.extra}
+    missing = sorted(e for e in every if f"testenv:{e}" not in ini or e not in ini[f"testenv:{e}"]["extras"])
+    assert not missing, f"tox.ini: expected a [testenv:EXTRA] installing each extra, missing {missing}"
+
+
 def test_the_readme_backend_table_lists_every_cpu_builtin_and_its_extra():
     text = (ROOT / "README.md").read_text()
     section = text[text.index("### Backends"):]

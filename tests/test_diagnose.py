@@ -156,14 +156,18 @@ def nan_leaks_into_a_finite_channel(case, x, w, b):
     return in_dtype(case, y)
 
 
-def with_subnormal_x(case: Case) -> Inputs:
-    """The case's inputs with every other x value replaced by a subnormal: a backend that keeps
-    subnormal activations is then told apart from one that flushes everything (FTZ/DAZ)."""
+def with_subnormal_x_and_filters(case: Case) -> Inputs:
+    """float32 inputs of a 2-group conv2d: group 0 has subnormal x and normal weights, group 1
+    normal x and subnormal weights. A backend that keeps subnormal activations but flushes
+    subnormal constants (group 1's outputs zero, group 0's subnormal) is then told apart
+    from FTZ/DAZ (both groups zero)."""
     x, w, b = make_inputs(case)
-    tiny = float(np.finfo(np.float32).tiny) if case.dtype == "float32" else None
-    x64 = x.astype(np.float64)
-    x64.flat[::2] = np.sign(x64.flat[::2]) * 0.75 * tiny
-    return Inputs(x64.astype(x.dtype), w, b)
+    tiny = float(np.finfo(np.float32).tiny)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    half_in, half_out = case.in_channels // 2, case.out_channels // 2
+    x64[..., :half_in] = np.where(x64[..., :half_in] < 0, -1, 1) * 0.75 * tiny
+    w64[..., half_out:] = np.where(w64[..., half_out:] < 0, -1, 1) * 0.625 * tiny
+    return Inputs(x64.astype(x.dtype), w64.astype(w.dtype), b)
 
 
 def scaled_inputs(case: Case, scale: float) -> Inputs:
@@ -224,7 +228,8 @@ SCENARIOS = [
     # The `subnormal` profile's bias is all subnormal: flushing it looks like dropping it.
     ("subnormal_bias_flushed", CONV.replace(profile="subnormal", bias=True), None, constants_flushed(False),
      "subnormal_bias_flushed", "subnormal input values of x were kept"),
-    ("subnormal_filters_flushed", CONV.replace(profile="subnormal_weights", bias=True), "subnormal_x",
+    ("subnormal_filters_flushed", Case(op="conv2d", batch=1, height=6, width=6, in_channels=4, kernel=(3, 3),
+                                       out_channels=4, groups=2, padding="SAME"), "subnormal_x",
      constants_flushed(True), "subnormal_filters_flushed", "subnormal constants are flushed"),
     # Without subnormal activations, flushing the constants and flushing everything agree.
     ("subnormal_flush-weights-profile", CONV.replace(profile="subnormal_weights", bias=True), None,
@@ -249,7 +254,7 @@ SCENARIOS = [
 
 def _inputs(case, scale):
     if scale == "subnormal_x":
-        return with_subnormal_x(case)
+        return with_subnormal_x_and_filters(case)
     return make_inputs(case) if scale is None else scaled_inputs(case, scale)
 
 

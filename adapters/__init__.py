@@ -8,10 +8,14 @@
     repro_code(case) -> str                     # built-ins: the standalone source `run` executes
 
 Importing this package (or any adapter module) imports no framework: each adapter
-imports its framework when it first computes. `registry` holds the one list of
-built-ins and turns a spec string into an adapter.
+imports its framework when it first computes. `registry` derives the built-ins from the
+adapter classes' declarations and turns a spec string into an adapter; `probe_reason`
+and `framework_reason` are the public helpers for writing `supports()`.
 """
 
-from .registry import BUILTINS, BackendError, BackendInfo, check_contract, default_specs, discover, load
+from ._base import framework_reason, probe_reason
+from .registry import (BUILTINS, BackendError, BackendInfo, SupportsError, check_contract, checked_supports,
+                       default_specs, discover, load)
 
-__all__ = ["BUILTINS", "BackendError", "BackendInfo", "check_contract", "default_specs", "discover", "load"]
+__all__ = ["BUILTINS", "BackendError", "BackendInfo", "SupportsError", "check_contract", "checked_supports",
+           "default_specs", "discover", "framework_reason", "load", "probe_reason"]

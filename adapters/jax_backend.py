@@ -16,14 +16,20 @@ from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter, tiny_case
+from ._base import BuiltinAdapter, Device, tiny_case
 from ._layout import hwcm_to_hw1o, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
 from ._program import Program
 
 
 class JaxAdapter(BuiltinAdapter):
+    """JAX: jax.lax.conv_general_dilated."""
+
     framework = "jax"
     base_name = "jax"
+    requires = ("jax", "jaxlib")
+    extra = "jax"
+    distributions = ("jax",)
+    devices = {"gpu": Device("gpu:0", "import jax; jax.devices('gpu')")}
 
     def _probe(self, case: Case) -> Case:
         return tiny_case(case, dtype=case.dtype, data_format=case.data_format)

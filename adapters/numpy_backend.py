@@ -14,8 +14,11 @@ from ._program import Program
 
 
 class NumpyAdapter(BuiltinAdapter):
+    """The oracle itself as a backend: the self-check."""
+
     framework = "numpy"
     base_name = "numpy"
+    distributions = ("numpy",)
 
     def __init__(self, device: str = "cpu"):
         if device != "cpu":

@@ -7,6 +7,10 @@ resolved by `conv_geometry`.
 Variant `auto_pad`: SAME -> auto_pad="SAME_UPPER" (TensorFlow's SAME: odd pixel at the
 end), VALID -> auto_pad="VALID", so ONNX Runtime's own padding rule is tested; explicit
 pads stay explicit (ONNX has no other spelling of them), as in the canonical adapter.
+Variants `no_opt` / `opt_all` (optimization=disable / all): the session's
+graph_optimization_level set to ORT_DISABLE_ALL / ORT_ENABLE_ALL; plain `onnxruntime`
+leaves ORT's default (ORT_ENABLE_ALL in ORT 1.32), so `opt_all` is left out of the
+default run and pins the level by name.
 The model and its session live in the program's setup: one session per signature (op
 attributes, dtype, bias, provider); batch and spatial sizes are left dynamic.
 Providers: CPUExecutionProvider on "cpu"; CUDAExecutionProvider on "cuda:N", refused
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter, tiny_case
+from ._base import BuiltinAdapter, Device, Variant, tiny_case
 from ._layout import hwcm_to_oihw, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
 from ._program import Program
 
@@ -28,12 +32,27 @@ _ONNX_TYPES = {"float32": "FLOAT", "float16": "FLOAT16", "bfloat16": "BFLOAT16",
 
 
 class OnnxruntimeAdapter(BuiltinAdapter):
+    """ONNX Runtime: a one-node ONNX Conv model in an InferenceSession."""
+
     framework = "onnxruntime"
     base_name = "onnxruntime"
+    requires = ("onnxruntime", "onnx")
+    extra = "onnxruntime"
+    distributions = ("onnxruntime", "onnxruntime-gpu")
+    parameters = {"auto_pad": (False, True), "optimization": ("default", "disable", "basic", "extended", "all")}
+    variants = {
+        "auto_pad": Variant({"auto_pad": True}, "auto_pad=SAME_UPPER/VALID: ORT's own padding rule"),
+        "no_opt": Variant({"optimization": "disable"}, "graph optimisations off (ORT_DISABLE_ALL)"),
+        "opt_all": Variant({"optimization": "all"}, "graph optimisations all (ORT_ENABLE_ALL)",
+                           excluded="ORT_ENABLE_ALL is ONNX Runtime's default level: the same session as "
+                                    "`onnxruntime`; run it by name to pin the level"),
+    }
+    devices = {"cuda": Device("cuda:0", "import onnxruntime as ort, sys; "
+                                        "sys.exit(0 if 'CUDAExecutionProvider' in ort.get_available_providers() else 3)")}
 
-    def __init__(self, device: str = "cpu", auto_pad: bool = False):
-        super().__init__(device, "auto_pad" if auto_pad else None)
-        self.auto_pad = auto_pad
+    @property
+    def auto_pad(self) -> bool:
+        return self.params["auto_pad"]
 
     def _probe(self, case: Case) -> Case:
         # With auto_pad, ORT's padding rule is part of what may be refused (e.g. with dilations).
@@ -47,6 +66,14 @@ class OnnxruntimeAdapter(BuiltinAdapter):
             return f"auto_pad={('SAME_UPPER' if case.padding == 'SAME' else 'VALID')!r}"
         (t, b), (l, r) = case.geometry.pads
         return f"pads={[t, l, b, r]!r}"
+
+    def _session_options(self) -> str:
+        level = self.params["optimization"]
+        if level == "default":
+            return ""
+        name = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                "all": "ORT_ENABLE_ALL"}[level]
+        return f"so = ort.SessionOptions()\nso.graph_optimization_level = ort.GraphOptimizationLevel.{name}\n"
 
     def _program(self, case: Case) -> Program:
         ty = _ONNX_TYPES[case.dtype]
@@ -74,7 +101,7 @@ graph = helper.make_graph(
     [helper.make_tensor_value_info("Y", TensorProto.{ty}, None)])
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", {OPSET})])
 model.ir_version = {IR_VERSION}
-session = ort.InferenceSession(model.SerializeToString(), providers={providers!r}{options})
+{self._session_options()}session = ort.InferenceSession(model.SerializeToString(), {"so, " if self.params["optimization"] != "default" else ""}providers={providers!r}{options})
 """
         w = hwio_to_oihw("filters") if case.op == "conv2d" else hwcm_to_oihw("filters")
         feeds = '{"X": ' + nhwc_to_nchw("x") + ', "W": ' + w + (', "B": bias' if case.bias else "") + "}"

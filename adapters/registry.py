@@ -1,15 +1,20 @@
-"""The one list of built-in backends, and how any backend spec becomes an adapter.
+"""The built-in backends, derived from the adapter classes, and how any spec becomes an adapter.
 
 A *spec* is the string a worker process receives to rebuild its adapter (`load(spec)`):
-- a built-in name: a key of `BUILTINS` ("torch", "torch[native_pad]", "torch:cuda" ...);
+- a built-in name: a key of `BUILTINS` ("torch", "torch[native_pad]", "torch:cuda" ...),
+  or a built-in with parameters (`keras[backend=jax]`, `torch[memory=channels_last]`,
+  variants and parameters combined: `torch[native_pad,mkldnn=false]`);
 - an entry-point name in the group `conformance.adapters` (installed third-party
   packages; the entry point names a class or a factory);
-- `package.module:Class` or `path/to/file.py:Class` (a class, a factory, or an instance).
+- `package.module:Class` or `path/to/file.py:Class` (a class, a factory, or an instance);
+- an entry point or a class spec followed by `[k=v,...]`: options passed to the class or
+  factory as keyword arguments with string values (the CLI's `--adapter-option k=v`).
 
 Invariants
-- `BUILTINS` is the only list of built-in backends; the CLI, the runner, the pytest
-  plugin and the reports read it (through `discover`/`default_specs`) and never
-  repeat it.
+- `ADAPTER_CLASSES` is the only list of built-in backends. `BUILTINS` (name -> Builtin)
+  is derived from each class's declarations (requires, extra, distributions, variants,
+  devices, excluded: adapters/_base.py); the CLI, the runner, the pytest plugin, the
+  tests and the reports read it (through `discover`/`default_specs`) and never repeat it.
 - Importing this module, `load`-ing an adapter and `discover()` import no framework:
   availability comes from `importlib.util.find_spec`, versions from the installed
   distribution's metadata, device presence from device nodes and, only where a GPU
@@ -26,6 +31,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +48,24 @@ class BackendError(ValueError):
     """A backend spec that cannot become a working adapter."""
 
 
+#: The built-in adapter classes, in the order `conformance backends` lists them. This is
+#: the one list: every name, variant, device, requirement and extra below is derived from
+#: the classes' own declarations (adapters/_base.py). Adding a backend = its module here
+#: + one pyproject extra.
+ADAPTER_CLASSES = (
+    "numpy_backend:NumpyAdapter",
+    "torch_backend:TorchAdapter",
+    "tensorflow_backend:TensorflowAdapter",
+    "onnxruntime_backend:OnnxruntimeAdapter",
+    "jax_backend:JaxAdapter",
+    "openvino_backend:OpenvinoAdapter",
+    "litert_backend:LitertAdapter",
+    "keras_backend:KerasAdapter",
+    "paddle_backend:PaddleAdapter",
+    "tinygrad_backend:TinygradAdapter",
+)
+
+
 @dataclass(frozen=True)
 class Builtin:
     target: str  # "module:Class" of the adapter
@@ -49,6 +73,9 @@ class Builtin:
     requires: tuple[str, ...] = ()  # modules that must be importable
     extra: str = ""  # the pip extra that installs them
     device_check: str | None = None  # Python that exits 0 when the device is usable (GPU variants)
+    excluded: str | None = None  # why it is not part of the default run (still runnable by name)
+    distributions: tuple[str, ...] = ()  # distributions that provide the framework
+    doc: str = ""  # one line: what this backend is
 
     @property
     def framework(self) -> str:
@@ -59,31 +86,54 @@ class Builtin:
         return self.kwargs.get("device", "cpu")
 
 
-_A = "conformance.adapters."
-_TORCH_GPU = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 3)"
-_TF_GPU = "import tensorflow as tf, sys; sys.exit(0 if tf.config.list_physical_devices('GPU') else 3)"
-_ORT_GPU = ("import onnxruntime as ort, sys; "
-            "sys.exit(0 if 'CUDAExecutionProvider' in ort.get_available_providers() else 3)")
-_JAX_GPU = "import jax; jax.devices('gpu')"
+def adapter_classes() -> list[type]:
+    """The built-in adapter classes (importing their modules imports no framework)."""
+    out = []
+    for entry in ADAPTER_CLASSES:
+        module, _, cls = entry.partition(":")
+        out.append(getattr(importlib.import_module(f"{__package__}.{module}"), cls))
+    return out
 
-BUILTINS: dict[str, Builtin] = {
-    "numpy": Builtin(_A + "numpy_backend:NumpyAdapter"),
-    "torch": Builtin(_A + "torch_backend:TorchAdapter", {}, ("torch",), "torch"),
-    "torch[native_pad]": Builtin(_A + "torch_backend:TorchAdapter", {"native_pad": True}, ("torch",), "torch"),
-    "torch:cuda": Builtin(_A + "torch_backend:TorchAdapter", {"device": "cuda:0"}, ("torch",), "torch", _TORCH_GPU),
-    "tensorflow": Builtin(_A + "tensorflow_backend:TensorflowAdapter", {}, ("tensorflow",), "tensorflow"),
-    "tensorflow[native_pad]": Builtin(_A + "tensorflow_backend:TensorflowAdapter", {"native_pad": True},
-                                      ("tensorflow",), "tensorflow"),
-    "tensorflow:gpu": Builtin(_A + "tensorflow_backend:TensorflowAdapter", {"device": "gpu:0"}, ("tensorflow",),
-                              "tensorflow", _TF_GPU),
-    "onnxruntime": Builtin(_A + "onnxruntime_backend:OnnxruntimeAdapter", {}, ("onnxruntime", "onnx"), "onnxruntime"),
-    "onnxruntime[auto_pad]": Builtin(_A + "onnxruntime_backend:OnnxruntimeAdapter", {"auto_pad": True},
-                                     ("onnxruntime", "onnx"), "onnxruntime"),
-    "onnxruntime:cuda": Builtin(_A + "onnxruntime_backend:OnnxruntimeAdapter", {"device": "cuda:0"},
-                                ("onnxruntime", "onnx"), "onnxruntime", _ORT_GPU),
-    "jax": Builtin(_A + "jax_backend:JaxAdapter", {}, ("jax", "jaxlib"), "jax"),
-    "jax:gpu": Builtin(_A + "jax_backend:JaxAdapter", {"device": "gpu:0"}, ("jax", "jaxlib"), "jax", _JAX_GPU),
-}
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def _derive() -> dict[str, Builtin]:
+    builtins: dict[str, Builtin] = {}
+    for cls in adapter_classes():
+        target = f"{cls.__module__}:{cls.__name__}"
+        requires = tuple(cls.requires) or ((cls.framework,) if cls.framework != "numpy" else ())
+        dists = tuple(cls.distributions)
+        builtins[cls.base_name] = Builtin(target, {}, requires, cls.extra, None, cls.excluded, dists,
+                                          _first_line(cls.__doc__))
+        for vname, v in cls.variants.items():
+            builtins[f"{cls.base_name}[{vname}]"] = Builtin(target, dict(v.params), requires + tuple(v.requires),
+                                                            cls.extra, None, v.excluded, dists, v.doc)
+        for suffix, d in cls.devices.items():
+            builtins[f"{cls.base_name}:{suffix}"] = Builtin(target, {"device": d.device}, requires, cls.extra,
+                                                            d.check, None, dists, f"{cls.base_name} on {d.device}")
+    return builtins
+
+
+BUILTINS: dict[str, Builtin] = _derive()
+_BASES = {b.partition("[")[0].partition(":")[0]: BUILTINS[b].target for b in BUILTINS}
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str | None], str | None]:
+    """(base, options, device suffix) of `base[k=v,variant,...]:suffix`.
+
+    Options are strings as written; a bare item (`torch[channels_last]`) is a variant
+    name, given as {name: None}. Without brackets: (spec, {}, None).
+    """
+    m = re.fullmatch(r"(.+?)\[([^\[\]]*)\](?::([A-Za-z0-9_]+))?", spec)
+    if not m:
+        return spec, {}, None
+    options: dict[str, str | None] = {}
+    for item in filter(None, (p.strip() for p in m.group(2).split(","))):
+        k, eq, v = item.partition("=")
+        options[k.strip()] = v.strip() if eq else None
+    return m.group(1), options, m.group(3)
 
 
 @dataclass(frozen=True)
@@ -95,6 +145,7 @@ class BackendInfo:
     device: str | None
     reason: str | None  # why it is unavailable; None when available
     default: bool  # part of `conformance run` without --backend
+    excluded: str | None = None  # why an available backend is left out of the default run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +171,31 @@ def check_contract(obj: Any, spec: str | None = None) -> None:
             f"run(case, x, filters, bias); received an object of type {type(obj).__name__} with {found}")
 
 
+class SupportsError(Exception):
+    """An adapter's supports() raised, or returned neither None nor a str: the adapter's
+    error, never the case's verdict. The message names the adapter."""
+
+
+def checked_supports(adapter: Any, case: Any) -> str | None:
+    """`adapter.supports(case)`, type-checked: None (supported) or a non-empty str (the
+    reason it is not); anything else, or an exception, raises SupportsError naming the
+    adapter (a `supports()` returning 42 must not make every case "unsupported: 42")."""
+    label = f"adapter {getattr(adapter, 'name', type(adapter).__name__)!r}"
+    try:
+        reason = adapter.supports(case)
+    except Exception as exc:
+        raise SupportsError(f"{label}: supports() raised {type(exc).__name__}: {exc}") from exc
+    if reason is None:
+        return None
+    if not isinstance(reason, str):
+        raise SupportsError(f"{label}: supports() returned {type(reason).__name__} {reason!r}; expected None "
+                            f"(supported) or a str (the framework's reason it is not)")
+    if not reason.strip():
+        raise SupportsError(f"{label}: supports() returned an empty str; expected None (supported) or the reason "
+                            f"it is not")
+    return reason
+
+
 # ---- load -------------------------------------------------------------------------
 
 
@@ -143,29 +219,75 @@ def _missing_module(modules: tuple[str, ...]) -> str | None:
     return None
 
 
-def _instantiate(obj: Any, spec: str) -> Any:
-    """A class is constructed, a factory called; an object with the contract is used as is."""
+def _instantiate(obj: Any, spec: str, options: dict[str, str] | None = None) -> Any:
+    """A class is constructed, a factory called (with `options` as keyword arguments, their
+    values strings); an object with the contract is used as is."""
+    options = options or {}
     if isinstance(obj, type) or (callable(obj) and not all(hasattr(obj, m) for m in CONTRACT)):
         try:
-            obj = obj()
+            obj = obj(**options)
         except Exception as exc:
-            raise BackendError(f"adapter {spec!r}: expected a class or factory callable with no arguments, "
+            wanted = (f"accepting the options {', '.join(f'{k}=' for k in options)}" if options
+                      else "with no arguments")
+            raise BackendError(f"adapter {spec!r}: expected a class or factory callable {wanted}, "
                                f"calling it raised {type(exc).__name__}: {exc}") from exc
+    elif options:
+        raise BackendError(f"adapter {spec!r}: options {sorted(options)} need a class or factory, "
+                           f"received an instance of {type(obj).__name__}")
     check_contract(obj, spec)
     return obj
 
 
+def _not_installed(name: str, requires: tuple[str, ...], extra: str) -> None:
+    why = _missing_module(requires)
+    if why is not None:
+        hint = f" (pip install 'conv-conformance[{extra}]')" if why.startswith("not installed") else ""
+        raise BackendError(f"backend {name!r} is {why}{hint}" if why.startswith("not") else f"backend {name!r}: {why}")
+
+
+def _builtin_class(target: str) -> type:
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def _construct(cls: type, name: str, kwargs: dict[str, Any]) -> Any:
+    try:
+        adapter = cls(**kwargs)
+    except ValueError as exc:  # a parameter the class refuses: its message names it
+        raise BackendError(f"backend {name!r}: {exc}") from None
+    return _instantiate(adapter, name)
+
+
 def _load_builtin(name: str) -> Any:
     b = BUILTINS[name]
-    why = _missing_module(b.requires)
-    if why is not None:
-        hint = f" (pip install 'conv-conformance[{b.extra}]')" if why.startswith("not installed") else ""
-        raise BackendError(f"backend {name!r} is {why}{hint}" if why.startswith("not") else f"backend {name!r}: {why}")
-    module, _, cls = b.target.partition(":")
-    return _instantiate(getattr(importlib.import_module(module), cls)(**b.kwargs), name)
+    _not_installed(name, b.requires, b.extra)
+    return _construct(_builtin_class(b.target), name, dict(b.kwargs))
 
 
-def _load_target(spec: str) -> Any:
+def _load_parameterised(spec: str, base: str, options: dict[str, str | None], suffix: str | None) -> Any:
+    """`base[variant,k=v,...]:suffix` of a built-in: variants expanded, parameters checked by the class."""
+    cls = _builtin_class(_BASES[base])
+    kwargs: dict[str, Any] = {}
+    requires = tuple(BUILTINS[base].requires)
+    for key, value in options.items():
+        if value is None:
+            if key not in cls.variants:
+                known = ", ".join(list(cls.variants) + [f"{k}=" for k in cls.parameters]) or "none"
+                raise BackendError(f"backend {spec!r}: unknown variant {key!r} of {base}: expected one of {known}")
+            kwargs.update(cls.variants[key].params)
+            requires += tuple(cls.variants[key].requires)
+        else:
+            kwargs[key] = value
+    if suffix is not None:
+        if suffix not in cls.devices:
+            raise BackendError(f"backend {spec!r}: unknown device {suffix!r} of {base}: expected one of "
+                               f"{', '.join(cls.devices) or 'none (CPU only)'}")
+        kwargs["device"] = cls.devices[suffix].device
+    _not_installed(spec, requires, cls.extra)
+    return _construct(cls, spec, kwargs)
+
+
+def _load_target(spec: str, options: dict[str, str] | None = None) -> Any:
     target, _, attr = spec.rpartition(":")
     if not target or not attr:
         raise BackendError(f"backend spec {spec!r}: expected 'module:Class' or 'path/to/file.py:Class'")
@@ -194,45 +316,70 @@ def _load_target(spec: str) -> Any:
     except AttributeError:
         raise BackendError(f"backend spec {spec!r}: expected {attr!r} in {target!r}, received a module "
                            f"without it") from None
-    return _instantiate(obj, spec)
+    return _instantiate(obj, spec, options)
+
+
+def is_parameterised_builtin(spec: str) -> bool:
+    """Whether `spec` is a built-in name with parameters or variants (`keras[backend=jax]`):
+    the class checks the parameters themselves when it is loaded."""
+    base, options, suffix = parse_spec(spec)
+    return base in _BASES and bool(options or suffix)
+
+
+def with_options(spec: str, options: dict[str, str]) -> str:
+    """`spec` with adapter options appended: `file.py:Class` + {k: v} -> `file.py:Class[k=v]`."""
+    if not options:
+        return spec
+    for k, v in options.items():
+        if not re.fullmatch(r"[A-Za-z_]\w*", k) or any(c in str(v) for c in ",[]"):
+            raise BackendError(f"adapter option {k}={v}: expected NAME=VALUE with a Python identifier as NAME "
+                               f"and no ',', '[' or ']' in VALUE")
+    return f"{spec}[{','.join(f'{k}={v}' for k, v in options.items())}]"
 
 
 def load(spec: str) -> Any:
-    """The adapter for a spec (built-in name, entry-point name, module:Class, file.py:Class)."""
+    """The adapter for a spec: built-in name (`torch`, `torch[channels_last]`,
+    `keras[backend=jax]`, `torch:cuda`), entry-point name, module:Class or file.py:Class,
+    each optionally followed by `[k=v,...]` options (given to the class or factory)."""
     if not isinstance(spec, str) or not spec.strip():
         raise BackendError(f"backend spec: expected a non-empty string, received {spec!r}")
     spec = spec.strip()
     if spec in BUILTINS:
         return _load_builtin(spec)
+    base, options, suffix = parse_spec(spec)
+    if base in _BASES and (options or suffix):
+        return _load_parameterised(spec, base, options, suffix)
     eps = _entry_points()
-    if spec in eps:
+    if base in eps and suffix is None:
+        if any(v is None for v in options.values()):
+            raise BackendError(f"backend {spec!r}: options of an entry point are NAME=VALUE, received "
+                               f"{[k for k, v in options.items() if v is None]}")
         try:
-            obj = eps[spec].load()
+            obj = eps[base].load()
         except Exception as exc:
-            raise BackendError(f"backend {spec!r} (entry point {eps[spec].value!r}): import failed: "
+            raise BackendError(f"backend {base!r} (entry point {eps[base].value!r}): import failed: "
                                f"{type(exc).__name__}: {exc}") from exc
-        return _instantiate(obj, spec)
-    base = spec.partition("[")[0].partition(":")[0]
-    if ":" in spec and base not in {n.partition("[")[0].partition(":")[0] for n in BUILTINS}:
-        return _load_target(spec)
+        return _instantiate(obj, spec, options)
+    if ":" in base and suffix is None and base.partition(":")[0] not in _BASES:
+        if any(v is None for v in options.values()):
+            raise BackendError(f"backend {spec!r}: adapter options are NAME=VALUE, received "
+                               f"{[k for k, v in options.items() if v is None]}")
+        return _load_target(base, options)
     raise BackendError(f"unknown backend {spec!r}: expected one of {', '.join(known_names())}, "
+                       f"a built-in with parameters (e.g. 'keras[backend=jax]'), "
                        f"'module:Class' or 'path/to/file.py:Class'")
 
 
 # ---- discovery --------------------------------------------------------------------
 
 
-#: Distributions that provide a framework module, tried first (scanning every installed
-#: distribution with packages_distributions() costs a second or two).
-_DISTS = {"torch": ("torch",), "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel"),
-          "onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "jax": ("jax",), "numpy": ("numpy",)}
-
-
-def _dist_version(module: str) -> str | None:
-    """The installed version of the distribution providing `module`, without importing it."""
+def _dist_version(module: str, dists: tuple[str, ...] = ()) -> str | None:
+    """The installed version of the distribution providing `module`, without importing it
+    (`dists`, the adapter's declared distributions, are tried first: scanning every
+    installed distribution with packages_distributions() costs a second or two)."""
     if module in sys.modules:
         return str(getattr(sys.modules[module], "__version__", None))
-    for dist in _DISTS.get(module, ()):
+    for dist in dists or ((module,) if module == "numpy" else ()):
         try:
             return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -276,7 +423,7 @@ def _builtin_info(name: str, deep: bool) -> BackendInfo:
     reason = _missing_module(b.requires)
     version = None
     if reason is None:
-        version = _dist_version(b.framework)
+        version = _dist_version(b.framework, b.distributions)
         if deep and b.framework != "numpy":
             rc, out = _child(f"import {b.framework} as m; print(m.__version__)")
             if rc == 0:
@@ -285,7 +432,9 @@ def _builtin_info(name: str, deep: bool) -> BackendInfo:
                 reason = f"import failed: {out}"
     if reason is None:
         reason = _device_reason(b)
-    return BackendInfo(name, name, reason is None, version, b.device, reason, reason is None)
+    available = reason is None
+    return BackendInfo(name, name, available, version, b.device, reason, available and b.excluded is None,
+                       b.excluded if available else None)
 
 
 def _entry_info(name: str) -> BackendInfo:
@@ -309,5 +458,6 @@ def discover(*, deep: bool = False) -> list[BackendInfo]:
 
 
 def default_specs() -> list[str]:
-    """What `conformance run` uses without --backend: every available backend on an available device."""
+    """What `conformance run` uses without --backend: every available backend on an available
+    device, except those a class declares `excluded` (with the reason `discover` shows)."""
     return [info.spec for info in discover() if info.default]

@@ -12,6 +12,11 @@ Padding: "SAME"/"VALID" as TensorFlow strings (TF's own semantics); explicit pad
 TF's explicit list.
 Variant `native_pad`: every padding spelled as TF's explicit list, SAME/VALID resolved
 by `conv_geometry`: compares TF's SAME rule with its explicit-padding path.
+Variant `xla` (jit_compile=true): the same calls inside `tf.function(jit_compile=True)`,
+compiled by XLA. Variants `onednn` / `eigen` (onednn=on / off): TF_ENABLE_ONEDNN_OPTS=1 / 0
+set before TensorFlow is imported (the program's setup does it, so repro scripts take the
+same path); plain `tensorflow` leaves the variable as the environment has it, this
+machine's default (oneDNN on x86 CPUs with AVX-512, Eigen without, in TF 2.21).
 Defaults are TensorFlow's: oneDNN kernels on x86 CPUs (which flush float32 subnormals
 to zero), TF32 for float32 on recent GPUs; the suite reports them, the adapter does
 not switch them off.
@@ -21,18 +26,41 @@ from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter, tiny_case
+from ._base import BuiltinAdapter, Device, Variant, env_preamble, tiny_case
 from ._layout import nchw_to_nhwc, nhwc_to_nchw
 from ._program import Program
 
 
 class TensorflowAdapter(BuiltinAdapter):
+    """TensorFlow: tf.nn.conv2d and tf.nn.depthwise_conv2d."""
+
     framework = "tensorflow"
     base_name = "tensorflow"
+    extra = "tensorflow"
+    distributions = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel")
+    parameters = {"native_pad": (False, True), "jit_compile": (False, True), "onednn": ("default", "on", "off")}
+    variants = {
+        "native_pad": Variant({"native_pad": True}, "every padding as TF's explicit pad list"),
+        "xla": Variant({"jit_compile": True}, "tf.function(jit_compile=True): compiled by XLA",
+                       excluded="over the default run's 5-minute budget: XLA compiles every new shape, and a "
+                                "one-backend default run did not finish in 900 s on 2 shared cores; run it by name"),
+        "onednn": Variant({"onednn": "on"}, "TF_ENABLE_ONEDNN_OPTS=1: oneDNN kernels forced on"),
+        "eigen": Variant({"onednn": "off"}, "TF_ENABLE_ONEDNN_OPTS=0: Eigen kernels, oneDNN off"),
+    }
+    devices = {"gpu": Device("gpu:0", "import tensorflow as tf, sys; "
+                                      "sys.exit(0 if tf.config.list_physical_devices('GPU') else 3)")}
 
-    def __init__(self, device: str = "cpu", native_pad: bool = False):
-        super().__init__(device, "native_pad" if native_pad else None)
-        self.native_pad = native_pad
+    @property
+    def native_pad(self) -> bool:
+        return self.params["native_pad"]
+
+    def _env(self) -> dict[str, str]:
+        return {"on": {"TF_ENABLE_ONEDNN_OPTS": "1"}, "off": {"TF_ENABLE_ONEDNN_OPTS": "0"}}.get(
+            self.params["onednn"], {})
+
+    def version(self) -> str:
+        exec(env_preamble("tensorflow", self._env()), {})  # before TensorFlow's import reads it
+        return super().version()
 
     def _probe(self, case: Case) -> Case:
         # Which kernel TF picks depends on dtype and layout, and some kernels refuse some
@@ -51,7 +79,7 @@ class TensorflowAdapter(BuiltinAdapter):
         return [[0, 0], [t, b], [l, r], [0, 0]]
 
     def _program(self, case: Case) -> Program:
-        setup = "import numpy as np\nimport tensorflow as tf\n"
+        setup = env_preamble("tensorflow", self._env()) + "import numpy as np\nimport tensorflow as tf\n"
         nchw = case.data_format == "NCHW"
         (sh, sw), (dh, dw) = case.strides, case.dilations
         strides = [1, 1, sh, sw] if nchw else [1, sh, sw, 1]
@@ -62,18 +90,26 @@ class TensorflowAdapter(BuiltinAdapter):
             # Eager TF silently falls back to the CPU when the GPU is missing: refuse instead.
             lines += ["if not tf.config.list_physical_devices('GPU'):",
                       "    raise RuntimeError(\"no GPU visible to TensorFlow: tf.config.list_physical_devices('GPU') is empty\")"]
+        body = []
+        if case.op == "conv2d":
+            dil = [1, 1, dh, dw] if nchw else [1, dh, dw, 1]
+            body.append(f"yt = tf.nn.conv2d(xt, ft, strides={strides}, padding={pad!r}, "
+                        f"data_format={case.data_format!r}, dilations={dil})")
+        else:
+            body.append(f"yt = tf.nn.depthwise_conv2d(xt, ft, strides={strides}, padding={pad!r}, "
+                        f"data_format={case.data_format!r}, dilations={[dh, dw]})")
+        if case.bias:
+            body.append(f"yt = tf.nn.bias_add(yt, bt, data_format={case.data_format!r})")
         lines.append(f"with tf.device({tf_device!r}):")
         lines.append(f"    xt = tf.constant({nhwc_to_nchw('x') if nchw else 'x'})"
                      + ("  # NHWC -> NCHW" if nchw else ""))
         lines.append("    ft = tf.constant(filters)")
-        if case.op == "conv2d":
-            dil = [1, 1, dh, dw] if nchw else [1, dh, dw, 1]
-            lines.append(f"    yt = tf.nn.conv2d(xt, ft, strides={strides}, padding={pad!r}, "
-                         f"data_format={case.data_format!r}, dilations={dil})")
+        lines.append("    bt = tf.constant(bias)" if case.bias else "    bt = None")
+        if self.params["jit_compile"]:
+            setup += ("\n\n@tf.function(jit_compile=True)  # compiled by XLA\ndef conv(xt, ft, bt):\n"
+                      + "".join(f"    {ln}\n" for ln in body) + "    return yt\n")
+            lines.append("    yt = conv(xt, ft, bt)")
         else:
-            lines.append(f"    yt = tf.nn.depthwise_conv2d(xt, ft, strides={strides}, padding={pad!r}, "
-                         f"data_format={case.data_format!r}, dilations={[dh, dw]})")
-        if case.bias:
-            lines.append(f"    yt = tf.nn.bias_add(yt, tf.constant(bias), data_format={case.data_format!r})")
+            lines += [f"    {ln}" for ln in body]
         lines.append(f"y = {nchw_to_nhwc('yt.numpy()') if nchw else 'yt.numpy()'}")
         return Program(setup, "\n".join(lines) + "\n")

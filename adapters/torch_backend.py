@@ -10,6 +10,11 @@ Variant `native_pad`: padding="same" / "valid", torch's own strings (torch refus
 "same" with strides > 1: supports() quotes it); explicit pads as in the canonical
 adapter. torch's "same" may split an odd total differently from TensorFlow's: exposing
 that is the variant's purpose.
+Variant `channels_last` (memory=channels_last): input and weight in channels_last memory
+whatever the data_format (the path `model.to(memory_format=torch.channels_last)` users
+take); `memory=contiguous` forces NCHW-contiguous memory likewise. Variant `mkldnn_off`
+(mkldnn=false): the call runs under `torch.backends.mkldnn.flags(enabled=False)`, so
+PyTorch's native CPU kernels (im2col + GEMM, slow_conv2d) compute instead of oneDNN.
 Defaults are PyTorch's: on CUDA, cuDNN may use TF32 for float32 convolutions
 (torch.backends.cudnn.allow_tf32 is True by default); the suite reports it, the
 adapter does not switch it off.
@@ -19,17 +24,30 @@ from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter, tiny_case
+from ._base import BuiltinAdapter, Device, Variant, tiny_case
 from ._layout import hwcm_to_oihw, hwio_to_oihw
 from ._program import Program
 
+
 class TorchAdapter(BuiltinAdapter):
+    """PyTorch: torch.nn.functional.conv2d."""
+
     framework = "torch"
     base_name = "torch"
+    extra = "torch"
+    distributions = ("torch",)
+    parameters = {"native_pad": (False, True), "memory": ("auto", "channels_last", "contiguous"),
+                  "mkldnn": (True, False)}
+    variants = {
+        "native_pad": Variant({"native_pad": True}, "torch's own padding='same'/'valid' strings"),
+        "channels_last": Variant({"memory": "channels_last"}, "input and weight in channels_last memory"),
+        "mkldnn_off": Variant({"mkldnn": False}, "oneDNN off: PyTorch's native CPU conv kernels"),
+    }
+    devices = {"cuda": Device("cuda:0", "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 3)")}
 
-    def __init__(self, device: str = "cpu", native_pad: bool = False):
-        super().__init__(device, "native_pad" if native_pad else None)
-        self.native_pad = native_pad
+    @property
+    def native_pad(self) -> bool:
+        return self.params["native_pad"]
 
     def _probe(self, case: Case) -> Case:
         strings = self.native_pad and isinstance(case.padding, str)
@@ -39,7 +57,8 @@ class TorchAdapter(BuiltinAdapter):
 
     def _program(self, case: Case) -> Program:
         setup = "import numpy as np\nimport torch\nimport torch.nn.functional as F\n"
-        memory = "torch.channels_last" if case.data_format == "NHWC" else "torch.contiguous_format"
+        memory = {"channels_last": "torch.channels_last", "contiguous": "torch.contiguous_format"}.get(
+            self.params["memory"], "torch.channels_last" if case.data_format == "NHWC" else "torch.contiguous_format")
         bf16 = case.dtype == "bfloat16"
 
         def tensor(expr: str) -> str:
@@ -69,8 +88,13 @@ class TorchAdapter(BuiltinAdapter):
                 lines.append("# torch's conv2d padding is symmetric: asymmetric pads are applied first (zeros)")
                 lines.append(f"xt = F.pad(xt, ({l}, {r}, {t}, {b})).contiguous(memory_format={memory})")
                 pad_arg = "(0, 0)"
-        lines.append(f"yt = F.conv2d(xt, wt, bt, stride={tuple(case.strides)!r}, padding={pad_arg}, "
-                     f"dilation={tuple(case.dilations)!r}, groups={groups})")
+        call = (f"yt = F.conv2d(xt, wt, bt, stride={tuple(case.strides)!r}, padding={pad_arg}, "
+                f"dilation={tuple(case.dilations)!r}, groups={groups})")
+        if self.params["mkldnn"]:
+            lines.append(call)
+        else:
+            lines += ["with torch.backends.mkldnn.flags(enabled=False):  # PyTorch's native CPU kernels",
+                      "    " + call]
         out = "yt.permute(0, 2, 3, 1).cpu()"
         lines.append(f"y = np.ascontiguousarray({out}.float().numpy()).astype(x.dtype)" if bf16
                      else f"y = np.ascontiguousarray({out}.numpy())")

@@ -47,6 +47,21 @@ def _positive_float(text: str) -> float:
     return v
 
 
+class _AdapterOption(argparse.Action):
+    """--adapter-option NAME=VALUE: an option of the last --adapter given before it."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        adapters = getattr(namespace, "adapter", None) or []
+        if not adapters:
+            raise UsageError(f"{option_string} {value}: expected it after the --adapter it belongs to")
+        name, eq, val = value.partition("=")
+        if not eq or not name.strip():
+            raise UsageError(f"{option_string}: expected NAME=VALUE, received {value!r}")
+        options = dict(getattr(namespace, self.dest, None) or {})
+        options.setdefault(len(adapters) - 1, {})[name.strip()] = val.strip()
+        setattr(namespace, self.dest, options)
+
+
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run the case set on the backends and write results and reports",
                        description="Run every selected case on every backend, each backend in its own worker process.")
@@ -54,6 +69,8 @@ def _add_run(sub) -> None:
                    help="a built-in or entry-point backend (repeatable; default: every available one)")
     p.add_argument("--adapter", action="append", default=[], metavar="SPEC",
                    help="an ad-hoc adapter, module:Class or path/to/file.py:Class (repeatable)")
+    p.add_argument("--adapter-option", action=_AdapterOption, default={}, metavar="NAME=VALUE", dest="adapter_options",
+                   help="a keyword argument (a string) for the class or factory of the --adapter before it (repeatable)")
     p.add_argument("--cases", default="default", metavar="SELECTOR",
                    help="set name (smoke, default, full, models), case file, case id or id glob; comma-separated unions (default: default)")
     p.add_argument("--seed", type=int, default=0, help="seed of generated case sets (default 0)")
@@ -120,6 +137,11 @@ def _specs(args) -> list[str]:
             raise UsageError("run: expected at least one available backend, received none (see `conformance backends`)")
         return specs
     known = registry.known_names()
+    options = getattr(args, "adapter_options", None) or {}
+    try:
+        adapters = [registry.with_options(spec, options.get(i, {})) for i, spec in enumerate(args.adapter)]
+    except registry.BackendError as exc:
+        raise UsageError(f"--adapter-option: {exc}") from None
     for spec in args.adapter:
         if ":" not in spec and spec not in known:  # 'file.py' alone: say what is missing, not "unknown backend"
             raise UsageError(f"--adapter {spec}: expected 'module:Class' or 'path/to/file.py:Class', "
@@ -128,10 +150,11 @@ def _specs(args) -> list[str]:
         # Loading is the worker's to find out (discover() would cost a second here, and only
         # importing tells): a named backend that cannot load stops the run with exit 2 once
         # its worker reports it (runner.LoadError), before any case runs.
-        if name not in known:
-            raise UsageError(f"--backend: unknown backend {name!r}: expected one of {', '.join(known)} "
+        if name not in known and not registry.is_parameterised_builtin(name):
+            raise UsageError(f"--backend: unknown backend {name!r}: expected one of {', '.join(known)}, "
+                             f"or a built-in with parameters such as 'keras[backend=jax]' "
                              f"(use --adapter for module:Class or file.py:Class)")
-    specs = list(dict.fromkeys(list(args.backend) + list(args.adapter)))
+    specs = list(dict.fromkeys(list(args.backend) + adapters))
     return specs
 
 
@@ -242,6 +265,14 @@ def unexpected_lines(records: list[dict], bad: list[dict]) -> list[str]:
 
 # ---- other subcommands ----------------------------------------------------------------
 
+def _why_not(info) -> str:
+    """Why a backend is unavailable, or why an available one is not in the default run."""
+    if info.reason:
+        return info.reason
+    excluded = getattr(info, "excluded", None)
+    return f"not in the default run: {excluded}" if excluded else ""
+
+
 def cmd_backends(args, stream: TextIO) -> int:
     from conformance.adapters import registry
 
@@ -251,7 +282,7 @@ def cmd_backends(args, stream: TextIO) -> int:
     out.write(f"{'backend':<{width}}  {'available':<9}  {'version':<14}  {'device':<8}  default  reason\n")
     for i in infos:
         out.write(f"{i.name:<{width}}  {'yes' if i.available else 'no':<9}  {str(i.version or '-'):<14}  "
-                  f"{str(i.device or '-'):<8}  {'yes' if i.default else 'no':<7}  {i.reason or ''}\n")
+                  f"{str(i.device or '-'):<8}  {'yes' if i.default else 'no':<7}  {_why_not(i)}\n")
     return EXIT_OK
 
 

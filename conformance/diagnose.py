@@ -197,6 +197,47 @@ def _subnormal_flush(ctx: _Context):
     return None
 
 
+def _flush_array(a, dtype: str):
+    if a is None:
+        return None
+    tiny = fmt(dtype).smallest_normal
+    return np.where(np.isfinite(a) & (np.abs(a) < tiny), 0.0 * a, a)
+
+
+def _count_subnormal(a, dtype: str) -> int:
+    if a is None:
+        return 0
+    v = np.abs(a[np.isfinite(a)])
+    return int(((v > 0) & (v < fmt(dtype).smallest_normal)).sum())
+
+
+def _constants_flushed(which: str):
+    """Hypothesis: subnormal constants flushed to zero while subnormal activations (x) are
+    kept. `which` is "bias" (only the bias) or "filters" (the filters and the bias): what a
+    runtime that folds weights into a compiled model and fuses the bias may do (OpenVINO)."""
+    def test(ctx: _Context):
+        _need_same_shape(ctx)
+        c = ctx.case
+        n_w, n_b = _count_subnormal(ctx.w, c.dtype), _count_subnormal(ctx.b, c.dtype)
+        if (which == "bias" and n_b == 0) or (which == "filters" and n_w == 0):
+            raise _Skip
+        w = _flush_array(ctx.w, c.dtype) if which == "filters" else ctx.w
+        if not ctx.affordable(f"subnormal_{which}_flushed", ctx.y.shape):
+            return None
+        if not ctx.matches(ctx.reference(ctx.x, w, _flush_array(ctx.b, c.dtype))):
+            return None
+        n_x = _count_subnormal(ctx.x, c.dtype)
+        kept = (f"; the {n_x} subnormal input values of x were kept" if n_x else "")
+        tiny = fmt(c.dtype).smallest_normal
+        if which == "bias":
+            return (f"output equals the oracle with the bias's {n_b} subnormal values (below {tiny:.3g} in {c.dtype}) "
+                    f"flushed to zero: the bias is added, but its subnormals are treated as 0{kept}")
+        also = f" and the bias's {n_b}" if n_b else ""
+        return (f"output equals the oracle with the filters' {n_w} subnormal values{also} (below {tiny:.3g} in "
+                f"{c.dtype}) flushed to zero: subnormal constants are flushed{kept}")
+    return test
+
+
 def _depthwise_channel_order(ctx: _Context):
     _need_same_shape(ctx)
     c = ctx.case
@@ -299,6 +340,21 @@ def _ignored(field: str, axis: int):
         if ctx.geometry_matches(f"{noun}_ignored_{'hw'[axis]}", **{field: tuple(values)}):
             return (f"output equals the oracle with {field} {tuple(values)} instead of {old}: the {noun} along "
                     f"{'HW'[axis]} was ignored")
+        return None
+    return test
+
+
+def _ignored_both(field: str):
+    """Hypothesis: `field` ("dilations") taken as 1 along both axes at once."""
+    noun = field[:-1]
+    def test(ctx: _Context):
+        values = tuple(getattr(ctx.case, field))
+        effective = [v > 1 and (field != "dilations" or ctx.case.kernel[a] > 1) for a, v in enumerate(values)]
+        if not all(effective):  # along one axis only: the one-axis hypotheses say it
+            raise _Skip
+        if ctx.geometry_matches(f"{noun}_ignored", **{field: (1, 1)}):
+            return (f"output equals the oracle with {field} (1, 1) instead of {values}: the {noun} was ignored "
+                    f"along both axes")
         return None
     return test
 
@@ -592,6 +648,10 @@ HYPOTHESES: tuple[tuple[str, Callable[[_Context], str | None]], ...] = (
     ("nonfinite_leak", _nonfinite_leak),
     ("nan_not_propagated", _nan_not_propagated),
     ("depthwise_channel_order", _depthwise_channel_order),
+    # A flushed subnormal bias looks like an ignored bias when every bias value is subnormal:
+    # the cause is tested first.
+    ("subnormal_bias_flushed", _constants_flushed("bias")),
+    ("subnormal_filters_flushed", _constants_flushed("filters")),
     ("bias_ignored", _bias_ignored),
     ("flipped_kernel", _flipped((0, 1), "in both spatial axes")),
     ("flipped_kernel_h", _flipped((0,), "along H only")),
@@ -604,6 +664,7 @@ HYPOTHESES: tuple[tuple[str, Callable[[_Context], str | None]], ...] = (
     ("dilations_swapped", _swapped("dilations")),
     ("dilation_ignored_h", _ignored("dilations", 0)),
     ("dilation_ignored_w", _ignored("dilations", 1)),
+    ("dilation_ignored", _ignored_both("dilations")),
     ("padding_ignored", _padding_ignored),
     ("reduced_precision_tf32", _reduced_precision("reduced_precision_tf32", 11, "TF32 (11 significand bits)",
                                                   lambda a: round_mantissa(a, 11))),

@@ -24,6 +24,10 @@ Value profiles
   smallest normal and the smallest normal, filters of order 1: a backend that flushes
   subnormal inputs or results to zero cannot pass, nor can a wrong result hide in the
   subnormals' few bits.
+- `subnormal_weights`: the mirror image: every filter value and bias a subnormal of the
+  dtype (between half the smallest normal and the smallest normal), x of order 1. A
+  backend that flushes subnormal *constants* (weights folded into a model, a fused bias)
+  while it keeps subnormal activations passes `subnormal` but not this.
 - `overflow`: x up to half the dtype's largest finite value and filters up to 1.9 in
   magnitude: every product is finite, but with a few terms per output many exact results
   lie beyond the dtype's range and must come back as the infinity of their sign (a
@@ -197,6 +201,23 @@ def _subnormal(case: Case, rng: np.random.Generator):
     return x, w, b
 
 
+def _largest_subnormals(case: Case, rng: np.random.Generator, shape) -> np.ndarray:
+    """Random-sign subnormals of the case dtype in [smallest_normal / 2, smallest_normal)."""
+    f = fmt(case.dtype)
+    mag = np.minimum(rng.uniform(0.5, 1.0, size=shape) * f.smallest_normal, f.smallest_normal - f.smallest_subnormal)
+    return np.where(rng.random(shape) < 0.5, -mag, mag)
+
+
+def _subnormal_weights(case: Case, rng: np.random.Generator):
+    # x of order 1 (at most 3 in magnitude) keeps every product subnormal-sized and
+    # representable (no underflow to zero in the exact result), so a flushed filter or
+    # bias changes the result by its full size.
+    x = np.clip(rng.standard_normal(case.input_shape), -3.0, 3.0)
+    w = _largest_subnormals(case, rng, case.filter_shape)
+    b = _largest_subnormals(case, rng, case.output_channels)
+    return x, w, b
+
+
 def _overflow(case: Case, rng: np.random.Generator):
     f = fmt(case.dtype)
     scale = 2.0**500 if case.dtype == "float64" else f.max_finite / 8
@@ -212,5 +233,6 @@ _PROFILES = {
     "wide_range": _wide_range,
     "special": _special,
     "subnormal": _subnormal,
+    "subnormal_weights": _subnormal_weights,
     "overflow": _overflow,
 }

@@ -179,13 +179,17 @@ def judge(case: Case, backend: str, info: dict[str, Any], reply: Any, oracle: Or
     rec["precision"] = precision
     if isinstance(reply, WorkerDied):
         last = headline(reply.log_tail)
-        rec.update(status="crash", exit=reply.exit, message=f"{reply} while running the case" + (f"; log: {last}" if last else ""))
+        where = ("inside the adapter's supports(), before the case ran" if getattr(reply, "phase", None) == "supports"
+                 else "while running the case")
+        rec.update(status="crash", exit=reply.exit, message=f"{reply} {where}" + (f"; log: {last}" if last else ""))
         if reply.log_tail:
             rec["error"] = {"type": reply.exit.get("signal") or f"exit code {reply.exit.get('exitcode')}",
                             "message": str(reply), "traceback": reply.log_tail}
         return rec, None
     if isinstance(reply, WorkerTimeout):
-        rec.update(status="timeout", message=f"no result within {timeout:g} s; the worker was killed and restarted")
+        inside = " (inside the adapter's supports())" if getattr(reply, "phase", None) == "supports" else ""
+        rec.update(status="timeout",
+                   message=f"no result within {timeout:g} s{inside}; the worker was killed and restarted")
         return rec, None
     v = verdict.judge(case, reply, oracle.ref if oracle else None, oracle.inputs if oracle else None, precision)
     rec.update(v.fields())
@@ -219,7 +223,12 @@ class Backend:
         self.spec = spec
         self.timeout = timeout
         self.worker = Worker(spec, out / "logs" / f"{safe_name(spec)}.log")
-        self.info: dict[str, Any] = {"name": spec, "version": None, "device": None, "spec": spec, "error": None}
+        from conformance.adapters.registry import parse_spec
+
+        # options: the parameters of `torch[memory=channels_last]` or of `--adapter-option`
+        # (variant names as {name: None}), as the spec gave them.
+        self.info: dict[str, Any] = {"name": spec, "version": None, "device": None, "spec": spec, "error": None,
+                                     "options": parse_spec(spec)[1] or None}
         self.failed: str | None = None
         self.load_error: dict[str, str] | None = None  # the worker's error when building the adapter raised
         self.restarts = 0

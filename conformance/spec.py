@@ -30,6 +30,10 @@ OPS = ("conv2d", "depthwise_conv2d")
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 DATA_FORMATS = ("NHWC", "NCHW")
 PROFILES = ("normal", "small_integers", "wide_range", "special", "subnormal", "overflow")
+#: Every profile a case may have. `PROFILES` is what the sweep and the strategies vary
+#: (adding a level there changes every seeded case of the default set); the others are
+#: used by catalogue cases only, for now.
+ALL_PROFILES = PROFILES + ("subnormal_weights",)
 PADDING_NAMES = ("SAME", "VALID")
 
 #: Short dtype spellings used in case ids.
@@ -178,7 +182,7 @@ class Case:
         set_("padding", _padding(self.padding))
         set_("dtype", _choice("dtype", self.dtype, DTYPES))
         set_("data_format", _choice("data_format", self.data_format, DATA_FORMATS))
-        set_("profile", _choice("profile", self.profile, PROFILES))
+        set_("profile", _choice("profile", self.profile, ALL_PROFILES))
         if not isinstance(self.bias, bool):
             raise CaseError("bias", self.bias, "true or false")
         if self.op == "conv2d":

@@ -11,8 +11,9 @@ Invariants
   a record; nothing after this relabels it.
 - Replies are the worker protocol's tuples:
     ("unsupported", reason)               -> unsupported
-    ("raised", error, backend_s)          -> error for a valid case (supports() raising
-                                             included); pass for an invalid one
+    ("adapter_error", error)              -> error, valid case or not: supports() raised or
+                                             returned neither None nor a str
+    ("raised", error, backend_s)          -> error for a valid case; pass for an invalid one
     ("output", y, backend_s, notes)       -> pass or diverge, by `compare`
   (a crash or a timeout exists only in worker processes: the runner records those).
 - Every field is plain JSON-safe data except `comparison`, the `compare.Comparison`
@@ -82,6 +83,8 @@ def judge(case: Case, reply: tuple, ref: Any, inputs: Any,
     tag = reply[0]
     if tag == "unsupported":
         return Verdict("unsupported", None, str(reply[1]), precision)
+    if tag == "adapter_error":
+        return Verdict("error", None, reply[1]["message"].splitlines()[0], precision, error=reply[1])
     if tag == "raised":
         err, backend_s = reply[1], reply[2]
         text = f"{err['type']}: {err['message']}".strip()
@@ -91,7 +94,7 @@ def judge(case: Case, reply: tuple, ref: Any, inputs: Any,
         return Verdict("pass", None, f"rejected the invalid case ({case.invalid_reason}) with {first}", precision,
                        error=err, backend_s=backend_s)
     if tag != "output":
-        raise ValueError(f"reply: expected unsupported, raised or output, received {tag!r}")
+        raise ValueError(f"reply: expected unsupported, adapter_error, raised or output, received {tag!r}")
     y, backend_s, notes = reply[1], reply[2], list(reply[3])
     t0 = time.perf_counter()
     cmp = compare(case, y, ref, inputs, precision) if case.is_valid else compare(case, y, None, precision=precision)

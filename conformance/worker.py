@@ -16,7 +16,10 @@ Invariants
 Messages (tuples): parent -> worker ("run", case_dict) | ("repro", case_dict, precision) | ("stop",);
 worker -> parent ("ready", info) | ("failed", error) first, then per request
 ("unsupported", reason) | ("output", array, backend_s, notes) | ("raised", error, backend_s)
-| ("repro", text_or_None, error_or_None).
+| ("adapter_error", error) | ("repro", text_or_None, error_or_None). A run request is
+answered by ("phase", "run") once supports() has returned None, before run() starts: a
+worker that dies or hangs before it did so, died or hung inside supports() (`Worker.phase`).
+("adapter_error", error): supports() raised or returned neither None nor a str.
 """
 
 from __future__ import annotations
@@ -84,27 +87,34 @@ def serve(conn: Connection, spec: str) -> None:
         if msg[0] == "repro":
             conn.send(_repro(case, adapter, *msg[2:]))
             continue
-        conn.send(answer(adapter, case))
+        conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run"))))
 
 
-def answer(adapter: Any, case: Any, inputs: Any = None) -> tuple:
+def answer(adapter: Any, case: Any, inputs: Any = None, on_run: Any = None) -> tuple:
     """One case on `adapter`, as the worker's reply: ("unsupported", reason) |
-    ("raised", error, backend_s) | ("output", array, backend_s, notes).
+    ("adapter_error", error) | ("raised", error, backend_s) | ("output", array, backend_s, notes).
 
     The one place an adapter is called for a verdict: worker processes and the in-process
-    tools (pytest plugin, explore, minimiser) alike. A `supports()` that raises is
-    ("raised", ...), i.e. an `error` (for a valid case) everywhere.
+    tools (pytest plugin, explore, minimiser) alike. A `supports()` that raises, or returns
+    neither None nor a str, is ("adapter_error", ...): an `error` naming the adapter,
+    whatever the case, everywhere. `on_run()` is called once supports() has said yes,
+    before run() starts (the worker tells its parent, so a crash is placed correctly).
     """
     import numpy as np
 
+    from conformance.adapters import registry
     from conformance.inputs import make_inputs
 
     try:
-        reason = adapter.supports(case)
-    except Exception as exc:
-        return ("raised", error_dict(exc), 0.0)
+        reason = registry.checked_supports(adapter, case)
+    except registry.SupportsError as exc:
+        err = error_dict(exc.__cause__ or exc)
+        err.update(type="SupportsError", message=str(exc))
+        return ("adapter_error", err)
     if reason is not None:
-        return ("unsupported", str(reason))
+        return ("unsupported", reason)
+    if on_run is not None:
+        on_run()
     x, filters, bias = make_inputs(case) if inputs is None else inputs
     t0 = time.perf_counter()
     try:
@@ -145,18 +155,24 @@ def headline(log_tail: str) -> str:
 
 
 class WorkerDied(Exception):
-    """The worker process ended without answering; `exit` is {exitcode, signal}."""
+    """The worker process ended without answering; `exit` is {exitcode, signal}; `phase` is
+    "supports" when it died inside the adapter's supports(), "run" inside run(), else None."""
 
-    def __init__(self, exit_info: dict[str, Any], log_tail: str):
+    def __init__(self, exit_info: dict[str, Any], log_tail: str, phase: str | None = None):
         self.exit = exit_info
         self.log_tail = log_tail
+        self.phase = phase
         sig = exit_info.get("signal")
         how = f"signal {sig}" if sig else f"exit code {exit_info.get('exitcode')}"
         super().__init__(f"worker process died with {how}")
 
 
 class WorkerTimeout(Exception):
-    pass
+    """No answer in time; `phase` as for WorkerDied."""
+
+    def __init__(self, phase: str | None = None):
+        super().__init__()
+        self.phase = phase
 
 
 class LoadFailed(RuntimeError):
@@ -181,6 +197,7 @@ class Worker:
         self.info: dict[str, str] | None = None
         self._mark = 0  # log size when the current request was sent
         self._stopping = False
+        self.phase: str | None = None  # of the request in hand: "supports" until the worker says "run"
 
     def start(self) -> None:
         """Launch the process; `await_ready` collects its first message."""
@@ -219,6 +236,7 @@ class Worker:
         return self.proc is not None and self.proc.poll() is None
 
     def send(self, msg: tuple) -> None:
+        self.phase = "supports" if msg[0] == "run" else None
         try:
             self._mark = self.log_path.stat().st_size
         except OSError:
@@ -234,17 +252,21 @@ class Worker:
             # deadline or not: the deadline is checked only when nothing is there.
             left = deadline - time.monotonic()
             if left <= 0 and not wait([self.conn], 0):
-                raise WorkerTimeout()
+                raise WorkerTimeout(self.phase)
             # The socket turns readable with EOF when the process dies; the poll below covers
             # a child that left a grandchild holding the socket open.
             if wait([self.conn], max(min(left, 1.0), 0)):
                 try:
-                    return self.conn.recv()
+                    msg = self.conn.recv()
                 except (EOFError, OSError):
                     self._reap()
-                    raise WorkerDied(self.exit_info(), self.log_tail()) from None
+                    raise WorkerDied(self.exit_info(), self.log_tail(), self.phase) from None
+                if msg[0] == "phase":  # progress within one request, not its answer
+                    self.phase = msg[1]
+                    continue
+                return msg
             elif self.proc.poll() is not None:
-                raise WorkerDied(self.exit_info(), self.log_tail())
+                raise WorkerDied(self.exit_info(), self.log_tail(), self.phase)
 
     def _reap(self) -> None:
         try:

@@ -110,3 +110,40 @@ class OffByOne(Faithful):
     def run(self, case, x, filters, bias):
         y = super().run(case, x, filters, bias)
         return y + np.asarray(1, dtype=y.dtype)
+
+
+class BadSupports(Faithful):
+    """Faithful, except that supports() misbehaves on cases whose name starts with:
+
+    answer42 (returns the int 42), empty (returns ""), supportsraise (raises KeyError),
+    supportssegv (SIGSEGV inside supports()), supportshang (sleeps an hour inside supports()).
+    """
+
+    name = "bad-supports"
+
+    def supports(self, case):
+        word = (case.name or "").split("-")[0]
+        if word == "answer42":
+            return 42
+        if word == "empty":
+            return ""
+        if word == "supportsraise":
+            raise KeyError("no such kernel table entry")
+        if word == "supportssegv":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if word == "supportshang":
+            time.sleep(3600)
+        return None
+
+
+class WithOptions(Faithful):
+    """Faithful, with keyword options (strings from `--adapter-option k=v`): `scale` multiplies
+    the result (so an option visibly reaches the worker), `label` becomes part of the name."""
+
+    def __init__(self, scale: str = "1", label: str = "plain"):
+        self.scale = float(scale)
+        self.name = f"with-options-{label}"
+
+    def run(self, case, x, filters, bias):
+        y = super().run(case, x, filters, bias)
+        return (y * np.asarray(self.scale, dtype=y.dtype)).astype(y.dtype)

@@ -393,12 +393,14 @@ IMPORT_PROBE = """
 import importlib, json, sys
 import conformance.adapters
 from conformance.adapters import registry
-for m in ("numpy_backend", "torch_backend", "tensorflow_backend", "onnxruntime_backend", "jax_backend"):
-    importlib.import_module("conformance.adapters." + m)
+for entry in registry.ADAPTER_CLASSES:
+    importlib.import_module("conformance.adapters." + entry.partition(":")[0])
+frameworks = {m for b in registry.BUILTINS.values() for m in b.requires}
 for name in registry.BUILTINS:
-    registry.load(name)
+    if not registry._missing_module(registry.BUILTINS[name].requires):
+        registry.load(name)
 registry.discover()
-print(json.dumps(sorted(m for m in ("torch", "tensorflow", "jax", "jaxlib", "onnx", "onnxruntime") if m in sys.modules)))
+print(json.dumps(sorted(m for m in frameworks if m in sys.modules)))
 """
 
 

@@ -88,6 +88,15 @@ def flushing(case, x, w, b):
     return in_dtype(case, flush_subnormals(run_oracle(case, fl(x), fl(w), fl(b)), case.dtype))
 
 
+def constants_flushed(filters: bool):
+    """What OpenVINO's CPU plugin does: subnormal weights (and a fused bias) flushed to zero,
+    subnormal activations kept."""
+    def backend(case, x, w, b):
+        fl = lambda a: None if a is None else flush_subnormals(a, case.dtype)  # noqa: E731
+        return in_dtype(case, run_oracle(case, x, fl(w) if filters else w, fl(b)))
+    return backend
+
+
 def nan_to_zero(case, x, w, b):
     y = run_oracle(case, x, w, b)
     return in_dtype(case, np.where(np.isnan(y), 0.0, y))
@@ -147,6 +156,20 @@ def nan_leaks_into_a_finite_channel(case, x, w, b):
     return in_dtype(case, y)
 
 
+def with_subnormal_x_and_filters(case: Case) -> Inputs:
+    """float32 inputs of a 2-group conv2d: group 0 has subnormal x and normal weights, group 1
+    normal x and subnormal weights. A backend that keeps subnormal activations but flushes
+    subnormal constants (group 1's outputs zero, group 0's subnormal) is then told apart
+    from FTZ/DAZ (both groups zero)."""
+    x, w, b = make_inputs(case)
+    tiny = float(np.finfo(np.float32).tiny)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    half_in, half_out = case.in_channels // 2, case.out_channels // 2
+    x64[..., :half_in] = np.where(x64[..., :half_in] < 0, -1, 1) * 0.75 * tiny
+    w64[..., half_out:] = np.where(w64[..., half_out:] < 0, -1, 1) * 0.625 * tiny
+    return Inputs(x64.astype(x.dtype), w64.astype(w.dtype), b)
+
+
 def scaled_inputs(case: Case, scale: float) -> Inputs:
     x, w, b = make_inputs(case)
     return Inputs((x.astype(np.float64) * scale).astype(x.dtype), w, b)
@@ -185,6 +208,8 @@ SCENARIOS = [
      "along W was ignored"),
     ("dilation_ignored_w-shape-changes", CONV_D, None, with_geometry(dilations=(1, 1)), "dilation_ignored_w",
      "along W was ignored"),
+    ("dilation_ignored-both-axes", CONV_D_SAME, None, with_geometry(dilations=(1, 1)), "dilation_ignored",
+     "ignored along both axes"),
     ("explicit_padding_max-both-sides", CONV_P, None, with_geometry(padding=((2, 2), (1, 1))),
      "explicit_padding_symmetric", "top 2, bottom 2, left 1, right 1"),
     ("explicit_padding_top-left-both-sides", CONV_P, None, with_geometry(padding=((0, 0), (1, 1))),
@@ -200,6 +225,15 @@ SCENARIOS = [
      "reduced_precision_float16", "float16 range"),
     ("float16_accumulation", CONV_K18, None, float16_accumulator, "float16_accumulation", "accumulation in float16"),
     ("subnormal_flush", CONV.replace(profile="subnormal"), None, flushing, "subnormal_flush", "flushed to zero"),
+    # The `subnormal` profile's bias is all subnormal: flushing it looks like dropping it.
+    ("subnormal_bias_flushed", CONV.replace(profile="subnormal", bias=True), None, constants_flushed(False),
+     "subnormal_bias_flushed", "subnormal input values of x were kept"),
+    ("subnormal_filters_flushed", Case(op="conv2d", batch=1, height=6, width=6, in_channels=4, kernel=(3, 3),
+                                       out_channels=4, groups=2, padding="SAME"), "subnormal_x",
+     constants_flushed(True), "subnormal_filters_flushed", "subnormal constants are flushed"),
+    # Without subnormal activations, flushing the constants and flushing everything agree.
+    ("subnormal_flush-weights-profile", CONV.replace(profile="subnormal_weights", bias=True), None,
+     constants_flushed(True), "subnormal_flush", "flushed to zero"),
     ("nan_not_propagated", CONV.replace(profile="special"), None, nan_to_zero, "nan_not_propagated", "NaN or Inf"),
     ("border_only-top", CONV, None, top_row_wrong, "border_only", "the top border"),
     ("wrong_shape_subblock-tf-depthwise-stride-dilation", DW_SD, None, tf_depthwise_strided_dilated,
@@ -219,6 +253,8 @@ SCENARIOS = [
 
 
 def _inputs(case, scale):
+    if scale == "subnormal_x":
+        return with_subnormal_x_and_filters(case)
     return make_inputs(case) if scale is None else scaled_inputs(case, scale)
 
 

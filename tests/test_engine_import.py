@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 
 import conformance
+from conformance.adapters.registry import BUILTINS
 
-FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "onnx", "onnxruntime")
+#: Every module a built-in adapter declares it needs (adapters/registry.py derives them).
+FRAMEWORKS = tuple(sorted({m for b in BUILTINS.values() for m in b.requires}
+                          | {"torch", "tensorflow", "jax", "jaxlib", "onnx", "onnxruntime"}))
 ENGINE_DIR = Path(conformance.__file__).parent
 
 PROBE = """

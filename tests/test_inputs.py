@@ -212,6 +212,18 @@ def test_subnormal_profile_x_is_all_nonzero_subnormal(op, dtype):
     assert (x > 0).any() and (x < 0).any()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", OPS)
+def test_subnormal_weights_profile_filters_and_bias_are_all_nonzero_subnormal(op, dtype):
+    case = Case(**{**OPS[op], "height": 6, "width": 6, "bias": True}, profile="subnormal_weights", dtype=dtype)
+    x, w, b = (as64(a) for a in make_inputs(case))
+    for label, a in (("filters", w), ("bias", b)):
+        assert is_subnormal(a, dtype).all(), f"expected every {label} value non-zero and subnormal in {dtype}"
+    both = np.concatenate([w.ravel(), b])
+    assert (both > 0).any() and (both < 0).any()
+    assert not is_subnormal(x, dtype).any() and np.abs(x).max() <= 3.0
+
+
 # ---- wide_range ---------------------------------------------------------------------------
 
 WIDE_CASES = {

@@ -1,0 +1,93 @@
+"""OpenVINO: a one-op model (opset13 Convolution / GroupConvolution) compiled for the CPU plugin.
+
+Translation: the model takes x in NHWC and transposes it to NCHW inside the graph
+(OpenVINO's convolutions are NCHW / OIHW only: a single-layout backend, so data_format
+NCHW takes the same path); the filters are a Constant in OIHW, grouped conv2d and
+depthwise a GroupConvolution with weights (G, O/G, I/G, kh, kw) (depthwise: G = C,
+O/G = M, in the canonical k*M + q order); the bias is a Constant added in NCHW (the
+plugin fuses it into the convolution). Weights and bias are constants, as in a model a
+user converts, so the model is built and compiled per call (a few ms).
+Padding: explicit pads_begin / pads_end from `conv_geometry` (SAME/VALID resolved by us).
+dtypes: the model's element type is the case dtype. bfloat16 has no NumPy spelling in
+OpenVINO's Python API, so x enters as float32 and is converted to bf16 in the graph, the
+output converted back to float32 (both conversions are exact for bf16 values).
+Variant `f32` (precision=f32): the compile property INFERENCE_PRECISION_HINT=f32. The
+plain backend leaves the plugin's default hint, which is f32 on CPUs without native bf16
+and bf16 on CPUs with AMX / AVX-512 BF16: the suite reports what a user gets.
+"""
+
+from __future__ import annotations
+
+from conformance.spec import Case
+
+from ._base import BuiltinAdapter, Variant, tiny_case
+from ._layout import hwcm_to_oihw, hwio_to_oihw, nchw_to_nhwc
+from ._program import Program
+
+_COSTLY = ("over the default run's 5-minute budget: it costs as much as {what}; run it by name "
+           "(README: Backends)")
+_OV_TYPES = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "float64": "f64"}
+
+
+class OpenvinoAdapter(BuiltinAdapter):
+    """OpenVINO: opset13 Convolution / GroupConvolution compiled for the CPU plugin."""
+
+    framework = "openvino"
+    base_name = "openvino"
+    extra = "openvino"
+    distributions = ("openvino",)
+    parameters = {"precision": ("default", "f32")}
+    variants = {"f32": Variant({"precision": "f32"}, "INFERENCE_PRECISION_HINT=f32 forced",
+                               excluded=_COSTLY.format(what="openvino (it builds and compiles a model per case)"))}
+
+    def version(self) -> str:
+        import importlib.metadata
+
+        # openvino.__version__ is a build string ("2026.4.1-22982-e213a147257-releases/2026/4");
+        # the distribution's version is the PEP 440 one manifests match.
+        return importlib.metadata.version("openvino")
+
+    def _probe(self, case: Case) -> Case:
+        return tiny_case(case, dtype=case.dtype, bias=case.bias)
+
+    def _program(self, case: Case) -> Program:
+        ty = _OV_TYPES[case.dtype]
+        bf16 = case.dtype == "bfloat16"
+        config = "{}" if self.params["precision"] == "default" else "{'INFERENCE_PRECISION_HINT': 'f32'}"
+        setup = ("import numpy as np\nimport openvino as ov\nimport openvino.opset13 as ops\n\n"
+                 "core = ov.Core()\n")
+        (t, b), (l, r) = case.geometry.pads
+        n, h, w, c = case.input_shape
+        if case.op == "conv2d":
+            g, oc = case.groups, case.out_channels
+            weights = hwio_to_oihw("filters")
+            if g > 1:
+                weights += f".reshape({g}, {oc // g}, {case.filter_in_channels}, {case.kernel[0]}, {case.kernel[1]})"
+        else:
+            g = case.in_channels
+            weights = hwcm_to_oihw("filters") + f".reshape({g}, {case.channel_multiplier}, 1, " \
+                                                f"{case.kernel[0]}, {case.kernel[1]})"
+        op = "ops.group_convolution" if g > 1 or case.op == "depthwise_conv2d" else "ops.convolution"
+        to_model = "np.asarray(filters, dtype=np.float32)" if bf16 else "filters"
+        const = (lambda e: f"ops.convert(ops.constant({e}), ov.Type.bf16)") if bf16 else (lambda e: f"ops.constant({e})")
+        lines = [
+            f"xp = ops.parameter([{n}, {h}, {w}, {c}], ov.Type.{'f32' if bf16 else ty}, name='x')  # NHWC",
+            "xi = ops.convert(xp, ov.Type.bf16)" if bf16 else "xi = xp",
+            "xn = ops.transpose(xi, ops.constant(np.array([0, 3, 1, 2], dtype=np.int64)))  # NHWC -> NCHW",
+            f"wc = {const(weights.replace('filters', to_model))}  # OIHW, or (G, O/G, I/G, kh, kw) grouped",
+            f"yn = {op}(xn, wc, strides={list(case.strides)!r}, pads_begin={[t, l]!r}, pads_end={[b, r]!r}, "
+            f"dilations={list(case.dilations)!r})",
+        ]
+        if case.bias:
+            bias = "np.asarray(bias, dtype=np.float32)" if bf16 else "bias"
+            lines.append(f"yn = ops.add(yn, {const(bias + '.reshape(1, -1, 1, 1)')})")
+        if bf16:
+            lines.append("yn = ops.convert(yn, ov.Type.f32)")
+        lines += [
+            "model = ov.Model([yn], [xp])",
+            f"compiled = core.compile_model(model, 'CPU', {config})",
+            "xin = np.asarray(x, dtype=np.float32)" if bf16 else "xin = x",
+            "yo = compiled(xin)[0]",
+            f"y = {nchw_to_nhwc('yo')}" + (".astype(x.dtype)  # exact: the model's result is bf16" if bf16 else ""),
+        ]
+        return Program(setup, "\n".join(lines) + "\n")

@@ -1,0 +1,69 @@
+"""tinygrad: Tensor.conv2d on tinygrad's CPU device (which compiles kernels with clang).
+
+Translation: NCHW / OIHW (a single-layout backend: data_format NCHW takes the same
+path); depthwise is groups = C with weights (C*M, 1, kh, kw) in k*M + q order. Padding:
+explicit (left, right, top, bottom) from `conv_geometry` (tinygrad has no SAME string).
+DEV=CPU is set by the program's setup before tinygrad is imported (tinygrad picks its
+device from it; otherwise it takes the first usable device, which on a GPU machine is
+not the CPU). bfloat16 enters as float32 and is cast (exact), and leaves as float32
+(exact) cast back in NumPy.
+Left out of the default run: tinygrad compiles one kernel per shape, and with a cold
+kernel cache the 375-case default set takes about 9 minutes on 2 cores, beyond the
+default run's 5-minute budget. Run it by name: `conformance run --backend tinygrad`.
+"""
+
+from __future__ import annotations
+
+from conformance.spec import Case
+
+from ._base import BuiltinAdapter, env_preamble, tiny_case
+from ._layout import hwcm_to_oihw, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
+from ._program import Program
+
+_TG_TYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "float64": "float64"}
+
+
+class TinygradAdapter(BuiltinAdapter):
+    """tinygrad: Tensor.conv2d on the CPU device (needs clang)."""
+
+    framework = "tinygrad"
+    base_name = "tinygrad"
+    extra = "tinygrad"
+    distributions = ("tinygrad",)
+    excluded = ("over the default run's 5-minute budget: its default-set time is about 9 minutes on 2 cores with a cold "
+                "kernel cache (issue 13's figure); run it by name")
+
+    def _env(self) -> dict[str, str]:
+        return {"DEV": "CPU"}
+
+    def version(self) -> str:
+        import importlib.metadata
+
+        return importlib.metadata.version("tinygrad")  # tinygrad has no __version__
+
+    def _probe(self, case: Case) -> Case:
+        return tiny_case(case, dtype=case.dtype, bias=case.bias)
+
+    def _program(self, case: Case) -> Program:
+        setup = (env_preamble("tinygrad", self._env()) + "import numpy as np\n"
+                 "from tinygrad import Tensor, dtypes\n")
+        bf16 = case.dtype == "bfloat16"
+
+        def tensor(expr: str) -> str:
+            if bf16:
+                return f"Tensor(np.asarray({expr}, dtype=np.float32)).cast(dtypes.bfloat16)"
+            return f"Tensor({expr})"
+
+        w = hwio_to_oihw("filters") if case.op == "conv2d" else hwcm_to_oihw("filters")
+        groups = case.groups if case.op == "conv2d" else case.in_channels
+        (t, b), (l, r) = case.geometry.pads
+        lines = [
+            f"xt = {tensor(nhwc_to_nchw('x'))}  # NHWC -> NCHW",
+            f"wt = {tensor(w)}  # OIHW",
+            f"bt = {tensor('bias')}" if case.bias else "bt = None",
+            f"yt = xt.conv2d(wt, bt, groups={groups}, stride={tuple(case.strides)!r}, "
+            f"dilation={tuple(case.dilations)!r}, padding={(l, r, t, b)!r})  # (left, right, top, bottom)",
+        ]
+        out = "yt.cast(dtypes.float32).numpy()" if bf16 else "yt.numpy()"
+        lines.append(f"y = {nchw_to_nhwc(out)}" + (".astype(x.dtype)  # exact: bf16 values" if bf16 else ""))
+        return Program(setup, "\n".join(lines) + "\n")

@@ -81,6 +81,7 @@ class Feature:
     get: Callable[[Case], Any]
     domain: tuple = ()  # for "cat"
     words: str = ""  # for "bool": the phrase when true
+    words_not: str = ""  # for "bool": the phrase when false, where "no ..." reads wrong
 
 
 def _pad_kind(c: Case) -> str:
@@ -106,7 +107,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("op", "cat", lambda c: c.op, OPS),
     Feature("dtype", "cat", lambda c: c.dtype, DTYPES),
     Feature("profile", "cat", lambda c: c.profile, PROFILES),
-    Feature("invalid", "bool", lambda c: not c.is_valid, words="invalid parameters"),
+    Feature("invalid", "bool", lambda c: not c.is_valid, words="invalid parameters",
+            words_not="valid parameters"),
     Feature("empty_output", "bool", lambda c: c.geometry.out_h * c.geometry.out_w == 0, words="an empty output"),
     Feature("strided", "bool", lambda c: max(c.strides) > 1, words="strides > 1"),
     Feature("dilated", "bool", lambda c: max(c.dilations) > 1, words="dilations > 1"),
@@ -173,6 +175,8 @@ class Atom:
         if self.op == "is":
             return f.words
         if self.op == "not":
+            if f.words_not:
+                return f.words_not
             if f.words.startswith(("a ", "an ")):
                 return "no " + f.words.split(" ", 1)[1]
             return f"not {f.words}"
@@ -502,7 +506,7 @@ def _finding(backend: str, kind: str, atoms: list[Atom] | None, members: list[tu
         "repro": first.get("repro"), "repro_case_id": first["case_id"],
         "message": (first.get("message") or "").splitlines()[0] if first.get("message") else "",
         "confirmation": {"status": "not_run", "inside": [], "near_misses": [], "seconds": 0.0},
-        "short_repro": None,
+        "short_repro": None, "notes": [],
     }
 
 
@@ -635,6 +639,94 @@ def confirm(finding: dict[str, Any], judge_case: Callable[[Case], dict[str, Any]
     conf["seconds"] = round(time.monotonic() - t0, 3)
     finding["confirmation"] = conf
     return conf
+
+
+# ---- with the run's workers: confirmation and the short repro ---------------------------
+
+#: Kinds whose bug shows with small integer inputs (not tied to the values' magnitudes).
+SMALL_INTEGER_KINDS = ("value", "shape", "invalid_accepted", "dtype")
+
+
+def judge_on(backend: Any, case: Case) -> dict[str, Any]:
+    """The run's record for `case` on a runner.Backend: its worker, runner.judge's verdict."""
+    from . import runner
+
+    oracle = runner.oracle_for(case)
+    rec, _ = runner.judge(case, backend.name, backend.info, backend.ask(case), oracle, backend.timeout)
+    return rec
+
+
+def short_repro_for(finding: dict[str, Any], backend: Any, judge_case: Callable[[Case], dict[str, Any]],
+                    out: Any = None) -> dict[str, Any] | None:
+    """Choose the short repro's case and write its script; sets and returns finding["short_repro"].
+
+    The case is one the suite judged diverging with the finding's kind on this backend:
+    the minimal case re-run with small integer inputs (where the kind allows and the
+    predicate does not name the profile), else the minimal case itself, else the smallest
+    covered case. The script comes from the backend's worker (its adapter's repro_code).
+    """
+    minimal = Case.from_dict(finding["minimal_case"])
+    names_profile = any(a["feature"] == "profile" for a in finding["atoms"] or [])
+    tries: list[Case] = []
+    if finding["kind"] in SMALL_INTEGER_KINDS and minimal.profile != "small_integers" and not names_profile:
+        try:
+            tries.append(minimal.replace(profile="small_integers"))
+        except CaseError:
+            pass
+    tries.append(minimal)
+    problems = []
+    for case in tries:
+        rec = judge_case(case)
+        if rec["status"] != "diverge" or rec["kind"] != finding["kind"]:
+            problems.append(f"{case.id}: {rec['status']}{'/' + rec['kind'] if rec['kind'] else ''}")
+            continue
+        header = (f"{finding['title']}\nconv-conformance finding {finding['id']} on {finding['backend']} "
+                  f"{finding.get('backend_version') or ''}, case {case.id}\n"
+                  f"python this_file.py exits 1 while the bug is present")
+        text, err = backend.repro(case, short_header=header)
+        if not text:
+            problems.append(f"{case.id}: {err or 'no script'}")
+            continue
+        sr = {"case_id": case.id, "case": case.to_dict(), "status": rec["status"], "kind": rec["kind"],
+              "script": text, "path": None}
+        if out is not None:
+            from pathlib import Path
+
+            rel = Path("repro") / _safe(finding["backend"]) / f"finding-{finding['id']}.py"
+            (Path(out) / rel).parent.mkdir(parents=True, exist_ok=True)
+            (Path(out) / rel).write_text(text, encoding="utf-8")
+            sr["path"] = rel.as_posix()
+        finding["short_repro"] = sr
+        return sr
+    finding["short_repro"] = None
+    finding.setdefault("notes", []).append("no short repro: " + "; ".join(problems))
+    return None
+
+
+def _safe(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "backend"
+
+
+def enrich(found: list[dict[str, Any]], backends: dict[str, Any], records: list[dict[str, Any]], *,
+           out: Any = None, confirm_budget_s: float | None = CONFIRM_BUDGET_S) -> None:
+    """Confirm each finding (unless `confirm_budget_s` is None) and give it a short repro,
+    with the live runner.Backend of its backend (findings of other backends stay as built)."""
+    seen: dict[str, set[str]] = {}
+    for r in records:
+        seen.setdefault(r["backend"], set()).add(r["case_id"])
+    for f in found:
+        b = backends.get(f["backend"])
+        if b is None or b.failed:
+            continue
+        judge_case = lambda c, b=b: judge_on(b, c)  # noqa: E731
+        try:
+            if confirm_budget_s is not None:
+                confirm(f, judge_case, seen.get(f["backend"], set()), budget_s=confirm_budget_s)
+            short_repro_for(f, b, judge_case, out)
+        except Exception as exc:  # a finding's extras must never lose the run
+            f.setdefault("notes", []).append(f"confirmation or short repro failed: {type(exc).__name__}: {exc}")
 
 
 # ---- comparing runs, console -----------------------------------------------------------

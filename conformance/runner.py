@@ -503,7 +503,7 @@ def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | No
             progress.case_done()
         cases_s = time.monotonic() - progress.t0
         progress.draw(final=True)
-        found = _findings(cfg, backends, (previous or []) + new_records, stream)
+        found = _findings(cfg, backends, (previous or []) + new_records, entries, stream)
     except KeyboardInterrupt:
         interrupted = True
         if not cfg.quiet:
@@ -522,15 +522,25 @@ def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | No
                   timing, found)
 
 
-def _findings(cfg: RunConfig, backends: list[Backend], records: list[dict[str, Any]],
+def build_findings(records: list[dict[str, Any]], entries: list) -> list[dict[str, Any]] | None:
+    """The findings of `records` (None without conformance.findings); manifest entries that
+    pin a finding by id mark its records known."""
+    build = _optional("conformance.findings", "build")
+    if build is None:
+        return None
+    found = build(records)
+    expected_mod.pin_findings(entries, records, found)
+    return found
+
+
+def _findings(cfg: RunConfig, backends: list[Backend], records: list[dict[str, Any]], entries: list,
               stream: TextIO | None) -> list[dict[str, Any]] | None:
     """The run's findings, confirmed and with short repros, while the workers still run."""
-    findings = _optional("conformance.findings", "build")
-    if findings is None:
+    found = build_findings(records, entries)
+    if found is None:
         return None
     from . import findings as findings_mod
 
-    found = findings_mod.build(records)
     if found and not cfg.quiet:
         what = f"confirming (at most {cfg.confirm_budget_s:g} s each) and " if cfg.confirm_budget_s else ""
         (stream or sys.stderr).write(f"findings: {len(found)}; {what}writing their short repros\n")
@@ -669,9 +679,7 @@ def write_outputs(out: Path, run: dict[str, Any], entries: list, baseline: dict[
     records = run["records"]
     findings = _optional("conformance.findings", "section")
     if findings is not None and "findings" not in run:  # merged or re-judged runs: characterised, not confirmed
-        from . import findings as findings_mod
-
-        run["findings"] = findings_mod.section(findings_mod.build(records), confirm_enabled=False, budget_s=None)
+        run["findings"] = findings(build_findings(records, entries) or [], confirm_enabled=False, budget_s=None)
     if entries:
         run["expected"] = {"path": str(expected_path), **expected_mod.audit(entries, records)}
     if baseline is not None:

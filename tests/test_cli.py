@@ -211,7 +211,7 @@ def test_merge_refuses_another_schema_version(tmp_path, cases):
     code, err = run_cli("merge", str(tmp_path / "a" / "results.json"), str(tmp_path / "b.json"),
                         "--out", str(tmp_path / "m"))
     assert code == 2
-    assert "expected schema_version 1, received 99" in _one_error_line(err)
+    assert "expected schema_version 2, received 99" in _one_error_line(err)
 
 
 def test_cases_coverage_prints_pair_and_triple_coverage(capsys):

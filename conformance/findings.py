@@ -159,7 +159,8 @@ class Atom:
 
     @property
     def complexity(self) -> int:
-        return 2 if self.op in ("in", "<=", ">=") else 1
+        """What a reader pays for the atom: a plain fact 2, a negation 3, a set or a bound 4."""
+        return 2 if self.op in ("=", "is") else 3 if self.op in ("!=", "not") else 4
 
     def text(self) -> str:
         if self.op == "is":
@@ -347,7 +348,7 @@ def _simplest(positives: list[dict[str, Any]], negatives: list[dict[str, Any]]) 
     from itertools import combinations
 
     for size in range(1, MAX_ATOMS + 1):
-        if best is not None and size > best[0]:
+        if best is not None and 2 * size > best[0]:
             break
         for combo in combinations(range(len(items)), size):
             cx = sum(items[i][1].complexity for i in combo)
@@ -532,7 +533,7 @@ def _mutations(c: Case, rng: random.Random) -> Case | None:
                         "dtype", "profile", "bias", "data_format", "multiplier"))
     ch: dict[str, Any] = {}
     if field in ("batch", "height", "width"):
-        ch[field] = max(1, getattr(c, field) + rng.choice((-1, 1, 2)))
+        ch[field] = getattr(c, field) + rng.choice((1, 2))  # growing keeps the bug in view
     elif field == "channels":
         if c.op == "conv2d":
             g = c.groups
@@ -564,15 +565,15 @@ def _mutations(c: Case, rng: random.Random) -> Case | None:
         return None
 
 
-def candidates(finding: dict[str, Any], seen: set[str], *, tries: int = 600
+def candidates(finding: dict[str, Any], seen: set[str], bases: list[Case] | None = None, *, tries: int = 600
                ) -> tuple[list[Case], list[tuple[Case, str]]]:
     """(inside, near misses) for a finding: new cases (ids not in `seen`) obtained by
-    mutating covered cases one to three fields at a time; inside cases satisfy the
-    predicate, near misses falsify exactly one atom (returned with that atom's text).
-    Deterministic: seeded by the finding id."""
+    mutating covered cases (`bases`, default the minimal case) one to three fields at a
+    time; inside cases satisfy the predicate, near misses falsify exactly one atom
+    (returned with that atom's text). Deterministic: seeded by the finding id."""
     atoms = [Atom.from_dict(a) for a in finding["atoms"] or []]
     rng = random.Random(finding["id"])
-    bases = [Case.from_dict(finding["minimal_case"])]
+    bases = sorted(bases or [Case.from_dict(finding["minimal_case"])], key=lambda c: c.id)
     inside: list[Case] = []
     near: dict[str, Case] = {}
     used = set(seen)
@@ -595,8 +596,8 @@ def candidates(finding: dict[str, Any], seen: set[str], *, tries: int = 600
     return inside, [(c, t) for t, c in near.items()]
 
 
-def confirm(finding: dict[str, Any], judge_case: Callable[[Case], dict[str, Any]], seen: set[str], *,
-            budget_s: float = CONFIRM_BUDGET_S) -> dict[str, Any]:
+def confirm(finding: dict[str, Any], judge_case: Callable[[Case], dict[str, Any]], seen: set[str],
+            bases: list[Case] | None = None, *, budget_s: float = CONFIRM_BUDGET_S) -> dict[str, Any]:
     """Try the finding's predicate on new cases; returns the `confirmation` dict (and sets it).
 
     `judge_case(case)` runs the backend and returns its record (the runner's verdict).
@@ -612,7 +613,7 @@ def confirm(finding: dict[str, Any], judge_case: Callable[[Case], dict[str, Any]
         conf["reason"] = NO_PREDICATE
         finding["confirmation"] = conf
         return conf
-    inside, near = candidates(finding, seen)
+    inside, near = candidates(finding, seen, bases)
     # Interleaved, so that a short budget tries both sides.
     plan = []
     for i in range(max(len(inside), len(near))):
@@ -714,8 +715,10 @@ def enrich(found: list[dict[str, Any]], backends: dict[str, Any], records: list[
     """Confirm each finding (unless `confirm_budget_s` is None) and give it a short repro,
     with the live runner.Backend of its backend (findings of other backends stay as built)."""
     seen: dict[str, set[str]] = {}
+    cases: dict[tuple[str, str], dict] = {}
     for r in records:
         seen.setdefault(r["backend"], set()).add(r["case_id"])
+        cases[(r["backend"], r["case_id"])] = r["case"]
     for f in found:
         b = backends.get(f["backend"])
         if b is None or b.failed:
@@ -723,7 +726,8 @@ def enrich(found: list[dict[str, Any]], backends: dict[str, Any], records: list[
         judge_case = lambda c, b=b: judge_on(b, c)  # noqa: E731
         try:
             if confirm_budget_s is not None:
-                confirm(f, judge_case, seen.get(f["backend"], set()), budget_s=confirm_budget_s)
+                bases = [Case.from_dict(cases[(f["backend"], cid)]) for cid in f["cases"][:20]]
+                confirm(f, judge_case, seen.get(f["backend"], set()), bases, budget_s=confirm_budget_s)
             short_repro_for(f, b, judge_case, out)
         except Exception as exc:  # a finding's extras must never lose the run
             f.setdefault("notes", []).append(f"confirmation or short repro failed: {type(exc).__name__}: {exc}")

@@ -17,6 +17,11 @@ exactly, the dtype exactly; where a padded zero meets an infinite tap (special p
 either answer is accepted; a result beyond the dtype's range may be the infinity of its
 sign (overflow profile). The full repro script (`conformance.repro.make_script`) stays
 the complete account; this one trades its figures for brevity.
+
+`finding_report(finding, adapter)` is the bug report of one finding (`conformance repro
+--finding ID --backend B --report issue.md`): title, predicate and confirmation, the short
+repro, observed vs expected here, the cases it covers, and the full per-case report
+collapsed below.
 """
 
 from __future__ import annotations
@@ -132,3 +137,99 @@ def make_short_script(case: Case, adapter: Any, *, spec: str | None = None, head
                "      f'{ok.size - int(ok.sum())} of {ok.size} elements wrong')\n"
                "sys.exit(0 if ok.all() else 1)\n")
     return "".join(out)
+
+
+# ---- one bug report per finding ---------------------------------------------------------
+
+def _confirmation_text(conf: dict[str, Any]) -> str:
+    inside, near = conf.get("inside") or [], conf.get("near_misses") or []
+    status = conf.get("status", "not_run")
+    if status in ("not_run", "skipped"):
+        return f"Not confirmed actively ({conf.get('reason') or 'not run'})."
+    ok_in = sum(1 for r in inside if r.get("as_expected"))
+    ok_near = sum(1 for r in near if r.get("as_expected"))
+    return (f"**{status}**: {ok_in} of {len(inside)} new cases inside the predicate diverge the same way, "
+            f"{ok_near} of {len(near)} near misses just outside it (one condition flipped) do not.")
+
+
+def finding_report(finding: dict[str, Any], adapter: Any, *, spec: str | None = None) -> str:
+    """A Markdown issue body for one finding (see the module docstring)."""
+    from .inprocess import judge
+    from .repro import bug_report, environment
+
+    sr = finding.get("short_repro") or {}
+    case = Case.from_dict(sr.get("case") or finding["minimal_case"])
+    name = str(getattr(adapter, "name", finding["backend"]))
+    out = [f"## {name}: {finding['title']}", ""]
+    hyp = finding.get("hypothesis")
+    out += [f"{finding['count']} case(s) of a conv-conformance run diverge this way (kind `{finding['kind']}`"
+            + (f", diagnosis `{hyp}`" if hyp else "") + "). What they have in common, and no passing case has:", "",
+            f"    {finding['predicate']}", "", _confirmation_text(finding.get("confirmation") or {}), "",
+            "### Environment", "", "| | |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in environment(adapter).items()]
+    header = f"{finding['title']}\nconv-conformance finding {finding['id']}, case {case.id}"
+    try:
+        script = make_short_script(case, adapter, spec=spec, header=header)
+    except (ShortReproError, ValueError) as exc:
+        script = None
+        out += ["", f"No short script: {exc}."]
+    outcome = judge(case, adapter)
+    if script:
+        out += ["", "### Reproduce", "", "NumPy and the framework only; `python repro.py` prints expected vs "
+                "observed and exits 1 while the bug is present:", "", "```python", script.rstrip(), "```"]
+    out += ["", "### Observed here", "", f"Case `{case.id}`: {outcome.status}"
+            + (f" ({outcome.kind})" if outcome.kind else "") + f": {outcome.message}"]
+    if outcome.status != "diverge":
+        out.append("(The finding's case does not diverge here: the bug may be fixed in this version.)")
+    shown = finding["cases"][:20]
+    out += ["", f"### Cases covered ({finding['count']})", ""] + [f"- `{c}`" for c in shown]
+    if finding["count"] > len(shown):
+        out.append(f"- ... and {finding['count'] - len(shown)} more (results.json)")
+    full = bug_report(case, adapter, outcome.comparison, outcome.diagnosis, outcome=outcome, spec=spec)
+    out += ["", "<details><summary>Full report of the case, with the complete repro script</summary>", "",
+            full.rstrip(), "", "</details>"]
+    return "\n".join(out) + "\n"
+
+
+def run_finding(args: Any) -> int:
+    """`conformance repro --finding ID --backend B [--report FILE] [--out FILE] [--results RESULTS_JSON]`."""
+    import sys
+    from pathlib import Path
+
+    from .adapters.registry import load
+    from .findings import items
+    from .results import ResultsError, load as load_results
+
+    try:
+        run = load_results(args.results)
+    except ResultsError as exc:
+        print(f"conformance repro: --results: {exc}", file=sys.stderr)
+        return 2
+    try:
+        adapter = load(args.backend)
+    except ValueError as exc:
+        print(f"conformance repro: --backend: {exc}", file=sys.stderr)
+        return 2
+    found = [f for f in items(run) if f["id"] == args.finding]
+    if not found:
+        ids = ", ".join(f"{f['id']} ({f['backend']})" for f in items(run)[:8]) or "none"
+        print(f"conformance repro: --finding: expected a finding id of {args.results}, received "
+              f"{args.finding!r} (findings: {ids})", file=sys.stderr)
+        return 2
+    finding = found[0]
+    if args.report:
+        Path(args.report).write_text(finding_report(finding, adapter, spec=args.backend), encoding="utf-8")
+        print(f"wrote {args.report}", file=sys.stderr)
+    case = Case.from_dict((finding.get("short_repro") or {}).get("case") or finding["minimal_case"])
+    try:
+        script = make_short_script(case, adapter, spec=args.backend,
+                                   header=f"{finding['title']}\nconv-conformance finding {finding['id']}, case {case.id}")
+    except ShortReproError as exc:
+        print(f"conformance repro: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        Path(args.out).write_text(script, encoding="utf-8")
+        print(f"wrote {args.out}: python {args.out} exits 1 while finding {finding['id']} is present", file=sys.stderr)
+    elif not args.report:
+        sys.stdout.write(script)
+    return 0

@@ -167,3 +167,22 @@ def test_a_group_no_conjunction_separates_is_split_or_said_so():
     assert findings.characterise([a], [a]) == [(None, [0])]  # the same features passed: nothing separates them
     rules = findings.characterise([a, b], [])
     assert rules == [([], [0, 1])]  # nothing passed: "true" separates
+
+
+def test_repro_finding_writes_one_bug_report_with_the_short_script(run, tmp_path):
+    out, doc, _ = run
+    f = next(f for f in doc["findings"]["items"] if f["backend"] == "flushes-subnormals")
+    report, script = tmp_path / "issue.md", tmp_path / "short.py"
+    code, err = run_cli("repro", "--finding", f["id"], "--backend", f"{BROKEN}:FlushesSubnormals",
+                        "--results", str(out / "results.json"), "--report", str(report), "--out", str(script))
+    assert code == 0, err
+    text = report.read_text()
+    assert f["title"] in text and f["predicate"] in text and script.read_text().rstrip() in text
+    assert "<details>" in text  # the full report stays available
+    assert _exit_code(script.read_text(), tmp_path) == 1
+
+
+def test_repro_finding_names_an_unknown_id(run, capsys):
+    out, _, _ = run
+    code, _ = run_cli("repro", "--finding", "F0000000000", "--backend", "numpy", "--results", str(out / "results.json"))
+    assert code == 2 and "expected a finding id" in capsys.readouterr().err

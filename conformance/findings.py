@@ -122,6 +122,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("kernel_exceeds_input", "bool", _kernel_exceeds_input, words="an effective kernel larger than the input"),
     Feature("one_column_output", "bool", lambda c: c.geometry.out_w == 1, words="a one-column output"),
     Feature("one_row_output", "bool", lambda c: c.geometry.out_h == 1, words="a one-row output"),
+    Feature("kernel_1x1", "bool", lambda c: c.kernel == (1, 1), words="a 1x1 kernel"),
     Feature("grouped", "bool", lambda c: c.op == "conv2d" and c.groups > 1, words="groups > 1"),
     Feature("multiplier_gt_1", "bool", lambda c: (c.channel_multiplier or 1) > 1, words="channel multiplier > 1"),
     Feature("batch_gt_1", "bool", lambda c: c.batch > 1, words="batch > 1"),
@@ -597,14 +598,18 @@ def candidates(finding: dict[str, Any], seen: set[str], bases: list[Case] | None
 
 
 def confirm(finding: dict[str, Any], judge_case: Callable[[Case], dict[str, Any]], seen: set[str],
-            bases: list[Case] | None = None, *, budget_s: float = CONFIRM_BUDGET_S) -> dict[str, Any]:
+            bases: list[Case] | None = None, *, budget_s: float = CONFIRM_BUDGET_S,
+            also_kinds: Iterable[str] = ()) -> dict[str, Any]:
     """Try the finding's predicate on new cases; returns the `confirmation` dict (and sets it).
 
     `judge_case(case)` runs the backend and returns its record (the runner's verdict).
     confirmed: every inside case tried diverged with the finding's kind and no near miss
     did; refuted: one of them did not; unconfirmed: nothing could be tried in the budget.
-    Unsupported cases and errors count for neither side.
+    Unsupported cases and errors count for neither side. `also_kinds`: kinds that count as
+    the same divergence (those of the backend's other findings with the same predicate: a
+    dropped dilation is a wrong shape or wrong values, whichever the geometry gives).
     """
+    kinds = {finding["kind"], *also_kinds}
     t0 = time.monotonic()
     conf: dict[str, Any] = {"status": "unconfirmed", "budget_s": budget_s, "inside": [], "near_misses": [],
                             "seconds": 0.0}
@@ -622,7 +627,7 @@ def confirm(finding: dict[str, Any], judge_case: Callable[[Case], dict[str, Any]
         if time.monotonic() - t0 > budget_s:
             break
         rec = judge_case(case)
-        same = rec["status"] == "diverge" and rec["kind"] == finding["kind"]
+        same = rec["status"] == "diverge" and rec["kind"] in kinds
         row = {"case_id": case.id, "case": case.to_dict(), "status": rec["status"], "kind": rec["kind"],
                "as_expected": None}
         if rec["status"] in ("pass", "diverge"):
@@ -655,6 +660,40 @@ def judge_on(backend: Any, case: Case) -> dict[str, Any]:
     oracle = runner.oracle_for(case)
     rec, _ = runner.judge(case, backend.name, backend.info, backend.ask(case), oracle, backend.timeout)
     return rec
+
+
+def refine(finding: dict[str, Any], records: list[dict[str, Any]], also_kinds: Iterable[str] = ()) -> bool:
+    """After a refutation: characterise again with the confirmation's cases as evidence
+    (those that diverged the same way join the group, those that passed join the passing
+    cases) and take the rule that covers most of the finding's own cases. Updates the
+    finding (id, predicate, title; the old predicate under "refined_from") and returns
+    True when the predicate changed."""
+    kinds = {finding["kind"], *also_kinds}
+    conf = finding["confirmation"]
+    mine = set(finding["cases"])
+    pos = [c for c in (_case_of(r) for r in records if r["case_id"] in mine) if c is not None]
+    neg = [c for c in (_case_of(r) for r in records if r["status"] == "pass") if c is not None]
+    for row in conf["inside"] + conf["near_misses"]:
+        if row["status"] == "diverge" and row["kind"] in kinds:
+            pos.append(Case.from_dict(row["case"]))
+        elif row["status"] == "pass":
+            neg.append(Case.from_dict(row["case"]))
+    pf = [features(c) for c in pos]
+    rules = [(a, idx) for a, idx in characterise(pf, [features(c) for c in neg]) if a is not None]
+    if not rules:
+        return False
+    atoms, idx = max(rules, key=lambda r: sum(1 for i in r[1] if pos[i].id in mine))
+    pred = predicate_text(atoms)
+    held = sum(1 for i in idx if pos[i].id in mine)
+    if held < len(mine):
+        finding.setdefault("notes", []).append(f"refined predicate holds for {held} of the {len(mine)} cases")
+    if pred == finding["predicate"]:
+        return False
+    finding["refined_from"] = {"predicate": finding["predicate"], "id": finding["id"], "confirmation": conf}
+    finding.update(id=finding_id(finding["backend"], finding["kind"], finding["hypothesis"], pred),
+                   key=shared_key(finding["kind"], finding["hypothesis"], pred), predicate=pred,
+                   atoms=[a.to_dict() for a in atoms], title=title(finding["kind"], finding["hypothesis"], atoms))
+    return True
 
 
 def short_repro_for(finding: dict[str, Any], backend: Any, judge_case: Callable[[Case], dict[str, Any]],
@@ -724,10 +763,16 @@ def enrich(found: list[dict[str, Any]], backends: dict[str, Any], records: list[
         if b is None or b.failed:
             continue
         judge_case = lambda c, b=b: judge_on(b, c)  # noqa: E731
+        siblings = {g["kind"] for g in found if g["backend"] == f["backend"] and g["predicate"] == f["predicate"]}
         try:
             if confirm_budget_s is not None:
                 bases = [Case.from_dict(cases[(f["backend"], cid)]) for cid in f["cases"][:20]]
-                confirm(f, judge_case, seen.get(f["backend"], set()), bases, budget_s=confirm_budget_s)
+                tried = seen.setdefault(f["backend"], set())
+                conf = confirm(f, judge_case, tried, bases, budget_s=confirm_budget_s, also_kinds=siblings)
+                tried |= {r["case_id"] for r in conf["inside"] + conf["near_misses"]}
+                mine = [r for r in records if r["backend"] == f["backend"]]
+                if conf["status"] == "refuted" and refine(f, mine, siblings):
+                    confirm(f, judge_case, tried, bases, budget_s=confirm_budget_s, also_kinds=siblings)
             short_repro_for(f, b, judge_case, out)
         except Exception as exc:  # a finding's extras must never lose the run
             f.setdefault("notes", []).append(f"confirmation or short repro failed: {type(exc).__name__}: {exc}")
@@ -772,3 +817,49 @@ def console_lines(findings: list[dict[str, Any]], limit: int = 40) -> list[str]:
     if len(findings) > limit:
         lines.append(f"  ... and {len(findings) - limit} more findings (results.json lists them all)")
     return lines
+
+
+# ---- what the report pages show -------------------------------------------------------
+
+def _display(f: dict[str, Any], case_href: Callable[[str], str | None]) -> dict[str, Any]:
+    conf = f.get("confirmation") if isinstance(f.get("confirmation"), dict) else {}
+    inside, near = conf.get("inside") or [], conf.get("near_misses") or []
+    sr = f.get("short_repro") if isinstance(f.get("short_repro"), dict) else None
+    links = [{"id": str(c), "href": case_href(str(c))} for c in f.get("cases") or []]
+    return {
+        "id": str(f.get("id", "")), "title": str(f.get("title", "")), "predicate": str(f.get("predicate", "")),
+        "kind": str(f.get("kind") or ""), "hypothesis": str(f.get("hypothesis") or ""),
+        "count": int(f.get("count") or 0), "known": int(f.get("known") or 0),
+        "unexpected": int(f.get("unexpected") or 0), "backend": str(f.get("backend", "")),
+        "confirmation": str(conf.get("status") or "not_run"),
+        "inside_ok": sum(1 for r in inside if r.get("as_expected")), "inside": len(inside),
+        "near_ok": sum(1 for r in near if r.get("as_expected")), "near": len(near),
+        "confirming_cases": [str(r.get("case_id", "")) for r in inside + near],
+        "refined_from": str((f.get("refined_from") or {}).get("predicate") or ""),
+        "minimal_case_id": str(f.get("minimal_case_id") or ""),
+        "short_repro": str(sr.get("script") or "") if sr else "", "short_repro_case": str(sr.get("case_id") or "") if sr else "",
+        "short_repro_path": str(sr.get("path") or "") if sr else "",
+        "cases": links, "notes": [str(n) for n in f.get("notes") or []],
+    }
+
+
+def page_items(run: dict[str, Any], backend: str, case_href: Callable[[str], str | None]) -> list[dict[str, Any]]:
+    """The `findings` of a backend page (templates/backend_findings.html): plain display dicts."""
+    return [_display(f, case_href) for f in items(run) if f.get("backend") == backend]
+
+
+def index_rows(run: dict[str, Any], page_of: dict[str, str]) -> list[dict[str, Any]]:
+    """The `findings` of index.html (templates/index_findings.html): one row per bug, matched
+    across backends by kind, hypothesis and predicate, with each backend's finding."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for f in items(run):
+        key = (f.get("kind"), f.get("hypothesis"), f.get("predicate"))
+        row = rows.setdefault(key, {"title": str(f.get("title", "")), "predicate": str(f.get("predicate", "")),
+                                    "kind": str(f.get("kind") or ""), "hypothesis": str(f.get("hypothesis") or ""),
+                                    "backends": []})
+        page = page_of.get(f.get("backend"), "")
+        row["backends"].append({"name": str(f.get("backend", "")), "id": str(f.get("id", "")),
+                                "count": int(f.get("count") or 0),
+                                "confirmation": str((f.get("confirmation") or {}).get("status") or "not_run"),
+                                "href": f"{page}#finding-{f.get('id')}" if page else ""})
+    return sorted(rows.values(), key=lambda r: (-len(r["backends"]), r["kind"], r["hypothesis"], r["predicate"]))

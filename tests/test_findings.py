@@ -186,3 +186,93 @@ def test_repro_finding_names_an_unknown_id(run, capsys):
     out, _, _ = run
     code, _ = run_cli("repro", "--finding", "F0000000000", "--backend", "numpy", "--results", str(out / "results.json"))
     assert code == 2 and "expected a finding id" in capsys.readouterr().err
+
+
+# ---- pure functions on plain records ----------------------------------------------------
+
+from conformance import expected  # noqa: E402
+from conformance.results import new_record  # noqa: E402
+
+
+def _rec(case: Case, backend: str, status: str, kind: str | None = None, hypothesis: str | None = None) -> dict:
+    return new_record(case.to_dict(), case.id, backend, backend_version="1.0", device="cpu", status=status,
+                      kind=kind, diagnosis={"hypothesis": hypothesis, "explanation": ""} if hypothesis else None)
+
+
+def _dw(**kw) -> Case:
+    return Case(**{"op": "depthwise_conv2d", "batch": 1, "height": 9, "width": 9, "in_channels": 2, "kernel": (3, 3),
+                   "channel_multiplier": 1, "padding": "SAME", **kw})
+
+
+def _records() -> list[dict]:
+    bad = [_dw(strides=(2, 2), dilations=(2, 2)), _dw(strides=(2, 2), dilations=(2, 2), height=10),
+           _dw(strides=(3, 3), dilations=(2, 2), width=8)]
+    good = [_dw(strides=(2, 2)), _dw(dilations=(2, 2)), _dw(), _dw(strides=(2, 2), dilations=(2, 2), op="conv2d",
+                                                                 channel_multiplier=None, out_channels=2)]
+    return ([_rec(c, "tf", "diverge", "shape", "wrong_shape_subblock") for c in bad]
+            + [_rec(c, "tf", "pass") for c in good])
+
+
+def test_build_characterises_from_plain_records():
+    (f,) = findings.build(_records())
+    assert f["predicate"] == "op = depthwise_conv2d and strided and dilated"
+    assert f["title"].startswith("depthwise_conv2d with strides > 1 and dilations > 1 returns an output of the wrong shape")
+    assert f["count"] == 3 and f["passed_on_backend"] == 4
+
+
+def test_a_manifest_pins_a_finding_by_predicate(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("- {backend: tf, finding: 'op = depthwise_conv2d and strided and dilated', reason: dw bug}\n")
+    (entry,) = expected.load_manifest(path)
+    recs = _records()
+    assert [entry.explains(r) for r in recs] == [r["status"] == "diverge" for r in recs]
+
+
+def test_a_manifest_pins_a_finding_by_id(tmp_path):
+    recs = _records()
+    (f,) = findings.build(recs)
+    path = tmp_path / "m.yaml"
+    path.write_text(f"- {{backend: tf, finding: {f['id']}, reason: dw bug}}\n")
+    entries = expected.load_manifest(path)
+    expected.pin_findings(entries, recs, [f])
+    assert all(r["known"] for r in recs if r["status"] == "diverge") and f["unexpected"] == 0
+    assert expected.audit(entries, recs)["fixed"] == []
+
+
+def test_a_malformed_finding_pin_names_the_entry(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("- {backend: tf, finding: 'stride is big', reason: x}\n")
+    with pytest.raises(expected.ManifestError, match="entry 0: finding: predicate 'stride is big'"):
+        expected.load_manifest(path)
+
+
+def test_baseline_reports_new_and_fixed_findings():
+    recs = _records()
+    (f,) = findings.build(recs)
+    now = [r if r["status"] == "pass" else _rec(Case.from_dict(r["case"]), "tf", "pass") for r in recs]
+    extra = _rec(Case(op="conv2d", batch=1, height=5, width=5, in_channels=1, kernel=(3, 3), out_channels=1,
+                      profile="subnormal"), "tf", "diverge", "subnormal_flush", "subnormal_flush")
+    diff = findings.baseline_diff({"records": recs}, findings.build(now + [extra]))
+    assert [r["id"] for r in diff["fixed"]] == [f["id"]]
+    assert [r["kind"] for r in diff["new"]] == ["subnormal_flush"]
+
+
+def test_pages_open_with_the_findings_escaped_and_linked(tmp_path):
+    from conformance.report import write_reports
+
+    recs = _records()
+    found = findings.build(recs)
+    found[0]["title"] = "<script>alert(1)</script>"
+    run = {"schema_version": 2, "tool": {}, "environment": {}, "run": {}, "records": recs,
+           "backends": {"tf": {"name": "tf", "version": "1.0", "device": "cpu", "spec": "tf", "error": None}},
+           "findings": findings.section(found, confirm_enabled=False, budget_s=None)}
+    write_reports(run, tmp_path)
+    page, index = (tmp_path / "tf.html").read_text(), (tmp_path / "index.html").read_text()
+    for text in (page, index):
+        assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text
+        assert text.index('id="findings"') < text.index("<h2", text.index('id="findings"') + 30)
+    assert f'id="finding-{found[0]["id"]}"' in page and f'href="tf.html#finding-{found[0]["id"]}"' in index
+    anchors = {a.split('"')[0] for a in page.split('id="')[1:]}
+    for cid in found[0]["cases"]:
+        link = page.split(f">{cid}</a>")[0].rsplit('href="#', 1)[1].split('"')[0]
+        assert link in anchors

@@ -110,15 +110,15 @@ FEATURES: tuple[Feature, ...] = (
     Feature("invalid", "bool", lambda c: not c.is_valid, words="invalid parameters",
             words_not="valid parameters"),
     Feature("empty_output", "bool", lambda c: c.geometry.out_h * c.geometry.out_w == 0, words="an empty output"),
-    Feature("strided", "bool", lambda c: max(c.strides) > 1, words="strides > 1"),
-    Feature("dilated", "bool", lambda c: max(c.dilations) > 1, words="dilations > 1"),
+    Feature("strided", "bool", lambda c: max(c.strides) > 1, words="strides > 1", words_not="unit strides"),
+    Feature("dilated", "bool", lambda c: max(c.dilations) > 1, words="dilations > 1", words_not="no dilation"),
     Feature("padding", "cat", _pad_kind, ("VALID", "SAME", "explicit")),
     Feature("data_format", "cat", lambda c: c.data_format, DATA_FORMATS),
     Feature("bias", "bool", lambda c: c.bias, words="a bias"),
     Feature("stride_gt_kernel", "bool", lambda c: any(s > k for s, k in zip(c.strides, c.kernel)),
             words="a stride larger than the kernel"),
     Feature("same_odd_pad", "bool", _same_odd, words="SAME padding with an odd total pad"),
-    Feature("asymmetric_pad", "bool", _asymmetric, words="asymmetric pads"),
+    Feature("asymmetric_pad", "bool", _asymmetric, words="asymmetric pads", words_not="symmetric pads"),
     Feature("kernel_exceeds_input", "bool", _kernel_exceeds_input, words="an effective kernel larger than the input"),
     Feature("one_column_output", "bool", lambda c: c.geometry.out_w == 1, words="a one-column output"),
     Feature("one_row_output", "bool", lambda c: c.geometry.out_h == 1, words="a one-row output"),
@@ -653,13 +653,14 @@ def confirm(finding: dict[str, Any], judge_case: Callable[[Case], dict[str, Any]
 SMALL_INTEGER_KINDS = ("value", "shape", "invalid_accepted", "dtype")
 
 
-def judge_on(backend: Any, case: Case) -> dict[str, Any]:
-    """The run's record for `case` on a runner.Backend: its worker, runner.judge's verdict."""
+def judge_on(backend: Any, case: Case, *, with_output: bool = False) -> Any:
+    """The run's record for `case` on a runner.Backend: its worker, runner.judge's verdict
+    (with `with_output`, (record, the backend's output or None))."""
     from . import runner
 
     oracle = runner.oracle_for(case)
-    rec, _ = runner.judge(case, backend.name, backend.info, backend.ask(case), oracle, backend.timeout)
-    return rec
+    rec, y = runner.judge(case, backend.name, backend.info, backend.ask(case), oracle, backend.timeout)
+    return (rec, y) if with_output else rec
 
 
 def refine(finding: dict[str, Any], records: list[dict[str, Any]], also_kinds: Iterable[str] = ()) -> bool:
@@ -696,15 +697,19 @@ def refine(finding: dict[str, Any], records: list[dict[str, Any]], also_kinds: I
     return True
 
 
-def short_repro_for(finding: dict[str, Any], backend: Any, judge_case: Callable[[Case], dict[str, Any]],
-                    out: Any = None) -> dict[str, Any] | None:
+def short_repro_for(finding: dict[str, Any], backend: Any, judge_case: Callable[[Case], Any],
+                    out: Any = None, bases: list[Case] = ()) -> dict[str, Any] | None:
     """Choose the short repro's case and write its script; sets and returns finding["short_repro"].
 
     The case is one the suite judged diverging with the finding's kind on this backend:
     the minimal case re-run with small integer inputs (where the kind allows and the
     predicate does not name the profile), else the minimal case itself, else the smallest
-    covered case. The script comes from the backend's worker (its adapter's repro_code).
+    covered cases. The script comes from the backend's worker (its adapter's repro_code),
+    and is kept only when, given the output the suite judged, it exits 1 too (its check is
+    shorter than the verdict's: where they disagree, the next case is tried).
+    `judge_case(case)` returns (record, output).
     """
+    from .short_repro import exit_code_for
     minimal = Case.from_dict(finding["minimal_case"])
     names_profile = any(a["feature"] == "profile" for a in finding["atoms"] or [])
     tries: list[Case] = []
@@ -714,9 +719,10 @@ def short_repro_for(finding: dict[str, Any], backend: Any, judge_case: Callable[
         except CaseError:
             pass
     tries.append(minimal)
+    tries += sorted((c for c in bases if c.id != minimal.id), key=_macs)[:3]
     problems = []
     for case in tries:
-        rec = judge_case(case)
+        rec, y = judge_case(case)
         if rec["status"] != "diverge" or rec["kind"] != finding["kind"]:
             problems.append(f"{case.id}: {rec['status']}{'/' + rec['kind'] if rec['kind'] else ''}")
             continue
@@ -726,6 +732,9 @@ def short_repro_for(finding: dict[str, Any], backend: Any, judge_case: Callable[
         text, err = backend.repro(case, short_header=header)
         if not text:
             problems.append(f"{case.id}: {err or 'no script'}")
+            continue
+        if y is not None and exit_code_for(text, y) == 0:
+            problems.append(f"{case.id}: the short check passes what the verdict does not")
             continue
         sr = {"case_id": case.id, "case": case.to_dict(), "status": rec["status"], "kind": rec["kind"],
               "script": text, "path": None}
@@ -765,15 +774,16 @@ def enrich(found: list[dict[str, Any]], backends: dict[str, Any], records: list[
         judge_case = lambda c, b=b: judge_on(b, c)  # noqa: E731
         siblings = {g["kind"] for g in found if g["backend"] == f["backend"] and g["predicate"] == f["predicate"]}
         try:
+            bases = [Case.from_dict(cases[(f["backend"], cid)]) for cid in f["cases"][:20]]
             if confirm_budget_s is not None:
-                bases = [Case.from_dict(cases[(f["backend"], cid)]) for cid in f["cases"][:20]]
                 tried = seen.setdefault(f["backend"], set())
                 conf = confirm(f, judge_case, tried, bases, budget_s=confirm_budget_s, also_kinds=siblings)
                 tried |= {r["case_id"] for r in conf["inside"] + conf["near_misses"]}
                 mine = [r for r in records if r["backend"] == f["backend"]]
                 if conf["status"] == "refuted" and refine(f, mine, siblings):
                     confirm(f, judge_case, tried, bases, budget_s=confirm_budget_s, also_kinds=siblings)
-            short_repro_for(f, b, judge_case, out)
+            short_repro_for(f, b, lambda c, b=b: judge_on(b, c, with_output=True), out,
+                            [Case.from_dict(cases[(f["backend"], cid)]) for cid in f["cases"]])
         except Exception as exc:  # a finding's extras must never lose the run
             f.setdefault("notes", []).append(f"confirmation or short repro failed: {type(exc).__name__}: {exc}")
 

@@ -41,6 +41,31 @@ MAX_ELEMENTS = 4096
 _DTYPES = {"float32": "np.float32", "float16": "np.float16", "float64": "np.float64", "bfloat16": "ml_dtypes.bfloat16"}
 
 
+#: The lines around the framework call of a valid case's script (see `exit_code_for`).
+CALL_BEGIN = "# ---- the framework call ----\n"
+CALL_END = "# ---- end of the framework call ----\n"
+
+
+def exit_code_for(script: str, y: Any) -> int | None:
+    """The exit status `script` gives when the framework returns `y`: the script run here
+    with its framework call replaced by `y` (no framework is imported). None for a script
+    without the markers (an invalid case's, which exits 1 whenever the call returns)."""
+    if CALL_BEGIN not in script or CALL_END not in script:
+        return None
+    head, rest = script.split(CALL_BEGIN, 1)
+    tail = rest.split(CALL_END, 1)[1]
+    ns: dict[str, Any] = {"__name__": "__short_repro__", "_y_given": y}
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(head + "y = _y_given\n" + tail, "<short repro>", "exec"), ns)  # noqa: S102 (our script)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
 class ShortReproError(ValueError):
     """No short script for this case (inputs too large to write out)."""
 
@@ -90,7 +115,7 @@ def make_short_script(case: Case, adapter: Any, *, spec: str | None = None, head
         out.append(f"print(f'expected an error ({case.invalid_reason}), observed an output of shape "
                    f"{{np.shape(y)}}')\nsys.exit(1)\n")
         return "".join(out)
-    out.append(code)
+    out += [CALL_BEGIN, code, CALL_END]
     g = case.geometry
     (kh, kw), (sh, sw), (dh, dw) = case.kernel, case.strides, case.dilations
     rows, cols = f"i * {sh}:i * {sh} + {(kh - 1) * dh + 1}:{dh}", f"j * {sw}:j * {sw} + {(kw - 1) * dw + 1}:{dw}"

@@ -276,3 +276,16 @@ def test_pages_open_with_the_findings_escaped_and_linked(tmp_path):
     for cid in found[0]["cases"]:
         link = page.split(f">{cid}</a>")[0].rsplit('href="#', 1)[1].split('"')[0]
         assert link in anchors
+
+
+def test_a_short_script_judges_a_given_output_without_the_framework():
+    from conformance.inputs import make_inputs
+    from conformance.oracle import convolve
+    from conformance.short_repro import exit_code_for
+
+    case = _dw(strides=(2, 2), profile="small_integers")
+    script = make_short_script(case, load("numpy"))
+    right = convolve(case, *make_inputs(case)).astype("float32")
+    assert exit_code_for(script, right) == 0
+    assert exit_code_for(script, right + 1) == 1
+    assert exit_code_for(script, right[:, :1]) == 1

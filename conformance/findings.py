@@ -653,13 +653,14 @@ def confirm(finding: dict[str, Any], judge_case: Callable[[Case], dict[str, Any]
 SMALL_INTEGER_KINDS = ("value", "shape", "invalid_accepted", "dtype")
 
 
-def judge_on(backend: Any, case: Case, *, with_output: bool = False) -> Any:
+def judge_on(backend: Any, case: Case, *, with_output: bool = False, timeout: float | None = None) -> Any:
     """The run's record for `case` on a runner.Backend: its worker, runner.judge's verdict
-    (with `with_output`, (record, the backend's output or None))."""
+    (with `with_output`, (record, the backend's output or None)); `timeout` caps the wait."""
     from . import runner
 
     oracle = runner.oracle_for(case)
-    rec, y = runner.judge(case, backend.name, backend.info, backend.ask(case), oracle, backend.timeout)
+    limit = backend.timeout if timeout is None else min(backend.timeout, timeout)
+    rec, y = runner.judge(case, backend.name, backend.info, backend.ask(case, limit), oracle, limit)
     return (rec, y) if with_output else rec
 
 
@@ -771,7 +772,9 @@ def enrich(found: list[dict[str, Any]], backends: dict[str, Any], records: list[
         b = backends.get(f["backend"])
         if b is None or b.failed:
             continue
-        judge_case = lambda c, b=b: judge_on(b, c)  # noqa: E731
+        # A new case that hangs must not cost the per-case timeout many times over.
+        cap = max(confirm_budget_s or 0.0, 10.0)
+        judge_case = lambda c, b=b: judge_on(b, c, timeout=cap)  # noqa: E731
         siblings = {g["kind"] for g in found if g["backend"] == f["backend"] and g["predicate"] == f["predicate"]}
         try:
             bases = [Case.from_dict(cases[(f["backend"], cid)]) for cid in f["cases"][:20]]

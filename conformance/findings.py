@@ -807,14 +807,17 @@ def items(run: dict[str, Any]) -> list[dict[str, Any]]:
     return build(run.get("records") or [])
 
 
-def baseline_diff(baseline: dict[str, Any], now: list[dict[str, Any]]) -> dict[str, Any]:
-    """{"new": [...], "fixed": [...]} findings, matched by id (backend, kind, hypothesis, predicate)."""
+def baseline_diff(baseline: dict[str, Any], now: list[dict[str, Any]],
+                  backends: Iterable[str] | None = None) -> dict[str, Any]:
+    """{"new": [...], "fixed": [...]} findings, matched by id (backend, kind, hypothesis,
+    predicate); a baseline finding is fixed only on a backend of this run (`backends`)."""
     before = {f["id"]: f for f in items(baseline)}
     current = {f["id"]: f for f in now}
     row = lambda f: {"id": f["id"], "backend": f["backend"], "kind": f["kind"], "title": f["title"],  # noqa: E731
                      "predicate": f["predicate"], "count": f["count"]}
     return {"new": [row(f) for i, f in current.items() if i not in before],
-            "fixed": [row(f) for i, f in before.items() if i not in current]}
+            "fixed": [row(f) for i, f in before.items() if i not in current
+                      and (backends is None or f["backend"] in set(backends))]}
 
 
 def console_lines(findings: list[dict[str, Any]], limit: int = 40) -> list[str]:

@@ -687,7 +687,8 @@ def write_outputs(out: Path, run: dict[str, Any], entries: list, baseline: dict[
         if findings is not None:
             from . import findings as findings_mod
 
-            run["baseline"]["findings"] = findings_mod.baseline_diff(baseline, run["findings"]["items"])
+            run["baseline"]["findings"] = findings_mod.baseline_diff(baseline, run["findings"]["items"],
+                                                                     {r["backend"] for r in records})
     out.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
     reports = None

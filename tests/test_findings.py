@@ -289,3 +289,8 @@ def test_a_short_script_judges_a_given_output_without_the_framework():
     assert exit_code_for(script, right) == 0
     assert exit_code_for(script, right + 1) == 1
     assert exit_code_for(script, right[:, :1]) == 1
+
+
+def test_a_backend_not_in_this_run_has_no_fixed_findings():
+    recs = _records()
+    assert findings.baseline_diff({"records": recs}, [], backends={"other"}) == {"new": [], "fixed": []}

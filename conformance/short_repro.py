@@ -167,7 +167,8 @@ def make_short_script(case: Case, adapter: Any, *, spec: str | None = None, head
 # ---- one bug report per finding ---------------------------------------------------------
 
 def _confirmation_text(conf: dict[str, Any]) -> str:
-    inside, near = conf.get("inside") or [], conf.get("near_misses") or []
+    inside = [r for r in conf.get("inside") or [] if r.get("as_expected") is not None]
+    near = [r for r in conf.get("near_misses") or [] if r.get("as_expected") is not None]
     status = conf.get("status", "not_run")
     if status in ("not_run", "skipped"):
         return f"Not confirmed actively ({conf.get('reason') or 'not run'})."

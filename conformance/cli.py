@@ -89,6 +89,10 @@ def _add_run(sub) -> None:
                    help=f"minimise unexplained divergences, one per backend, kind and diagnosis (default; "
                         f"at most {runner.MINIMISE_CASE_S:g} s each, {runner.MINIMISE_BACKEND_S:g} s per backend)")
     p.add_argument("--no-minimise", dest="minimise", action="store_false", help="do not minimise divergences")
+    p.add_argument("--confirm-budget", type=_positive_float, default=4.0, metavar="SECONDS",
+                   help="confirm each finding's predicate on new cases for at most this long (default 4)")
+    p.add_argument("--no-confirm", dest="confirm", action="store_false",
+                   help="do not confirm findings (they are still grouped, characterised and get a short repro)")
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
     p.add_argument("--precision", choices=("strict", "relaxed", "any", "tf32"), default="strict",
                    help="precision contract of the verdict: strict (default: 16-bit types accumulate in float32), "
@@ -164,6 +168,7 @@ def cmd_run(args, argv: Sequence[str], stream: TextIO) -> int:
                            out=Path(args.out), timeout=args.timeout, expected=args.expected, baseline=args.baseline,
                            shard=shard, resume=args.resume, report=args.report, minimise=args.minimise,
                            strict_expected=args.strict_expected, quiet=args.quiet, argv=list(argv),
+                           confirm_budget_s=args.confirm_budget if args.confirm else None,
                            named=bool(args.backend or args.adapter), precision=args.precision)
     cfg.specs = _specs(args)
     cases = runner.select_cases(cfg.selector, seed=cfg.seed, budget=cfg.budget, dtypes=cfg.dtypes, shard=shard)
@@ -187,11 +192,14 @@ def summary(outcome: runner.Outcome) -> str:
     """The end-of-run table: backend x status counts, the unexpected failures, fixed entries, paths."""
     from .results import STATUSES, counts, is_unexpected
 
+    from .findings import console_lines
+
     run = outcome.run
     table = counts(run["records"])
     cols = list(STATUSES) + ["known"]
     width = max([len(b) for b in table] + [7])
-    lines = ["", f"{'backend':<{width}}  " + "  ".join(f"{c:>11}" for c in cols)]
+    lines = [""] + console_lines((run.get("findings") or {}).get("items") or [])
+    lines += ["", f"{'backend':<{width}}  " + "  ".join(f"{c:>11}" for c in cols)]
     for backend, row in table.items():
         lines.append(f"{backend:<{width}}  " + "  ".join(f"{row[c]:>11}" for c in cols))
     for name, info in run["backends"].items():
@@ -223,6 +231,11 @@ def summary(outcome: runner.Outcome) -> str:
             lines.append(f"  new    {r['backend']}  {r['case_id']}  {r['kind'] or r['status']} (was {r['was']})")
         for r in base["fixed"]:
             lines.append(f"  fixed  {r['backend']}  {r['case_id']}  (was {r['was']})")
+        fb = base.get("findings")
+        if fb:
+            lines.append(f"findings against the baseline: {len(fb['new'])} new, {len(fb['fixed'])} fixed")
+            lines += [f"  new finding    {f['id']}  {f['backend']}  {f['title']}  ({f['predicate']})" for f in fb["new"]]
+            lines += [f"  fixed finding  {f['id']}  {f['backend']}  {f['title']}  ({f['predicate']})" for f in fb["fixed"]]
     if run["run"].get("interrupted"):
         lines.append("\ninterrupted: the results cover the cases finished before the interruption (--resume continues)")
     where = f"  report: {outcome.reports}" if outcome.reports else ""

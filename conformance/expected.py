@@ -9,6 +9,9 @@ A manifest is a YAML list of entries:
       precision: strict            # optional: only records judged under this contract (or a list)
       reason: "depthwise with strides > 1 and dilations > 1 returns a wrongly shaped result"
       link: https://github.com/tensorflow/tensorflow/issues/...   # optional
+    - backend: jax
+      finding: "dtype != float16 and profile = subnormal"   # or a finding id: F2d809d6406
+      reason: "flushes subnormals"                          # (cases then defaults to "*")
 
 Invariants
 - An entry only ever *explains* a record: the verdict stays `diverge` (or error, crash,
@@ -38,7 +41,7 @@ from packaging.version import InvalidVersion, Version
 
 from .results import FAILING
 
-ENTRY_KEYS = ("backend", "version", "cases", "kind", "precision", "reason", "link")
+ENTRY_KEYS = ("backend", "version", "cases", "kind", "precision", "reason", "link", "finding")
 
 
 class ManifestError(ValueError):
@@ -56,6 +59,10 @@ class Entry:
     link: str | None
     #: Only records judged under one of these precision contracts (None: any contract).
     precisions: tuple[str, ...] | None = None
+    #: `finding:` pins a finding: its id (explains the cases that finding covers in this run)
+    #: or a predicate (conformance.findings atoms: explains the cases it holds for).
+    finding: str | None = None
+    atoms: tuple | None = None
 
     def covers(self, backend: str, version: str | None, case_id: str) -> bool:
         if not fnmatch.fnmatchcase(backend, self.backend):
@@ -80,7 +87,21 @@ class Entry:
             return False
         if self.precisions is not None and (rec.get("precision") or "strict") not in self.precisions:
             return False
+        if self.finding is not None and not self._predicate_holds(rec):
+            return False
         return self.kinds is None or (rec["kind"] or rec["status"]) in self.kinds
+
+    def _predicate_holds(self, rec: dict[str, Any]) -> bool:
+        """A predicate pin holds for the record's case; an id pin is applied by `pin_findings`."""
+        if self.atoms is None:
+            return False
+        from .findings import holds
+        from .spec import Case, CaseError
+
+        try:
+            return holds(self.atoms, Case.from_dict(rec["case"]))
+        except (CaseError, TypeError, KeyError):
+            return False
 
     def known(self) -> dict[str, Any]:
         return {"reason": self.reason, "link": self.link, "manifest_entry": self.index}
@@ -115,6 +136,9 @@ def load_manifest(path: str | Path) -> list[Entry]:
         unknown = sorted(set(raw) - set(ENTRY_KEYS))
         if unknown:
             raise ManifestError(f"{path}: entry {i}: expected keys among {', '.join(ENTRY_KEYS)}, received {unknown[0]!r}")
+        finding, atoms = _finding_pin(path, i, raw.get("finding"))
+        if finding is not None:
+            raw = {"cases": "*", **raw}
         for key in ("backend", "cases", "reason"):
             if key not in raw:
                 raise ManifestError(f"{path}: entry {i}: expected a {key!r} key, received none")
@@ -143,8 +167,50 @@ def load_manifest(path: str | Path) -> list[Entry]:
                 raise ManifestError(f"{path}: entry {i}: precision: expected one of {', '.join(PRECISIONS)}, "
                                     f"received {wrong[0]!r}")
         entries.append(Entry(i, backend[0], version, _strings(path, i, "cases", raw["cases"]), kinds, reason, link,
-                             precisions))
+                             precisions, finding, atoms))
     return entries
+
+
+def _finding_pin(path: Path, i: int, value: Any) -> tuple[str | None, tuple | None]:
+    """(text, atoms) of a `finding:` value: atoms None for a finding id (F + 10 hex digits)."""
+    import re
+
+    if value is None:
+        return None, None
+    if not isinstance(value, str) or not value.strip():
+        raise ManifestError(f"{path}: entry {i}: finding: expected a finding id (F0123456789) or a predicate "
+                            f"('op = depthwise_conv2d and strided and dilated'), received {value!r}")
+    value = value.strip()
+    if re.fullmatch(r"F[0-9a-f]{10}", value):
+        return value, None
+    from .findings import parse_predicate
+
+    try:
+        return value, tuple(parse_predicate(value))
+    except ValueError as exc:
+        raise ManifestError(f"{path}: entry {i}: finding: {exc}") from None
+
+
+def pin_findings(entries: list[Entry], records: list[dict[str, Any]], found: list[dict[str, Any]]) -> None:
+    """Entries that pin a finding by id explain the failing records that finding covers
+    (record["known"], where no earlier entry already explains them); the findings' known and
+    unexpected counts are updated."""
+    pins = [e for e in entries if e.finding is not None and e.atoms is None]
+    if not pins:
+        return
+    by_pair = {(r["case_id"], r["backend"]): r for r in records}
+    for f in found:
+        for e in pins:
+            if e.finding != f["id"] or not fnmatch.fnmatchcase(f["backend"], e.backend):
+                continue
+            for cid in f["cases"]:
+                rec = by_pair.get((cid, f["backend"]))
+                if rec is not None and rec["status"] in FAILING and not rec.get("known") \
+                        and e.covers(rec["backend"], rec["backend_version"], cid) and e.matches_kind(rec["kind"]):
+                    rec["known"] = e.known()
+        recs = [by_pair[(cid, f["backend"])] for cid in f["cases"] if (cid, f["backend"]) in by_pair]
+        f["known"] = sum(1 for r in recs if r.get("known"))
+        f["unexpected"] = len(recs) - f["known"]
 
 
 def match(entries: list[Entry], rec: dict[str, Any]) -> dict[str, Any] | None:
@@ -167,7 +233,7 @@ def audit(entries: list[Entry], records: list[dict[str, Any]]) -> dict[str, Any]
             if not entry.covers(rec["backend"], rec["backend_version"], rec["case_id"]):
                 continue
             used.add(entry.index)
-            if entry.explains(rec):
+            if entry.explains(rec) or (rec.get("known") or {}).get("manifest_entry") == entry.index:
                 explaining.add(entry.index)
             if rec["status"] == "pass" and entry.pins(rec["backend"], rec["backend_version"], rec["case_id"]):
                 fixed.append({"case_id": rec["case_id"], "backend": rec["backend"], "manifest_entry": entry.index,

@@ -8,6 +8,9 @@ Mapping (docs/results-schema.md):
   They all fail: a backend that crashes or hangs on a case is not conformant.
 - a known divergence (matched --expected) -> <skipped type="known"> with the manifest
   reason and link, plus properties status/kind, so CI shows it without failing.
+- in addition, one <testcase classname="BACKEND.findings" name="ID: title"> per finding
+  (conformance.findings): a <failure> while any case it covers is unexpected, else
+  <skipped type="known">; properties predicate, kind, hypothesis, confirmation, cases.
 """
 
 from __future__ import annotations
@@ -33,6 +36,35 @@ def _details(rec: dict[str, Any]) -> str:
     if rec.get("repro"):
         parts.append(f"repro: {rec['repro']}")
     return "\n".join(parts)
+
+
+def _finding_cases(suite: ET.Element, backend: str, run: dict[str, Any]) -> tuple[int, int, int]:
+    """One <testcase classname="BACKEND.findings" name="ID: title"> per finding of `backend`:
+    a failure while any of its cases is unexpected, skipped (type known) when all are known.
+    Returns (testcases, failures, skipped)."""
+    found = [f for f in ((run.get("findings") or {}).get("items") or []) if f.get("backend") == backend]
+    failures = skipped = 0
+    for f in found:
+        tc = ET.SubElement(suite, "testcase", classname=f"{backend}.findings", name=f"{f['id']}: {f['title']}",
+                           time="0.000000")
+        conf = (f.get("confirmation") or {}).get("status", "not_run")
+        text = (f"predicate: {f['predicate']}\nconfirmation: {conf}\ncases ({f['count']}): {', '.join(f['cases'])}\n"
+                f"minimal case: {f['minimal_case_id']}")
+        if (f.get("short_repro") or {}).get("path"):
+            text += f"\nshort repro: {f['short_repro']['path']}"
+        if f.get("unexpected"):
+            failures += 1
+            fail = ET.SubElement(tc, "failure", type=f["kind"],
+                                 message=f"finding {f['id']}: {f['title']} ({f['count']} cases; {f['predicate']})")
+            fail.text = text
+        else:
+            skipped += 1
+            ET.SubElement(tc, "skipped", type="known", message=f"known finding {f['id']}: {f['title']}")
+        props = ET.SubElement(tc, "properties")
+        for name, value in (("predicate", f["predicate"]), ("kind", f["kind"]), ("hypothesis", f.get("hypothesis")),
+                            ("confirmation", conf), ("cases", f["count"])):
+            ET.SubElement(props, "property", name=name, value=str(value))
+    return len(found), failures, skipped
 
 
 def build(run: dict[str, Any]) -> ET.Element:
@@ -66,12 +98,15 @@ def build(run: dict[str, Any]) -> ET.Element:
                 ET.SubElement(props, "property", name="status", value=rec["status"])
                 ET.SubElement(props, "property", name="kind", value=str(rec["kind"]))
                 ET.SubElement(props, "property", name="manifest_entry", value=str(known.get("manifest_entry")))
-        suite.set("tests", str(len(recs)))
+        extra, f_failures, f_skipped = _finding_cases(suite, backend, run)
+        failures += f_failures
+        skipped += f_skipped
+        suite.set("tests", str(len(recs) + extra))
         suite.set("failures", str(failures))
         suite.set("errors", "0")
         suite.set("skipped", str(skipped))
         suite.set("time", f"{total_time:.3f}")
-        totals["tests"] += len(recs)
+        totals["tests"] += len(recs) + extra
         totals["failures"] += failures
         totals["skipped"] += skipped
         totals["time"] += total_time

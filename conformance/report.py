@@ -425,6 +425,15 @@ def _records_by_backend(run: dict) -> OrderedDict[str, list[dict]]:
     return by_backend
 
 
+def _findings_view(name: str, *args) -> list[dict]:
+    """conformance.findings' display dicts for the findings partials (empty without that module)."""
+    try:
+        from . import findings
+    except ImportError:
+        return []
+    return getattr(findings, name)(*args)
+
+
 def write_reports(run: dict, out_dir, *, repro_dir=None) -> list[Path]:
     """Write `<out_dir>/<backend>.html` per backend and `<out_dir>/index.html`; return the paths.
 
@@ -447,14 +456,16 @@ def write_reports(run: dict, out_dir, *, repro_dir=None) -> list[Path]:
         page = backend_page(backend, info, recs, base)
         anchors.update({id(r): row["anchor"] for r, row in zip(recs, page["rows"]) if row["anchor"]})
         path = out / pages[backend]
-        path.write_text(template.render(page=page, index="index.html", **common), encoding="utf-8")
+        row_anchor = {row["id"]: row["anchor"] for row in page["rows"] if row["anchor"]}
+        found = _findings_view("page_items", run, backend, lambda cid: f"#{row_anchor[cid]}" if cid in row_anchor else None)
+        path.write_text(template.render(page=page, index="index.html", findings=found, **common), encoding="utf-8")
         written.append(path)
         summaries.append({"name": backend, "href": pages[backend], "version": page["version"],
                           "device": page["device"], "counts": page["counts"], "total": page["total"]})
     cross, cross_left = _cross(by_backend, pages, anchors)
     index = env.get_template("index.html").render(
         backends=summaries, groups=_group_tables(by_backend), cross=cross, cross_left=cross_left,
-        cross_limit=CROSS_LIMIT, **common)
+        cross_limit=CROSS_LIMIT, findings=_findings_view("index_rows", run, pages), **common)
     path = out / "index.html"
     path.write_text(index, encoding="utf-8")
     written.append(path)

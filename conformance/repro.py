@@ -567,8 +567,13 @@ def bug_report(case: Case, adapter: Any, comparison: Any, diagnosis: Any = None,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("case", metavar="CASE",
+    parser.add_argument("case", metavar="CASE", nargs="?",
                         help="a case id (of the default/full set or the catalogue) or a YAML case file with one case")
+    parser.add_argument("--finding", metavar="ID",
+                        help="instead of CASE: a finding of a run (its id); --report writes its bug report, "
+                             "--out its short repro script")
+    parser.add_argument("--results", metavar="RESULTS_JSON", default="reports/results.json",
+                        help="the run whose finding --finding names (default reports/results.json)")
     parser.add_argument("--backend", required=True, metavar="SPEC",
                         help="built-in name, entry-point name, module:Class or path/to/file.py:Class")
     parser.add_argument("--out", metavar="FILE", help="write the script here (default: stdout)")
@@ -596,6 +601,14 @@ def run(args: argparse.Namespace) -> int:
     """0: script (and report) written; 2: unknown case or backend, or a case too large to inline."""
     from .adapters.registry import load
 
+    if args.finding:
+        from .short_repro import run_finding
+
+        return run_finding(args)
+    if not args.case:
+        print("conformance repro: expected a CASE (an id or a case file) or --finding ID, received neither",
+              file=sys.stderr)
+        return 2
     try:
         case = resolve_case(args.case)
     except ValueError as exc:

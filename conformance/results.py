@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 2  # 2: precision contracts, findings, environment fingerprints
 STATUSES = ("pass", "diverge", "unsupported", "error", "crash", "timeout")
 #: Statuses that make a (case, backend) pair non-conformant unless a manifest entry knows it.
 FAILING = ("diverge", "error", "crash", "timeout")

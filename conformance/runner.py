@@ -104,6 +104,8 @@ class RunConfig:
     minimise_backend_s: float = MINIMISE_BACKEND_S
     strict_expected: bool = False
     quiet: bool = False
+    #: Findings: confirm each predicate on new cases for at most this long (None: do not confirm).
+    confirm_budget_s: float | None = 4.0
     argv: list[str] = field(default_factory=list)
     #: The user named `specs` (--backend/--adapter): one that cannot be loaded stops the run
     #: (LoadError) instead of giving an error record per case.
@@ -282,10 +284,13 @@ class Backend:
         except (WorkerDied, WorkerTimeout) as exc:
             return exc
 
-    def repro(self, case: Case, precision: str = tolerance.DEFAULT_PRECISION) -> tuple[str | None, str | None]:
+    def repro(self, case: Case, precision: str = tolerance.DEFAULT_PRECISION,
+              short_header: str | None = None) -> tuple[str | None, str | None]:
+        """(script, problem): the full repro script, or with `short_header` a finding's short one."""
         if not self.ensure():
             return None, None
-        self.worker.send(("repro", case.to_dict(), precision))
+        self.worker.send(("repro", case.to_dict(), precision) if short_header is None else
+                         ("short_repro", case.to_dict(), short_header))
         try:
             _, text, err = self.worker.receive(time.monotonic() + self.timeout)
         except (WorkerDied, WorkerTimeout) as exc:
@@ -440,6 +445,7 @@ def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | No
         old_term = None
     writer = None
     refused = False
+    found = None
     try:
         for b in backends:
             b.finish_start()
@@ -476,6 +482,7 @@ def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | No
             progress.case_done()
         cases_s = time.monotonic() - progress.t0
         progress.draw(final=True)
+        found = _findings(cfg, backends, (previous or []) + new_records, entries, stream)
     except KeyboardInterrupt:
         interrupted = True
         if not cfg.quiet:
@@ -491,7 +498,34 @@ def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | No
             signal.signal(signal.SIGTERM, old_term)
     timing = {"wall_s": time.monotonic() - t_start, "startup_s": startup_s, "cases_s": cases_s}
     return finish(cfg, cases, backends, (previous or []) + new_records, entries, baseline, started, interrupted,
-                  timing)
+                  timing, found)
+
+
+def build_findings(records: list[dict[str, Any]], entries: list) -> list[dict[str, Any]] | None:
+    """The findings of `records` (None without conformance.findings); manifest entries that
+    pin a finding by id mark its records known."""
+    build = _optional("conformance.findings", "build")
+    if build is None:
+        return None
+    found = build(records)
+    expected_mod.pin_findings(entries, records, found)
+    return found
+
+
+def _findings(cfg: RunConfig, backends: list[Backend], records: list[dict[str, Any]], entries: list,
+              stream: TextIO | None) -> list[dict[str, Any]] | None:
+    """The run's findings, confirmed and with short repros, while the workers still run."""
+    found = build_findings(records, entries)
+    if found is None:
+        return None
+    from . import findings as findings_mod
+
+    if found and not cfg.quiet:
+        what = f"confirming (at most {cfg.confirm_budget_s:g} s each) and " if cfg.confirm_budget_s else ""
+        (stream or sys.stderr).write(f"findings: {len(found)}; {what}writing their short repros\n")
+    findings_mod.enrich(found, {b.name: b for b in backends}, records, out=cfg.out,
+                        confirm_budget_s=cfg.confirm_budget_s, precision=cfg.precision)
+    return found
 
 
 @dataclass
@@ -587,7 +621,7 @@ def _minimise_into(rec: dict[str, Any], case: Case, b: Backend, limit: float) ->
 
 def finish(cfg: RunConfig, cases: list[Case], backends: list[Backend], records: list[dict[str, Any]],
            entries: list, baseline: dict[str, Any] | None, started: str, interrupted: bool,
-           timing: dict[str, Any] | None = None) -> Outcome:
+           timing: dict[str, Any] | None = None, found: list[dict[str, Any]] | None = None) -> Outcome:
     """Assemble results.json, junit.xml and the reports from the records; decide the exit code."""
     order = {c.id: i for i, c in enumerate(cases)}
     border = {b.name: i for i, b in enumerate(backends)}
@@ -603,6 +637,11 @@ def finish(cfg: RunConfig, cases: list[Case], backends: list[Backend], records: 
         "records": records,
         "precision_profile": verdict.precision_profile(records),
     }
+    if found is not None:
+        from .findings import section
+
+        run["findings"] = section(found, confirm_enabled=cfg.confirm_budget_s is not None,
+                                  budget_s=cfg.confirm_budget_s)
     for rec in records:  # resumed records of a backend that failed to start this time
         run["backends"].setdefault(rec["backend"], {"name": rec["backend"], "version": rec["backend_version"],
                                                     "device": rec["device"], "spec": None, "error": None})
@@ -616,10 +655,18 @@ def write_outputs(out: Path, run: dict[str, Any], entries: list, baseline: dict[
                   expected_path: str | None = None, baseline_path: str | None = None) -> Outcome:
     """results.json, junit.xml and (optionally) the HTML reports for `run`; the Outcome with its exit code."""
     records = run["records"]
+    findings = _optional("conformance.findings", "section")
+    if findings is not None and "findings" not in run:  # merged or re-judged runs: characterised, not confirmed
+        run["findings"] = findings(build_findings(records, entries) or [], confirm_enabled=False, budget_s=None)
     if entries:
         run["expected"] = {"path": str(expected_path), **expected_mod.audit(entries, records)}
     if baseline is not None:
         run["baseline"] = {"path": str(baseline_path), **expected_mod.baseline_diff(baseline, records)}
+        if findings is not None:
+            from . import findings as findings_mod
+
+            run["baseline"]["findings"] = findings_mod.baseline_diff(baseline, run["findings"]["items"],
+                                                                     {r["backend"] for r in records})
     out.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
     reports = None
@@ -654,7 +701,7 @@ def merge(paths: list[str]) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
         except results.ResultsError as exc:
             raise UsageError(f"merge: {exc}") from None
     first = runs[0][1]
-    merged = {k: v for k, v in first.items() if k not in ("records", "expected", "baseline")}
+    merged = {k: v for k, v in first.items() if k not in ("records", "expected", "baseline", "findings")}
     merged["run"] = dict(first["run"], shard=None, merged_from=[str(p) for p, _ in runs],
                          started=min(r["run"]["started"] for _, r in runs),
                          finished=max(r["run"]["finished"] for _, r in runs),

@@ -13,7 +13,8 @@ Invariants
   a reply, the process's death (exit code or signal), or a deadline passed. The worker
   ignores SIGINT (the parent decides when to stop) and exits when the parent disappears.
 
-Messages (tuples): parent -> worker ("run", case_dict) | ("repro", case_dict, precision) | ("stop",);
+Messages (tuples): parent -> worker ("run", case_dict) | ("repro", case_dict, precision)
+| ("short_repro", case_dict, header) | ("stop",);
 worker -> parent ("ready", info) | ("failed", error) first, then per request
 ("unsupported", reason) | ("output", array, backend_s, notes) | ("raised", error, backend_s)
 | ("adapter_error", error) | ("repro", text_or_None, error_or_None). A run request is
@@ -87,6 +88,9 @@ def serve(conn: Connection, spec: str) -> None:
         if msg[0] == "repro":
             conn.send(_repro(case, adapter, *msg[2:]))
             continue
+        if msg[0] == "short_repro":
+            conn.send(_short_repro(case, adapter, msg[2]))
+            continue
         conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run"))))
 
 
@@ -139,6 +143,17 @@ def _repro(case, adapter, precision="strict"):
 
     try:
         return ("repro", make_script(case, adapter, precision=precision), None)
+    except Exception as exc:
+        return ("repro", None, error_dict(exc))
+
+
+def _short_repro(case, adapter, header):
+    try:
+        from conformance.short_repro import make_short_script
+    except ImportError:
+        return ("repro", None, None)
+    try:
+        return ("repro", make_short_script(case, adapter, header=header), None)
     except Exception as exc:
         return ("repro", None, error_dict(exc))
 

@@ -84,7 +84,19 @@ def test_a_resumed_stream_drops_the_torn_line_before_appending(tmp_path):
 
 def _testcases(run_dir):
     root = ET.parse(run_dir / "junit.xml").getroot()
-    return {(tc.get("classname"), tc.get("name")): tc for tc in root.iter("testcase")}
+    return {(tc.get("classname"), tc.get("name")): tc for tc in root.iter("testcase")
+            if not tc.get("classname").endswith(".findings")}
+
+
+def test_junit_has_one_testcase_per_finding_besides_the_cases(run_dir):
+    run = results.load(run_dir / "results.json")
+    root = ET.parse(run_dir / "junit.xml").getroot()
+    got = {tc.get("name").split(":")[0]: tc for tc in root.iter("testcase") if tc.get("classname").endswith(".findings")}
+    found = run["findings"]["items"]
+    assert found and set(got) == {f["id"] for f in found}
+    for f in found:  # the unexpected 'wrong' case fails its finding; the known invalid_accepted one is skipped
+        child = "failure" if f["unexpected"] else "skipped"
+        assert got[f["id"]].find(child) is not None, f["id"]
 
 
 def test_junit_has_one_testcase_per_case_and_backend(run_dir):

@@ -39,6 +39,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import expected as expected_mod
+from . import findings as findings_mod
 from . import junit, results, tolerance, verdict
 from .diagnose import diagnose
 from .inputs import make_inputs
@@ -501,13 +502,9 @@ def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | No
                   timing, found)
 
 
-def build_findings(records: list[dict[str, Any]], entries: list) -> list[dict[str, Any]] | None:
-    """The findings of `records` (None without conformance.findings); manifest entries that
-    pin a finding by id mark its records known."""
-    build = _optional("conformance.findings", "build")
-    if build is None:
-        return None
-    found = build(records)
+def build_findings(records: list[dict[str, Any]], entries: list) -> list[dict[str, Any]]:
+    """The findings of `records`; manifest entries that pin a finding by id mark its records known."""
+    found = findings_mod.build(records)
     expected_mod.pin_findings(entries, records, found)
     return found
 
@@ -516,10 +513,6 @@ def _findings(cfg: RunConfig, backends: list[Backend], records: list[dict[str, A
               stream: TextIO | None) -> list[dict[str, Any]] | None:
     """The run's findings, confirmed and with short repros, while the workers still run."""
     found = build_findings(records, entries)
-    if found is None:
-        return None
-    from . import findings as findings_mod
-
     if found and not cfg.quiet:
         what = f"confirming (at most {cfg.confirm_budget_s:g} s each) and " if cfg.confirm_budget_s else ""
         (stream or sys.stderr).write(f"findings: {len(found)}; {what}writing their short repros\n")
@@ -655,18 +648,14 @@ def write_outputs(out: Path, run: dict[str, Any], entries: list, baseline: dict[
                   expected_path: str | None = None, baseline_path: str | None = None) -> Outcome:
     """results.json, junit.xml and (optionally) the HTML reports for `run`; the Outcome with its exit code."""
     records = run["records"]
-    findings = _optional("conformance.findings", "section")
-    if findings is not None and "findings" not in run:  # merged or re-judged runs: characterised, not confirmed
-        run["findings"] = findings(build_findings(records, entries) or [], confirm_enabled=False, budget_s=None)
+    if "findings" not in run:  # merged or re-judged runs: characterised, not confirmed
+        run["findings"] = findings_mod.section(build_findings(records, entries), confirm_enabled=False, budget_s=None)
     if entries:
         run["expected"] = {"path": str(expected_path), **expected_mod.audit(entries, records)}
     if baseline is not None:
         run["baseline"] = {"path": str(baseline_path), **expected_mod.baseline_diff(baseline, records)}
-        if findings is not None:
-            from . import findings as findings_mod
-
-            run["baseline"]["findings"] = findings_mod.baseline_diff(baseline, run["findings"]["items"],
-                                                                     {r["backend"] for r in records})
+        run["baseline"]["findings"] = findings_mod.baseline_diff(baseline, run["findings"]["items"],
+                                                                 {r["backend"] for r in records})
     out.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
     reports = None

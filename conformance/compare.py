@@ -121,7 +121,11 @@ def _not_an_array(case: Case, wrapped: NotAnArray, ref: Reference | None, inputs
     head = f"expected a numpy.ndarray, received {wrapped.returned}"
     if wrapped.values is None:
         return Comparison(False, "dtype", f"{head}, which has no numeric values to judge", notes=note)
-    values = compare(case, wrapped.values, ref, inputs)
+    vals = wrapped.values
+    if wrapped.returned in ("a list", "a tuple"):  # Python numbers have no dtype to judge: take the case's
+        with np.errstate(over="ignore", invalid="ignore"):
+            vals = vals.astype(np_dtype(case.dtype))
+    values = compare(case, vals, ref, inputs)
     verdict = "its values, converted, are within tolerance" if values.passed else \
         f"its values, converted, also diverge ({values.kind}: {values.message})"
     return Comparison(False, "dtype", f"{head}; {verdict}", values.figures, values.worst, values.heatmap,

@@ -55,8 +55,9 @@ def test_another_object_is_a_dtype_divergence_that_names_its_type():
     assert "received an object of type" in comp.message and "Tensor" in comp.message, comp.message
 
 
-def test_a_list_with_the_right_values_says_they_are_right():
-    comp = _judge(CASE64, _right(CASE64).tolist())
+@pytest.mark.parametrize("case", [CASE64, CASE32], ids=["float64", "float32"])
+def test_a_list_with_the_right_values_says_they_are_right(case):
+    comp = _judge(case, _right(case).tolist())
     assert "its values, converted, are within tolerance" in comp.message, comp.message
 
 

@@ -385,7 +385,8 @@ def _detail(rec: dict, anchor: str, base: Path, full: bool, out: Path | None = N
     if "effective_bits" in f:
         from .compare import effective_bits_text
 
-        d["bits"] = effective_bits_text(f)
+        text = effective_bits_text(f)
+        d["bits"] = None if text in d["message"] else text  # said once
     if full:
         d["case_text"] = _case_text(_case_dict(rec))
         d["heatmap"] = heatmap_svg(rec.get("heatmap"), thr)

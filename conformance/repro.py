@@ -414,7 +414,8 @@ def bug_report(case: Case, adapter: Any, comparison: Any, diagnosis: Any = None,
                          "max_normalised_error", "threshold", "hard_bound", "effective_bits", "dtype_bits")
              if k in figures]
     if shown:
-        out += ["", "| figure | value |", "|---|---|"] + [f"| {k} | {_fmt(figures[k])} |" for k in shown]
+        out += ["", "| figure | value |", "|---|---|"] + [f"| {k} | {'n/a' if k == 'effective_bits' and figures[k] is None else _fmt(figures[k])} |"
+                                                          for k in shown]
         out += ["", "The normalised error of an element is |y - exact| / (u · Σ|x||w| + underflow floor), u the "
                     "unit roundoff of the dtype. A correct implementation, whatever its summation order, stays "
                     "below the threshold min(3 + 4·√(K+1), 100, K + 2) (K products per output; zero for exactly "

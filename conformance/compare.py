@@ -7,7 +7,9 @@ reports draw. Everything in it is plain data (numbers, lists, strings).
 Divergence kinds (a stable vocabulary, also used by results.json and the reports):
 - `shape`: the output shape is not the expected one (or the output is not a float array).
 - `dtype`: the output is not in the case dtype (the values are judged too: the message
-  says whether they, rounded to the case dtype, would pass).
+  says whether they, rounded to the case dtype, would pass), or is no numpy.ndarray at
+  all: the message names what came back ("received a list", "received None", "received
+  an object of type torch.Tensor") and judges its values where it has some.
 - `nonfinite`: NaN/Inf where the exact result is finite, or missing, or of the wrong sign.
 - `subnormal_flush`: wrong, but exactly what flushing subnormal inputs and results to
   zero gives (FTZ/DAZ).

@@ -9,7 +9,7 @@ text: they must show as text and never run (`window.__pwned` stays undefined).
 Screenshots go to $CONFORMANCE_ARTIFACTS (default: test-artifacts/ at the repository
 root): report.png and, from an eight-backend run with a manifest, index-8-backends.png. With
 CONFORMANCE_SCREENSHOT_RUN=DIR (the --out of a real `conformance run`), its index.html and
-first backend page are saved as run-index.png and run-backend.png.
+largest backend page are saved as run-index.png and run-backend.png.
 """
 
 from __future__ import annotations
@@ -241,7 +241,8 @@ def test_screenshots_of_a_real_run(browser):
     if not run_dir:
         pytest.skip("set CONFORMANCE_SCREENSHOT_RUN to the --out of a real run to screenshot its pages")
     run_dir = Path(run_dir)
-    backend = sorted(p for p in run_dir.glob("*.html") if p.name != "index.html")[-1]
+    # The page with the most to show: the largest one.
+    backend = max((p for p in run_dir.glob("*.html") if p.name != "index.html"), key=lambda p: p.stat().st_size)
     context, _ = browser
     page = context.new_page()
     page.set_viewport_size({"width": 1400, "height": 1000})
@@ -252,3 +253,9 @@ def test_screenshots_of_a_real_run(browser):
         page.screenshot(path=str(ARTIFACTS / target), full_page=False)
         assert (ARTIFACTS / target).stat().st_size > 0
     page.close()
+
+
+def test_index_sections_come_in_reading_order(wide_index):
+    ids = ["backends", "manifest", "groups", "cross", "environment"]
+    tops = [wide_index.locator(f"#{i}").bounding_box()["y"] for i in ids]
+    assert tops == sorted(tops), dict(zip(ids, tops))

@@ -102,7 +102,8 @@ def _one(selector: str, seed: int, budget: int | None, dtypes=None) -> list[Case
             return matched
     raise SelectorError(
         f"cases: expected a set name ({', '.join(SETS)}), a YAML case file, a case id or name, or an id glob; "
-        f"received {selector!r}, and no case id, name or glob in the {FULL_BUDGET}-case full set or the models set matched it")
+        f"received {selector!r}, and no case id, name or glob in the {len(pool)}-case pool (the full set and the "
+        f"models set) matched it")
 
 
 def select(selector: str = "default", *, seed: int = 0, budget: int | None = None,

@@ -17,6 +17,7 @@ import argparse
 import importlib
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence, TextIO
 
@@ -30,6 +31,22 @@ LAZY = {"repro": ("conformance.repro", "reproduce one case on one backend in thi
 
 #: Lines of unexpected results in the summary (one per distinct backend, kind and message); the rest are counted.
 SUMMARY_ROWS = 60
+#: Unsupported reasons listed per backend in the summary (most frequent first); the rest are counted.
+UNSUPPORTED_ROWS = 8
+#: Characters of a message on one summary line: one result's, and one standing for many.
+MESSAGE_CHARS, GROUP_MESSAGE_CHARS = 160, 400
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters at a word boundary, with "…" when cut."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:(") + "…"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -205,6 +222,10 @@ def summary(outcome: runner.Outcome) -> str:
     for name, info in run["backends"].items():
         if info.get("error"):
             lines.append(f"! {name}: {info['error']}")
+    unsupported = unsupported_lines(run["records"])
+    if unsupported:
+        lines.append("\nunsupported (the backends' own reasons):")
+        lines += unsupported
     bad = [r for r in run["records"] if is_unexpected(r)]
     if bad:
         lines.append(f"\n{len(bad)} unexpected:")
@@ -261,18 +282,48 @@ def unexpected_lines(records: list[dict], bad: list[dict]) -> list[str]:
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in bad:
         msg = r["message"].splitlines()[0] if r["message"] else ""
-        groups.setdefault((r["backend"], r["kind"] or r["status"], msg), []).append(r)
+        groups.setdefault((r["backend"], _label(r), msg), []).append(r)
     lines = []
     for (backend, label, msg), recs in list(groups.items())[:SUMMARY_ROWS]:
         if len(recs) == 1:
-            lines.append(f"  {backend}  {recs[0]['case_id']}  {label}: {msg[:160]}")
+            lines.append(f"  {backend}  {recs[0]['case_id']}  {label}: {clip(msg, MESSAGE_CHARS)}")
         elif len(recs) == per_backend[backend]:  # one line stands for many: room for the whole reason
-            lines.append(f"  {backend}  all {len(recs)} cases: {label}: {msg[:400]}")
+            lines.append(f"  {backend}  all {len(recs)} cases: {label}: {clip(msg, GROUP_MESSAGE_CHARS)}")
         else:
-            lines.append(f"  {backend}  {len(recs)} cases (first {recs[0]['case_id']}): {label}: {msg[:400]}")
+            lines.append(f"  {backend}  {len(recs)} cases (first {recs[0]['case_id']}): {label}: "
+                         f"{clip(msg, GROUP_MESSAGE_CHARS)}")
     left = sum(len(recs) for recs in list(groups.values())[SUMMARY_ROWS:])
     if left:
         lines.append(f"  ... and {left} more (results.json, junit.xml and the reports list them all)")
+    return lines
+
+
+def _label(rec: dict) -> str:
+    """The kind (or status), with the diagnosis hypothesis where it says more: "value (flipped_kernel)"."""
+    label = rec.get("kind") or rec["status"]
+    diag = rec.get("diagnosis") if isinstance(rec.get("diagnosis"), dict) else {}
+    hyp = diag.get("hypothesis")
+    return f"{label} ({hyp})" if hyp and hyp != label else label
+
+
+def unsupported_lines(records: list[dict]) -> list[str]:
+    """One line per backend and reason it gave for not running cases, with a count, most
+    frequent first; at most UNSUPPORTED_ROWS reasons per backend, the rest counted."""
+    per: dict[str, dict[str, int]] = {}
+    for r in records:
+        if r["status"] == "unsupported":
+            reason = (r["message"] or "").strip().splitlines()[0] if (r["message"] or "").strip() else "(no reason given)"
+            per.setdefault(r["backend"], {}).setdefault(reason, 0)
+            per[r["backend"]][reason] += 1
+    lines = []
+    for backend, reasons in per.items():
+        ranked = sorted(reasons.items(), key=lambda kv: -kv[1])
+        for reason, n in ranked[:UNSUPPORTED_ROWS]:
+            lines.append(f"  {backend}  {n} case{'s' if n != 1 else ''}: {clip(reason, GROUP_MESSAGE_CHARS)}")
+        rest = ranked[UNSUPPORTED_ROWS:]
+        if rest:
+            lines.append(f"  {backend}  {sum(n for _, n in rest)} more cases for {len(rest)} other reasons "
+                         f"(results.json and the reports list them)")
     return lines
 
 
@@ -361,6 +412,14 @@ def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int
     """Entry point; returns (and, as a script, exits with) the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     stream = stream or sys.stderr
+    with warnings.catch_warnings():
+        # A warning (e.g. a --budget too small for the covering array) is one plain line,
+        # not Python's file:line and source line.
+        warnings.showwarning = lambda message, *_a, **_k: stream.write(f"warning: {message}\n")
+        return _main(argv, stream)
+
+
+def _main(argv: list[str], stream: TextIO) -> int:
     try:
         args = build_parser(argv).parse_args(argv)
         if args.command == "run":

@@ -9,7 +9,9 @@ from `conformance.tolerance`; the kind is decided here and nowhere else.
 Divergence kinds (a stable vocabulary, also used by results.json and the reports):
 - `shape`: the output shape is not the expected one (or the output is not a float array).
 - `dtype`: the output is not in the case dtype (the values are judged too: the message
-  says whether they, rounded to the case dtype, would pass).
+  says whether they, rounded to the case dtype, would pass), or is no numpy.ndarray at
+  all: the message names what came back ("received a list", "received None", "received
+  an object of type torch.Tensor") and judges its values where it has some.
 - `nonfinite`: NaN/Inf where the exact result is finite, or missing, or of the wrong sign.
 - `subnormal_flush`: wrong, but exactly what flushing subnormal inputs and results to
   zero gives (FTZ/DAZ).
@@ -67,6 +69,75 @@ class Comparison:
                 "notes": self.notes, "precision": self.precision, "precision_met": self.precision_met}
 
 
+@dataclass(frozen=True)
+class NotAnArray:
+    """What a worker sends in place of an adapter output that is not a numpy.ndarray.
+
+    `returned` names it ("a list", "None", "an object of type torch.Tensor"); `values` is
+    numpy.asarray of it when that gives a numeric array (so the values can still be
+    judged), else None. Pickled to the parent, which imports no framework.
+    """
+    returned: str
+    values: np.ndarray | None = None
+
+
+def returned_object(actual: Any) -> str | None:
+    """None for a numpy.ndarray; otherwise what the adapter returned, for a message:
+    "None", "a list", "a tuple", "an object of type torch.Tensor"."""
+    if isinstance(actual, NotAnArray):
+        return actual.returned
+    if isinstance(actual, np.ndarray):
+        return None
+    if actual is None:
+        return "None"
+    if isinstance(actual, (list, tuple)):
+        return f"a {type(actual).__name__}"
+    t = type(actual)
+    module = "" if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}."
+    return f"an object of type {module}{t.__qualname__}"
+
+
+def not_an_array(actual: Any) -> NotAnArray | None:
+    """A NotAnArray for whatever is not a numpy.ndarray (None for an ndarray): the check
+    made where an adapter's return value is first examined (worker, compare)."""
+    if isinstance(actual, NotAnArray):
+        return actual
+    returned = returned_object(actual)
+    if returned is None:
+        return None
+    values = None
+    if actual is not None:
+        try:
+            values = np.asarray(actual)
+        except Exception:  # noqa: BLE001 (anything that does not convert has no values to judge)
+            values = None
+        if values is not None and values.dtype.kind not in "fiu" and dtype_name(values) != "bfloat16":
+            values = None
+    return NotAnArray(returned, values)
+
+
+def _not_an_array(case: Case, wrapped: NotAnArray, ref: Reference | None, inputs, precision: str) -> Comparison:
+    """The `dtype` divergence of an output that is not a numpy.ndarray; its values are judged when it has some."""
+    note = [f"adapter returned {wrapped.returned}"]
+    if not case.is_valid:
+        return Comparison(False, "invalid_accepted",
+                          f"invalid case ({case.invalid_reason}) returned {wrapped.returned} instead of an error",
+                          notes=note, precision=precision)
+    head = f"expected a numpy.ndarray, received {wrapped.returned}"
+    if wrapped.values is None:
+        return Comparison(False, "dtype", f"{head}, which has no numeric values to judge", notes=note,
+                          precision=precision)
+    vals = wrapped.values
+    if wrapped.returned in ("a list", "a tuple"):  # Python numbers have no dtype to judge: take the case's
+        with np.errstate(over="ignore", invalid="ignore"):
+            vals = vals.astype(np_dtype(case.dtype))
+    values = compare(case, vals, ref, inputs, precision)
+    verdict = "its values, converted, are within tolerance" if values.passed else \
+        f"its values, converted, also diverge ({values.kind}: {values.message})"
+    return Comparison(False, "dtype", f"{head}; {verdict}", values.figures, values.worst, values.heatmap,
+                      values.channel_errors, note + values.notes, precision=precision)
+
+
 def _finite_or_none(v: float) -> float | None:
     v = float(v)
     return v if math.isfinite(v) else None
@@ -112,7 +183,12 @@ def _figures(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, limit: np
         ulps = np.where(finite, err / ulp, 0.0)
         bits_ratio = np.where(finite & (ref.magnitude > 0), err / np.where(ref.magnitude > 0, ref.magnitude, 1.0), 0.0)
     worst_ratio = float(bits_ratio.max()) if bits_ratio.size else 0.0
-    eff_bits = float(f.precision) if worst_ratio == 0 else float(min(f.precision, max(0.0, -math.log2(worst_ratio))))
+    # Over the elements finite in both only; with none (e.g. an all-NaN output) there is no
+    # figure to give, rather than the full precision of an empty maximum.
+    if e.size and not finite.any():
+        eff_bits = None
+    else:
+        eff_bits = float(f.precision) if worst_ratio == 0 else float(min(f.precision, max(0.0, -math.log2(worst_ratio))))
     bad = e > limit
     sigma_err = None
     if sigma is not None and e.size:
@@ -130,14 +206,15 @@ def _figures(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, limit: np
         "threshold": tolerance.threshold(case),
         "hard_bound": _finite_or_none(tolerance.hard_bound(case)),
         "max_ulp": _finite_or_none(ulps.max()) if ulps.size else 0.0,
-        "effective_bits": round(eff_bits, 2),
+        "effective_bits": None if eff_bits is None else round(eff_bits, 2),
         "dtype_bits": f.precision,
         "nonfinite_mismatches": int((np.isinf(e) & bad).sum()),
+        "rounding_bias_z_limit": BIAS_Z,
     }
 
 
 def _worst(y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray,
-           severity: np.ndarray) -> list[dict[str, Any]]:
+           severity: np.ndarray, sigma: np.ndarray | None = None) -> list[dict[str, Any]]:
     over = np.where(e > limit, severity, -1.0).ravel()
     count = min(WORST_COUNT, int((over >= 0).sum()))
     if count == 0:
@@ -147,9 +224,12 @@ def _worst(y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray,
     out = []
     for flat in idx:
         pos = tuple(int(i) for i in np.unravel_index(int(flat), e.shape))
-        out.append({"index": list(pos), "expected": _num(ref.value[pos]), "actual": _num(y[pos]),
-                    "magnitude": _num(ref.magnitude[pos]), "normalised_error": _num(e[pos]),
-                    "limit": _num(limit[pos])})
+        row = {"index": list(pos), "expected": _num(ref.value[pos]), "actual": _num(y[pos]),
+               "magnitude": _num(ref.magnitude[pos]), "normalised_error": _num(e[pos]), "limit": _num(limit[pos])}
+        if sigma is not None:  # the error in standard deviations of a correct sum's rounding error
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                row["sigma_error"] = _num(abs(float(y[pos]) - float(ref.value[pos])) / float(sigma[pos]))
+        out.append(row)
     return out
 
 
@@ -181,11 +261,14 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None,
     subnormals to zero explains it.
     """
     tolerance.check_precision(precision)
+    wrapped = not_an_array(actual)
+    if wrapped is not None:
+        return _not_an_array(case, wrapped, ref, inputs, precision)
     if not case.is_valid:
-        shape = getattr(actual, "shape", None)
+        shape = tuple(actual.shape)
         return Comparison(False, "invalid_accepted",
                           f"invalid case ({case.invalid_reason}) returned an output of shape {shape} instead of an error",
-                          precision=precision)
+                          figures={"actual_shape": list(shape)}, precision=precision)
     notes: list[str] = []
     y = np.asarray(actual)
     if y.dtype.kind != "f" and dtype_name(y) != "bfloat16":
@@ -243,7 +326,7 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None,
         return Comparison(True, None, "within tolerance", figures, **done)
     severity = _severity(e, limit, tolerance.threshold(case))
     heat, chan = _maps(severity, limit)
-    worst = _worst(y64, ref, e, limit, severity)
+    worst = _worst(y64, ref, e, limit, severity, sigma)
     kind, why = _kind(case, y64, ref, e, bad, inputs, figures["effective_bits"], precision, met)
     t = tolerance.threshold(case)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
@@ -252,7 +335,7 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None,
     message = (f"{figures['mismatched']} of {figures['elements']} elements beyond the `{precision}` contract; "
                f"max normalised error {_fmt(figures['max_normalised_error'])} (the worst element's limit "
                f"{float(limit[at]):.3g}; sqrt(K) threshold {figures['threshold']:.3g}, hard bound "
-               f"{_fmt(figures['hard_bound'])}); effective bits {figures['effective_bits']} of {figures['dtype_bits']}")
+               f"{_fmt(figures['hard_bound'])}); {effective_bits_text(figures)}")
     cancel_only = not (e > t).any() and not tolerance.is_exact(case)
     any_model = tolerance.dtype_class(case.dtype) != "half" or tolerance.canonical(case, precision) == "any"
     if cancel_only and any_model and figures.get("max_sigma_error") is not None:
@@ -263,12 +346,23 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None,
     return Comparison(False, kind, message, figures, worst, heat, chan, **done)
 
 
+def effective_bits_text(figures: dict[str, Any]) -> str:
+    """"effective bits B of P", said over the finite elements only when some are not, or n/a."""
+    bits, of = figures.get("effective_bits"), figures.get("dtype_bits")
+    if bits is None:
+        return "effective bits n/a (no element is finite in both the output and the exact result)"
+    nonfinite = figures.get("nonfinite_mismatches") or 0
+    if nonfinite:
+        return f"effective bits {bits} of {of} over the finite elements only ({nonfinite} non-finite mismatches)"
+    return f"effective bits {bits} of {of}"
+
+
 def _fmt(v) -> str:
     return "inf" if v is None else f"{v:.4g}"
 
 
 def _kind(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, bad: np.ndarray, inputs,
-          effective_bits: float, precision: str, met: str | None) -> tuple[str, str | None]:
+          effective_bits: float | None, precision: str, met: str | None) -> tuple[str, str | None]:
     """(kind, the sentence that explains it or None) of a divergence: decided once, here."""
     flushed = flushed_reference(case, inputs)
     if flushed is not None and tolerance.within_tolerance(case, y, flushed, precision):
@@ -284,7 +378,8 @@ def _kind(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, bad: np.ndar
     within_bound = float(e.max()) <= tolerance.hard_bound(case)
     # "Fewer bits" needs some bits left: without a finite rigorous bound (bfloat16 with 256
     # or more terms) or with hardly a correct bit, a divergence is a wrong value.
-    keeps_bits = effective_bits >= min(tolerance.PRECISION_MIN_BITS, fmt(case.dtype).precision / 2)
+    keeps_bits = effective_bits is not None and \
+        effective_bits >= min(tolerance.PRECISION_MIN_BITS, fmt(case.dtype).precision / 2)
     if tolerance.is_exact(case) and within_bound:
         return "inexact", None
     if within_bound and keeps_bits:

@@ -2,12 +2,13 @@
 
 `minimise(case, diverges)` repeatedly tries simpler variants of the current case and
 keeps the first variant for which `diverges(variant)` is still True. The moves (batch,
-spatial size, channels, multiplier, groups, kernel, strides, dilations, padding, bias,
-dtype, data format, value profile) are tried cheapest variant first (`cost`: multiply-adds
-plus elements), so on a real layer the expensive dimensions shrink first and each later
-predicate call is cheap; moves that leave the cost unchanged keep that fixed order. It
-stops when no move helps, after `max_steps` calls of the predicate, or after `time_limit`
-seconds.
+spatial size, channels, multiplier, groups, kernel, strides, dilations, padding) are
+tried cheapest variant first (`cost`: multiply-adds plus elements), so on a real layer
+the expensive dimensions shrink first and each later predicate call is cheap; moves that
+leave the cost unchanged keep that fixed order. What the divergence is about (dtype,
+data format, value profile, bias: `KEPT_FIELDS`) is kept while shrinking and changed at
+the end only where the divergence persists without it. It stops when no move helps,
+after `max_steps` calls of the predicate, or after `time_limit` seconds.
 
 Invariants
 - The result is the input case or a case for which `diverges` returned True, and it is
@@ -22,7 +23,7 @@ Invariants
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from . import tolerance
 from .spec import Case, CaseError
@@ -126,15 +127,16 @@ def cost(c: Case) -> int:
     return out * max(c.reduction_size, 1) + out + inputs + c.kernel[0] * c.kernel[1] * c.in_channels
 
 
-def _ordered(current: Case, changes: Iterator[dict]) -> list[Case]:
-    """The variants of `current` the moves make, cheapest first (stable: ties keep move order)."""
-    out = []
+def _ordered(current: Case, changes: Iterable[dict]) -> list[dict]:
+    """The moves, the cheapest variant of `current` they make first (stable: ties keep move
+    order); moves that make no case at all (a kernel that no longer fits the input) are dropped."""
+    scored = []
     for change in changes:
         try:
-            out.append(current.replace(**change))
+            scored.append((cost(current.replace(**change)), len(scored), change))
         except CaseError:
-            continue  # e.g. a kernel that no longer fits the input: not a case at all
-    return sorted(out, key=cost)
+            continue
+    return [change for _, _, change in sorted(scored, key=lambda t: t[:2])]
 
 
 def _size(c: Case) -> tuple:
@@ -152,12 +154,21 @@ def _simpler(a: Case, b: Case) -> bool:
     return all(x <= y for x, y in zip(sa, sb)) and sa != sb
 
 
+#: Fields that say what a divergence is about (its dtype, layout, value profile, bias):
+#: changed only once the case is as small as it gets with them kept, and then only where
+#: the divergence persists, which shows it does not depend on them. No shrinking follows
+#: such a change, so the result with the original value diverges too.
+KEPT_FIELDS = ("dtype", "data_format", "profile", "bias")
+
+
 def minimise(case: Case, diverges: Callable[[Case], bool], *, time_limit: float = 30.0,
              max_steps: int = MAX_STEPS) -> Case:
     """The smallest variant of `case` found for which `diverges` stays True.
 
     `diverges(case)` is assumed True (it is not called on `case` itself). At most
     `max_steps` predicate calls and about `time_limit` seconds (checked between calls).
+    The KEPT_FIELDS keep their values while the sizes shrink; each is then tried once on
+    the smallest case (see KEPT_FIELDS).
     """
     if time_limit <= 0 or max_steps < 0:
         raise ValueError(f"expected time_limit > 0 and max_steps >= 0, received {time_limit!r}, {max_steps!r}")
@@ -165,20 +176,40 @@ def minimise(case: Case, diverges: Callable[[Case], bool], *, time_limit: float 
     steps = 0
     current = case
     tried: set[str] = set()
+
+    def attempt(change: dict) -> bool | None:
+        """True/False: the variant diverges or not; None: not tried (not a simpler case of the same validity)."""
+        nonlocal steps, current
+        try:
+            candidate = current.replace(**change)
+        except CaseError:
+            return None  # e.g. a kernel that no longer fits the input: not a case at all
+        if candidate.is_valid != case.is_valid or candidate.id in tried or not _simpler(candidate, current):
+            return None
+        tried.add(candidate.id)
+        steps += 1
+        if diverges(candidate):
+            current = candidate
+            return True
+        return False
+
+    def out_of_time() -> bool:
+        return steps >= max_steps or time.monotonic() >= deadline
+
     improved = True
     while improved:
         improved = False
-        for candidate in _ordered(current, _moves(current)):
-            if steps >= max_steps or time.monotonic() >= deadline:
-                return current
-            if candidate.is_valid != case.is_valid or candidate.id in tried or not _simpler(candidate, current):
+        for change in _ordered(current, (m for m in _moves(current) if not set(m) & set(KEPT_FIELDS))):
                 continue
-            tried.add(candidate.id)
-            steps += 1
-            if diverges(candidate):
-                current = candidate
+            if out_of_time():
+                return current
+            if attempt(change):
                 improved = True
                 break  # restart from the boldest moves on the smaller case
+    for change in [m for m in _moves(current) if set(m) & set(KEPT_FIELDS)]:
+        if out_of_time():
+            return current
+        attempt(change)
     return current
 
 

@@ -25,8 +25,10 @@ import base64
 import hashlib
 import json
 import math
+import os
 import re
 import sys
+import urllib.parse
 from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
@@ -245,13 +247,44 @@ def _shapes(rec: dict) -> tuple[str, str]:
     return shape, shape
 
 
+def _invalid_reason(rec: dict) -> str:
+    try:
+        from .spec import Case
+
+        return Case.from_dict(_case_dict(rec)).invalid_reason or ""
+    except Exception:  # noqa: BLE001 (a malformed case in a results file: say nothing more)
+        return ""
+
+
+def _received(rec: dict) -> str:
+    """What an invalid case got instead of an error: "an array of shape (1, 0, 1, 1)", "None", ..."""
+    f = rec.get("figures") or {}
+    if isinstance(f.get("actual_shape"), list):
+        return f"an array of shape {tuple(f['actual_shape'])}"
+    m = re.search(r"returned (an output of shape (\(.*?\))|.+?) instead of an error", rec.get("message") or "")
+    if m:
+        return f"an array of shape {m.group(2)}" if m.group(2) else m.group(1)
+    return "an output"
+
+
 def _known(rec: dict) -> dict | None:
     k = rec.get("known")
     if not isinstance(k, dict):
         return None
     link = k.get("link")
     safe_link = link if isinstance(link, str) and re.match(r"^https?://", link) else None
-    return {"reason": k.get("reason") or "", "link": link if isinstance(link, str) else "", "href": safe_link}
+    return {"reason": k.get("reason") or "", "link": link if isinstance(link, str) else "", "href": safe_link,
+            "entry": k.get("manifest_entry")}
+
+
+def _bits(f: dict) -> str:
+    """Effective bits for the table: "n/a" where no element was finite, marked where some were not."""
+    if "effective_bits" not in (f or {}):
+        return ""
+    if f.get("effective_bits") is None:
+        return "n/a"
+    text = _num(f.get("effective_bits"))
+    return f"{text}*" if f.get("nonfinite_mismatches") else text
 
 
 def _row(rec: dict, anchor: str | None) -> dict:
@@ -266,30 +299,104 @@ def _row(rec: dict, anchor: str | None) -> dict:
     t = (rec.get("time") or {}).get("backend_s")
     return {"id": str(rec.get("case_id", "")), "op": c.get("op", ""), "dtype": c.get("dtype", ""),
             "status": status, "kind": kind, "err": _num(_fig(f, "max_normalised_error")),
-            "thr": _num(_fig(f, "threshold")), "bits": _num(_fig(f, "effective_bits")),
+            "thr": _num(_fig(f, "threshold")), "bits": _bits(f),
             "time": "" if t is None else _num(t), "anchor": anchor}
 
 
-def _detail(rec: dict, anchor: str, base: Path, full: bool) -> dict:
+def _criteria_defaults() -> tuple[float, float]:
+    """(sigma limit, sign-test |z| limit) of this version of the suite, for records that do not carry them."""
+    from .compare import BIAS_Z
+    from .tolerance import SIGMA_LIMIT
+
+    return SIGMA_LIMIT, BIAS_Z
+
+
+def criteria(f: dict) -> dict:
+    """The criteria a record was judged by, from its own figures, and which of them it fails.
+
+    {"threshold", "hard_bound", "sigma_limit", "bias_limit", "failed": [names], "z"}; the
+    sigma and sign-test limits fall back to this version's constants.
+    """
+    sigma_default, bias_default = _criteria_defaults()
+    thr, err = _fig(f, "threshold"), _fig(f, "max_normalised_error")
+    sig_lim = _fig(f, "sigma_limit") or sigma_default
+    bias_lim = _fig(f, "rounding_bias_z_limit") or bias_default
+    sig, z = _fig(f, "max_sigma_error"), _fig(f, "rounding_bias_z")
+    failed = []
+    if thr is not None and err is not None and err > thr:
+        failed.append("threshold")
+    if sig is not None and sig > sig_lim and (f.get("mismatched") or 0) > 0:
+        failed.append("sigma")
+    if z is not None and abs(z) > bias_lim:
+        failed.append("sign test")
+    return {"threshold": _num(thr), "hard_bound": _num(_fig(f, "hard_bound")) or "none", "sigma_limit": _num(sig_lim),
+            "bias_limit": _num(bias_lim), "z": _num(z), "sigma": _num(sig), "failed": failed,
+            "has_threshold": thr is not None}
+
+
+def _worst_rows(rec: dict) -> list[dict]:
+    """Worst elements, most severe first: normalised error over that element's own limit."""
+    rows = []
+    for w in rec.get("worst") or []:
+        if not isinstance(w, dict):
+            continue
+        e, lim = _fig(w, "normalised_error"), _fig(w, "limit")
+        if e is None:
+            sev = 0.0
+        elif lim is None:
+            sev = e
+        else:
+            sev = e / lim if lim > 0 else (math.inf if e > 0 else 0.0)
+        rows.append({"index": str(tuple(w.get("index", ()))), "expected": _num(w.get("expected")),
+                     "actual": _num(w.get("actual")), "magnitude": _num(w.get("magnitude")),
+                     "error": _num(e), "limit": _num(lim), "sigma": _num(_fig(w, "sigma_error")),
+                     "severity": _num(sev) if lim is not None else "", "_sev": sev})
+    rows.sort(key=lambda r: -r["_sev"])
+    return rows
+
+
+def _repro_href(base: Path, out: Path, rel: str) -> str | None:
+    """A relative URL from the pages in `out` to the script `base/rel` (None outside `base`)."""
+    try:
+        root = base.resolve()
+        target = (root / rel).resolve()
+        if not target.is_relative_to(root):
+            return None
+        return urllib.parse.quote(Path(os.path.relpath(target, out.resolve())).as_posix())
+    except (OSError, ValueError):
+        return None
+
+
+def _detail(rec: dict, anchor: str, base: Path, full: bool, out: Path | None = None) -> dict:
     f = rec.get("figures") or {}
     thr = _fig(f, "threshold")
     expected, actual = _shapes(rec)
-    d = {"anchor": anchor, "id": str(rec.get("case_id", "")), "kind": rec.get("kind") or "",
+    kind = rec.get("kind") or ""
+    d = {"anchor": anchor, "id": str(rec.get("case_id", "")), "kind": kind,
          "message": rec.get("message") or "", "case": _case_dict(rec), "expected_shape": expected,
          "actual_shape": actual, "figures": [(k, _num(v) if not isinstance(v, list) else str(v)) for k, v in f.items()],
          "diagnosis": rec.get("diagnosis") if isinstance(rec.get("diagnosis"), dict) else None,
-         "known": _known(rec), "notes": [str(n) for n in rec.get("notes") or []], "full": full}
+         "known": _known(rec), "notes": [str(n) for n in rec.get("notes") or []], "full": full,
+         "invalid": None, "criteria": criteria(f) if f and kind != "shape" else None,
+         "bits": None}
+    if kind == "invalid_accepted":
+        d["invalid"] = {"reason": _invalid_reason(rec), "received": _received(rec)}
+        d["criteria"] = None
+    if "effective_bits" in f:
+        from .compare import effective_bits_text
+
+        text = effective_bits_text(f)
+        d["bits"] = None if text in d["message"] else text  # said once
     if full:
         d["case_text"] = _case_text(_case_dict(rec))
         d["heatmap"] = heatmap_svg(rec.get("heatmap"), thr)
         d["bars"] = channel_bars_svg(rec.get("channel_errors"), thr)
-        d["worst"] = [{"index": str(tuple(w.get("index", ()))), "expected": _num(w.get("expected")),
-                       "actual": _num(w.get("actual")), "magnitude": _num(w.get("magnitude")),
-                       "error": _num(w.get("normalised_error"))}
-                      for w in (rec.get("worst") or []) if isinstance(w, dict)]
+        d["worst"] = _worst_rows(rec)
         d["minimised"] = _case_text(rec.get("minimised")) if rec.get("minimised") else ""
         d["repro"], d["repro_problem"] = _read_repro(base, rec.get("repro"))
         d["repro_path"] = rec.get("repro") if isinstance(rec.get("repro"), str) else ""
+        d["repro_href"] = _repro_href(base, out or base, d["repro_path"]) if d["repro"] else None
+        d["repro_lines"] = d["repro"].count("\n") if d["repro"] else 0
     return d
 
 
@@ -306,8 +413,10 @@ def _error_groups(records: list[dict]) -> tuple[list[dict], int]:
             if len(tb) > TRACEBACK_MAX_CHARS:
                 tb = "... (truncated)\n" + tb[-TRACEBACK_MAX_CHARS:]
             g = groups[key] = {"status": key[0], "type": key[1], "message": key[2], "traceback": tb,
-                               "exitcode": ex.get("exitcode"), "signal": ex.get("signal"), "cases": [], "count": 0}
+                               "exitcode": ex.get("exitcode"), "signal": ex.get("signal"), "cases": [], "count": 0,
+                               "known": 0}
         g["count"] += 1
+        g["known"] += 1 if rec.get("known") else 0
         if len(g["cases"]) < CASE_IDS_PER_GROUP:
             g["cases"].append(str(rec.get("case_id", "")))
     ordered = sorted(groups.values(), key=lambda g: (STATUSES.index(g["status"]) if g["status"] in STATUSES else 9,
@@ -315,32 +424,52 @@ def _error_groups(records: list[dict]) -> tuple[list[dict], int]:
     return ordered[:ERROR_GROUP_LIMIT], max(0, len(ordered) - ERROR_GROUP_LIMIT)
 
 
+def _unsupported_groups(records: list[dict]) -> list[dict]:
+    """The reasons a backend gave for not running cases, most frequent first, with a count each."""
+    c = Counter((r.get("message") or "").strip() or "(no reason given)" for r in records
+                if r.get("status") == "unsupported")
+    return [{"reason": reason, "count": n} for reason, n in c.most_common(ERROR_GROUP_LIMIT)]
+
+
 def _counts(records: Iterable[dict]) -> dict[str, int]:
-    c = Counter(rec.get("status") for rec in records)
-    return {s: c.get(s, 0) for s in STATUSES}
+    """status -> count of records not explained by the manifest, and "known" -> those that are."""
+    c = Counter("known" if rec.get("known") else rec.get("status") for rec in records)
+    return {s: c.get(s, 0) for s in STATUSES + ("known",)}
 
 
-def backend_page(name: str, info: dict, records: list[dict], base: Path) -> dict:
+def _table_criteria(records: list[dict]) -> dict:
+    """The criteria in force over a page's records, read from their figures: distinct values joined."""
+    sigma_default, bias_default = _criteria_defaults()
+    sig = sorted({v for v in (_fig(r.get("figures") or {}, "sigma_limit") for r in records) if v is not None})
+    bias = sorted({v for v in (_fig(r.get("figures") or {}, "rounding_bias_z_limit") for r in records) if v is not None})
+    return {"sigma_limit": ", ".join(_num(v) for v in sig or [sigma_default]),
+            "bias_limit": ", ".join(_num(v) for v in bias or [bias_default])}
+
+
+def backend_page(name: str, info: dict, records: list[dict], base: Path, out: Path | None = None) -> dict:
     """Everything the backend template shows, as plain data."""
     divergent = sorted((r for r in records if r.get("status") == "diverge"), key=_severity, reverse=True)
     anchors = {id(r): f"d{i}" for i, r in enumerate(divergent)}
-    details = [_detail(r, anchors[id(r)], base, i < DETAIL_LIMIT) for i, r in enumerate(divergent)]
+    details = [_detail(r, anchors[id(r)], base, i < DETAIL_LIMIT, out) for i, r in enumerate(divergent)]
     by_op_dtype: OrderedDict[tuple[str, str], Counter] = OrderedDict()
     for r in sorted(records, key=lambda r: (_case_dict(r).get("op", ""), _case_dict(r).get("dtype", ""))):
         c = _case_dict(r)
-        by_op_dtype.setdefault((c.get("op", "?"), c.get("dtype", "?")), Counter())[r.get("status")] += 1
+        key = "known" if r.get("known") else r.get("status")
+        by_op_dtype.setdefault((c.get("op", "?"), c.get("dtype", "?")), Counter())[key] += 1
     errors, errors_left = _error_groups([r for r in records if r.get("status") in ("error", "crash", "timeout")])
     version = info.get("version") or next((r.get("backend_version") for r in records if r.get("backend_version")), "")
     device = info.get("device") or next((r.get("device") for r in records if r.get("device")), "")
+    rows = [_row(r, anchors.get(id(r))) for r in records]
     return {
         "name": name, "version": version or "", "device": device or "", "spec": info.get("spec") or "",
         "counts": _counts(records), "total": len(records),
-        "by_op_dtype": [{"op": op, "dtype": dt, "counts": [cnt.get(s, 0) for s in STATUSES]}
+        "by_op_dtype": [{"op": op, "dtype": dt, "counts": [cnt.get(s, 0) for s in STATUSES + ("known",)]}
                         for (op, dt), cnt in by_op_dtype.items()],
-        "rows": [_row(r, anchors.get(id(r))) for r in records],
+        "rows": rows, "not_passing": sum(1 for r in rows if r["status"] != "pass"),
         "details": details, "detail_limit": DETAIL_LIMIT,
         "details_full": sum(1 for d in details if d["full"]), "errors": errors, "errors_left": errors_left,
         "unsupported": sum(1 for r in records if r.get("status") == "unsupported"),
+        "unsupported_groups": _unsupported_groups(records), "criteria": _table_criteria(records),
     }
 
 
@@ -353,28 +482,53 @@ def _group_tables(by_backend: dict[str, list[dict]]) -> list[dict]:
         for backend, recs in by_backend.items():
             for r in recs:
                 v = str(key(_case_dict(r)))
-                values.setdefault(v, {}).setdefault(backend, Counter())[r.get("status")] += 1
+                status = "known" if r.get("known") else r.get("status")
+                values.setdefault(v, {}).setdefault(backend, Counter())[status] += 1
         rows = []
         for v in sorted(values):
             cells = []
             for backend in by_backend:
                 cnt = values[v].get(backend, Counter())
-                cells.append([(s, cnt.get(s, 0)) for s in STATUSES if cnt.get(s, 0)])
+                cells.append([(s, cnt.get(s, 0)) for s in STATUSES + ("known",) if cnt.get(s, 0)])
             rows.append({"value": v, "cells": cells})
         tables.append({"label": label, "rows": rows})
     return tables
 
 
-def _verdict(rec: dict | None) -> tuple[str, str]:
-    """(status, short text) of one backend on one case, for the cross-backend view."""
+def _verdict(rec: dict | None) -> tuple[str, str, str]:
+    """(status, short text, full text) of one backend on one case, for the cross-backend view.
+
+    The short text is the divergence kind (or the status); the full text adds the diagnosis
+    where it says more than the kind ("subnormal_flush", never "subnormal_flush: subnormal_flush").
+    """
     if rec is None:
-        return "none", "not run"
+        return "none", "not run", "not run"
     status = rec.get("status") or "?"
     if status == "diverge":
-        hyp = (rec.get("diagnosis") or {}).get("hypothesis") if isinstance(rec.get("diagnosis"), dict) else None
-        text = rec.get("kind") or "diverge"
-        return status, f"{text}: {hyp}" if hyp else text
-    return status, status
+        diag = rec.get("diagnosis") if isinstance(rec.get("diagnosis"), dict) else {}
+        hyp = diag.get("hypothesis") or ""
+        kind = rec.get("kind") or "diverge"
+        full = f"{kind}: {hyp}" if hyp and hyp != kind else kind
+        return status, kind, full
+    return status, status, status
+
+
+#: Case-id segments that are the defaults; the cross-backend view leaves them out of its labels.
+_DEFAULT_SEGMENTS = {"n1", "s1x1", "d1x1"}
+
+
+def short_label(case_id: str) -> str:
+    """A case id without its default segments (batch 1, stride 1, dilation 1), for narrow columns."""
+    parts = case_id.split("-")
+    kept = [p for i, p in enumerate(parts) if i == 0 or p not in _DEFAULT_SEGMENTS]
+    return "-".join(kept)
+
+
+def _agreement(groups: "OrderedDict[str, list[str]]", total: int) -> list[dict]:
+    """Backends grouped by full verdict, compactly: a count per verdict ("all" when every
+    backend agrees); the names are in the columns and on hover."""
+    return [{"verdict": verdict, "label": "all" if len(names) == total else str(len(names)), "backends": names}
+            for verdict, names in groups.items()]
 
 
 def _cross(by_backend: dict[str, list[dict]], pages: dict[str, str], anchors: dict[int, str]) -> tuple[list[dict], int]:
@@ -390,15 +544,28 @@ def _cross(by_backend: dict[str, list[dict]], pages: dict[str, str], anchors: di
         cells, groups = [], OrderedDict()
         for backend in by_backend:
             r = recs.get(backend)
-            status, text = _verdict(r)
+            status, text, full = _verdict(r)
+            known = bool(r is not None and r.get("known"))
             href = pages[backend] + (f"#{anchors[id(r)]}" if r is not None and id(r) in anchors else "")
-            cells.append({"status": status, "text": text, "href": href})
+            cells.append({"status": status, "text": text, "title": f"{backend}: {full}" + (" (known)" if known else ""),
+                          "href": href, "known": known})
             if status in ("pass", "diverge"):
-                groups.setdefault(text, []).append(backend)
-        agree = [{"verdict": k, "backends": v} for k, v in groups.items()]
-        rows.append({"id": case_id, "cells": cells, "agree": agree})
+                groups.setdefault(full, []).append(backend)
+        rows.append({"id": case_id, "label": short_label(case_id), "cells": cells,
+                     "agree": _agreement(groups, len(by_backend))})
     rows.sort(key=lambda r: -sum(c["status"] == "diverge" for c in r["cells"]))
     return rows[:CROSS_LIMIT], max(0, len(rows) - CROSS_LIMIT)
+
+
+def _manifest(run: dict) -> dict | None:
+    """The manifest's audit for the index: its path, FIXED entries and entries matching nothing."""
+    exp = run.get("expected")
+    if not isinstance(exp, dict):
+        return None
+    fixed = [f for f in exp.get("fixed") or [] if isinstance(f, dict)]
+    return {"path": str(exp.get("path") or ""), "unmatched": [str(u) for u in exp.get("unmatched") or []],
+            "fixed": [{"backend": str(f.get("backend", "")), "case_id": str(f.get("case_id", "")),
+                       "entry": str(f.get("manifest_entry", "")), "reason": str(f.get("reason") or "")} for f in fixed]}
 
 
 # ---- rendering ------------------------------------------------------------------------
@@ -413,7 +580,8 @@ def _environment():
     # so even markup that slipped past escaping could not run a script.
     script = env.loader.get_source(env, "report.js")[0]
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
-    env.globals.update(STATUSES=STATUSES, BINS=BINS, script=Markup(script), script_hash=f"sha256-{digest}")
+    env.globals.update(STATUSES=STATUSES, BINS=BINS, script=Markup(script), script_hash=f"sha256-{digest}",
+                       FAILING=("diverge", "error", "crash", "timeout"))
     return env
 
 
@@ -447,13 +615,14 @@ def write_reports(run: dict, out_dir, *, repro_dir=None) -> list[Path]:
     by_backend = _records_by_backend(run)
     pages = page_names(by_backend)
     infos = run.get("backends") or {}
+    manifest = _manifest(run)
     common = {"tool": run.get("tool") or {}, "environment": run.get("environment") or {}, "run": run.get("run") or {},
-              "precision_profile": run.get("precision_profile") or {}}
+              "precision_profile": run.get("precision_profile") or {}, "with_known": manifest is not None}
     written, summaries, anchors = [], [], {}
     template = env.get_template("backend.html")
     for backend, recs in by_backend.items():
         info = infos.get(backend) if isinstance(infos.get(backend), dict) else {}
-        page = backend_page(backend, info, recs, base)
+        page = backend_page(backend, info, recs, base, out)
         anchors.update({id(r): row["anchor"] for r, row in zip(recs, page["rows"]) if row["anchor"]})
         path = out / pages[backend]
         row_anchor = {row["id"]: row["anchor"] for row in page["rows"] if row["anchor"]}
@@ -465,7 +634,7 @@ def write_reports(run: dict, out_dir, *, repro_dir=None) -> list[Path]:
     cross, cross_left = _cross(by_backend, pages, anchors)
     index = env.get_template("index.html").render(
         backends=summaries, groups=_group_tables(by_backend), cross=cross, cross_left=cross_left,
-        cross_limit=CROSS_LIMIT, findings=_findings_view("index_rows", run, pages), **common)
+        cross_limit=CROSS_LIMIT, manifest=manifest, findings=_findings_view("index_rows", run, pages), **common)
     path = out / "index.html"
     path.write_text(index, encoding="utf-8")
     written.append(path)

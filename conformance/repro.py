@@ -526,7 +526,8 @@ def bug_report(case: Case, adapter: Any, comparison: Any, diagnosis: Any = None,
                          "max_normalised_error", "threshold", "hard_bound", "effective_bits", "dtype_bits")
              if k in figures]
     if shown:
-        out += ["", "| figure | value |", "|---|---|"] + [f"| {k} | {_fmt(figures[k])} |" for k in shown]
+        out += ["", "| figure | value |", "|---|---|"] + [
+            f"| {k} | {'n/a' if k == 'effective_bits' and figures[k] is None else _fmt(figures[k])} |" for k in shown]
         precision = getattr(comparison, "precision", None) or tolerance.DEFAULT_PRECISION
         out += ["", "The normalised error of an element is |y - exact| / (u · Σ|x||w| + underflow floor), u the "
                     "unit roundoff of the dtype. A correct implementation, whatever its summation order, stays "
@@ -597,6 +598,18 @@ def resolve_case(selector: str) -> Case:
     return cases[0]
 
 
+def written_message(path: str, case_id: str, backend: str, outcome) -> str:
+    """What `python PATH` will do, from this process's verdict on the case (inprocess.Outcome)."""
+    if outcome.status == "diverge":
+        return f"python {path} exits 1 while {case_id} diverges on {backend} ({outcome.kind}, as here)"
+    if outcome.status == "pass":
+        return (f"{case_id} passes on {backend} here, so python {path} exits 0; it exits 1 where the case "
+                f"diverges (another version, device or machine)")
+    if outcome.status == "unsupported":
+        return f"{case_id} is unsupported on {backend} here ({outcome.message}); the script may not run"
+    return f"{case_id} raises on {backend} here, so python {path} fails with that exception ({outcome.message})"
+
+
 def run(args: argparse.Namespace) -> int:
     """0: script (and report) written; 2: unknown case or backend, or a case too large to inline."""
     from .adapters.registry import load
@@ -624,16 +637,17 @@ def run(args: argparse.Namespace) -> int:
     except ReproError as exc:
         print(f"conformance repro: {exc}", file=sys.stderr)
         return 2
-    if args.out:
-        Path(args.out).write_text(script, encoding="utf-8")
-        print(f"wrote {args.out}: python {args.out} exits 1 while {case.id} diverges on {adapter.name}",
-              file=sys.stderr)
-    else:
-        sys.stdout.write(script)
-    if args.report:
+    outcome = None
+    if args.out or args.report:
         from .inprocess import judge
 
         outcome = judge(case, adapter, precision=args.precision)
+    if args.out:
+        Path(args.out).write_text(script, encoding="utf-8")
+        print(f"wrote {args.out}: {written_message(args.out, case.id, adapter.name, outcome)}", file=sys.stderr)
+    else:
+        sys.stdout.write(script)
+    if args.report:
         if outcome.status in ("pass", "unsupported"):
             print(f"note: {case.id} gives {outcome.status} on {adapter.name} here ({outcome.message})",
                   file=sys.stderr)

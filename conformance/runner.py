@@ -326,8 +326,13 @@ class Progress:
         self.done_cases += 1
         self.draw(final)
 
+    #: No ETA before this many cases, nor before this share of them: the first cases
+    #: (warm-up, one-off kernel compilation) say little about the rest.
+    ETA_MIN_CASES, ETA_MIN_SHARE = 20, 0.1
+
     def _eta(self) -> str:
-        if self.done_cases == 0 or self.done_cases >= self.total:
+        enough = max(self.ETA_MIN_CASES, math.ceil(self.ETA_MIN_SHARE * self.total))
+        if self.done_cases < enough or self.done_cases >= self.total:
             return ""
         left = (time.monotonic() - self.t0) / self.done_cases * (self.total - self.done_cases)
         return f" ETA {_duration(left)}"

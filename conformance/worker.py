@@ -104,9 +104,8 @@ def answer(adapter: Any, case: Any, inputs: Any = None, on_run: Any = None) -> t
     whatever the case, everywhere. `on_run()` is called once supports() has said yes,
     before run() starts (the worker tells its parent, so a crash is placed correctly).
     """
-    import numpy as np
-
     from conformance.adapters import registry
+    from conformance.compare import not_an_array
     from conformance.inputs import make_inputs
 
     try:
@@ -126,16 +125,11 @@ def answer(adapter: Any, case: Any, inputs: Any = None, on_run: Any = None) -> t
     except Exception as exc:
         return ("raised", error_dict(exc), time.perf_counter() - t0)
     elapsed = time.perf_counter() - t0
-    notes = []
-    if not isinstance(y, np.ndarray):
-        # Pickling a framework tensor would import the framework in the parent.
-        notes.append(f"adapter returned {type(y).__module__}.{type(y).__name__}, not a numpy.ndarray; "
-                     f"converted with numpy.asarray")
-        try:
-            y = np.asarray(y)
-        except Exception as exc:
-            return ("raised", error_dict(exc), elapsed)
-    return ("output", y, elapsed, notes)
+    # Anything but a numpy.ndarray (a list, None, a framework tensor) travels as a
+    # NotAnArray naming its type, with its values if it has some: the verdict judges it a
+    # `dtype` divergence, and pickling a framework tensor would import the framework in the parent.
+    wrapped = not_an_array(y)
+    return ("output", y if wrapped is None else wrapped, elapsed, [])
 
 
 def _repro(case, adapter, precision="strict"):
@@ -169,9 +163,18 @@ def headline(log_tail: str) -> str:
     return lines[-1].strip() if lines else ""
 
 
+def _gib(n: int) -> str:
+    return f"{n / 2 ** 30:.2f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.0f} MiB"
+
+
 class WorkerDied(Exception):
-    """The worker process ended without answering; `exit` is {exitcode, signal}; `phase` is
-    "supports" when it died inside the adapter's supports(), "run" inside run(), else None."""
+    """The worker process ended without answering; `exit` is {exitcode, signal, rss_bytes,
+    peak_rss_bytes} (the memory as last sampled by the parent, None when unknown); `phase` is
+    "supports" when it died inside the adapter's supports(), "run" inside run(), else None.
+
+    SIGKILL that nobody in this run sent is what the kernel's out-of-memory killer sends:
+    the message says so, with the memory the worker had reached.
+    """
 
     def __init__(self, exit_info: dict[str, Any], log_tail: str, phase: str | None = None):
         self.exit = exit_info
@@ -179,6 +182,11 @@ class WorkerDied(Exception):
         self.phase = phase
         sig = exit_info.get("signal")
         how = f"signal {sig}" if sig else f"exit code {exit_info.get('exitcode')}"
+        if sig == "SIGKILL":
+            rss, peak = exit_info.get("rss_bytes"), exit_info.get("peak_rss_bytes")
+            memory = (f"; last sampled resident memory {_gib(rss)}" if rss else "") + \
+                     (f", peak {_gib(peak)}" if peak else "")
+            how += f": killed, most likely by the out-of-memory killer{memory}"
         super().__init__(f"worker process died with {how}")
 
 
@@ -204,6 +212,9 @@ class LoadFailed(RuntimeError):
 class Worker:
     """The parent's handle on one worker process (start, ask, kill, restart)."""
 
+    #: While waiting for a reply, the worker's memory is sampled at least this often.
+    SAMPLE_S = 0.25
+
     def __init__(self, spec: str, log_path: Path):
         self.spec = spec
         self.log_path = Path(log_path)
@@ -213,10 +224,12 @@ class Worker:
         self._mark = 0  # log size when the current request was sent
         self._stopping = False
         self.phase: str | None = None  # of the request in hand: "supports" until the worker says "run"
+        self._rss: tuple[int | None, int | None] = (None, None)  # (VmRSS, VmHWM) bytes, last sampled
 
     def start(self) -> None:
         """Launch the process; `await_ready` collects its first message."""
         self._stopping = False
+        self._rss = (None, None)
         parent_sock, child_sock = socket.socketpair()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
@@ -270,7 +283,8 @@ class Worker:
                 raise WorkerTimeout(self.phase)
             # The socket turns readable with EOF when the process dies; the poll below covers
             # a child that left a grandchild holding the socket open.
-            if wait([self.conn], max(min(left, 1.0), 0)):
+            self._sample_memory()
+            if wait([self.conn], max(min(left, self.SAMPLE_S), 0)):
                 try:
                     msg = self.conn.recv()
                 except (EOFError, OSError):
@@ -282,6 +296,21 @@ class Worker:
                 return msg
             elif self.proc.poll() is not None:
                 raise WorkerDied(self.exit_info(), self.log_tail(), self.phase)
+
+    def _sample_memory(self) -> None:
+        """Note the worker's resident memory (VmRSS) and its peak (VmHWM) from /proc, where
+        there is one: after an out-of-memory kill, the last sample is all that is left."""
+        if self.proc is None:
+            return
+        try:
+            with open(f"/proc/{self.proc.pid}/status", "rb") as fh:
+                fields = dict(line.split(b":", 1) for line in fh.read().splitlines() if b":" in line)
+            kib = lambda key: int(fields[key].split()[0]) * 1024 if key in fields else None  # noqa: E731
+            rss, peak = kib(b"VmRSS"), kib(b"VmHWM")
+        except (OSError, ValueError, IndexError):
+            return
+        if rss is not None or peak is not None:
+            self._rss = (rss, peak)
 
     def _reap(self) -> None:
         try:
@@ -305,8 +334,8 @@ class Worker:
                 name = signal.Signals(-code).name
             except ValueError:
                 name = f"signal {-code}"
-            return {"exitcode": code, "signal": name}
-        return {"exitcode": code, "signal": None}
+            return {"exitcode": code, "signal": name, "rss_bytes": self._rss[0], "peak_rss_bytes": self._rss[1]}
+        return {"exitcode": code, "signal": None, "rss_bytes": self._rss[0], "peak_rss_bytes": self._rss[1]}
 
     def log_tail(self, lines: int = 2 * TRACEBACK_LINES) -> str:
         """What the worker wrote since the current request was sent (its last `lines` lines)."""

@@ -147,3 +147,33 @@ class WithOptions(Faithful):
     def run(self, case, x, filters, bias):
         y = super().run(case, x, filters, bias)
         return (y * np.asarray(self.scale, dtype=y.dtype)).astype(y.dtype)
+
+
+class ReturnsOther(Faithful):
+    """Returns the right values in the wrong container, chosen by the case name: `list`
+    (a nested Python list), `none` (None), `object` (an object that is no array)."""
+
+    name = "returns-other"
+
+    def run(self, case, x, filters, bias):
+        word = (case.name or "").split("-")[0]
+        y = super().run(case, x, filters, bias)
+        if word == "list":
+            return y.tolist()
+        if word == "none":
+            return None
+        if word == "object":
+            return ReturnsOther()
+        return y
+
+
+class EatsMemory(Faithful):
+    """Touches 300 MiB, waits for the parent to see it, then dies of SIGKILL as an OOM kill does."""
+
+    name = "eats-memory"
+
+    def run(self, case, x, filters, bias):
+        hog = np.ones(300 * 2 ** 20 // 8)
+        time.sleep(1.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return hog

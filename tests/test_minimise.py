@@ -164,3 +164,33 @@ def test_on_a_real_layer_the_expensive_dimensions_shrink_first():
     assert cost(one_step) * 100 < cost(layer)
     few = minimise(layer, lambda c: True, max_steps=6)
     assert cost(few) * 10**5 < cost(layer), few.id
+
+
+def test_a_divergence_of_one_dtype_keeps_that_dtype_and_profile():
+    """A float64-only subnormal flush stays a float64 subnormal case: the card shows what it is about."""
+    from conformance.dtypes import flush_subnormals
+
+    class FlushesFloat64(OracleAdapter):
+        def convolve(self, case, x, filters, bias):
+            if case.dtype == "float64":
+                x, filters = flush_subnormals(np.asarray(x), "float64"), flush_subnormals(np.asarray(filters), "float64")
+            return convolve(case, x, filters, bias)
+
+    case = Case(op="conv2d", batch=2, height=7, width=6, in_channels=3, out_channels=2, kernel=3, dtype="float64",
+                profile="subnormal")
+    diverges = same_divergence(FlushesFloat64(), "subnormal_flush")
+    assert diverges(case)
+    small = minimise(case, diverges)
+    assert (small.dtype, small.profile) == ("float64", "subnormal"), small.id
+    assert small.batch * small.height * small.width < case.batch * case.height * case.width
+
+
+def test_a_kept_field_changes_only_where_the_divergence_persists_with_its_original_value():
+    # Diverges in float64 only with a kernel of 2 or more, in float32 always: shrinking the
+    # kernel in float32 after switching would give a case whose float64 twin passes.
+    def diverges(c):
+        return c.dtype == "float32" or (c.dtype == "float64" and min(c.kernel) >= 2)
+
+    case = Case(op="conv2d", batch=1, height=6, width=6, in_channels=2, out_channels=2, kernel=3, dtype="float64")
+    small = minimise(case, diverges)
+    assert diverges(small) and diverges(small.replace(dtype="float64")), small.id

@@ -10,7 +10,8 @@
     var apply = function () {
       var q = query.value.toLowerCase(), s = status.value, n = 0;
       rows.forEach(function (r, i) {
-        var ok = (!s || r.className === "s-" + s) && (!q || text[i].indexOf(q) >= 0);
+        var match = !s || (s === "!pass" ? r.className !== "s-pass" : r.className === "s-" + s);
+        var ok = match && (!q || text[i].indexOf(q) >= 0);
         r.hidden = !ok;
         if (ok) n++;
       });
@@ -18,6 +19,11 @@
     };
     query.addEventListener("input", apply);
     status.addEventListener("change", apply);
+    var all = document.getElementById("show-all");
+    if (all) {
+      all.addEventListener("click", function () { query.value = ""; status.value = ""; apply(); });
+    }
+    apply();  // the browser may restore a form state other than the page's default
     var value = function (cell, numeric) {
       var t = cell ? cell.textContent : "";
       if (!numeric) return t;

@@ -200,12 +200,11 @@ def minimise(case: Case, diverges: Callable[[Case], bool], *, time_limit: float 
     while improved:
         improved = False
         for change in _ordered(current, (m for m in _moves(current) if not set(m) & set(KEPT_FIELDS))):
-                continue
             if out_of_time():
                 return current
             if attempt(change):
                 improved = True
-                break  # restart from the boldest moves on the smaller case
+                break  # restart from the cheapest moves on the smaller case
     for change in [m for m in _moves(current) if set(m) & set(KEPT_FIELDS)]:
         if out_of_time():
             return current

@@ -90,8 +90,9 @@ def _one(selector: str, seed: int, budget: int | None, dtypes=None) -> list[Case
         if not Path(selector).is_file():
             raise CaseFileError(selector, None, "expected an existing YAML case file, received a path that does not exist")
         return load_file(selector)
-    pool = (_named_set("full", seed, budget if budget is not None and budget > FULL_BUDGET else None)
-            + _named_set("models", seed, None))
+    full = _named_set("full", seed, budget if budget is not None and budget > FULL_BUDGET else None)
+    models = _named_set("models", seed, None)
+    pool = full + models
     exact = [c for c in pool if selector in (c.id, c.name)]
     if exact:
         return exact
@@ -102,8 +103,8 @@ def _one(selector: str, seed: int, budget: int | None, dtypes=None) -> list[Case
             return matched
     raise SelectorError(
         f"cases: expected a set name ({', '.join(SETS)}), a YAML case file, a case id or name, or an id glob; "
-        f"received {selector!r}, and no case id, name or glob in the {len(pool)}-case pool (the full set and the "
-        f"models set) matched it")
+        f"received {selector!r}, and no case id, name or glob in the {len(full)}-case full set or the "
+        f"{len(models)}-case models set matched it")
 
 
 def select(selector: str = "default", *, seed: int = 0, budget: int | None = None,

@@ -209,7 +209,7 @@ def _figures(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, limit: np
         "effective_bits": None if eff_bits is None else round(eff_bits, 2),
         "dtype_bits": f.precision,
         "nonfinite_mismatches": int((np.isinf(e) & bad).sum()),
-        "rounding_bias_z_limit": BIAS_Z,
+        "rounding_bias_z_limit": tolerance.BIAS_Z,
     }
 
 

@@ -305,8 +305,7 @@ def _row(rec: dict, anchor: str | None) -> dict:
 
 def _criteria_defaults() -> tuple[float, float]:
     """(sigma limit, sign-test |z| limit) of this version of the suite, for records that do not carry them."""
-    from .compare import BIAS_Z
-    from .tolerance import SIGMA_LIMIT
+    from .tolerance import BIAS_Z, SIGMA_LIMIT
 
     return SIGMA_LIMIT, BIAS_Z
 

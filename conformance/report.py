@@ -425,6 +425,18 @@ def _records_by_backend(run: dict) -> OrderedDict[str, list[dict]]:
     return by_backend
 
 
+def _fingerprint_items(run: dict, info: dict) -> dict[str, str]:
+    """The environment fingerprint of a backend's worker as page items (plain strings, escaped by the template)."""
+    from .fingerprint import machine_line, path_line
+
+    fid = info.get("fingerprint") if isinstance(info, dict) else None
+    fps = run.get("fingerprints") if isinstance(run.get("fingerprints"), dict) else {}
+    fp = fps.get(fid) if isinstance(fid, str) else None
+    if not isinstance(fp, dict):
+        return {}
+    return {"machine": machine_line(fp), "kernel path": path_line(fp), "fingerprint": str(fid)}
+
+
 def write_reports(run: dict, out_dir, *, repro_dir=None) -> list[Path]:
     """Write `<out_dir>/<backend>.html` per backend and `<out_dir>/index.html`; return the paths.
 
@@ -447,14 +459,22 @@ def write_reports(run: dict, out_dir, *, repro_dir=None) -> list[Path]:
         page = backend_page(backend, info, recs, base)
         anchors.update({id(r): row["anchor"] for r, row in zip(recs, page["rows"]) if row["anchor"]})
         path = out / pages[backend]
-        path.write_text(template.render(page=page, index="index.html", **common), encoding="utf-8")
+        page_common = dict(common, environment={**common["environment"], **_fingerprint_items(run, info)})
+        path.write_text(template.render(page=page, index="index.html", **page_common), encoding="utf-8")
         written.append(path)
         summaries.append({"name": backend, "href": pages[backend], "version": page["version"],
                           "device": page["device"], "counts": page["counts"], "total": page["total"]})
     cross, cross_left = _cross(by_backend, pages, anchors)
+    index_env = dict(common["environment"])
+    for backend in by_backend:  # the machine once, then each backend's kernel path
+        info = infos.get(backend) if isinstance(infos.get(backend), dict) else {}
+        items = _fingerprint_items(run, info)
+        if items:
+            index_env.setdefault("machine", items["machine"])
+            index_env[f"kernel path: {backend}"] = items["kernel path"]
     index = env.get_template("index.html").render(
         backends=summaries, groups=_group_tables(by_backend), cross=cross, cross_left=cross_left,
-        cross_limit=CROSS_LIMIT, **common)
+        cross_limit=CROSS_LIMIT, **dict(common, environment=index_env))
     path = out / "index.html"
     path.write_text(index, encoding="utf-8")
     written.append(path)

@@ -162,15 +162,6 @@ def validate(run: Any) -> list[str]:
     return problems
 
 
-def upgrade(run: dict[str, Any]) -> dict[str, Any]:
-    """A readable older document brought to SCHEMA_VERSION in memory (version 1: no fingerprints)."""
-    if run.get("schema_version") == 1:
-        run = dict(run, schema_version=SCHEMA_VERSION, fingerprints={})
-        if isinstance(run.get("records"), list):
-            run["records"] = [dict(r, fingerprint=None) if isinstance(r, dict) else r for r in run["records"]]
-    return run
-
-
 def write(path: str | os.PathLike, run: dict[str, Any]) -> None:
     """Write results.json atomically (a reader never sees half a file)."""
     path = Path(path)
@@ -182,8 +173,7 @@ def write(path: str | os.PathLike, run: dict[str, Any]) -> None:
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
     """Read a results.json; ResultsError (one line) names the file when it is unreadable, not
-    JSON, of another version or not of the documented shape. Versions in READABLE_VERSIONS
-    are upgraded in memory."""
+    JSON, of another version or not of the documented shape."""
     path = Path(path)
     try:
         run = json.loads(path.read_bytes().decode("utf-8"))
@@ -202,7 +192,6 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
                            f"{'none' if isinstance(run, dict) else 'a JSON ' + type(run).__name__}")
     if run["schema_version"] not in READABLE_VERSIONS:
         raise ResultsError(f"{path}: expected schema_version {SCHEMA_VERSION}, received {run['schema_version']!r}")
-    run = upgrade(run)
     problems = validate(run)
     if problems:
         raise ResultsError(f"{path}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

@@ -17,6 +17,9 @@ Invariants
   pinned pair the divergence the entry names is an
   expected failure; a different divergence (another kind) still fails; a pass is a strict
   XPASS, i.e. a failure that says the manifest is out of date (upstream fixed the bug).
+- The property tests honour the manifest too: a drawn case whose divergence an entry
+  explains (backend, version, case glob, kind, `when` conditions on this process's
+  fingerprint) holds the property; only unexplained divergences are counterexamples.
 - A failing test's message carries the case id and parameters, the error figures against
   the bound, the diagnosis, and the paths of the repro script and bug report it wrote.
 """
@@ -57,6 +60,24 @@ class Backend:
         self.label = label
         self.adapter = adapter
         self.version = str(adapter.version())
+        self._facts: dict[str, Any] | None = None
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """The fingerprint facts manifest `when:` conditions are matched against (this process)."""
+        if self._facts is None:
+            from .fingerprint import facts, fingerprint
+
+            self._facts = facts(fingerprint(self.adapter))
+        return self._facts
+
+    def known(self, entries: list, case: Case, outcome: Outcome):
+        """The manifest entry that explains `outcome` on `case`, or None."""
+        name = str(self.adapter.name)
+        for e in entries:
+            if e.covers(name, self.version, case.id, self.facts) and e.matches_kind(outcome.kind or outcome.status):
+                return e
+        return None
 
 
 def _label(spec: str, adapter: Any, builtins: Any) -> str:
@@ -140,8 +161,8 @@ class ConformanceCollector(pytest.Collector):
                 item = CaseItem.from_parent(self, name=f"test_conformance[{backend.label}-{case.id}]",
                                             backend=backend, case=case)
                 name = str(backend.adapter.name)
-                item.entries = [e for e in manifest if e.covers(name, backend.version, case.id)]
-                pin = next((e for e in item.entries if e.pins(name, backend.version, case.id)), None)
+                item.entries = [e for e in manifest if e.covers(name, backend.version, case.id, backend.facts)]
+                pin = next((e for e in item.entries if e.pins(name, backend.version, case.id, backend.facts)), None)
                 if pin is not None:
                     # Pinned by its exact id: a pass is XPASS(strict), the bug was fixed upstream.
                     item.add_marker(pytest.mark.xfail(strict=True, raises=KnownDivergence, reason=_reason(pin)))
@@ -153,6 +174,9 @@ class ConformanceCollector(pytest.Collector):
                                                           backend=backend, op=op, valid=True))
                 items.append(PropertyItem.from_parent(self, name=f"test_property_invalid[{backend.label}]",
                                                       backend=backend, op=None, valid=False))
+            for item in items:
+                if isinstance(item, PropertyItem):
+                    item.manifest = manifest
         return items
 
 
@@ -235,6 +259,7 @@ class PropertyItem(_ConformanceItem):
         super().__init__(**kwargs)
         self.op = op
         self.valid = valid
+        self.manifest: list = []  # --conformance-expected: a drawn case's known divergence holds the property
 
     def runtest(self) -> None:
         from hypothesis import HealthCheck, given, settings
@@ -248,16 +273,25 @@ class PropertyItem(_ConformanceItem):
 
         # Slow backends and large draws are expected; the verdict is what matters. No
         # deadline: a framework's first call (its import, kernel selection) takes seconds.
+        known: list[str] = []
+
         @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                         HealthCheck.filter_too_much])
         @given(case=strategy)
         def prop(case: Case) -> None:
             outcome = judge(case, self.backend.adapter, precision=self.plugin.precision)
-            if outcome.status not in ("pass", "unsupported"):
-                raise ConformanceFailure(failure_message(self.backend, outcome, []), case)
+            if outcome.status in ("pass", "unsupported"):
+                return
+            entry = self.backend.known(self.manifest, case, outcome)
+            if entry is not None:  # a divergence the manifest names: known, not a counterexample
+                known.append(f"{case.id}: {outcome.kind or outcome.status} (manifest entry {entry.index})")
+                return
+            raise ConformanceFailure(failure_message(self.backend, outcome, []), case)
 
         try:
             prop()
+            if known:
+                self.user_properties.append(("known_divergences", f"{len(known)}, first {known[0]}"))
         except ConformanceFailure as exc:
             # Artifacts only for the final, shrunk case (not for every shrinking step).
             outcome = judge(exc.case, self.backend.adapter, precision=self.plugin.precision)

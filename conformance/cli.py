@@ -92,8 +92,15 @@ def _add_run(sub) -> None:
                    help="set name (smoke, default, full, models), case file, case id or id glob; comma-separated unions (default: default)")
     p.add_argument("--seed", type=int, default=0, help="seed of generated case sets (default 0)")
     p.add_argument("--budget", type=int, default=None, help="size budget of generated case sets")
-    p.add_argument("--dtype", action="append", default=None, metavar="DTYPE", help="only cases of this dtype (repeatable)")
+    p.add_argument("--dtype", action="append", default=None, metavar="DTYPE",
+                   help="only cases of these dtypes (repeatable, or comma-separated: float16,bfloat16)")
     p.add_argument("--out", default="reports", metavar="DIR", help="output directory (default: reports)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty --out that holds no earlier run (an earlier run's pages, scripts "
+                        "and results are always replaced)")
+    p.add_argument("--max-memory", metavar="SIZE", default=None,
+                   help="cases whose oracle and comparison are estimated to need more (e.g. 8G) are unsupported "
+                        f"(default: {runner.MAX_MEMORY_FRACTION:.0%} of the memory available at the start)")
     p.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
                    help="per case and backend; past it the worker is killed and the case is a timeout (default 60)")
     p.add_argument("--expected", metavar="FILE", help="YAML manifest of known divergences (docs/running.md)")
@@ -127,7 +134,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("selector", nargs="?", default="default")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget", type=int, default=None)
-    p.add_argument("--dtype", action="append", default=None, metavar="DTYPE")
+    p.add_argument("--dtype", action="append", default=None, metavar="DTYPE", help="repeatable or comma-separated")
     p.add_argument("--shard", metavar="I/N")
     p.add_argument("--coverage", action="store_true", help="print the sweep coverage and the size distribution of the selection")
     p = sub.add_parser("merge", help="combine shard results.json files into one run")
@@ -179,14 +186,27 @@ def _specs(args) -> list[str]:
     return specs
 
 
+def _dtypes(values: list[str] | None) -> list[str] | None:
+    """--dtype float16,bfloat16 --dtype float32 -> ["float16", "bfloat16", "float32"]."""
+    if values is None:
+        return None
+    out = [d.strip() for v in values for d in v.split(",") if d.strip()]
+    if not out:
+        raise UsageError(f"--dtype: expected a dtype name, received {','.join(values)!r}")
+    return list(dict.fromkeys(out))
+
+
 def cmd_run(args, argv: Sequence[str], stream: TextIO) -> int:
     shard = runner.parse_shard(args.shard) if args.shard is not None else None
+    args.dtype = _dtypes(args.dtype)
+    max_memory = runner.parse_memory(args.max_memory) if args.max_memory else runner.default_max_memory()
     cfg = runner.RunConfig(specs=[], selector=args.cases, seed=args.seed, budget=args.budget, dtypes=args.dtype,
                            out=Path(args.out), timeout=args.timeout, expected=args.expected, baseline=args.baseline,
                            shard=shard, resume=args.resume, report=args.report, minimise=args.minimise,
                            strict_expected=args.strict_expected, quiet=args.quiet, argv=list(argv),
                            confirm_budget_s=args.confirm_budget if args.confirm else None,
-                           named=bool(args.backend or args.adapter), precision=args.precision)
+                           named=bool(args.backend or args.adapter), precision=args.precision,
+                           max_memory=max_memory, force=args.force)
     cfg.specs = _specs(args)
     cases = runner.select_cases(cfg.selector, seed=cfg.seed, budget=cfg.budget, dtypes=cfg.dtypes, shard=shard)
     if not cases and shard is None:  # an empty shard of a small set is fine; an empty selection is not
@@ -202,6 +222,8 @@ def cmd_run(args, argv: Sequence[str], stream: TextIO) -> int:
         stream.write(summary(outcome))
     for w in outcome.warnings:
         stream.write(f"warning: {w}\n")
+    for e in outcome.errors:  # exit 2: a named backend tested nothing
+        stream.write(f"error: {e}\n")
     return outcome.exit_code
 
 
@@ -222,6 +244,8 @@ def summary(outcome: runner.Outcome) -> str:
     for name, info in run["backends"].items():
         if info.get("error"):
             lines.append(f"! {name}: {info['error']}")
+        elif info.get("none_ran"):
+            lines.append(f"! {name}: {info['none_ran']}")
     unsupported = unsupported_lines(run["records"])
     if unsupported:
         lines.append("\nunsupported (the backends' own reasons):")
@@ -243,6 +267,11 @@ def summary(outcome: runner.Outcome) -> str:
         for f in fixed:
             lines.append(f"  {f['backend']}  {f['case_id']}  (entry {f['manifest_entry']}: {f['reason']})")
     unmatched = (run.get("expected") or {}).get("unmatched") or []
+    gated = (run.get("expected") or {}).get("not_applicable") or []
+    if gated:
+        lines.append(f"note: manifest entries {gated} do not apply here: their `when` conditions do not hold "
+                     f"on this environment")
+    unmatched = [i for i in unmatched if i not in gated]
     if unmatched:
         lines.append(f"note: manifest entries {unmatched} match no case of this run")
     if "baseline" in run:
@@ -257,6 +286,10 @@ def summary(outcome: runner.Outcome) -> str:
             lines.append(f"findings against the baseline: {len(fb['new'])} new, {len(fb['fixed'])} fixed")
             lines += [f"  new finding    {f['id']}  {f['backend']}  {f['title']}  ({f['predicate']})" for f in fb["new"]]
             lines += [f"  fixed finding  {f['id']}  {f['backend']}  {f['title']}  ({f['predicate']})" for f in fb["fixed"]]
+        for name, diff in (base.get("fingerprints_differ") or {}).items():
+            lines.append(f"  environment differs from the baseline for {name}: {'; '.join(diff)}")
+    for name, diff in (run["run"].get("fingerprints_differ") or {}).items():
+        lines.append(f"note: the merged files ran {name} in different environments: {'; '.join(diff)}")
     if run["run"].get("interrupted"):
         lines.append("\ninterrupted: the results cover the cases finished before the interruption (--resume continues)")
     where = f"  report: {outcome.reports}" if outcome.reports else ""
@@ -352,6 +385,7 @@ def cmd_backends(args, stream: TextIO) -> int:
 
 def cmd_cases(args, stream: TextIO) -> int:
     shard = runner.parse_shard(args.shard) if args.shard is not None else None
+    args.dtype = _dtypes(args.dtype)
     cases = runner.select_cases(args.selector, seed=args.seed, budget=args.budget, dtypes=args.dtype, shard=shard)
     for c in cases:
         sys.stdout.write(c.id + "\n")
@@ -397,8 +431,10 @@ def cmd_merge(args, stream: TextIO) -> int:
             entries = expected.load_manifest(args.expected)
         except expected.ManifestError as exc:
             raise UsageError(f"--expected: {exc}") from None
+        from .fingerprint import facts
+
         for rec in merged["records"]:
-            rec["known"] = expected.match(entries, rec)
+            rec["known"] = expected.match(entries, rec, facts(merged["fingerprints"].get(rec.get("fingerprint") or "")))
     outcome = runner.write_outputs(out, merged, entries, None, report=args.report,
                                    strict_expected=args.strict_expected, expected_path=args.expected)
     if not args.quiet:

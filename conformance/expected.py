@@ -9,6 +9,15 @@ A manifest is a YAML list of entries:
       precision: strict            # optional: only records judged under this contract (or a list)
       reason: "depthwise with strides > 1 and dilations > 1 returns a wrongly shaped result"
       link: https://github.com/tensorflow/tensorflow/issues/...   # optional
+      when: {tensorflow.onednn: true, cpu.flags: avx512f}           # optional conditions
+
+`when` holds facts of the environment fingerprint of the worker that produced a record
+(conformance.fingerprint.CONDITIONS): all must hold for the entry to apply to it. A
+boolean or integer must be equal; a string matches as an fnmatch glob (`cpu.model:
+"*EPYC*"`); `cpu.flags` and `onnxruntime.providers` take one name or a list, each of
+which must be present (`"!avx512f"`: absent). A fact the record's fingerprint does not
+have (another framework, an old results file) does not hold.
+
     - backend: jax
       finding: "dtype != float16 and profile = subnormal"   # or a finding id: F2d809d6406
       reason: "flushes subnormals"                          # (cases then defaults to "*")
@@ -24,13 +33,17 @@ Invariants
   how one says "this backend flushes subnormals wherever a case has them". An entry that
   covers nothing in the run is reported as unmatched (it may belong to another shard or
   backend, so it is a note, not an error).
-- A malformed manifest raises ManifestError naming the file, the entry index and the rule.
+- An entry applies to a record only where its `when` conditions hold on that record's
+  fingerprint; where they do not, it covers nothing there, so it is never FIXED on a
+  machine (or kernel path) that does not have the bug.
+- A malformed manifest raises ManifestError naming the file, the entry index and the
+  rule: unknown keys, kinds, statuses and condition names included.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .tolerance import PRECISIONS
@@ -39,9 +52,15 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from .fingerprint import CONDITIONS
 from .results import FAILING
 
-ENTRY_KEYS = ("backend", "version", "cases", "kind", "precision", "reason", "link", "finding")
+ENTRY_KEYS = ("backend", "version", "cases", "kind", "precision", "reason", "link", "finding", "when")
+#: What `kind` may name: a divergence kind, or a failing status (for errors, crashes, timeouts).
+KNOWN_KINDS = ("shape", "dtype", "nonfinite", "subnormal_flush", "inexact", "precision", "value", "rounding_bias",
+               "invalid_accepted", *FAILING)
+#: Conditions that take a set of names (each must be present; "!name": absent).
+SET_CONDITIONS = ("cpu.flags", "onnxruntime.providers")
 
 
 class ManifestError(ValueError):
@@ -63,9 +82,31 @@ class Entry:
     #: or a predicate (conformance.findings atoms: explains the cases it holds for).
     finding: str | None = None
     atoms: tuple | None = None
+    when: tuple[tuple[str, Any], ...] = ()
 
-    def covers(self, backend: str, version: str | None, case_id: str) -> bool:
+    def holds(self, facts: dict[str, Any] | None) -> bool:
+        """Every `when` condition holds on `facts` (conformance.fingerprint.facts of a record)."""
+        facts = facts or {}
+        for name, want in self.when:
+            if name not in facts:
+                return False
+            have = facts[name]
+            if name in SET_CONDITIONS:
+                names = set(have if isinstance(have, list) else [have])
+                for w in want:
+                    if (w[1:] in names) if w.startswith("!") else (w not in names):
+                        return False
+            elif isinstance(want, str):
+                if not fnmatch.fnmatchcase(str(have), want):
+                    return False
+            elif have != want or type(have) is not type(want):
+                return False
+        return True
+
+    def covers(self, backend: str, version: str | None, case_id: str, facts: dict[str, Any] | None = None) -> bool:
         if not fnmatch.fnmatchcase(backend, self.backend):
+            return False
+        if self.when and not self.holds(facts):
             return False
         if self.version is not None:
             try:
@@ -75,15 +116,16 @@ class Entry:
                 return False  # "unknown" satisfies no range
         return any(fnmatch.fnmatchcase(case_id, g) for g in self.cases)
 
-    def pins(self, backend: str, version: str | None, case_id: str) -> bool:
+    def pins(self, backend: str, version: str | None, case_id: str, facts: dict[str, Any] | None = None) -> bool:
         """Covers the pair through an exact case id (a pattern with no glob characters)."""
-        return self.covers(backend, version, case_id) and case_id in self.cases
+        return self.covers(backend, version, case_id, facts) and case_id in self.cases
 
     def matches_kind(self, kind: str | None) -> bool:
         return self.kinds is None or kind in self.kinds
 
-    def explains(self, rec: dict[str, Any]) -> bool:
-        if rec["status"] not in FAILING or not self.covers(rec["backend"], rec["backend_version"], rec["case_id"]):
+    def explains(self, rec: dict[str, Any], facts: dict[str, Any] | None = None) -> bool:
+        if rec["status"] not in FAILING or not self.covers(rec["backend"], rec["backend_version"], rec["case_id"],
+                                                             facts):
             return False
         if self.precisions is not None and (rec.get("precision") or "strict") not in self.precisions:
             return False
@@ -115,16 +157,48 @@ def _strings(path: Path, i: int, key: str, value: Any) -> tuple[str, ...]:
     raise ManifestError(f"{path}: entry {i}: {key}: expected a non-empty string or list of strings, received {value!r}")
 
 
+def _conditions(path: Path, i: int, raw: Any) -> tuple[tuple[str, Any], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not raw:
+        raise ManifestError(f"{path}: entry {i}: when: expected a mapping of conditions like "
+                            f"{{tensorflow.onednn: true}}, received {raw!r}")
+    out = []
+    for name, value in raw.items():
+        if name not in CONDITIONS:
+            raise ManifestError(f"{path}: entry {i}: when: expected a condition among {', '.join(CONDITIONS)}, "
+                                f"received {name!r}")
+        kind = CONDITIONS[name]
+        if name in SET_CONDITIONS:
+            value = _strings(path, i, f"when.{name}", value)
+        elif kind is bool and not isinstance(value, bool):
+            raise ManifestError(f"{path}: entry {i}: when.{name}: expected true or false, received {value!r}")
+        elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ManifestError(f"{path}: entry {i}: when.{name}: expected an integer, received {value!r}")
+        elif kind is str and not (isinstance(value, str) and value):
+            raise ManifestError(f"{path}: entry {i}: when.{name}: expected a string (a glob), received {value!r}")
+        out.append((str(name), value))
+    return tuple(out)
+
+
 def load_manifest(path: str | Path) -> list[Entry]:
     import yaml
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except IsADirectoryError:
+        raise ManifestError(f"{path}: expected a YAML manifest file, received a directory") from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: expected a YAML manifest (UTF-8 text), received bytes that are not UTF-8 "
+                            f"(at byte {exc.start})") from None
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read the expected-divergence manifest ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{path}: expected YAML, received a syntax error ({exc})") from None
+        first = " ".join(str(exc).split())[:160]
+        raise ManifestError(f"{path}: expected YAML, received a syntax error ({first})") from None
+    except RecursionError:
+        raise ManifestError(f"{path}: expected YAML, received a document nested too deeply") from None
     if data is None:
         return []
     if not isinstance(data, list):
@@ -153,6 +227,10 @@ def load_manifest(path: str | Path) -> list[Entry]:
                 raise ManifestError(f"{path}: entry {i}: version: expected a PEP 440 range like '>=2.16,<3', "
                                     f"received {raw['version']!r}") from None
         kinds = _strings(path, i, "kind", raw["kind"]) if raw.get("kind") is not None else None
+        for k in kinds or ():
+            if k not in KNOWN_KINDS:
+                raise ManifestError(f"{path}: entry {i}: kind: expected one of {', '.join(KNOWN_KINDS)}, "
+                                    f"received {k!r}")
         reason = raw["reason"]
         if not isinstance(reason, str) or not reason.strip():
             raise ManifestError(f"{path}: entry {i}: reason: expected a non-empty string, received {reason!r}")
@@ -166,8 +244,9 @@ def load_manifest(path: str | Path) -> list[Entry]:
             if wrong:
                 raise ManifestError(f"{path}: entry {i}: precision: expected one of {', '.join(PRECISIONS)}, "
                                     f"received {wrong[0]!r}")
+        when = _conditions(path, i, raw.get("when"))
         entries.append(Entry(i, backend[0], version, _strings(path, i, "cases", raw["cases"]), kinds, reason, link,
-                             precisions, finding, atoms))
+                             precisions, finding=finding, atoms=atoms, when=when))
     return entries
 
 
@@ -213,29 +292,45 @@ def pin_findings(entries: list[Entry], records: list[dict[str, Any]], found: lis
         f["unexpected"] = len(recs) - f["known"]
 
 
-def match(entries: list[Entry], rec: dict[str, Any]) -> dict[str, Any] | None:
-    """The `known` value for a record: the first entry that explains it, else None."""
+def match(entries: list[Entry], rec: dict[str, Any], facts: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The `known` value for a record: the first entry that explains it, else None.
+    `facts`: conformance.fingerprint.facts of the record's fingerprint (for `when`)."""
     for entry in entries:
-        if entry.explains(rec):
+        if entry.explains(rec, facts):
             return entry.known()
     return None
 
 
-def audit(entries: list[Entry], records: list[dict[str, Any]]) -> dict[str, Any]:
-    """{"fixed": [...], "unmatched": [entry indices]}.
+def audit(entries: list[Entry], records: list[dict[str, Any]],
+          fingerprints: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """{"fixed": [...], "unmatched": [entry indices], "not_applicable": [entry indices]}.
 
     fixed: passing pairs an entry pins by exact id, and (case_id "*") entries that cover
-    pairs in this run but explain none of them. unmatched: entries covering nothing.
+    pairs in this run but explain none of them — both only where the entry's `when`
+    conditions hold on the record's fingerprint. unmatched: entries covering nothing;
+    not_applicable: those of them that would cover pairs but whose conditions hold on no
+    record's fingerprint (another CPU or kernel path: nothing to say about them here).
     """
-    fixed, used, explaining = [], set(), set()
+    from .fingerprint import facts as facts_of
+
+    fps = fingerprints or {}
+    cache: dict[Any, dict[str, Any]] = {}
+    fixed, used, explaining, gated = [], set(), set(), set()
     for rec in records:
+        fid = rec.get("fingerprint")
+        if fid not in cache:
+            cache[fid] = facts_of(fps.get(fid or ""))
+        facts = cache[fid]
         for entry in entries:
-            if not entry.covers(rec["backend"], rec["backend_version"], rec["case_id"]):
+            if not entry.covers(rec["backend"], rec["backend_version"], rec["case_id"], facts):
+                if entry.when and replace(entry, when=()).covers(rec["backend"], rec["backend_version"],
+                                                                 rec["case_id"]):
+                    gated.add(entry.index)
                 continue
             used.add(entry.index)
-            if entry.explains(rec) or (rec.get("known") or {}).get("manifest_entry") == entry.index:
+            if entry.explains(rec, facts) or (rec.get("known") or {}).get("manifest_entry") == entry.index:
                 explaining.add(entry.index)
-            if rec["status"] == "pass" and entry.pins(rec["backend"], rec["backend_version"], rec["case_id"]):
+            if rec["status"] == "pass" and entry.pins(rec["backend"], rec["backend_version"], rec["case_id"], facts):
                 fixed.append({"case_id": rec["case_id"], "backend": rec["backend"], "manifest_entry": entry.index,
                               "reason": entry.reason})
     pinned_fixed = {f["manifest_entry"] for f in fixed}
@@ -243,7 +338,8 @@ def audit(entries: list[Entry], records: list[dict[str, Any]]) -> dict[str, Any]
         if entry.index in used and entry.index not in explaining and entry.index not in pinned_fixed:
             fixed.append({"case_id": "*", "backend": entry.backend, "manifest_entry": entry.index,
                           "reason": entry.reason + " (no case this entry covers diverges any more)"})
-    return {"fixed": fixed, "unmatched": [e.index for e in entries if e.index not in used]}
+    unmatched = [e.index for e in entries if e.index not in used]
+    return {"fixed": fixed, "unmatched": unmatched, "not_applicable": [i for i in unmatched if i in gated]}
 
 
 def baseline_diff(baseline: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -11,6 +11,8 @@ Mapping (docs/results-schema.md):
 - in addition, one <testcase classname="BACKEND.findings" name="ID: title"> per finding
   (conformance.findings): a <failure> while any case it covers is unexpected, else
   <skipped type="known">; properties predicate, kind, hypothesis, confirmation, cases.
+- every testcase whose record has a fingerprint carries properties fingerprint, cpu and
+  kernel_path (the machine and the backend's kernel path, one line each).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from .fingerprint import machine_line, path_line
 from .results import is_unexpected
 
 
@@ -73,6 +76,7 @@ def build(run: dict[str, Any]) -> ET.Element:
     for rec in run["records"]:
         by_backend.setdefault(rec["backend"], []).append(rec)
     totals = {"tests": 0, "failures": 0, "skipped": 0, "time": 0.0}
+    fingerprints = run.get("fingerprints") or {}
     for backend, recs in by_backend.items():
         suite = ET.SubElement(root, "testsuite", name=backend)
         failures = skipped = 0
@@ -81,6 +85,9 @@ def build(run: dict[str, Any]) -> ET.Element:
             t = (rec.get("time") or {}).get("backend_s") or 0.0
             total_time += t
             tc = ET.SubElement(suite, "testcase", classname=backend, name=rec["case_id"], time=f"{t:.6f}")
+            fp = fingerprints.get(rec.get("fingerprint") or "")
+            env_props = ([("fingerprint", rec["fingerprint"]), ("cpu", machine_line(fp)), ("kernel_path", path_line(fp))]
+                         if fp else [])
             if rec["status"] == "unsupported":
                 skipped += 1
                 ET.SubElement(tc, "skipped", message=f"unsupported: {rec['message']}")
@@ -94,10 +101,13 @@ def build(run: dict[str, Any]) -> ET.Element:
                 known = rec["known"]
                 link = f" ({known['link']})" if known.get("link") else ""
                 ET.SubElement(tc, "skipped", type="known", message=f"known {rec['kind'] or rec['status']}: {known['reason']}{link}")
-                props = ET.SubElement(tc, "properties")
-                ET.SubElement(props, "property", name="status", value=rec["status"])
-                ET.SubElement(props, "property", name="kind", value=str(rec["kind"]))
-                ET.SubElement(props, "property", name="manifest_entry", value=str(known.get("manifest_entry")))
+                env_props = [("status", rec["status"]), ("kind", str(rec["kind"])),
+                             ("manifest_entry", str(known.get("manifest_entry")))] + env_props
+            if env_props:
+                props = ET.Element("properties")
+                tc.insert(0, props)  # JUnit readers expect properties first
+                for name, value in env_props:
+                    ET.SubElement(props, "property", name=name, value=value)
         extra, f_failures, f_skipped = _finding_cases(suite, backend, run)
         failures += f_failures
         skipped += f_skipped

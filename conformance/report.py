@@ -601,6 +601,18 @@ def _findings_view(name: str, *args) -> list[dict]:
     return getattr(findings, name)(*args)
 
 
+def _fingerprint_items(run: dict, info: dict) -> dict[str, str]:
+    """The environment fingerprint of a backend's worker as page items (plain strings, escaped by the template)."""
+    from .fingerprint import machine_line, path_line
+
+    fid = info.get("fingerprint") if isinstance(info, dict) else None
+    fps = run.get("fingerprints") if isinstance(run.get("fingerprints"), dict) else {}
+    fp = fps.get(fid) if isinstance(fid, str) else None
+    if not isinstance(fp, dict):
+        return {}
+    return {"machine": machine_line(fp), "kernel path": path_line(fp), "fingerprint": str(fid)}
+
+
 def write_reports(run: dict, out_dir, *, repro_dir=None) -> list[Path]:
     """Write `<out_dir>/<backend>.html` per backend and `<out_dir>/index.html`; return the paths.
 
@@ -626,14 +638,23 @@ def write_reports(run: dict, out_dir, *, repro_dir=None) -> list[Path]:
         path = out / pages[backend]
         row_anchor = {row["id"]: row["anchor"] for row in page["rows"] if row["anchor"]}
         found = _findings_view("page_items", run, backend, lambda cid: f"#{row_anchor[cid]}" if cid in row_anchor else None)
-        path.write_text(template.render(page=page, index="index.html", findings=found, **common), encoding="utf-8")
+        page_common = dict(common, environment={**common["environment"], **_fingerprint_items(run, info)})
+        path.write_text(template.render(page=page, index="index.html", findings=found, **page_common), encoding="utf-8")
         written.append(path)
         summaries.append({"name": backend, "href": pages[backend], "version": page["version"],
                           "device": page["device"], "counts": page["counts"], "total": page["total"]})
     cross, cross_left = _cross(by_backend, pages, anchors)
+    index_env = dict(common["environment"])
+    for backend in by_backend:  # the machine once, then each backend's kernel path
+        info = infos.get(backend) if isinstance(infos.get(backend), dict) else {}
+        items = _fingerprint_items(run, info)
+        if items:
+            index_env.setdefault("machine", items["machine"])
+            index_env[f"kernel path: {backend}"] = items["kernel path"]
     index = env.get_template("index.html").render(
         backends=summaries, groups=_group_tables(by_backend), cross=cross, cross_left=cross_left,
-        cross_limit=CROSS_LIMIT, manifest=manifest, findings=_findings_view("index_rows", run, pages), **common)
+        cross_limit=CROSS_LIMIT, manifest=manifest, findings=_findings_view("index_rows", run, pages),
+        **dict(common, environment=index_env))
     path = out / "index.html"
     path.write_text(index, encoding="utf-8")
     written.append(path)

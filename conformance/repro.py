@@ -444,19 +444,16 @@ def make_script(case: Case, adapter: Any, *, spec: str | None = None,
 
 
 def environment(adapter: Any) -> dict[str, str]:
-    """OS, CPU, Python, NumPy, the framework's version and the device, as display strings."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass  # not Linux: platform's answer stands
+    """OS, CPU (with the kernel-selecting flags), Python, NumPy, the framework's version, the
+    device and its kernel path (FTZ/DAZ, oneDNN, ...: conformance.fingerprint), as display strings."""
+    from .fingerprint import fingerprint, machine_line, path_line
+
     name = str(getattr(adapter, "name", "backend"))
-    return {"OS": platform.platform(), "CPU": f"{cpu} ({platform.machine()})",
+    version = str(adapter.version())  # imports the framework: the fingerprint then sees it
+    fp = fingerprint(adapter)
+    return {"OS": platform.platform(), "CPU": machine_line(fp),
             "Python": sys.version.split()[0], "NumPy": np.__version__,
-            name: str(adapter.version()), "Device": str(adapter.device())}
+            name: version, "Device": str(adapter.device()), "Kernel path": path_line(fp)}
 
 
 def _fmt(v: Any) -> str:

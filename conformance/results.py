@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 SCHEMA_VERSION = 2  # 2: precision contracts, findings, environment fingerprints
+#: Versions `load` reads (the fingerprint fields are optional: absent = not recorded).
+READABLE_VERSIONS = (SCHEMA_VERSION,)
 STATUSES = ("pass", "diverge", "unsupported", "error", "crash", "timeout")
 #: Statuses that make a (case, backend) pair non-conformant unless a manifest entry knows it.
 FAILING = ("diverge", "error", "crash", "timeout")
@@ -29,7 +31,11 @@ FAILING = ("diverge", "error", "crash", "timeout")
 RECORD_FIELDS = ("case_id", "case", "backend", "backend_version", "device", "status", "kind", "known",
                  "message", "figures", "worst", "heatmap", "channel_errors", "diagnosis", "minimised",
                  "repro", "error", "exit", "time", "notes", "precision", "precision_met")
+#: Optional record fields (absent reads as null): the id of the worker's environment fingerprint.
+OPTIONAL_RECORD_FIELDS = ("fingerprint",)
 TOP_FIELDS = ("schema_version", "tool", "environment", "run", "backends", "records")
+#: Optional top-level fields (absent reads as empty): fingerprint id -> environment fingerprint.
+OPTIONAL_TOP_FIELDS = ("fingerprints",)
 
 
 class ResultsError(ValueError):
@@ -43,7 +49,7 @@ def new_record(case_dict: dict[str, Any], case_id: str, backend: str, **fields: 
         "status": None, "kind": None, "known": None, "message": "", "figures": {}, "worst": [],
         "heatmap": None, "channel_errors": None, "diagnosis": None, "minimised": None, "repro": None,
         "error": None, "exit": None, "time": {"backend_s": None, "oracle_s": None, "compare_s": None},
-        "notes": [], "precision": None, "precision_met": None,
+        "notes": [], "precision": None, "precision_met": None, "fingerprint": None,
     }
     unknown = set(fields) - set(rec)
     if unknown:
@@ -65,8 +71,33 @@ def tool() -> dict[str, str]:
     return {"name": "conv-conformance", "version": __version__}
 
 
+def _type_problem(where: str, value: Any, types: tuple[type, ...], label: str) -> str | None:
+    if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
+        return None
+    return f"{where}: expected {label}, received {type(value).__name__} {str(value)[:40]!r}"
+
+
+#: Record fields and the JSON types they must have (None allowed where the schema says null).
+_RECORD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "case_id": ((str,), "a string"), "case": ((dict,), "an object"), "backend": ((str,), "a string"),
+    "backend_version": ((str, type(None)), "a string or null"), "device": ((str, type(None)), "a string or null"),
+    "status": ((str,), "a string"), "kind": ((str, type(None)), "a string or null"),
+    "known": ((dict, type(None)), "an object or null"), "message": ((str,), "a string"),
+    "figures": ((dict,), "an object"), "worst": ((list,), "a list"),
+    "heatmap": ((list, type(None)), "a list or null"), "channel_errors": ((list, type(None)), "a list or null"),
+    "diagnosis": ((dict, type(None)), "an object or null"), "minimised": ((dict, type(None)), "an object or null"),
+    "repro": ((str, type(None)), "a string or null"), "error": ((dict, type(None)), "an object or null"),
+    "exit": ((dict, type(None)), "an object or null"), "time": ((dict,), "an object"),
+    "notes": ((list,), "a list"), "fingerprint": ((str, type(None)), "a fingerprint id or null"),
+}
+
+
 def validate(run: Any) -> list[str]:
-    """Problems with `run` against the documented schema (empty list: valid)."""
+    """Problems with `run` against the documented schema (empty list: valid).
+
+    Types are checked as well as presence, so that a reader can rely on them: a file whose
+    `backends` is a string is refused here with a message, not with an AttributeError later.
+    """
     problems: list[str] = []
     if not isinstance(run, dict):
         return [f"results: expected a JSON object, received {type(run).__name__}"]
@@ -75,20 +106,43 @@ def validate(run: Any) -> list[str]:
             problems.append(f"results: expected top-level field {key!r}, received none")
     if run.get("schema_version") != SCHEMA_VERSION:
         problems.append(f"schema_version: expected {SCHEMA_VERSION}, received {run.get('schema_version')!r}")
+    for key, types, label in (("tool", (dict,), "an object"), ("environment", (dict,), "an object"),
+                              ("run", (dict,), "an object"), ("backends", (dict,), "an object"),
+                              ("fingerprints", (dict,), "an object"), ("records", (list,), "a list")):
+        if key in run:
+            bad = _type_problem(key, run[key], types, label)
+            if bad:
+                problems.append(bad)
+    if problems:
+        return problems
     for key in ("started", "finished", "selector", "seed", "budget", "shard", "argv"):
-        if key not in (run.get("run") or {}):
+        if key not in run["run"]:
             problems.append(f"run: expected field {key!r}, received none")
-    backends = run.get("backends") or {}
+    backends = run["backends"]
     for name, info in backends.items():
+        if not isinstance(info, dict):
+            problems.append(f"backends[{name!r}]: expected an object, received {type(info).__name__}")
+            continue
         for key in ("name", "version", "device", "spec"):
             if key not in info:
                 problems.append(f"backends[{name!r}]: expected field {key!r}, received none")
+    for fid, fp in run.get("fingerprints", {}).items():
+        if not isinstance(fp, dict):
+            problems.append(f"fingerprints[{fid!r}]: expected an object, received {type(fp).__name__}")
     seen: set[tuple[str, str]] = set()
-    for i, rec in enumerate(run.get("records") or []):
+    for i, rec in enumerate(run["records"]):
         where = f"records[{i}]"
+        if not isinstance(rec, dict):
+            problems.append(f"{where}: expected an object, received {type(rec).__name__}")
+            continue
         missing = [k for k in RECORD_FIELDS if k not in rec]
         if missing:
             problems.append(f"{where}: expected fields {missing}, received none")
+            continue
+        typed = [p for p in (_type_problem(f"{where}.{k}", rec[k], *_RECORD_TYPES[k]) for k in _RECORD_TYPES
+                             if k in rec) if p]
+        if typed:
+            problems += typed
             continue
         if rec["status"] not in STATUSES:
             problems.append(f"{where}.status: expected one of {STATUSES}, received {rec['status']!r}")
@@ -96,12 +150,14 @@ def validate(run: Any) -> list[str]:
             problems.append(f"{where}.kind: expected a divergence kind for status 'diverge', received {rec['kind']!r}")
         if rec["backend"] not in backends:
             problems.append(f"{where}.backend: expected a key of 'backends', received {rec['backend']!r}")
+        if rec.get("fingerprint") is not None and rec["fingerprint"] not in run.get("fingerprints", {}):
+            problems.append(f"{where}.fingerprint: expected a key of 'fingerprints', received {rec['fingerprint']!r}")
         pair = (rec["case_id"], rec["backend"])
         if pair in seen:
             problems.append(f"{where}: expected one record per (case, backend), received {pair} twice")
         seen.add(pair)
         for key in ("backend_s", "oracle_s", "compare_s"):
-            if key not in (rec["time"] or {}):
+            if key not in rec["time"]:
                 problems.append(f"{where}.time: expected field {key!r}, received none")
     return problems
 
@@ -116,17 +172,25 @@ def write(path: str | os.PathLike, run: dict[str, Any]) -> None:
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a results.json; ResultsError names the file when it is unreadable or of another version."""
+    """Read a results.json; ResultsError (one line) names the file when it is unreadable, not
+    JSON, of another version or not of the documented shape."""
     path = Path(path)
     try:
-        run = json.loads(path.read_text(encoding="utf-8"))
+        run = json.loads(path.read_bytes().decode("utf-8"))
+    except IsADirectoryError:
+        raise ResultsError(f"{path}: expected a results.json file, received a directory") from None
     except OSError as exc:
         raise ResultsError(f"{path}: cannot read results ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: expected a results.json document, received invalid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path}: expected a results.json document (UTF-8 JSON), received bytes that are not "
+                           f"UTF-8 (at byte {exc.start})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ResultsError(f"{path}: expected a results.json document, received invalid JSON "
+                           f"({str(exc).splitlines()[0][:120]})") from None
     if not isinstance(run, dict) or "schema_version" not in run:
-        raise ResultsError(f"{path}: expected a results.json document with 'schema_version', received none")
-    if run["schema_version"] != SCHEMA_VERSION:
+        raise ResultsError(f"{path}: expected a results.json document with 'schema_version', received "
+                           f"{'none' if isinstance(run, dict) else 'a JSON ' + type(run).__name__}")
+    if run["schema_version"] not in READABLE_VERSIONS:
         raise ResultsError(f"{path}: expected schema_version {SCHEMA_VERSION}, received {run['schema_version']!r}")
     problems = validate(run)
     if problems:
@@ -154,6 +218,11 @@ class JsonlWriter:
     def record(self, rec: dict[str, Any]) -> None:
         self._line({"type": "record", "record": rec})
 
+    def state(self, kind: str, **fields: Any) -> None:
+        """A line of run state that --resume restores: "fingerprint" (id, fingerprint),
+        "minimised" (backend, key, case_id, seconds) or "session" (started, wall_s)."""
+        self._line({"type": kind, **fields})
+
     def close(self) -> None:
         self._fh.close()
 
@@ -166,12 +235,18 @@ def _truncate_torn_tail(path: Path) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(header, records) of a results.jsonl; a torn or garbled last line is ignored."""
+    """(header, records) of a results.jsonl; a torn or garbled last line is ignored.
+
+    The header gains the stream's state lines: `fingerprints` (id -> fingerprint),
+    `minimised` (one per minimisation) and `sessions` (one per finished part of the run)."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().decode("utf-8").splitlines()
     except OSError as exc:
         raise ResultsError(f"{path}: cannot read the result stream ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path}: expected a results.jsonl stream (UTF-8 JSON lines), received bytes that are "
+                           f"not UTF-8 (at byte {exc.start})") from None
     header: dict[str, Any] | None = None
     records: list[dict[str, Any]] = []
     for n, line in enumerate(lines):
@@ -181,10 +256,20 @@ def read_jsonl(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, 
             if n == len(lines) - 1:
                 break  # the run was killed while writing this line
             raise ResultsError(f"{path}:{n + 1}: expected a JSON line, received {line[:60]!r}") from None
+        if not isinstance(obj, dict):
+            raise ResultsError(f"{path}:{n + 1}: expected a JSON object line, received {type(obj).__name__}")
         if obj.get("type") == "header":
-            header = obj
+            header = dict(obj, fingerprints={}, minimised=[], sessions=[])
         elif obj.get("type") == "record":
+            if not isinstance(obj.get("record"), dict):
+                raise ResultsError(f"{path}:{n + 1}: expected a record object, received {str(obj.get('record'))[:60]!r}")
             records.append(obj["record"])
+        elif header is not None and obj.get("type") == "fingerprint" and isinstance(obj.get("fingerprint"), dict):
+            header["fingerprints"][str(obj.get("id"))] = obj["fingerprint"]
+        elif header is not None and obj.get("type") == "minimised":
+            header["minimised"].append(obj)
+        elif header is not None and obj.get("type") == "session":
+            header["sessions"].append(obj)
     if header is None:
         raise ResultsError(f"{path}: expected a header line, received none")
     if header.get("schema_version") != SCHEMA_VERSION:

@@ -2,8 +2,20 @@
 
 Invariants
 - One worker process per backend (conformance.worker), kept alive across cases; a case
-  is dispatched to every backend at once, and the oracle for it is computed in this
-  process while they run, once, shared by all backends.
+  is dispatched to every backend at once, and the oracle for it is computed while they
+  run, once, shared by all backends, in the referee process (conformance.referee), which
+  also judges each output (`judge` + `diagnose_into`, unchanged, called there). Each
+  request to the referee has `timeout` seconds; past it, or when the referee dies, the
+  case's remaining records are `timeout` / `error` and the referee is restarted. This
+  process holds only the backends' outputs, one at a time.
+- A case whose judging is estimated (`memory_estimate`) to need more than
+  `RunConfig.max_memory` is `unsupported` for every backend before anything runs.
+- `OUT` is locked (OutLock) for the whole run: a second run into it is a UsageError
+  naming the first one's pid. A fresh run removes an earlier run's generated files there.
+- Every worker reports its environment fingerprint (conformance.fingerprint) with its
+  hello; each record names its worker's, and manifest `when:` conditions match it.
+- A named backend on which no selected case ran (all `unsupported`) makes the run exit 2
+  after writing its results (Outcome.errors says why).
 - Every (case, backend) pair ends as exactly one record: pass, diverge, unsupported,
   error, crash (the worker died: exit code or signal) or timeout (no answer within
   `timeout` seconds: the worker is killed). After a crash or a timeout the worker is
@@ -16,7 +28,9 @@ Invariants
   run (every available backend) such a backend is a broken installation: `error` records.
 - Records are appended to OUT/results.jsonl and flushed as they are decided, so an
   interrupted run keeps them and `resume` skips exactly the pairs already recorded
-  (only for the same run parameters).
+  (only for the same run parameters); the stream's state lines (fingerprints,
+  minimisations, sessions) give a resumed run the original start time, the summed wall
+  time and what was already minimised.
 - A manifest (`--expected`) only explains a verdict (record["known"]); it never changes
   one. Minimising, diagnosis and repro scripts only add to a divergence's record.
 - Ctrl-C or SIGTERM stops the run between two records; everything done so far is still
@@ -27,7 +41,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -42,6 +58,8 @@ from . import expected as expected_mod
 from . import findings as findings_mod
 from . import junit, results, tolerance, verdict
 from .diagnose import diagnose
+from .fingerprint import fingerprint_id
+from . import fingerprint as fingerprint_mod
 from .inputs import make_inputs
 from .minimise import minimise
 from .oracle import reference
@@ -113,6 +131,11 @@ class RunConfig:
     named: bool = False
     #: The precision contract every verdict is judged under (tolerance.PRECISIONS).
     precision: str = tolerance.DEFAULT_PRECISION
+    #: Cases whose oracle and comparison are estimated to need more bytes are `unsupported`
+    #: (None: no limit). The CLI's default is a fraction of the available memory.
+    max_memory: int | None = None
+    #: Write into a non-empty --out that does not hold an earlier run.
+    force: bool = False
 
     def params(self) -> dict[str, Any]:
         """What must match for --resume to continue a stream."""
@@ -231,7 +254,8 @@ class Backend:
         # options: the parameters of `torch[memory=channels_last]` or of `--adapter-option`
         # (variant names as {name: None}), as the spec gave them.
         self.info: dict[str, Any] = {"name": spec, "version": None, "device": None, "spec": spec, "error": None,
-                                     "options": parse_spec(spec)[1] or None}
+                                     "options": parse_spec(spec)[1] or None, "fingerprint": None}
+        self.fingerprint: dict[str, Any] | None = None  # the worker's environment (conformance.fingerprint)
         self.failed: str | None = None
         self.load_error: dict[str, str] | None = None  # the worker's error when building the adapter raised
         self.restarts = 0
@@ -255,6 +279,13 @@ class Backend:
             self.info["error"] = self.failed
             return
         self.info.update(name=got["name"], version=got["version"], device=got["device"])
+        self._take_fingerprint(got)
+
+    def _take_fingerprint(self, got: dict[str, Any]) -> None:
+        fp = got.get("fingerprint")
+        if isinstance(fp, dict):
+            self.fingerprint = fp
+            self.info["fingerprint"] = fingerprint_id(fp)
 
     def ensure(self) -> bool:
         """A live worker (restarted after a crash or timeout); False once it cannot start."""
@@ -273,6 +304,7 @@ class Backend:
         if got["version"] != self.info["version"]:
             self.failed = f"restarted with version {got['version']}, expected {self.info['version']}"
             return False
+        self._take_fingerprint(got)  # the same, unless the machine's state changed under the run
         return True
 
     def ask(self, case: Case, timeout: float | None = None) -> Any:
@@ -375,6 +407,8 @@ class Outcome:
     out: Path
     reports: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Why the run exits 2 after writing its results (a named backend on which no case ran).
+    errors: list[str] = field(default_factory=list)
 
 
 def _now() -> str:
@@ -396,8 +430,8 @@ def _load_extras(cfg: RunConfig):
     return entries, baseline
 
 
-def _resume_state(cfg: RunConfig) -> list[dict[str, Any]] | None:
-    """Records of an earlier stream to continue, or None for a fresh run."""
+def _resume_state(cfg: RunConfig) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """(header, records) of an earlier stream to continue, or None for a fresh run."""
     path = cfg.out / "results.jsonl"
     if not cfg.resume or not path.exists():
         return None
@@ -405,19 +439,234 @@ def _resume_state(cfg: RunConfig) -> list[dict[str, Any]] | None:
         header, recs = results.read_jsonl(path)
     except results.ResultsError as exc:
         raise UsageError(f"--resume: {exc}") from None
+    for n, rec in enumerate(recs):
+        bad = [k for k in ("case_id", "backend", "status") if not isinstance(rec.get(k), str)]
+        if bad:
+            raise UsageError(f"--resume: {path}: record {n + 1}: expected a string {bad[0]!r}, received "
+                             f"{rec.get(bad[0])!r}; rerun without --resume")
     before, now = header.get("params", {}), cfg.params()
+    if not isinstance(before, dict):
+        raise UsageError(f"--resume: {path}: expected a header with run parameters, received {before!r}")
     diff = [k for k in RESUME_KEYS if before.get(k) != now.get(k)]
     if diff:
         k = diff[0]
         raise UsageError(f"--resume: {path} was written with {k} {before.get(k)!r}, this run has {k} {now.get(k)!r}; "
                          f"rerun with the same parameters or without --resume")
-    return recs
+    return header, recs
+
+
+def _check_out(cfg: RunConfig) -> None:
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise UsageError(f"--out {cfg.out}: expected a directory (or a path to create), received an existing "
+                         f"{'file' if cfg.out.is_file() else 'non-directory'}")
 
 
 def preflight(cfg: RunConfig) -> None:
-    """Every check of the run's input files (manifest, baseline, resume stream), before anything starts."""
+    """Every check of the run's input files (manifest, baseline, resume stream, --out), before anything starts."""
+    _check_out(cfg)
     _load_extras(cfg)
     _resume_state(cfg)
+
+
+# ---- memory ---------------------------------------------------------------------------
+
+#: Bytes the oracle and the comparison hold per element of the larger of input and output:
+#: measured 131-182 (float64 compensated the most) on 4 Mi-element cases; rounded up.
+ORACLE_BYTES_PER_ELEMENT = 192
+#: Fixed part: the im2col chunks (oracle._CHUNK_BYTES each) and the interpreter.
+ORACLE_FIXED_BYTES = 256 << 20
+#: --max-memory default: this fraction of the memory available when the run starts.
+MAX_MEMORY_FRACTION = 0.5
+
+
+def memory_estimate(case: Case) -> int:
+    """Bytes the referee needs for `case` (inputs, reference, error arrays); an upper estimate."""
+    elements = case.batch * case.height * case.width * case.in_channels
+    try:
+        out = case.output_shape
+        elements = max(elements, int(np.prod(out)) if all(d > 0 for d in out) else 0)
+    except Exception:  # an invalid case has no output to judge: its input is all there is
+        pass
+    return ORACLE_BYTES_PER_ELEMENT * elements + ORACLE_FIXED_BYTES
+
+
+def available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux), else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def default_max_memory() -> int | None:
+    avail = available_memory()
+    return int(avail * MAX_MEMORY_FRACTION) if avail else None
+
+
+def parse_memory(text: str) -> int:
+    """'8G', '512M', '1.5GiB', '123456789' (bytes) -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text or "", re.IGNORECASE)
+    if not m:
+        raise UsageError(f"--max-memory: expected a size like 8G, 512M or a number of bytes, received {text!r}")
+    value = float(m.group(1)) * (1 << (10 * " KMGT".index(m.group(2).upper() or " ")))
+    if value <= 0:
+        raise UsageError(f"--max-memory: expected a positive size, received {text!r}")
+    return int(value)
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB"
+
+
+# ---- the referee: oracle and comparison in their own process ----------------------------
+
+class Referee:
+    """The run's handle on conformance.referee: the oracle and comparison of a case, bounded
+    by a deadline and restartable, so that neither a slow nor an out-of-memory case costs the run."""
+
+    def __init__(self, out: Path, timeout: float, precision: str = tolerance.DEFAULT_PRECISION):
+        self.timeout = timeout
+        self.precision = precision
+        self.worker = Worker("referee", out / "logs" / "referee.log", module="conformance.referee")
+        self.failed_case: tuple[str, str, str] | None = None  # (case id, status, message) once it failed
+        self.restarts = 0
+
+    def _ensure(self) -> str | None:
+        """None when the helper is running, else why it cannot start."""
+        if self.worker.alive():
+            return None
+        if self.worker.proc is not None:
+            self.restarts += 1
+        self.worker.kill()
+        self.worker.start()
+        try:
+            self.worker.await_ready(STARTUP_S)
+        except RuntimeError as exc:
+            return str(exc)
+        return None
+
+    def begin(self, case: Case) -> None:
+        """Start the oracle of `case` now, while the backends compute it."""
+        self.failed_case = None
+        if self._ensure() is None:
+            self.worker.send(("oracle", case.to_dict()))
+
+    def judge(self, case: Case, backend: str, info: dict[str, Any], reply: Any, diagnose: bool = True) -> dict[str, Any]:
+        """The record for one reply: runner.judge (+ diagnose_into) in the helper, or a
+        timeout/error record when the helper passes --timeout or dies."""
+        if not (isinstance(reply, tuple) and reply and reply[0] == "output"):
+            return judge(case, backend, info, reply, None, self.timeout, self.precision)[0]  # nothing to compare
+        if self.failed_case and self.failed_case[0] == case.id:
+            return self._failed(case, backend, info, *self.failed_case[1:])
+        why = self._ensure()
+        if why is not None:
+            return self._failed(case, backend, info, "error", f"the oracle process could not start: {why}")
+        self.worker.send(("judge", case.to_dict(), backend, info, reply, self.timeout, diagnose, self.precision))
+        try:
+            msg = self.worker.receive(time.monotonic() + self.timeout)
+        except WorkerTimeout:
+            self.failed_case = (case.id, "timeout", f"the oracle and comparison took longer than --timeout "
+                                                    f"{self.timeout:g} s; their process was killed and restarted")
+            return self._failed(case, backend, info, *self.failed_case[1:])
+        except WorkerDied as exc:
+            hint = " (killed: out of memory? see --max-memory)" if exc.exit.get("signal") == "SIGKILL" else ""
+            self.failed_case = (case.id, "error", f"the oracle and comparison process died with "
+                                                  f"{exc.exit.get('signal') or 'exit code ' + str(exc.exit.get('exitcode'))}"
+                                                  f"{hint}; it is restarted for the next case")
+            return self._failed(case, backend, info, *self.failed_case[1:])
+        if msg[0] == "failed":
+            err = msg[1]
+            rec = self._failed(case, backend, info, "error", f"judging the output failed: {err['type']}: {err['message']}")
+            rec["error"] = err
+            return rec
+        return msg[1]
+
+    def _failed(self, case: Case, backend: str, info: dict[str, Any], status: str, message: str) -> dict[str, Any]:
+        return results.new_record(case.to_dict(), case.id, backend, backend_version=info.get("version"),
+                                  device=info.get("device"), status=status, message=message,
+                                  error={"type": "OracleError", "message": message, "traceback": ""}
+                                  if status == "error" else None)
+
+    def stop(self) -> None:
+        self.worker.stop(grace=0.5)
+
+
+#: How long the referee may take to start (imports NumPy and the engine).
+STARTUP_S = 60.0
+
+
+# ---- the lock on --out --------------------------------------------------------------------
+
+class OutLock:
+    """An exclusive lock on OUT/.conformance.lock for the whole run; the file holds the pid."""
+
+    def __init__(self, out: Path):
+        self.path = out / ".conformance.lock"
+        self.fh = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock (documented)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            pid = fh.read().strip() or "unknown"
+            fh.close()
+            raise UsageError(f"--out {self.path.parent}: another conformance run (pid {pid}) is writing there; "
+                             f"wait for it to finish or choose another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self.fh = fh
+
+    def release(self) -> None:
+        if self.fh is not None:
+            self.fh.close()  # closing drops the lock; the file stays (removing it would race)
+            self.fh = None
+
+
+def _clear_previous(out: Path, force: bool) -> list[str]:
+    """Remove what an earlier run generated in `out` (pages, repro scripts, junit, results,
+    logs) so the new run's index links everything there is and nothing else. Returns what
+    was removed. Only a directory that holds a results.json/jsonl is treated as a run's;
+    a non-empty directory that does not look like one is refused without `force`."""
+    if not out.is_dir():
+        return []
+    entries = [p for p in out.iterdir() if p.name != ".conformance.lock"]
+    if not entries:
+        return []
+
+    def generated(p: Path) -> bool:
+        return (p.suffix == ".html" or p.name in ("results.json", "results.jsonl", "junit.xml", "results.json.tmp")
+                or (p.is_dir() and p.name in ("repro", "logs")))
+
+    looks_like_run = ((out / "results.json").exists() or (out / "results.jsonl").exists()
+                      or all(generated(p) for p in entries))
+    if not looks_like_run and not force:
+        raise UsageError(f"--out {out}: expected an empty directory or an earlier run's, received a directory with "
+                         f"{len(entries)} other entries (e.g. {sorted(p.name for p in entries if not generated(p))[0]!r}); pass --force "
+                         f"to write there anyway")
+    removed = []
+    for p in sorted(entries):
+        if not generated(p):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p)
+            removed.append(p.name + "/")
+        else:
+            p.unlink()
+            removed.append(p.name)
+    return removed
 
 
 def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | None = None) -> Outcome:
@@ -426,19 +675,36 @@ def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | No
     entries, baseline = _load_extras(cfg)
     if cases is None:
         cases = select_cases(cfg.selector, seed=cfg.seed, budget=cfg.budget, dtypes=cfg.dtypes, shard=cfg.shard)
-    previous = _resume_state(cfg)
+    _check_out(cfg)
+    lock = OutLock(cfg.out)
+    lock.acquire()
+    try:
+        return _execute(cfg, cases, stream, entries, baseline)
+    finally:
+        lock.release()
+
+
+def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: list,
+             baseline: dict[str, Any] | None) -> Outcome:
+    resumed = _resume_state(cfg)
+    header_before, previous = resumed if resumed else ({}, None)
+    out_stream = stream or sys.stderr
+    if previous is None:
+        removed = _clear_previous(cfg.out, cfg.force)
+        if removed and not cfg.quiet:
+            out_stream.write(f"conformance: removed the previous run's {', '.join(removed)} from {cfg.out}\n")
     cfg.out.mkdir(parents=True, exist_ok=True)
-    started = _now()
+    started = header_before.get("started") or _now()
+    wall_before = sum(float(s.get("wall_s") or 0) for s in header_before.get("sessions", []))
     t_start = time.monotonic()
     startup_s = cases_s = None
     backends = [Backend(spec, cfg.out, cfg.timeout) for spec in cfg.specs]
-    if previous is None:
-        for b in backends:
-            b.worker.log_path.unlink(missing_ok=True)
     for b in backends:
         b.worker.start()  # all import their frameworks at once
+    referee = Referee(cfg.out, cfg.timeout, cfg.precision)
     progress = Progress(len(cases), stream, cfg.quiet)
     new_records: list[dict[str, Any]] = []
+    fingerprints: dict[str, dict[str, Any]] = dict(header_before.get("fingerprints") or {})
     interrupted = False
     old_term = signal.getsignal(signal.SIGTERM)
 
@@ -460,27 +726,34 @@ def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | No
                 refused = True
                 raise LoadError(b.spec, load_reason(b.spec, b.load_error))
         startup_s = time.monotonic() - t_start
-        if not cfg.quiet:  # after the start, so that a refused backend leaves one line on stderr
-            out = stream or sys.stderr
-            out.write(f"conformance: {len(cases)} cases x {len(backends)} backends -> {cfg.out} "
-                      f"(backends started in {startup_s:.1f} s)\n")
-            out.flush()
-        progress.t0 = time.monotonic()  # the ETA is about cases, not about importing frameworks
         names = [b.name for b in backends]
         for b in backends:  # two specs that load the same adapter name would share records
             if names.count(b.name) > 1:
                 b.info["name"] = b.spec
+        if not cfg.quiet:  # after the start, so that a refused backend leaves one line on stderr
+            out_stream.write(f"conformance: {len(cases)} cases x {len(backends)} backends -> {cfg.out} "
+                             f"(backends started in {startup_s:.1f} s)\n")
+            out_stream.write(_environment_lines(backends, cfg))
+            out_stream.flush()
+        progress.t0 = time.monotonic()  # the ETA is about cases, not about importing frameworks
         if previous:
             # A backend that could not start last time was recorded under its spec; if it
             # starts now, its records are under its name and the old errors are superseded.
             current = {b.name for b in backends}
             previous = [r for r in previous if r["backend"] in current]
+            for b in backends:  # what the interrupted part minimised is not minimised again
+                for m in header_before.get("minimised", []):
+                    if m.get("backend") == b.name and isinstance(m.get("key"), list) and len(m["key"]) == 2:
+                        b.minimised[tuple(m["key"])] = str(m.get("case_id"))
+                        b.minimise_left -= float(m.get("seconds") or 0)
         done = {(r["case_id"], r["backend"]) for r in previous or []}
         for r in previous or []:
             progress.add(r)
         header = {"params": cfg.params(), "started": started, "argv": cfg.argv}
         writer = results.JsonlWriter(cfg.out / "results.jsonl", header if previous is None else None)
-        ctx = _Context(cfg, entries, writer, progress, new_records)
+        ctx = _Context(cfg, entries, writer, progress, new_records, referee, fingerprints)
+        for b in backends:
+            ctx.note_fingerprint(b)
         for case in cases:
             todo = [b for b in backends if (case.id, b.name) not in done]
             if todo:
@@ -492,19 +765,23 @@ def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | No
     except KeyboardInterrupt:
         interrupted = True
         if not cfg.quiet:
-            (stream or sys.stderr).write("\ninterrupted: stopping the workers and writing what is done\n")
+            out_stream.write("\ninterrupted: stopping the workers and writing what is done\n")
     finally:
         for b in backends:  # all at once: each interpreter's teardown takes a moment
             b.worker.request_stop()
+        referee.worker.request_stop()
         for b in backends:
             b.worker.stop(grace=0.0 if refused else 0.5 if interrupted else 2.0)
+        referee.stop()
         if writer is not None:
+            writer.state("session", started=_now(), wall_s=time.monotonic() - t_start)
             writer.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
-    timing = {"wall_s": time.monotonic() - t_start, "startup_s": startup_s, "cases_s": cases_s}
+    timing = {"wall_s": wall_before + time.monotonic() - t_start, "startup_s": startup_s, "cases_s": cases_s,
+              "resumed": previous is not None}
     return finish(cfg, cases, backends, (previous or []) + new_records, entries, baseline, started, interrupted,
-                  timing, found)
+                  timing, found, fingerprints)
 
 
 def build_findings(records: list[dict[str, Any]], entries: list) -> list[dict[str, Any]]:
@@ -526,6 +803,22 @@ def _findings(cfg: RunConfig, backends: list[Backend], records: list[dict[str, A
     return found
 
 
+def _environment_lines(backends: list[Backend], cfg: RunConfig) -> str:
+    """The console header: the machine once, then each backend's kernel path."""
+    fps = [b.fingerprint for b in backends if b.fingerprint]
+    lines = []
+    if fps:
+        lines.append(f"  machine: {fingerprint_mod.machine_line(fps[0])}")
+    width = max((len(b.name) for b in backends), default=0)
+    for b in backends:
+        if b.fingerprint:
+            lines.append(f"  {b.name:<{width}}  {fingerprint_mod.path_line(b.fingerprint)}")
+    if cfg.max_memory:
+        lines.append(f"  limits: --timeout {cfg.timeout:g} s per case and backend (and for the oracle), "
+                     f"--max-memory {_gib(cfg.max_memory)} for the oracle and comparison")
+    return "".join(line + "\n" for line in lines)
+
+
 @dataclass
 class _Context:
     cfg: RunConfig
@@ -533,46 +826,72 @@ class _Context:
     writer: results.JsonlWriter
     progress: Progress
     records: list
+    referee: Referee
+    fingerprints: dict[str, dict[str, Any]]
+
+    def note_fingerprint(self, b: Backend) -> None:
+        """Keep the backend's current fingerprint (once per id, in results.jsonl too, for --resume)."""
+        fid = b.info.get("fingerprint")
+        if fid and fid not in self.fingerprints and b.fingerprint:
+            self.fingerprints[fid] = b.fingerprint
+            self.writer.state("fingerprint", id=fid, fingerprint=b.fingerprint)
+
+    def facts(self, rec: dict[str, Any]) -> dict[str, Any]:
+        return fingerprint_mod.facts(self.fingerprints.get(rec.get("fingerprint") or ""))
 
 
 def _run_case(ctx: _Context, case: Case, todo: list[Backend]) -> None:
+    needs = memory_estimate(case)
+    if ctx.cfg.max_memory and needs > ctx.cfg.max_memory:
+        # Refused before anything runs: judging it could take the machine's memory.
+        msg = (f"needs an estimated {_gib(needs)} to judge (oracle and comparison), over --max-memory "
+               f"{_gib(ctx.cfg.max_memory)}; raise --max-memory to run it")
+        for b in todo:
+            _emit(ctx, results.new_record(case.to_dict(), case.id, b.name, backend_version=b.info["version"],
+                                          device=b.info["device"], status="unsupported", message=msg,
+                                          fingerprint=b.info.get("fingerprint")))
+        return
     live, dead = [], []
     for b in todo:
         if b.ensure():
+            ctx.note_fingerprint(b)
             b.worker.send(("run", case.to_dict()))
             live.append((b, time.monotonic() + ctx.cfg.timeout))
         else:
             dead.append(b)
-    oracle = oracle_for(case) if live else None  # while the backends compute
+    if live:
+        ctx.referee.begin(case)  # the oracle, in its own process, while the backends compute
     for b in dead:
         rec = results.new_record(case.to_dict(), case.id, b.name, backend_version=b.info["version"],
                                  device=b.info["device"], status="error", message=b.failed,
-                                 error={"type": "BackendError", "message": b.failed, "traceback": ""})
+                                 error={"type": "BackendError", "message": b.failed, "traceback": ""},
+                                 fingerprint=b.info.get("fingerprint"))
         _emit(ctx, rec)
     for b, deadline in live:
         try:
             reply = b.worker.receive(deadline)
         except (WorkerDied, WorkerTimeout) as exc:
             reply = exc
-        rec, y = judge(case, b.name, b.info, reply, oracle, ctx.cfg.timeout, ctx.cfg.precision)
+        rec = ctx.referee.judge(case, b.name, b.info, reply)
+        rec["fingerprint"] = b.info.get("fingerprint")
         if rec["status"] == "diverge":
-            _enrich(ctx, case, b, rec, y, oracle)
-        if rec["status"] in ("crash", "timeout"):
+            _enrich(ctx, case, b, rec)
+        if rec["status"] in ("crash", "timeout") and not isinstance(reply, tuple):
             rec["notes"].append("the worker is restarted for the next case")
         _emit(ctx, rec)
+        ctx.progress.draw()
 
 
 def _emit(ctx: _Context, rec: dict[str, Any]) -> None:
     if ctx.entries and rec["status"] in results.FAILING:
-        rec["known"] = expected_mod.match(ctx.entries, rec)
+        rec["known"] = expected_mod.match(ctx.entries, rec, ctx.facts(rec))
     ctx.writer.record(rec)
     ctx.records.append(rec)
     ctx.progress.add(rec)
 
 
-def _enrich(ctx: _Context, case: Case, b: Backend, rec: dict[str, Any], y: Any, oracle: Oracle) -> None:
-    """Diagnosis, repro script and (for unexplained divergences) a minimised case."""
-    diagnose_into(rec, case, y, oracle)
+def _enrich(ctx: _Context, case: Case, b: Backend, rec: dict[str, Any]) -> None:
+    """Repro script and (for unexplained divergences) a minimised case; the diagnosis came with the verdict."""
     text, err = b.repro(case, ctx.cfg.precision)
     if err:
         rec["notes"].append(err)
@@ -582,7 +901,7 @@ def _enrich(ctx: _Context, case: Case, b: Backend, rec: dict[str, Any], y: Any, 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         rec["repro"] = rel.as_posix()
-    known = ctx.entries and expected_mod.match(ctx.entries, rec)
+    known = ctx.entries and expected_mod.match(ctx.entries, rec, ctx.facts(rec))
     if not ctx.cfg.minimise or known:
         return
     # One minimisation per backend, kind and diagnosis: the same bug seen on 25 cases
@@ -591,20 +910,27 @@ def _enrich(ctx: _Context, case: Case, b: Backend, rec: dict[str, Any], y: Any, 
     if key in b.minimised:
         rec["notes"].append(f"not minimised: {b.minimised[key]} has the same kind and diagnosis on this backend")
     elif b.minimise_left > 0:
-        _minimise_into(rec, case, b, min(ctx.cfg.minimise_case_s, b.minimise_left))
+        seconds = _minimise_into(ctx, rec, case, b, min(ctx.cfg.minimise_case_s, b.minimise_left))
         b.minimised[key] = case.id
+        ctx.writer.state("minimised", backend=b.name, key=list(key), case_id=case.id, seconds=seconds)
     else:
         rec["notes"].append("not minimised: this backend's minimising budget is spent")
 
 
-def _minimise_into(rec: dict[str, Any], case: Case, b: Backend, limit: float) -> None:
-    kind, precision = rec["kind"], rec.get("precision") or tolerance.DEFAULT_PRECISION
+def _minimise_into(ctx: _Context, rec: dict[str, Any], case: Case, b: Backend, limit: float) -> float:
+    """Minimise `rec`'s divergence into rec["minimised"]; the seconds it took."""
+    kind = rec["kind"]
     t0 = time.monotonic()
 
     def diverges(c: Case) -> bool:
         # A candidate that hangs must not cost the whole per-case timeout past the budget.
         left = max(limit - (time.monotonic() - t0), 1.0)
-        rec2, _ = judge(c, b.name, b.info, b.ask(c, min(b.timeout, left)), oracle_for(c), b.timeout, precision)
+        if ctx.cfg.max_memory and memory_estimate(c) > ctx.cfg.max_memory:
+            return False
+        reply = b.ask(c, min(b.timeout, left))
+        if isinstance(reply, tuple) and reply and reply[0] == "output":
+            ctx.referee.begin(c)  # only outputs need the oracle
+        rec2 = ctx.referee.judge(c, b.name, b.info, reply, diagnose=False)
         return rec2["status"] == "diverge" and rec2["kind"] == kind
 
     try:
@@ -612,26 +938,54 @@ def _minimise_into(rec: dict[str, Any], case: Case, b: Backend, limit: float) ->
     except Exception as exc:
         rec["notes"].append(f"minimising failed: {type(exc).__name__}: {exc}")
         smaller = None
-    b.minimise_left -= time.monotonic() - t0
+    seconds = time.monotonic() - t0
+    b.minimise_left -= seconds
     if smaller is not None and smaller.id != case.id:
         rec["minimised"] = smaller.to_dict()
+    return seconds
+
+
+def none_ran(records: list[dict[str, Any]]) -> dict[str, str]:
+    """backend -> "0 of N cases supported: <the commonest reason>" for every backend with
+    records of which none ran (all unsupported)."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by.setdefault(r["backend"], []).append(r)
+    out = {}
+    for name, recs in by.items():
+        if recs and all(r["status"] == "unsupported" for r in recs):
+            reasons: dict[str, int] = {}
+            for r in recs:
+                first = (r["message"] or "").splitlines()[0] if r["message"] else "no reason given"
+                reasons[first] = reasons.get(first, 0) + 1
+            top = max(reasons, key=reasons.get)
+            more = f" (and {len(reasons) - 1} other reasons)" if len(reasons) > 1 else ""
+            out[name] = f"0 of {len(recs)} cases supported: {top}{more}"
+    return out
 
 
 def finish(cfg: RunConfig, cases: list[Case], backends: list[Backend], records: list[dict[str, Any]],
            entries: list, baseline: dict[str, Any] | None, started: str, interrupted: bool,
-           timing: dict[str, Any] | None = None, found: list[dict[str, Any]] | None = None) -> Outcome:
+           timing: dict[str, Any] | None = None, found: list[dict[str, Any]] | None = None,
+           fingerprints: dict[str, dict[str, Any]] | None = None) -> Outcome:
     """Assemble results.json, junit.xml and the reports from the records; decide the exit code."""
     order = {c.id: i for i, c in enumerate(cases)}
     border = {b.name: i for i, b in enumerate(backends)}
     records = sorted(records, key=lambda r: (order.get(r["case_id"], len(order)), border.get(r["backend"], len(border))))
+    fingerprints = dict(fingerprints or {})
+    for b in backends:
+        if b.fingerprint and b.info.get("fingerprint"):
+            fingerprints.setdefault(b.info["fingerprint"], b.fingerprint)
+    used = {r.get("fingerprint") for r in records} | {b.info.get("fingerprint") for b in backends}
     run = {
         "schema_version": results.SCHEMA_VERSION, "tool": results.tool(), "environment": results.environment(),
         "run": {"started": started, "finished": _now(), "selector": cfg.selector, "seed": cfg.seed,
                 "budget": cfg.budget, "dtypes": cfg.dtypes,
                 "shard": f"{cfg.shard[0]}/{cfg.shard[1]}" if cfg.shard else None, "argv": cfg.argv,
-                "timeout_s": cfg.timeout, "cases": len(cases), "interrupted": interrupted,
-                "precision": cfg.precision, **(timing or {})},
+                "timeout_s": cfg.timeout, "max_memory": cfg.max_memory, "cases": len(cases),
+                "interrupted": interrupted, "precision": cfg.precision, **(timing or {})},
         "backends": {b.name: dict(b.info) for b in backends},
+        "fingerprints": {k: v for k, v in fingerprints.items() if k in used},
         "records": records,
         "precision_profile": verdict.precision_profile(records),
     }
@@ -642,10 +996,20 @@ def finish(cfg: RunConfig, cases: list[Case], backends: list[Backend], records: 
                                   budget_s=cfg.confirm_budget_s)
     for rec in records:  # resumed records of a backend that failed to start this time
         run["backends"].setdefault(rec["backend"], {"name": rec["backend"], "version": rec["backend_version"],
-                                                    "device": rec["device"], "spec": None, "error": None})
-    return write_outputs(cfg.out, run, entries, baseline, report=cfg.report,
-                         strict_expected=cfg.strict_expected, interrupted=interrupted, expected_path=cfg.expected,
-                         baseline_path=cfg.baseline)
+                                                    "device": rec["device"], "spec": None, "error": None,
+                                                    "fingerprint": rec.get("fingerprint")})
+    for name, why in none_ran(records).items():
+        run["backends"][name]["none_ran"] = why
+    outcome = write_outputs(cfg.out, run, entries, baseline, report=cfg.report,
+                            strict_expected=cfg.strict_expected, interrupted=interrupted, expected_path=cfg.expected,
+                            baseline_path=cfg.baseline)
+    if cfg.named and not interrupted:
+        # A backend the user asked for on which nothing ran tested nothing: not a green run.
+        outcome.errors = [f"{name}: {info['none_ran']}" for name, info in run["backends"].items()
+                          if info.get("none_ran")]
+        if outcome.errors:
+            outcome.exit_code = EXIT_USAGE
+    return outcome
 
 
 def write_outputs(out: Path, run: dict[str, Any], entries: list, baseline: dict[str, Any] | None, *,
@@ -656,9 +1020,11 @@ def write_outputs(out: Path, run: dict[str, Any], entries: list, baseline: dict[
     if "findings" not in run:  # merged or re-judged runs: characterised, not confirmed
         run["findings"] = findings_mod.section(build_findings(records, entries), confirm_enabled=False, budget_s=None)
     if entries:
-        run["expected"] = {"path": str(expected_path), **expected_mod.audit(entries, records)}
+        run["expected"] = {"path": str(expected_path),
+                           **expected_mod.audit(entries, records, run.get("fingerprints"))}
     if baseline is not None:
-        run["baseline"] = {"path": str(baseline_path), **expected_mod.baseline_diff(baseline, records)}
+        run["baseline"] = {"path": str(baseline_path), **expected_mod.baseline_diff(baseline, records),
+                           "fingerprints_differ": fingerprint_differences(baseline, run)}
         run["baseline"]["findings"] = findings_mod.baseline_diff(baseline, run["findings"]["items"],
                                                                  {r["backend"] for r in records})
     out.mkdir(parents=True, exist_ok=True)
@@ -685,6 +1051,29 @@ def exit_code(run: dict[str, Any], strict_expected: bool = False) -> int:
     return EXIT_OK
 
 
+def _backend_fingerprint(run: dict[str, Any], name: str) -> dict[str, Any] | None:
+    fid = (run.get("backends", {}).get(name) or {}).get("fingerprint")
+    return (run.get("fingerprints") or {}).get(fid) if fid else None
+
+
+def fingerprint_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, list[str]]:
+    """backend -> the fingerprint facts that differ between runs `a` and `b` (backends in
+    both with a recorded fingerprint; conformance.fingerprint.differences)."""
+    out = {}
+    for name in a.get("backends", {}):
+        if name not in b.get("backends", {}):
+            continue
+        fa, fb = _backend_fingerprint(a, name), _backend_fingerprint(b, name)
+        if fa is None or fb is None:
+            if (fa is None) != (fb is None):
+                out[name] = ["the environment is recorded in one run only"]
+            continue
+        diff = fingerprint_mod.differences(fa, fb)
+        if diff:
+            out[name] = diff
+    return out
+
+
 def merge(paths: list[str]) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
     """One run from shard results, and the repro scripts to copy ((shard dir, relative path));
     UsageError on mixed schemas or conflicting verdicts."""
@@ -701,10 +1090,17 @@ def merge(paths: list[str]) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
                          finished=max(r["run"]["finished"] for _, r in runs),
                          interrupted=any(r["run"].get("interrupted") for _, r in runs))
     merged["backends"] = {}
+    merged["fingerprints"] = {}
+    differ: dict[str, list[str]] = {}
+    for path, run in runs[1:]:  # shards of one environment should agree; say where they do not
+        for name, lines in fingerprint_differences(first, run).items():
+            differ.setdefault(name, []).extend(f"{path}: {line}" for line in lines)
+    merged["run"]["fingerprints_differ"] = differ
     seen: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
     records: list[dict[str, Any]] = []
     copies: list[tuple[Path, str]] = []
     for path, run in runs:
+        merged["fingerprints"].update(run.get("fingerprints") or {})
         for name, info in run["backends"].items():
             other = merged["backends"].setdefault(name, info)
             if other.get("version") != info.get("version") and info.get("version") is not None:

@@ -15,7 +15,8 @@ Invariants
 
 Messages (tuples): parent -> worker ("run", case_dict) | ("repro", case_dict, precision)
 | ("short_repro", case_dict, header) | ("stop",);
-worker -> parent ("ready", info) | ("failed", error) first, then per request
+worker -> parent ("ready", info) | ("failed", error) first (info: name, version, device and
+the environment fingerprint, conformance.fingerprint), then per request
 ("unsupported", reason) | ("output", array, backend_s, notes) | ("raised", error, backend_s)
 | ("adapter_error", error) | ("repro", text_or_None, error_or_None). A run request is
 answered by ("phase", "run") once supports() has returned None, before run() starts: a
@@ -68,11 +69,20 @@ def serve(conn: Connection, spec: str) -> None:
     try:
         from conformance.adapters import registry
 
+        # The adapter is built before anything imports its framework here: a variant that
+        # must set the environment a framework reads at import (TF_ENABLE_ONEDNN_OPTS,
+        # XLA_FLAGS) does so in its constructor; version() then imports the framework.
         adapter = registry.load(spec)
         info = {"name": str(adapter.name), "version": str(adapter.version()), "device": str(adapter.device())}
     except BaseException as exc:  # an import that fails any way at all is a failed start
         conn.send(("failed", error_dict(exc)))
         return
+    from conformance.fingerprint import fingerprint
+
+    try:
+        info["fingerprint"] = fingerprint(adapter)  # after version(): the framework is imported
+    except Exception as exc:  # the environment is worth recording, not worth a failed start
+        info["fingerprint"] = {"error": f"{type(exc).__name__}: {exc}"}
     conn.send(("ready", info))
 
     from conformance.spec import Case
@@ -215,8 +225,9 @@ class Worker:
     #: While waiting for a reply, the worker's memory is sampled at least this often.
     SAMPLE_S = 0.25
 
-    def __init__(self, spec: str, log_path: Path):
+    def __init__(self, spec: str, log_path: Path, module: str = "conformance.worker"):
         self.spec = spec
+        self.module = module  # the process's main module: a backend worker, or conformance.referee
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None
         self.conn: Connection | None = None
@@ -235,7 +246,7 @@ class Worker:
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "conformance.worker", str(child_sock.fileno()), self.spec],
+                [sys.executable, "-m", self.module, str(child_sock.fileno()), self.spec],
                 pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 cwd=os.getcwd())
         finally:

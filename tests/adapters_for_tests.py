@@ -177,3 +177,39 @@ class EatsMemory(Faithful):
         time.sleep(1.5)
         os.kill(os.getpid(), signal.SIGKILL)
         return hog
+
+
+class SaysOneDnn(OffByOne):
+    """OffByOne whose optional fingerprint() states a kernel path (as a variant that forces
+    TensorFlow's oneDNN on would): manifest `when:` conditions match against it."""
+
+    name = "says-onednn"
+    onednn = True
+
+    def fingerprint(self) -> dict:
+        return {"tensorflow.onednn": self.onednn, "build": "test"}
+
+
+class SaysEigen(SaysOneDnn):
+    """The same bug, on the other kernel path."""
+
+    name = "says-eigen"
+    onednn = False
+
+
+class FaithfulSaysEigen(Faithful):
+    """Right answers, on the path where a oneDNN-only bug cannot show."""
+
+    name = "faithful-eigen"
+
+    def fingerprint(self) -> dict:
+        return {"tensorflow.onednn": False}
+
+
+class FingerprintRaises(Faithful):
+    """An optional fingerprint() that raises: the worker records the error and carries on."""
+
+    name = "fingerprint-raises"
+
+    def fingerprint(self) -> dict:
+        raise RuntimeError("no environment here")

@@ -153,6 +153,11 @@ def _imported_roots(source: str) -> set[str]:
 @pytest.mark.parametrize("name", CPU_BACKENDS)
 def test_repro_code_defines_the_same_y_as_run(name, case):
     a = adapter(name)
+    reason = a.supports(case)
+    if reason is not None:
+        # Which layouts a framework computes can depend on its kernel path (TensorFlow's
+        # Eigen CPU kernels refuse NCHW; its oneDNN kernels take it): nothing to compare here.
+        pytest.skip(f"{name} declines {case.id} on this machine: {reason}")
     x, f, b = make_inputs(case)
     source = a.repro_code(case)
     namespace = {"x": x, "filters": f, "bias": b}
@@ -212,7 +217,8 @@ def known_findings(name: str, case: Case) -> set[str]:
             return {"shape", "value"}
         if (case.op == "conv2d" and case.dtype in ("float32", "bfloat16") and case.filter_in_channels == 1
                 and case.geometry.out_w == 1 and case.strides[1] > 1):
-            # oneDNN conv2d, one input channel per group, one output column, stride_w > 1: wrong values.
+            # oneDNN conv2d (AVX-512 machines), one input channel per group, one output
+            # column, stride_w > 1: wrong values. Allowed, not required: other paths are right.
             return {"value"}
     return set()
 
@@ -257,13 +263,10 @@ def test_tensorflow_depthwise_with_stride_and_dilation_is_reported(case, kind, n
             f"{name} on {case.id}: expected a {expected} divergence, received {got}")
 
 
-@pytest.mark.parametrize("dtype,kind", [("float32", "value"), ("bfloat16", "value"), ("float64", None),
-                                        ("float16", None)])
-def test_tensorflow_single_channel_strided_single_column_conv2d_is_reported(dtype, kind):
-    case = Case(op="conv2d", batch=2, height=3, width=4, in_channels=1, kernel=(1, 2), out_channels=1,
-                strides=(1, 3), dtype=dtype)
-    result, exc = judge(adapter("tensorflow"), case)
-    assert exc is None and result.kind == kind, f"{case.id}: expected {kind}, received {result.kind}: {result.message}"
+# TensorFlow's one-column strided conv2d bug (conv-n2-3x4x1-k1x2-o1-s1x3-d1x1-valid-f32) is
+# a finding of its oneDNN kernels on AVX-512 machines only; on AVX2 (oneDNN forced on or
+# not) it computes the right values. It lives in examples/known-divergences.yaml under
+# `when:` conditions, not here: the tests pass on every x86_64 CPU.
 
 
 SUBNORMAL_CASES = [
@@ -339,7 +342,6 @@ def test_supports_quotes_the_frameworks_refusal(name, case, quote):
 
 SUPPORTED = [
     ("onnxruntime", Case(op="conv2d", out_channels=2, dtype="float16", **BASE)),
-    ("tensorflow", Case(op="conv2d", out_channels=2, data_format="NCHW", **BASE)),
     ("tensorflow", Case(op="conv2d", out_channels=2, groups=2, dtype="float64", **BASE)),
     ("torch[native_pad]", Case(op="conv2d", out_channels=2, padding="SAME", dilations=(2, 1), **BASE)),
     ("torch", Case(op="conv2d", out_channels=2, padding="SAME", strides=(2, 1), dtype="bfloat16", **BASE)),
@@ -350,6 +352,28 @@ SUPPORTED = [
 @pytest.mark.parametrize("name,case", SUPPORTED, ids=lambda v: getattr(v, "id", v))
 def test_supports_accepts_what_the_framework_computes(name, case):
     assert adapter(name).supports(case) is None
+
+
+#: Cases whose support depends on the framework's kernel path (TensorFlow: Eigen or oneDNN,
+#: chosen by the CPU and TF_ENABLE_ONEDNN_OPTS): whatever supports() says, run() agrees.
+PATH_DEPENDENT = [
+    ("tensorflow", Case(op="conv2d", out_channels=2, data_format="NCHW", **BASE)),
+    ("tensorflow", Case(op="conv2d", out_channels=2, data_format="NCHW", dtype="bfloat16", **BASE)),
+    ("tensorflow[native_pad]", Case(op="conv2d", out_channels=2, data_format="NCHW", padding="SAME", **BASE)),
+]
+
+
+@pytest.mark.parametrize("name,case", PATH_DEPENDENT, ids=lambda v: getattr(v, "id", v))
+def test_supports_agrees_with_run_whatever_the_kernel_path(name, case):
+    a = adapter(name)
+    reason = a.supports(case)
+    result, exc = judge(a, case)
+    if reason is None:
+        assert exc is None, f"{name} accepted {case.id} in supports() but run raised {type(exc).__name__}: {exc}"
+        assert result.passed, f"{name} on {case.id}: expected a pass, received {result.kind}: {result.message}"
+    else:
+        assert exc is not None, f"{name} declined {case.id} ({reason}) but run computed it"
+        assert reason.split(": ", 1)[-1][:40] in str(exc), f"{reason!r} does not quote {exc}"
 
 
 def test_invalid_case_is_run_not_declared_unsupported_even_in_an_unsupported_dtype():
@@ -390,7 +414,7 @@ def test_device_variant_without_its_device_says_why(name):
 # ---- imports ----------------------------------------------------------------------------
 
 IMPORT_PROBE = """
-import importlib, json, sys
+import importlib, importlib.util, json, sys
 import conformance.adapters
 from conformance.adapters import registry
 for entry in registry.ADAPTER_CLASSES:

@@ -116,6 +116,19 @@ def test_a_glob_entry_xfails_the_divergences_it_explains_and_lets_passes_pass(py
     result.stdout.fnmatch_lines(["*flipped everywhere (known)*"])
 
 
+@pytest.mark.parametrize("with_manifest", [False, True], ids=["no-manifest", "manifest"])
+def test_property_tests_honour_the_manifest(pytester, broken, with_manifest):
+    args = ["--adapter", broken, "--conformance-cases", PLAIN.id, "-k", "test_property and conv2d and not depthwise"]
+    if with_manifest:
+        args += ["--conformance-expected", _manifest(pytester, backend="flipped", cases="*", kind="value",
+                                                     reason="flipped everywhere (known)")]
+    result = conformance(pytester, *args)
+    if with_manifest:
+        result.assert_outcomes(passed=1)  # every drawn divergence is one the manifest names
+    else:
+        result.assert_outcomes(failed=1)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="pytest-xdist is not installed")
 def test_xdist_workers_agree_and_junit_has_one_testcase_per_pair(pytester):
     result = conformance(pytester, "--backend", "numpy", "--conformance-cases", "smoke",

@@ -298,6 +298,11 @@ def _load_target(spec: str, options: dict[str, str] | None = None) -> Any:
         mod_name = "conformance_user_adapter_" + "".join(c if c.isalnum() else "_" for c in path)
         module = sys.modules.get(mod_name)
         if module is None:
+            # The file's own folder is importable, as it is for `python path/to/file.py`: an
+            # adapter may import helper modules that sit beside it.
+            folder = os.path.dirname(path)
+            if folder not in sys.path:
+                sys.path.append(folder)
             loader_spec = importlib.util.spec_from_file_location(mod_name, path)
             module = importlib.util.module_from_spec(loader_spec)
             sys.modules[mod_name] = module  # dataclasses and pickling look modules up by name

@@ -276,3 +276,25 @@ def test_the_readme_backend_table_lists_every_cpu_builtin_and_its_extra():
         extra = registry.BUILTINS[name].extra
         assert (f"`{extra}`" in cells[1]) if extra else cells[1] in ("-", "(none)"), (name, cells[1])
         assert ("no" in cells[2]) == (registry.BUILTINS[name].excluded is not None), (name, cells[2])
+
+
+def test_an_adapter_file_may_import_a_helper_module_beside_it(tmp_path):
+    # A backend team keeps its kernel in one module and the adapter in another, side by side.
+    (tmp_path / "my_kernel_helpers.py").write_text(
+        "from conformance.oracle import convolve\n"
+        "def conv(case, x, f, b):\n"
+        "    return convolve(case, x, f, b).astype(x.dtype)\n")
+    (tmp_path / "my_adapter.py").write_text(
+        "import my_kernel_helpers\n"
+        "class Mine:\n"
+        "    name = 'mine'\n"
+        "    def version(self): return '1'\n"
+        "    def device(self): return 'cpu'\n"
+        "    def supports(self, case): return None\n"
+        "    def run(self, case, x, filters, bias): return my_kernel_helpers.conv(case, x, filters, bias)\n")
+    cases = case_file(tmp_path / "cases.yaml", ["ok-a"])
+    out = tmp_path / "out"
+    code, err = run_cli("run", "--adapter", f"{tmp_path / 'my_adapter.py'}:Mine", "--cases", str(cases),
+                        "--out", str(out), "--no-report", "--no-minimise")
+    assert code == 0, err
+    assert json.loads((out / "results.json").read_text())["records"][0]["status"] == "pass"

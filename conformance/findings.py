@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .spec import DATA_FORMATS, DTYPES, OPS, PROFILES, Case, CaseError
+from .spec import ALL_PROFILES, DATA_FORMATS, DTYPES, OPS, PROFILES, Case, CaseError
 
 #: Version of the results.json `findings` section (docs/results-schema.md).
 FINDINGS_VERSION = 1
@@ -106,7 +106,7 @@ def _kernel_exceeds_input(c: Case) -> bool:
 FEATURES: tuple[Feature, ...] = (
     Feature("op", "cat", lambda c: c.op, OPS),
     Feature("dtype", "cat", lambda c: c.dtype, DTYPES),
-    Feature("profile", "cat", lambda c: c.profile, PROFILES),
+    Feature("profile", "cat", lambda c: c.profile, ALL_PROFILES),
     Feature("invalid", "bool", lambda c: not c.is_valid, words="invalid parameters",
             words_not="valid parameters"),
     Feature("empty_output", "bool", lambda c: c.geometry.out_h * c.geometry.out_w == 0, words="an empty output"),
@@ -468,6 +468,8 @@ def build(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for (kind, hyp), members in groups.items():
             positives = [features(c) for _, c in members]
             for atoms, idx in characterise(positives, negatives):
+                if not idx:  # a rule that covers none of the group's cases describes nothing
+                    continue
                 pred = predicate_text(atoms) if atoms is not None else NO_PREDICATE
                 slot = merged.setdefault((kind, pred), (atoms, []))
                 slot[1].extend(members[i] for i in idx)

@@ -793,8 +793,14 @@ def build_findings(records: list[dict[str, Any]], entries: list) -> list[dict[st
 
 def _findings(cfg: RunConfig, backends: list[Backend], records: list[dict[str, Any]], entries: list,
               stream: TextIO | None) -> list[dict[str, Any]] | None:
-    """The run's findings, confirmed and with short repros, while the workers still run."""
-    found = build_findings(records, entries)
+    """The run's findings, confirmed and with short repros, while the workers still run.
+    None when they could not be built: the verdicts are never lost to the findings step."""
+    try:
+        found = build_findings(records, entries)
+    except Exception as exc:
+        (stream or sys.stderr).write(f"warning: findings could not be built ({type(exc).__name__}: {exc}); "
+                                     f"the results are written without them\n")
+        return None
     if found and not cfg.quiet:
         what = f"confirming (at most {cfg.confirm_budget_s:g} s each) and " if cfg.confirm_budget_s else ""
         (stream or sys.stderr).write(f"findings: {len(found)}; {what}writing their short repros\n")
@@ -1017,8 +1023,14 @@ def write_outputs(out: Path, run: dict[str, Any], entries: list, baseline: dict[
                   expected_path: str | None = None, baseline_path: str | None = None) -> Outcome:
     """results.json, junit.xml and (optionally) the HTML reports for `run`; the Outcome with its exit code."""
     records = run["records"]
+    warnings: list[str] = []
     if "findings" not in run:  # merged or re-judged runs: characterised, not confirmed
-        run["findings"] = findings_mod.section(build_findings(records, entries), confirm_enabled=False, budget_s=None)
+        try:
+            found = build_findings(records, entries)
+        except Exception as exc:  # the verdicts are safe whatever happens here; say what broke
+            found = []
+            warnings.append(f"findings could not be built: {type(exc).__name__}: {exc}")
+        run["findings"] = findings_mod.section(found, confirm_enabled=False, budget_s=None)
     if entries:
         run["expected"] = {"path": str(expected_path),
                            **expected_mod.audit(entries, records, run.get("fingerprints"))}
@@ -1028,7 +1040,6 @@ def write_outputs(out: Path, run: dict[str, Any], entries: list, baseline: dict[
         run["baseline"]["findings"] = findings_mod.baseline_diff(baseline, run["findings"]["items"],
                                                                  {r["backend"] for r in records})
     out.mkdir(parents=True, exist_ok=True)
-    warnings: list[str] = []
     reports = None
     if report:
         try:

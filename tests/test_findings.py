@@ -294,3 +294,30 @@ def test_a_short_script_judges_a_given_output_without_the_framework():
 def test_a_backend_not_in_this_run_has_no_fixed_findings():
     recs = _records()
     assert findings.baseline_diff({"records": recs}, [], backends={"other"}) == {"new": [], "fixed": []}
+
+
+def test_a_catalogue_only_profile_is_characterised_and_every_finding_covers_cases():
+    # subnormal_weights is a catalogue profile, not a sweep level: a group that contains it
+    # once produced rules covering no case, and building the findings raised (a default run
+    # lost its results.json to it).
+    flushed = [_dw(profile="subnormal_weights"), _dw(profile="subnormal_weights", bias=True),
+               _dw(profile="subnormal"), _dw(profile="subnormal", height=10)]
+    good = [_dw(), _dw(height=10), _dw(profile="wide_range"), _dw(profile="special")]
+    found = findings.build([_rec(c, "lite", "diverge", "subnormal_flush", "subnormal_flush") for c in flushed]
+                           + [_rec(c, "lite", "pass") for c in good])
+    assert found and all(f["count"] >= 1 and f["cases"] for f in found)
+    assert sorted(cid for f in found for cid in f["cases"]) == sorted(c.id for c in flushed)
+
+
+def test_a_findings_step_that_fails_loses_no_verdict(tmp_path, monkeypatch):
+    def broken(records):
+        raise ValueError("characterisation exploded")
+
+    monkeypatch.setattr(findings, "build", broken)
+    out = tmp_path / "out"
+    code, err = run_cli("run", "--adapter", f"{Path(__file__).parent / 'broken_adapters.py'}:FlippedKernel",
+                        "--cases", "smoke", "--out", str(out), "--no-minimise", "--no-report")
+    assert code == 1, err  # the flipped kernel still diverges, and the run says so
+    assert "findings could not be built (ValueError: characterisation exploded)" in err
+    doc = json.loads((out / "results.json").read_text())
+    assert len(doc["records"]) == 26 and any(r["status"] == "diverge" for r in doc["records"])

@@ -599,6 +599,10 @@ def candidates(finding: dict[str, Any], seen: set[str], bases: list[Case] | None
     return inside, [(c, t) for t, c in near.items()]
 
 
+#: The confirmation step of a run stops after this many per-finding budgets in all.
+CONFIRM_RUN_FACTOR = 15
+
+
 def confirm(finding: dict[str, Any], judge_case: Callable[[Case], dict[str, Any]], seen: set[str],
             bases: list[Case] | None = None, *, budget_s: float = CONFIRM_BUDGET_S,
             also_kinds: Iterable[str] = ()) -> dict[str, Any]:
@@ -770,6 +774,9 @@ def enrich(found: list[dict[str, Any]], backends: dict[str, Any], records: list[
     with the live runner.Backend of its backend (findings of other backends stay as built)."""
     seen: dict[str, set[str]] = {}
     cases: dict[tuple[str, str], dict] = {}
+    # The whole step is bounded too: a run with many findings (a dozen backends, each with
+    # its own) must not spend minutes confirming them; the rest say so ("skipped").
+    deadline = time.monotonic() + CONFIRM_RUN_FACTOR * (confirm_budget_s or 0.0)
     for r in records:
         seen.setdefault(r["backend"], set()).add(r["case_id"])
         cases[(r["backend"], r["case_id"])] = r["case"]
@@ -783,7 +790,12 @@ def enrich(found: list[dict[str, Any]], backends: dict[str, Any], records: list[
         siblings = {g["kind"] for g in found if g["backend"] == f["backend"] and g["predicate"] == f["predicate"]}
         try:
             bases = [Case.from_dict(cases[(f["backend"], cid)]) for cid in f["cases"][:20]]
-            if confirm_budget_s is not None:
+            if confirm_budget_s is not None and time.monotonic() >= deadline:
+                f["confirmation"] = {"status": "skipped", "budget_s": confirm_budget_s, "inside": [],
+                                     "near_misses": [], "seconds": 0.0,
+                                     "reason": f"the run's confirmation time ({CONFIRM_RUN_FACTOR} x "
+                                               f"{confirm_budget_s:g} s) was spent on earlier findings"}
+            elif confirm_budget_s is not None:
                 tried = seen.setdefault(f["backend"], set())
                 conf = confirm(f, judge_case, tried, bases, budget_s=confirm_budget_s, also_kinds=siblings)
                 tried |= {r["case_id"] for r in conf["inside"] + conf["near_misses"]}

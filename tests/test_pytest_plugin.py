@@ -140,7 +140,10 @@ def test_xdist_workers_agree_and_junit_has_one_testcase_per_pair(pytester):
 
 @pytest.mark.framework
 def test_tensorflow_findings_fail_and_never_pass(pytester):
-    pytest.importorskip("tensorflow")
+    # Only look for TensorFlow: importing it into this pytest process, after another test
+    # imported torch there, can abort the process (the script runs it in its own).
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("tensorflow is not installed")
     findings = [c for c in SMOKE if c.profile == "subnormal" or
                 (c.op == "depthwise_conv2d" and c.strides == (2, 2) and c.dilations == (2, 2))]
     assert len(findings) == 2

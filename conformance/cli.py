@@ -100,7 +100,7 @@ def _add_run(sub) -> None:
                         "and results are always replaced)")
     p.add_argument("--max-memory", metavar="SIZE", default=None,
                    help="cases whose oracle and comparison are estimated to need more (e.g. 8G) are unsupported "
-                        f"(default: {runner.MAX_MEMORY_FRACTION:.0%} of the memory available at the start)")
+                        f"(default: {runner.MAX_MEMORY_FRACTION * 100:.0f}%% of the memory available at the start)")
     p.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
                    help="per case and backend; past it the worker is killed and the case is a timeout (default 60)")
     p.add_argument("--expected", metavar="FILE", help="YAML manifest of known divergences (docs/running.md)")

@@ -221,3 +221,12 @@ def test_cases_coverage_prints_pair_and_triple_coverage(capsys):
     assert code == 0
     assert "pairs over op," in out and "feasible combinations" in out
     assert "triples over" in out
+
+
+@pytest.mark.parametrize("command", ["run", "backends", "cases", "merge", "repro", "explore", "report"])
+def test_every_command_prints_its_help(command):
+    # argparse %-formats help strings only when --help is asked for, so a stray % in one stays hidden until a user asks.
+    out = subprocess.run([sys.executable, "-m", "conformance", command, "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"usage: conformance {command}" in out.stdout

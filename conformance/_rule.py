@@ -220,13 +220,21 @@ def rounding_bias_z(P, y, value):
     width, so among n inexact elements the count t rounded toward zero is Binomial(n, 1/2)
     and z = (2t - n) / sqrt(n) is about N(0, 1).
     """
+    return bias_z_of(P, *rounding_counts(y, value))
+
+
+def rounding_counts(y, value):
+    """(n, t): the inexact elements and how many of them are rounded toward zero."""
     r = value
     ok = np.isfinite(r) & np.isfinite(y) & (r != 0) & (y != r)
-    n = int(ok.sum())
+    toward = (np.abs(y[ok]) < np.abs(r[ok])) & ((np.sign(y[ok]) == np.sign(r[ok])) | (y[ok] == 0))
+    return int(ok.sum()), int(toward.sum())
+
+
+def bias_z_of(P, n, t):
+    """The sign test's z from its counts; None below `bias_min_elements` inexact elements."""
     if n < P["bias_min_elements"]:
         return None
-    toward = (np.abs(y[ok]) < np.abs(r[ok])) & ((np.sign(y[ok]) == np.sign(r[ok])) | (y[ok] == 0))
-    t = int(toward.sum())
     return round((2 * t - n) / math.sqrt(n), 2)
 
 

@@ -170,47 +170,109 @@ def _pool(a: np.ndarray, limit: int) -> np.ndarray:
     return a
 
 
-def _figures(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray,
-             sigma: np.ndarray | None) -> dict[str, Any]:
+def _maxima(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray,
+            sigma: np.ndarray | None) -> dict[str, Any]:
+    """The reductions behind the figures, over any block of elements: maxima, counts and
+    whether any element is finite in both (`_merge` combines blocks, `_figures_of` words them)."""
     f = fmt(case.dtype)
     r = ref.value
     finite = np.isfinite(r) & np.isfinite(y)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         err = np.where(finite, np.abs(y - r), 0.0)
         rel = np.where(finite & (r != 0), err / np.abs(np.where(r == 0, 1.0, r)), np.where(err > 0, np.inf, 0.0))
-        expo = np.floor(np.log2(np.where(np.abs(r) > 0, np.abs(r), 1.0)))
-        ulp = np.exp2(np.maximum(expo, f.min_exponent) - f.precision + 1)
+        # floor(log2 |r|), exactly (log2 may round up to the next integer just below a power of two)
+        expo = np.frexp(np.where(finite & (r != 0), r, 1.0))[1] - 1
+        ulp = np.ldexp(1.0, np.maximum(expo, f.min_exponent) - f.precision + 1)
         ulps = np.where(finite, err / ulp, 0.0)
         bits_ratio = np.where(finite & (ref.magnitude > 0), err / np.where(ref.magnitude > 0, ref.magnitude, 1.0), 0.0)
-    worst_ratio = float(bits_ratio.max()) if bits_ratio.size else 0.0
-    # Over the elements finite in both only; with none (e.g. an all-NaN output) there is no
-    # figure to give, rather than the full precision of an empty maximum.
-    if e.size and not finite.any():
-        eff_bits = None
-    else:
-        eff_bits = float(f.precision) if worst_ratio == 0 else float(min(f.precision, max(0.0, -math.log2(worst_ratio))))
     bad = e > limit
-    sigma_err = None
+    m = {"elements": int(e.size), "any_finite": bool(finite.any()), "mismatched": int(bad.sum()),
+         "nonfinite_mismatches": int((np.isinf(e) & bad).sum()), "sigma": None}
+    for name, a in (("err", err), ("rel", rel), ("e", e), ("ulps", ulps), ("bits_ratio", bits_ratio)):
+        m[name] = float(a.max()) if a.size else 0.0
     if sigma is not None and e.size:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             s_err = np.where(finite, err / sigma, 0.0)
-        sigma_err = _finite_or_none(np.nanmax(s_err))
+        m["sigma"] = float(np.fmax.reduce(s_err, axis=None))  # NaN only where every element's is
+    return m
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The maxima of two blocks' elements together."""
+    out = {k: a[k] + b[k] for k in ("elements", "mismatched", "nonfinite_mismatches")}
+    out["any_finite"] = a["any_finite"] or b["any_finite"]
+    for k in ("err", "rel", "e", "ulps", "bits_ratio"):
+        out[k] = max(a[k], b[k]) if not (math.isnan(a[k]) or math.isnan(b[k])) else math.nan
+    sig = [v for v in (a["sigma"], b["sigma"]) if v is not None]
+    out["sigma"] = float(np.fmax.reduce(sig)) if sig else None
+    return out
+
+
+def _figures_of(case: Case, m: dict[str, Any]) -> dict[str, Any]:
+    f = fmt(case.dtype)
+    worst_ratio = m["bits_ratio"]
+    # Over the elements finite in both only; with none (e.g. an all-NaN output) there is no
+    # figure to give, rather than the full precision of an empty maximum.
+    if m["elements"] and not m["any_finite"]:
+        eff_bits = None
+    else:
+        eff_bits = float(f.precision) if worst_ratio == 0 else float(min(f.precision, max(0.0, -math.log2(worst_ratio))))
     return {
-        "max_sigma_error": sigma_err,
+        "max_sigma_error": None if m["sigma"] is None else _finite_or_none(m["sigma"]),
         "sigma_limit": tolerance.SIGMA_LIMIT,
-        "elements": int(e.size),
-        "mismatched": int(bad.sum()),
-        "max_abs_error": _finite_or_none(err.max()) if err.size else 0.0,
-        "max_rel_error": _finite_or_none(rel.max()) if rel.size else 0.0,
-        "max_normalised_error": _finite_or_none(e.max()) if e.size else 0.0,
+        "elements": m["elements"],
+        "mismatched": m["mismatched"],
+        "max_abs_error": _finite_or_none(m["err"]),
+        "max_rel_error": _finite_or_none(m["rel"]),
+        "max_normalised_error": _finite_or_none(m["e"]),
         "threshold": tolerance.threshold(case),
         "hard_bound": _finite_or_none(tolerance.hard_bound(case)),
-        "max_ulp": _finite_or_none(ulps.max()) if ulps.size else 0.0,
+        "max_ulp": _finite_or_none(m["ulps"]),
         "effective_bits": None if eff_bits is None else round(eff_bits, 2),
         "dtype_bits": f.precision,
-        "nonfinite_mismatches": int((np.isinf(e) & bad).sum()),
+        "nonfinite_mismatches": m["nonfinite_mismatches"],
         "rounding_bias_z_limit": tolerance.BIAS_Z,
     }
+
+
+def _figures(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray,
+             sigma: np.ndarray | None) -> dict[str, Any]:
+    return _figures_of(case, _maxima(case, y, ref, e, limit, sigma))
+
+
+#: Outputs of at least `_BLOCKED_MIN` elements are judged first in blocks of `_BLOCK`: the
+#: same rule and the same reductions, with temporaries small enough to stay in cache
+#: (measured 3x faster on a 5 M-element output). The first block with an element beyond its
+#: limit ends that pass and the whole arrays are judged as any divergence is.
+_BLOCK = 1 << 15
+_BLOCKED_MIN = 2 * _BLOCK
+
+
+def _blocked_pass(case: Case, y: np.ndarray, ref: Reference, precision: str):
+    """(figures, strongest contract met, rounding-bias z) of an output none of whose elements
+    is beyond its limit, computed block by block; None as soon as one is."""
+    flat = [None if a is None else np.reshape(a, -1) for a in ref]
+    yf = y.reshape(-1)
+    chain = tolerance.chain(case.dtype)
+    need_met = tolerance.canonical(case, precision) != chain[0]
+    met_at, acc, n, t = 0, None, 0, 0
+    for start in range(0, yf.size, _BLOCK):
+        part = slice(start, start + _BLOCK)
+        r = Reference(*(None if a is None else a[part] for a in flat))
+        yb = yf[part]
+        e, limit, bad = tolerance.beyond(case, yb, r, precision)
+        if bad.any():
+            return None
+        if need_met and met_at is not None:
+            met = tolerance.strongest_met(case, yb, r)
+            met_at = None if met is None else max(met_at, chain.index(met))
+        sigma = tolerance.error_sigma(case, r.value, r.norm) if r.norm is not None else None
+        m = _maxima(case, yb, r, e, limit, sigma)
+        acc = m if acc is None else _merge(acc, m)
+        bn, bt = tolerance.rounding_counts(yb, r.value)
+        n, t = n + bn, t + bt
+    met = chain[0] if not need_met else (None if met_at is None else chain[met_at])
+    return _figures_of(case, acc), met, tolerance.bias_z_of(case, n, t)
 
 
 def _worst(y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray,
@@ -295,18 +357,24 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None,
                           values.figures, values.worst, values.heatmap, values.channel_errors, values.notes,
                           precision, values.precision_met)
     y64 = y.astype(np.float64)
-    e, limit, bad = tolerance.beyond(case, y64, ref, precision)
-    strongest = tolerance.chain(case.dtype)[0]
-    if not bad.any() and tolerance.canonical(case, precision) == strongest:
-        met = strongest
+    quick = _blocked_pass(case, y64, ref, precision) if y64.size >= _BLOCKED_MIN else None
+    if quick is not None:
+        figures, met, z = quick
+        bad = None
     else:
-        met = tolerance.strongest_met(case, y64, ref)
-    sigma = tolerance.error_sigma(case, ref.value, ref.norm) if ref.norm is not None else None
-    figures = _figures(case, y64, ref, e, limit, sigma)
+        e, limit, bad = tolerance.beyond(case, y64, ref, precision)
+        strongest = tolerance.chain(case.dtype)[0]
+        if not bad.any() and tolerance.canonical(case, precision) == strongest:
+            met = strongest
+        else:
+            met = tolerance.strongest_met(case, y64, ref)
+        sigma = tolerance.error_sigma(case, ref.value, ref.norm) if ref.norm is not None else None
+        figures = _figures(case, y64, ref, e, limit, sigma)
     figures.update(precision=precision, precision_met=met)
     done = dict(notes=notes, precision=precision, precision_met=met)
-    if not bad.any():
-        z = tolerance.rounding_bias_z(case, y64, ref)
+    if bad is None or not bad.any():
+        if quick is None:
+            z = tolerance.rounding_bias_z(case, y64, ref)
         figures["rounding_bias_z"] = z
         if z is not None and abs(z) > tolerance.BIAS_Z:
             # Flushing subnormals to zero is a rounding toward zero too; where the underflow

@@ -295,6 +295,16 @@ def rounding_bias_z(case: Case, y: np.ndarray, ref) -> float | None:
     return _rule.rounding_bias_z(rule_params(case), y, ref.value)
 
 
+def rounding_counts(y: np.ndarray, value: np.ndarray) -> tuple[int, int]:
+    """The sign test's counts: inexact elements, and how many are rounded toward zero."""
+    return _rule.rounding_counts(y, value)
+
+
+def bias_z_of(case: Case, n: int, t: int) -> float | None:
+    """The sign test's z from `rounding_counts` (summed over blocks)."""
+    return _rule.bias_z_of(rule_params(case), n, t)
+
+
 def strongest_met(case: Case, y: np.ndarray, ref) -> str | None:
     """The strongest contract of the case's dtype whose element limits y meets, or None."""
     value, alt, mag, norm, unbiased = _arrays(ref)

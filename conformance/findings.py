@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -768,10 +769,18 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "backend"
 
 
+#: Findings of different backends are confirmed at once, this many at a time (each uses its
+#: own backend's worker; two findings of one backend never run together).
+ENRICH_THREADS = 2
+
+
 def enrich(found: list[dict[str, Any]], backends: dict[str, Any], records: list[dict[str, Any]], *,
            out: Any = None, confirm_budget_s: float | None = CONFIRM_BUDGET_S, precision: str | None = None) -> None:
     """Confirm each finding (unless `confirm_budget_s` is None) and give it a short repro,
-    with the live runner.Backend of its backend (findings of other backends stay as built)."""
+    with the live runner.Backend of its backend (findings of other backends stay as built).
+
+    Findings are taken in their order; `ENRICH_THREADS` threads work on findings of
+    different backends at once (the workers compute in their own processes)."""
     seen: dict[str, set[str]] = {}
     cases: dict[tuple[str, str], dict] = {}
     # The whole step is bounded too: a run with many findings (a dozen backends, each with
@@ -780,10 +789,12 @@ def enrich(found: list[dict[str, Any]], backends: dict[str, Any], records: list[
     for r in records:
         seen.setdefault(r["backend"], set()).add(r["case_id"])
         cases[(r["backend"], r["case_id"])] = r["case"]
-    for f in found:
-        b = backends.get(f["backend"])
-        if b is None or b.failed:
-            continue
+    pending = [f for f in found if backends.get(f["backend"]) is not None and not backends[f["backend"]].failed]
+    busy: set[str] = set()
+    lock = threading.Condition()
+
+    def one(f: dict[str, Any]) -> None:
+        b = backends[f["backend"]]
         # A new case that hangs must not cost the per-case timeout many times over.
         cap = max(confirm_budget_s or 0.0, 10.0)
         judge_case = lambda c, b=b: judge_on(b, c, timeout=cap, precision=precision)  # noqa: E731
@@ -806,6 +817,34 @@ def enrich(found: list[dict[str, Any]], backends: dict[str, Any], records: list[
                             [Case.from_dict(cases[(f["backend"], cid)]) for cid in f["cases"]])
         except Exception as exc:  # a finding's extras must never lose the run
             f.setdefault("notes", []).append(f"confirmation or short repro failed: {type(exc).__name__}: {exc}")
+
+    def take() -> dict[str, Any] | None:
+        """The first pending finding whose backend is free (waits for one); None when none is left."""
+        with lock:
+            while pending:
+                f = next((g for g in pending if g["backend"] not in busy), None)
+                if f is not None:
+                    pending.remove(f)
+                    busy.add(f["backend"])
+                    return f
+                lock.wait()
+            return None
+
+    def loop() -> None:
+        while (f := take()) is not None:
+            try:
+                one(f)
+            finally:
+                with lock:
+                    busy.discard(f["backend"])
+                    lock.notify_all()
+
+    threads = [threading.Thread(target=loop, name=f"findings-{i}", daemon=True) for i in range(ENRICH_THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.2)  # in slices, so that Ctrl-C reaches the run
 
 
 # ---- comparing runs, console -----------------------------------------------------------

@@ -27,6 +27,7 @@ collapsed below.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,9 @@ CALL_BEGIN = "# ---- the framework call ----\n"
 CALL_END = "# ---- end of the framework call ----\n"
 
 
+_EXEC_LOCK = threading.Lock()
+
+
 def exit_code_for(script: str, y: Any) -> int | None:
     """The exit status `script` gives when the framework returns `y`: the script run here
     with its framework call replaced by `y` (no framework is imported). None for a script
@@ -59,7 +63,7 @@ def exit_code_for(script: str, y: Any) -> int | None:
     import io
 
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _EXEC_LOCK, contextlib.redirect_stdout(io.StringIO()):  # sys.stdout is global: one at a time
             exec(compile(head + "y = _y_given\n" + tail, "<short repro>", "exec"), ns)  # noqa: S102 (our script)
     except SystemExit as exc:
         return int(exc.code or 0)

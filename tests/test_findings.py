@@ -321,3 +321,46 @@ def test_a_findings_step_that_fails_loses_no_verdict(tmp_path, monkeypatch):
     assert "findings could not be built (ValueError: characterisation exploded)" in err
     doc = json.loads((out / "results.json").read_text())
     assert len(doc["records"]) == 26 and any(r["status"] == "diverge" for r in doc["records"])
+
+
+def test_findings_of_different_backends_are_worked_on_together_never_two_of_one_backend(monkeypatch):
+    import threading
+    import time as time_mod
+
+    active: dict[str, int] = {}
+    overlap = {"same": 0, "other": 0}
+    lock = threading.Lock()
+
+    def fake_confirm(f, judge_case, tried, bases, *, budget_s, also_kinds):
+        with lock:
+            if active.get(f["backend"]):
+                overlap["same"] += 1
+            if any(v for k, v in active.items() if k != f["backend"]):
+                overlap["other"] += 1
+            active[f["backend"]] = active.get(f["backend"], 0) + 1
+        time_mod.sleep(0.05)
+        with lock:
+            active[f["backend"]] -= 1
+        f["confirmation"] = {"status": "confirmed", "inside": [], "near_misses": []}
+        return f["confirmation"]
+
+    def fake_short_repro(f, b, judge_case, out, bases):
+        f["short_repro"] = {"backend": b.name}
+
+    class Live:
+        failed = None
+
+        def __init__(self, name):
+            self.name = name
+
+    monkeypatch.setattr(findings, "confirm", fake_confirm)
+    monkeypatch.setattr(findings, "short_repro_for", fake_short_repro)
+    found = [{"backend": name, "predicate": f"p{i}", "kind": "value", "cases": [], "id": f"{name}-{i}"}
+             for i in range(4) for name in ("a", "b", "c")]
+    stdout = sys.stdout
+    findings.enrich(found, {n: Live(n) for n in "abc"}, [], confirm_budget_s=4.0)
+    assert sys.stdout is stdout
+    assert all(f["confirmation"]["status"] == "confirmed" and f["short_repro"]["backend"] == f["backend"]
+               for f in found)
+    assert overlap["same"] == 0
+    assert overlap["other"] > 0

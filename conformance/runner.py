@@ -2,7 +2,9 @@
 
 Invariants
 - One worker process per backend (conformance.worker), kept alive across cases; a case
-  is dispatched to every backend at once, and the oracle for it is computed while they
+  is dispatched to every backend at once (a backend whose record of the previous case is
+  written already has it: `_send_ahead`, one case ahead at most, never while the
+  minimiser or a repro uses its worker), and the oracle for it is computed while they
   run, once, shared by all backends, in the referee process (conformance.referee), which
   also judges each output (`judge` + `diagnose_into`, unchanged, called there). Each
   request to the referee has `timeout` seconds; past it, or when the referee dies, the
@@ -261,6 +263,7 @@ class Backend:
         self.restarts = 0
         self.minimise_left = 0.0
         self.minimised: dict[tuple, str] = {}  # (kind, hypothesis) -> the case id minimised for it
+        self.ahead: tuple[str, float] | None = None  # (case id, deadline) sent before its turn (`_send_ahead`)
 
     @property
     def name(self) -> str:
@@ -754,10 +757,11 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
         ctx = _Context(cfg, entries, writer, progress, new_records, referee, fingerprints)
         for b in backends:
             ctx.note_fingerprint(b)
-        for case in cases:
+        for i, case in enumerate(cases):
             todo = [b for b in backends if (case.id, b.name) not in done]
+            nxt = next((c for c in cases[i + 1:] if any((c.id, b.name) not in done for b in backends)), None)
             if todo:
-                _run_case(ctx, case, todo)
+                _run_case(ctx, case, todo, nxt, done)
             progress.case_done()
         cases_s = time.monotonic() - progress.t0
         progress.draw(final=True)
@@ -846,9 +850,25 @@ class _Context:
         return fingerprint_mod.facts(self.fingerprints.get(rec.get("fingerprint") or ""))
 
 
-def _run_case(ctx: _Context, case: Case, todo: list[Backend]) -> None:
-    needs = memory_estimate(case)
-    if ctx.cfg.max_memory and needs > ctx.cfg.max_memory:
+def _refused(ctx: _Context, case: Case) -> bool:
+    return bool(ctx.cfg.max_memory) and memory_estimate(case) > ctx.cfg.max_memory
+
+
+def _send_ahead(ctx: _Context, b: Backend, case: Case | None, done: set) -> None:
+    """Send `b` its next case now, so that it computes while the other backends' outputs of
+    this case are judged (one case ahead at most; the next `_run_case` takes the reply)."""
+    if case is None or (case.id, b.name) in done or _refused(ctx, case) or not b.ensure():
+        return
+    ctx.note_fingerprint(b)
+    b.worker.send(("run", case.to_dict()))
+    b.ahead = (case.id, time.monotonic() + ctx.cfg.timeout)
+
+
+def _run_case(ctx: _Context, case: Case, todo: list[Backend], nxt: Case | None = None,
+              done: set | None = None) -> None:
+    """Every backend of `todo` on `case`; each gets `nxt` as soon as its record is written."""
+    if _refused(ctx, case):
+        needs = memory_estimate(case)
         # Refused before anything runs: judging it could take the machine's memory.
         msg = (f"needs an estimated {_gib(needs)} to judge (oracle and comparison), over --max-memory "
                f"{_gib(ctx.cfg.max_memory)}; raise --max-memory to run it")
@@ -859,12 +879,15 @@ def _run_case(ctx: _Context, case: Case, todo: list[Backend]) -> None:
         return
     live, dead = [], []
     for b in todo:
-        if b.ensure():
+        if b.ahead is not None and b.ahead[0] == case.id:
+            live.append((b, b.ahead[1]))  # already sent, with its deadline from then
+        elif b.ensure():
             ctx.note_fingerprint(b)
             b.worker.send(("run", case.to_dict()))
             live.append((b, time.monotonic() + ctx.cfg.timeout))
         else:
             dead.append(b)
+        b.ahead = None
     if live:
         ctx.referee.begin(case)  # the oracle, in its own process, while the backends compute
     for b in dead:
@@ -886,6 +909,8 @@ def _run_case(ctx: _Context, case: Case, todo: list[Backend]) -> None:
             rec["notes"].append("the worker is restarted for the next case")
         _emit(ctx, rec)
         ctx.progress.draw()
+        if isinstance(reply, tuple) and nxt is not None:
+            _send_ahead(ctx, b, nxt, done or set())
 
 
 def _emit(ctx: _Context, rec: dict[str, Any]) -> None:

@@ -270,13 +270,18 @@ def _finding_pin(path: Path, i: int, value: Any) -> tuple[str | None, tuple | No
         raise ManifestError(f"{path}: entry {i}: finding: {exc}") from None
 
 
-def pin_findings(entries: list[Entry], records: list[dict[str, Any]], found: list[dict[str, Any]]) -> None:
+def pin_findings(entries: list[Entry], records: list[dict[str, Any]], found: list[dict[str, Any]],
+                 fingerprints: dict[str, dict[str, Any]] | None = None) -> None:
     """Entries that pin a finding by id explain the failing records that finding covers
-    (record["known"], where no earlier entry already explains them); the findings' known and
-    unexpected counts are updated."""
+    (record["known"], where no earlier entry already explains them, and where the entry's
+    `when` conditions hold on the record's fingerprint, one of `fingerprints`); the
+    findings' known and unexpected counts are updated."""
+    from .fingerprint import facts as facts_of
+
     pins = [e for e in entries if e.finding is not None and e.atoms is None]
     if not pins:
         return
+    fingerprints = fingerprints or {}
     by_pair = {(r["case_id"], r["backend"]): r for r in records}
     for f in found:
         for e in pins:
@@ -285,7 +290,9 @@ def pin_findings(entries: list[Entry], records: list[dict[str, Any]], found: lis
             for cid in f["cases"]:
                 rec = by_pair.get((cid, f["backend"]))
                 if rec is not None and rec["status"] in FAILING and not rec.get("known") \
-                        and e.covers(rec["backend"], rec["backend_version"], cid) and e.matches_kind(rec["kind"]):
+                        and e.covers(rec["backend"], rec["backend_version"], cid,
+                                     facts_of(fingerprints.get(rec.get("fingerprint") or ""))) \
+                        and e.matches_kind(rec["kind"]):
                     rec["known"] = e.known()
         recs = [by_pair[(cid, f["backend"])] for cid in f["cases"] if (cid, f["backend"]) in by_pair]
         f["known"] = sum(1 for r in recs if r.get("known"))

@@ -765,7 +765,7 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
             progress.case_done()
         cases_s = time.monotonic() - progress.t0
         progress.draw(final=True)
-        found = _findings(cfg, backends, (previous or []) + new_records, entries, stream)
+        found = _findings(cfg, backends, (previous or []) + new_records, entries, stream, fingerprints)
     except KeyboardInterrupt:
         interrupted = True
         if not cfg.quiet:
@@ -788,19 +788,21 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
                   timing, found, fingerprints)
 
 
-def build_findings(records: list[dict[str, Any]], entries: list) -> list[dict[str, Any]]:
-    """The findings of `records`; manifest entries that pin a finding by id mark its records known."""
+def build_findings(records: list[dict[str, Any]], entries: list,
+                   fingerprints: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The findings of `records`; manifest entries that pin a finding by id mark its records
+    known (where their `when` conditions hold on the record's fingerprint)."""
     found = findings_mod.build(records)
-    expected_mod.pin_findings(entries, records, found)
+    expected_mod.pin_findings(entries, records, found, fingerprints)
     return found
 
 
 def _findings(cfg: RunConfig, backends: list[Backend], records: list[dict[str, Any]], entries: list,
-              stream: TextIO | None) -> list[dict[str, Any]] | None:
+              stream: TextIO | None, fingerprints: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]] | None:
     """The run's findings, confirmed and with short repros, while the workers still run.
     None when they could not be built: the verdicts are never lost to the findings step."""
     try:
-        found = build_findings(records, entries)
+        found = build_findings(records, entries, fingerprints)
     except Exception as exc:
         (stream or sys.stderr).write(f"warning: findings could not be built ({type(exc).__name__}: {exc}); "
                                      f"the results are written without them\n")
@@ -1051,7 +1053,7 @@ def write_outputs(out: Path, run: dict[str, Any], entries: list, baseline: dict[
     warnings: list[str] = []
     if "findings" not in run:  # merged or re-judged runs: characterised, not confirmed
         try:
-            found = build_findings(records, entries)
+            found = build_findings(records, entries, run.get("fingerprints"))
         except Exception as exc:  # the verdicts are safe whatever happens here; say what broke
             found = []
             warnings.append(f"findings could not be built: {type(exc).__name__}: {exc}")

@@ -239,6 +239,22 @@ def test_a_manifest_pins_a_finding_by_id(tmp_path):
     assert expected.audit(entries, recs)["fixed"] == []
 
 
+@pytest.mark.parametrize("onednn, known", [(True, True), (False, False)])
+def test_a_finding_pinned_by_id_is_known_only_where_its_when_conditions_hold(tmp_path, onednn, known):
+    recs = _records()
+    for r in recs:
+        r["fingerprint"] = "fp1"
+    fingerprints = {"fp1": {"frameworks": {"tensorflow": {"onednn": onednn}}}}
+    (f,) = findings.build(recs)
+    path = tmp_path / "m.yaml"
+    path.write_text(f"- {{backend: tf, finding: {f['id']}, when: {{tensorflow.onednn: true}}, reason: oneDNN only}}\n")
+    entries = expected.load_manifest(path)
+    expected.pin_findings(entries, recs, [f], fingerprints)
+    diverging = [r for r in recs if r["status"] == "diverge"]
+    assert all(bool(r.get("known")) == known for r in diverging)
+    assert f["unexpected"] == (0 if known else len(diverging))
+
+
 def test_a_malformed_finding_pin_names_the_entry(tmp_path):
     path = tmp_path / "m.yaml"
     path.write_text("- {backend: tf, finding: 'stride is big', reason: x}\n")

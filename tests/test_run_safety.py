@@ -97,13 +97,52 @@ def test_a_case_over_max_memory_is_unsupported_with_the_estimate_before_it_runs(
     assert recs["ok-small"]["status"] == "pass" and code == 0
 
 
-def test_memory_estimate_grows_with_the_larger_of_input_and_output():
+def test_memory_estimate_grows_with_input_and_output():
     from conformance.spec import Case
 
     small = Case(op="conv2d", batch=1, height=8, width=8, in_channels=1, kernel=(3, 3), out_channels=1)
     wide = small.replace(height=8192, width=8192)
     assert runner.memory_estimate(wide) - runner.memory_estimate(small) >= 8192 * 8192 * 128
+    assert runner.memory_estimate(small.replace(out_channels=16)) > runner.memory_estimate(small)
     assert runner.parse_memory("1.5G") == 3 << 29 and runner.parse_memory("512M") == 512 << 20
+
+
+_PEAK = """
+import json, resource, sys
+import numpy as np
+from conformance import runner
+from conformance.spec import Case
+case = Case(**json.loads(sys.argv[1]))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+oracle = runner.oracle_for(case)
+y = oracle.ref.value.astype(np.float64 if case.dtype == "float64" else np.float32)
+y.reshape(-1)[::997] += 1.0  # a divergence: the full comparison and the diagnosis
+rec, got = runner.judge(case, "x", {}, ("output", y, 0.0, []), oracle, 600.0)
+assert rec["status"] == "diverge", rec
+runner.diagnose_into(rec, case, got, oracle)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
+"""
+
+
+@pytest.mark.parametrize("spec", [
+    dict(op="conv2d", height=512, width=512, in_channels=16, out_channels=2, kernel=1),  # input-heavy
+    dict(op="conv2d", height=512, width=512, in_channels=2, out_channels=16, kernel=1),  # output-heavy
+    dict(op="depthwise_conv2d", height=512, width=512, in_channels=16, channel_multiplier=1, kernel=3,
+         padding="SAME", dtype="float16", bias=True),
+], ids=["in-heavy", "out-heavy", "dw-f16-bias"])
+def test_the_memory_estimate_bounds_the_referees_measured_peak(spec):
+    import json
+    import subprocess
+    import sys
+
+    from conformance.spec import Case
+
+    case = Case(batch=1, **spec)
+    out = subprocess.run([sys.executable, "-c", _PEAK, json.dumps(spec | {"batch": 1})], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    peak = int(out.stdout.split()[-1])
+    assert peak <= runner.memory_estimate(case) - runner.ORACLE_FIXED_BYTES, (peak, runner.memory_estimate(case))
 
 
 @pytest.mark.parametrize("text", ["lots", "-1G", "0"])

@@ -274,6 +274,10 @@ def summary(outcome: runner.Outcome) -> str:
     unmatched = [i for i in unmatched if i not in gated]
     if unmatched:
         lines.append(f"note: manifest entries {unmatched} match no case of this run")
+    untested = (run.get("expected") or {}).get("untested") or []
+    if untested:
+        lines.append(f"note: manifest entries {untested} cover no case of this run that could show their kind "
+                     f"(e.g. subnormal_flush without subnormal inputs, invalid_accepted without invalid cases)")
     if "baseline" in run:
         base = run["baseline"]
         lines.append(f"\nagainst baseline {base['path']}: {len(base['new'])} new, {len(base['fixed'])} fixed")

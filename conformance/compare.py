@@ -41,6 +41,27 @@ from .spec import Case
 
 KINDS = ("shape", "dtype", "nonfinite", "subnormal_flush", "inexact", "precision", "value", "rounding_bias",
          "invalid_accepted")
+#: Profiles whose inputs hold no subnormal in these dtypes: integers, standard normals (far
+#: above 2**-126 in magnitude) and huge values. float16's smallest normal (6.1e-5) is within
+#: reach of a standard normal, so no float16 profile is here.
+_NO_SUBNORMALS = {"float32": ("normal", "small_integers", "overflow"), "float64": ("normal", "small_integers", "overflow"),
+                  "bfloat16": ("normal", "small_integers", "overflow")}
+
+
+def kind_possible(kind: str, case: Case) -> bool:
+    """Can `compare` judge a divergence of `kind` on `case` at all? `invalid_accepted` only
+    on an invalid case, every other kind only on a valid one, `subnormal_flush` only where
+    the inputs may hold subnormals. Unsure is True: this says what a run cannot have seen
+    (a known divergence of a kind no case of the run can show is not "now passing")."""
+    if kind not in KINDS:  # a status a manifest may name (crash, error, timeout): anywhere
+        return True
+    if kind == "invalid_accepted" or not case.is_valid:
+        return kind == "invalid_accepted" and not case.is_valid
+    if kind == "subnormal_flush":
+        return case.profile not in _NO_SUBNORMALS.get(case.dtype, ())
+    return True
+
+
 WORST_COUNT = 8
 #: Error maps larger than this are pooled (max) down to it, to keep reports small.
 MAP_MAX = 64

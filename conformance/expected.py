@@ -320,9 +320,13 @@ def audit(entries: list[Entry], records: list[dict[str, Any]],
     """
     from .fingerprint import facts as facts_of
 
+    from .compare import kind_possible
+    from .spec import Case
+
     fps = fingerprints or {}
     cache: dict[Any, dict[str, Any]] = {}
-    fixed, used, explaining, gated = [], set(), set(), set()
+    fixed, used, explaining, gated, testable = [], set(), set(), set(), set()
+    cases: dict[str, Case | None] = {}
     for rec in records:
         fid = rec.get("fingerprint")
         if fid not in cache:
@@ -335,6 +339,17 @@ def audit(entries: list[Entry], records: list[dict[str, Any]],
                     gated.add(entry.index)
                 continue
             used.add(entry.index)
+            if entry.index not in testable and entry.kinds is not None:
+                cid = rec["case_id"]
+                if cid not in cases:
+                    try:
+                        cases[cid] = Case.from_dict(rec["case"])
+                    except Exception:  # a record without a readable case: assume anything could show
+                        cases[cid] = None
+                if cases[cid] is None or any(kind_possible(k, cases[cid]) for k in entry.kinds):
+                    testable.add(entry.index)
+            elif entry.kinds is None:
+                testable.add(entry.index)
             if entry.explains(rec, facts) or (rec.get("known") or {}).get("manifest_entry") == entry.index:
                 explaining.add(entry.index)
             if rec["status"] == "pass" and entry.pins(rec["backend"], rec["backend_version"], rec["case_id"], facts):
@@ -342,11 +357,13 @@ def audit(entries: list[Entry], records: list[dict[str, Any]],
                               "reason": entry.reason})
     pinned_fixed = {f["manifest_entry"] for f in fixed}
     for entry in entries:
-        if entry.index in used and entry.index not in explaining and entry.index not in pinned_fixed:
+        if entry.index in testable and entry.index not in explaining and entry.index not in pinned_fixed:
             fixed.append({"case_id": "*", "backend": entry.backend, "manifest_entry": entry.index,
                           "reason": entry.reason + " (no case this entry covers diverges any more)"})
     unmatched = [e.index for e in entries if e.index not in used]
-    return {"fixed": fixed, "unmatched": unmatched, "not_applicable": [i for i in unmatched if i in gated]}
+    untested = [e.index for e in entries if e.index in used and e.index not in testable and e.index not in explaining]
+    return {"fixed": fixed, "unmatched": unmatched, "not_applicable": [i for i in unmatched if i in gated],
+            "untested": untested}
 
 
 def baseline_diff(baseline: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:

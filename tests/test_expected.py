@@ -128,11 +128,42 @@ def test_a_glob_entry_that_explains_a_divergence_does_not_call_its_other_passing
 def test_a_glob_entry_that_explains_nothing_any_more_is_fixed_as_a_whole(tmp_path, cases):
     manifest = tmp_path / "m.yaml"
     manifest.write_text(f"- {{backend: misbehaving, cases: '{WRONG_ID}', reason: adds one}}\n"
-                        "- {backend: misbehaving, cases: '*', kind: subnormal_flush, reason: flushed once}\n")
+                        "- {backend: misbehaving, cases: '*', kind: nonfinite, reason: NaN once}\n")
     code, err, run = _run(tmp_path, cases, "--expected", str(manifest))
     assert code == 0, err
     assert [(f["case_id"], f["manifest_entry"]) for f in run["expected"]["fixed"]] == [("*", 1)]
     assert "no case this entry covers diverges any more" in err
+
+
+@pytest.mark.parametrize("kind", ["subnormal_flush", "invalid_accepted"])
+def test_a_glob_entry_whose_kind_no_case_of_the_run_can_show_is_not_fixed(tmp_path, cases, kind):
+    # Normal float32 inputs hold no subnormal and every case is valid: a flush (an accepted
+    # invalid case) cannot be seen here, so its passing is no news about it.
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"- {{backend: misbehaving, cases: '{WRONG_ID}', reason: adds one}}\n"
+                        f"- {{backend: misbehaving, cases: '*', kind: {kind}, reason: once}}\n")
+    code, err, run = _run(tmp_path, cases, "--expected", str(manifest), "--strict-expected")
+    assert code == 0, err
+    assert run["expected"]["fixed"] == [] and run["expected"]["untested"] == [1]
+    assert "NOW PASS" not in err and "entries [1] cover no case of this run that could show their kind" in err
+
+
+def test_kind_possible_follows_what_the_inputs_can_hold():
+    from conformance.compare import kind_possible
+    from conformance.inputs import make_inputs
+    from conformance.compare import has_subnormal
+    from conformance.spec import PROFILES, Case
+
+    base = Case(op="conv2d", batch=1, height=40, width=40, in_channels=16, out_channels=16, kernel=3)
+    for dtype in ("float32", "float64", "bfloat16", "float16"):
+        for profile in PROFILES:
+            case = base.replace(dtype=dtype, profile=profile)
+            if has_subnormal(case, make_inputs(case)):  # never claim impossible what these inputs show
+                assert kind_possible("subnormal_flush", case), case.id
+    assert not kind_possible("subnormal_flush", base) and kind_possible("subnormal_flush", base.replace(profile="subnormal"))
+    invalid = base.replace(height=1, width=1)
+    assert kind_possible("invalid_accepted", invalid) and not kind_possible("invalid_accepted", base)
+    assert not kind_possible("value", invalid) and kind_possible("crash", invalid)
 
 
 def test_the_baseline_section_lists_new_and_fixed(tmp_path, cases):

@@ -34,6 +34,7 @@ Invariants
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -127,6 +128,12 @@ _OZAKI_FIRST, _OZAKI_MAX = 2, 6
 
 def _gamma(n: int) -> float:
     return n * _U / (1 - n * _U)
+
+
+def _safety(k: int) -> float:
+    """Covers the rounding of a bound computed in float64 from sums of K absolute values
+    (a computed sum of non-negative terms is at least (1 - gamma_K) of the exact one)."""
+    return 1 + 4 * _gamma(k + 8)
 
 
 def _slice_bits(k: int) -> int:
@@ -240,12 +247,215 @@ def _exact_matmul(a: np.ndarray, w: _SplitWeights, count: int | None = None) -> 
         # Tail term i is bounded by rowsum|A_i| colmax|Rb_{s+1-i}|: each about 2**-(s beta).
         tail_mass = sum(np.abs(sa[i][2]).sum(axis=1, keepdims=True) * rest_max[count - 1 - i] for i in range(count))
         bound = (_gamma(k + count + 1) * (tail_mass + np.abs(ra).max(axis=1, keepdims=True) * w.colsum)
-                 + _gamma(len(terms) + 1) ** 2 * mass) * (1 + 4 * _U)
+                 + _gamma(len(terms) + 1) ** 2 * mass) * _safety(k)
         bad = (bound > 2.0**-54 * np.abs(value)).any(axis=1) if count < _OZAKI_MAX else np.zeros(rows.size, bool)
         keep = ~bad
         out[rows[keep]] = value[keep]
         rows, count = rows[bad], count + 1
     return out
+
+
+#: The image-sliced exact conv2d (`_ExactConv`) needs every nonzero |x| and |w| within
+#: 2**-_FAST_EXP .. 2**_FAST_EXP: then no scaling, slice product or tail product in it
+#: underflows or overflows, so every step is exact or within the rounding its bound counts.
+#: Other data, and the rows its bound rejects, go through the per-row `_exact_matmul`.
+_FAST_EXP = 300
+
+
+def _in_fast_range(a: np.ndarray) -> bool:
+    m = np.abs(a)
+    if not m.size or not m.max() > 0:
+        return True
+    return bool(m.max() < 2.0**_FAST_EXP and np.min(m, where=m > 0, initial=np.inf) >= 2.0**-_FAST_EXP)
+
+
+def _split2(a: np.ndarray, axis, beta: int):
+    """a = p1 + p2 + r2 error-free, in Ozaki's fixed steps: with 2**E above max |a| along
+    `axis` (None: the whole array), p1 holds multiples of 2**(E - beta) and p2 of
+    2**(E - 2 beta), each below 2**E and 2**(E - beta) (so below 2**beta of its unit).
+    Exact in the fast range (scalings by powers of two stay normal; truncated remainders
+    are representable). Returns p1, p2, r1 = a - p1, r2 = r1 - p2."""
+    top = np.max(np.abs(a), axis=axis, keepdims=axis is not None)
+    e = beta - np.frexp(top)[1]
+    up, down = np.ldexp(1.0, e), np.ldexp(1.0, -e)
+    p1 = np.trunc(a * up)
+    p1 *= down
+    r1 = a - p1
+    up, down = up * 2.0**beta, down * 2.0**-beta
+    p2 = np.trunc(r1 * up)
+    p2 *= down
+    return p1, p2, r1, r1 - p2
+
+
+class _ExactConv:
+    """Exact float64 conv2d of one group, for data in the fast range (`_FAST_EXP`).
+
+    Ozaki's two-slice scheme with the input sliced once per image instead of once per
+    im2col row (every input element appears kh*kw times in im2col): each padded image
+    x = P1 + P2 + Ra (fixed steps from the image's max, `_split2`), the weights
+    B = B1 + B2 + Rb (steps from each column's max), and with Rb1 = B2 + Rb
+
+        A B = P1 B1  +  (P1 B2 + P2 B1)  +  (P1 Rb + P2 Rb1 + Ra B)
+
+    in three GEMMs over the im2col of [P1 | P2 | Ra] (built straight into one buffer):
+    P1 [B1 | Rb], [P1 | P2] [B2; B1] and [P2 | Ra] [Rb1; B] - the six GEMMs' flops of
+    two slices, in three calls with wider operands. The first two sums are exact: every
+    product is an integer multiple of one unit per column and every partial sum stays
+    below 2**53 units (beta from 2K), whatever order or FMA the BLAS uses. The tail is
+    float64 and the three are summed with TwoSum. Rigorous per-output bound, with row sums
+    and maxima taken from per-pixel sums of the image slices (no pass over im2col):
+
+        gamma_{2K+1} (rowsum|P1| colmax|Rb| + rowsum|P2| colmax|Rb1| + rowmax|Ra| colsum|B|)
+            + 32 u**2 rowsum|A| colmax|B|             (the TwoSum cascade's own error)
+
+    Rows with an output whose bound exceeds 2**-54 |value| are recomputed by
+    `_exact_matmul` with per-row slices and escalation.
+    """
+
+    def __init__(self, b: np.ndarray, geo, kernel, strides, dilations):
+        k, o = b.shape
+        self.k, self.o, self.geo, self.kernel, self.strides, self.dilations = k, o, geo, kernel, strides, dilations
+        self.beta = beta = _slice_bits(2 * k)
+        # _split2 along the columns, written straight into the three GEMM operands (the
+        # weights can be far larger than an image: no temporaries, few passes).
+        self.w1 = np.empty((k, 2 * o))  # [B1 | Rb]: P1 B1 and P1 Rb
+        self.w2 = np.empty((2 * k, o))  # [B2; B1]: P1 B2 + P2 B1
+        self.w3 = np.empty((2 * k, o))  # [Rb1; B]: P2 Rb1 + Ra B
+        b1, b2, rb, rb1, bb = self.w2[k:], self.w2[:k], self.w1[:, o:], self.w3[:k], self.w3[k:]
+        np.abs(b, out=bb)
+        colsum, colmax = bb.sum(axis=0), bb.max(axis=0)
+        e = beta - np.frexp(colmax)[1]
+        np.multiply(b, np.ldexp(1.0, e), out=b1)
+        np.trunc(b1, out=b1)
+        b1 *= np.ldexp(1.0, -e)
+        np.subtract(b, b1, out=rb1)
+        np.multiply(rb1, np.ldexp(1.0, e + beta), out=b2)
+        np.trunc(b2, out=b2)
+        b2 *= np.ldexp(1.0, -e - beta)
+        np.subtract(rb1, b2, out=rb)
+        self.w1[:, :o] = b1
+        bb[...] = b
+        c1, c2 = _gamma(2 * k + 1), 32 * _U**2
+        self.wbound = np.stack([c1 * np.abs(rb).max(axis=0), c1 * np.abs(rb1).max(axis=0),
+                                c1 * colsum, c2 * colmax]) * _safety(k) * 2.0**54
+        self.split = None  # the per-row path's weight slices, made when a row needs them
+        self.b = b
+        # For tests and benchmarks: how many outputs and rows the bound sent on.
+        self.outputs_fixed = self.rows_escalated = 0
+
+    def image(self, xg: np.ndarray):
+        """Slice one padded image (Hp, Wp, Cg); returns the slices' window views
+        (3, OH, OW, kh, kw, Cg) and the per-output-pixel bound rows (OH * OW, 4)."""
+        p1, p2, _, ra = _split2(xg, None, self.beta)
+        pieces = np.stack([p1, p2, ra])  # (3, Hp, Wp, Cg)
+        pix = np.stack([np.abs(p1).sum(axis=-1), np.abs(p2).sum(axis=-1), np.abs(ra).max(axis=-1),
+                        np.abs(xg).sum(axis=-1)], axis=-1)  # (Hp, Wp, 4)
+        pw = _windows(pix[None], self.geo, self.kernel, self.strides, self.dilations)[0]  # (OH, OW, kh, kw, 4)
+        stats = np.empty(pw.shape[:2] + (4,))
+        stats[..., [0, 1, 3]] = pw[..., [0, 1, 3]].sum(axis=(2, 3))
+        stats[..., 2] = pw[..., 2].max(axis=(2, 3))
+        return _windows(pieces, self.geo, self.kernel, self.strides, self.dilations), stats.reshape(-1, 4)
+
+    def rows(self, wins, stats, rs: slice, out: np.ndarray, bufs: dict) -> None:
+        """Output rows `rs` of the image into out (rows * OW, O)."""
+        k, o = self.k, self.o
+        sub = wins[:, rs]  # (3, rows, OW, kh, kw, Cg)
+        n = sub.shape[1] * sub.shape[2]
+        buf = _buffer(bufs, "cols", (n, 3 * k))
+        np.copyto(buf.reshape(sub.shape[1], sub.shape[2], 3, *sub.shape[3:]), sub.transpose(1, 2, 0, 3, 4, 5))
+        g1 = np.matmul(buf[:, :k], self.w1, out=_buffer(bufs, "g1", (n, 2 * o)))
+        y1, tail = g1[:, :o], g1[:, o:]
+        y2 = np.matmul(buf[:, :2 * k], self.w2, out=_buffer(bufs, "y2", (n, o)))
+        t = np.matmul(buf[:, k:], self.w3, out=_buffer(bufs, "t", (n, o)))
+        t += tail
+        # TwoSum(y1, y2) -> s, e1; TwoSum(s, t) -> s2, e2; value = s2 + (e1 + e2).
+        s, bb, e1 = _buffer(bufs, "s", (n, o)), _buffer(bufs, "bb", (n, o)), _buffer(bufs, "e1", (n, o))
+        np.add(y1, y2, out=s)
+        np.subtract(s, y1, out=bb)
+        np.subtract(s, bb, out=e1)
+        np.subtract(y1, e1, out=e1)
+        np.subtract(y2, bb, out=bb)
+        e1 += bb
+        s2 = np.add(s, t, out=y2)
+        np.subtract(s2, s, out=bb)
+        np.subtract(s2, bb, out=tail)
+        np.subtract(s, tail, out=s)
+        np.subtract(t, bb, out=t)
+        s += t
+        e1 += s
+        np.add(s2, e1, out=out)
+        bound = np.matmul(stats[rs.start * wins.shape[2]: rs.stop * wins.shape[2]], self.wbound,
+                          out=_buffer(bufs, "bound", (n, o)))
+        np.abs(out, out=s)
+        bad = bound > s
+        rows = np.flatnonzero(bad.any(axis=1))
+        if not rows.size:
+            return
+        # The slices' bits do not overlap, so their sum is A's rows exactly.
+        a = buf[rows, :k] + buf[rows, k:2 * k] + buf[rows, 2 * k:]
+        i, j = np.nonzero(bad[rows])
+        if i.size <= _FIX_FRACTION * bad.size:  # few outputs: each its own exact dot product
+            self.outputs_fixed += i.size
+            for part in _row_chunks(i.size, 16 * k * 8):
+                out[rows[i[part]], j[part]] = _exact_dots(a[i[part]], self.b.T[j[part]])
+        else:  # many: their rows, with per-row slices (the weights' slices are made once)
+            self.rows_escalated += rows.size
+            if self.split is None:
+                self.split = _SplitWeights(self.b)
+            out[rows] = _exact_matmul(a, self.split, count=_OZAKI_FIRST + 1)
+
+
+#: `_ExactConv` recomputes the outputs its bound rejects one by one (`_exact_dots`) while
+#: they are at most this fraction of a block's outputs, else their whole rows.
+_FIX_FRACTION = 0.01
+
+
+def _exact_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of (n, K) a and b, each within one float64 ulp.
+
+    `_exact_matmul`'s scheme for n separate pairs of vectors, starting at three slices and
+    escalating per pair; a pair that still misses the bound at `_OZAKI_MAX` slices (a
+    cancellation beyond 2**-100 or so) is summed exactly in rationals.
+    """
+    n, k = a.shape
+    beta = _slice_bits(k)
+    out = np.empty(n)
+    idx, count = np.arange(n), _OZAKI_FIRST + 1
+    while idx.size and count <= _OZAKI_MAX:
+        sa, ra = _slices(a[idx], 1, beta, count)
+        sb, rb = _slices(b[idx], 1, beta, count)
+        rests, rest = [], b[idx]
+        for piece in sb:
+            rest = rest - piece[2]  # exact: truncated remainders are representable
+            rests.append(rest)
+        terms = [_scale((sa[i][0] * sb[d - i][0]).sum(axis=1), -(sa[i][1] + sb[d - i][1]).ravel())
+                 for d in range(count) for i in range(d + 1)]
+        tail = (ra * b[idx]).sum(axis=1)
+        for i in range(count):
+            tail += (sa[i][2] * rests[count - 1 - i]).sum(axis=1)
+        acc, comp, mass = terms[0], np.zeros_like(terms[0]), np.abs(terms[0])
+        for t in terms[1:] + [tail]:
+            acc, e = _two_sum(acc, t)
+            comp += e
+            mass += np.abs(t)
+        value = acc + comp
+        tail_mass = sum(np.abs(sa[i][2]).sum(axis=1) * np.abs(rests[count - 1 - i]).max(axis=1) for i in range(count))
+        bound = (_gamma(k + count + 1) * (tail_mass + np.abs(ra).max(axis=1) * np.abs(b[idx]).sum(axis=1))
+                 + _gamma(len(terms) + 1) ** 2 * mass) * _safety(k)
+        ok = bound * 2.0**54 <= np.abs(value)
+        out[idx[ok]] = value[ok]
+        idx, count = idx[~ok], count + 1
+    for r in idx:  # beyond what slices resolve: exact rational arithmetic
+        out[r] = float(sum(Fraction(float(p)) * Fraction(float(q)) for p, q in zip(a[r], b[r])))
+    return out
+
+
+def _buffer(bufs: dict, name: str, shape) -> np.ndarray:
+    """A reused scratch array (fresh large temporaries cost page faults), viewed to `shape`."""
+    size = int(np.prod(shape))
+    if name not in bufs or bufs[name].size < size:
+        bufs[name] = np.empty(size)
+    return bufs[name][:size].reshape(shape)
 
 
 #: Depthwise with at least this channel multiplier runs as one small GEMM per channel.
@@ -283,8 +493,13 @@ def _conv2d_im2col(xp, w, geo, strides, dilations, groups, compensated):
     win = _windows(xp, geo, (kh, kw), strides, dilations)
     out = np.empty((n, oh, ow, co))
     k = kh * kw * cg
+    fast = compensated and _in_fast_range(xp) and _in_fast_range(w)
     for g in range(groups):
         wg = w[:, :, :, g * og : (g + 1) * og].reshape(k, og)
+        if fast:
+            _conv2d_exact_group(xp[..., g * cg : (g + 1) * cg], np.ascontiguousarray(wg), geo, (kh, kw), strides,
+                                dilations, out[..., g * og : (g + 1) * og])
+            continue
         split = _SplitWeights(np.ascontiguousarray(wg)) if compensated else None
         for b in range(n):
             # The exact path holds about eight (rows, K) arrays at once (slices, remainders).
@@ -297,6 +512,22 @@ def _conv2d_im2col(xp, w, geo, strides, dilations, groups, compensated):
                 res = _exact_matmul(cols, split) if compensated else cols @ wg
                 out[b, rs, :, g * og : (g + 1) * og] = res.reshape(-1, ow, og)
     return out
+
+
+def _conv2d_exact_group(xg, wg, geo, kernel, strides, dilations, out):
+    """One group's exact conv2d: xg (N, Hp, Wp, Cg) padded, wg (K, Og), out (N, OH, OW, Og) view."""
+    exact = _ExactConv(wg, geo, kernel, strides, dilations)
+    k, og, ow = wg.shape[0], wg.shape[1], geo.out_w
+    bufs: dict = {}
+    for b in range(xg.shape[0]):
+        wins, stats = exact.image(xg[b])
+        # About nine (rows, K)-sized arrays at once: the three slices' im2col and the GEMM outputs.
+        for rs in _row_chunks(geo.out_h, ow * (3 * k + 8 * og) * 8):
+            rows = rs.stop - rs.start
+            res = _buffer(bufs, "out", (rows * ow, og))
+            exact.rows(wins, stats, rs, res, bufs)
+            out[b, rs] = res.reshape(rows, ow, og)
+    return exact
 
 
 def _depthwise(xp, w, geo, strides, dilations, compensated):

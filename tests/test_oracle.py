@@ -151,6 +151,10 @@ STRATEGIES = {
     "im2col-chunked": dict(_CHUNK_BYTES=64),
     "depthwise-gemm-chunked": dict(_DW_GEMM_MIN_M=1, _CHUNK_BYTES=64),
     "depthwise-taps-blocked": dict(_DW_GEMM_MIN_M=10**9, _DW_BLOCK_BYTES=64),
+    # Float64 conv2d: the per-row exact matmul instead of the image-sliced one, and the
+    # image-sliced one with every rejected output's row escalated instead of fixed alone.
+    "exact-per-row": dict(_FAST_EXP=-1),
+    "exact-rows-escalated-chunked": dict(_FIX_FRACTION=0.0, _CHUNK_BYTES=64),
 }
 
 
@@ -540,3 +544,93 @@ def test_magnitude_is_infinite_where_the_value_is_not_finite():
     assert np.isinf(ref.magnitude).all()
     ref = oracle.reference(case, line([1.0, 2.0, 3.0]), taps([1.0, -2.0]))
     assert ref.magnitude.ravel().tolist() == [5.0, 8.0]
+
+
+# ---- the image-sliced exact conv2d (_ExactConv) against exact rationals --------------------
+
+
+def exact_conv(x, w, padding):
+    """The correctly rounded exact conv2d (stride 1, no dilation, groups 1) in rationals."""
+    kh, kw, c, o = w.shape
+    (t, b), (l, r) = padding
+    xp = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+    n, hp, wp, _ = xp.shape
+    oh, ow = hp - kh + 1, wp - kw + 1
+    cols = np.stack([xp[bi, i:i + kh, j:j + kw].ravel() for bi in range(n) for i in range(oh) for j in range(ow)])
+    return exact_matmul(cols, w.reshape(-1, o)).reshape(n, oh, ow, o)
+
+
+@contextlib.contextmanager
+def counting_exact_convs():
+    """Yields a list that collects every _ExactConv the oracle builds (to see which path ran)."""
+    made, init = [], oracle._ExactConv.__init__
+
+    def record(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    oracle._ExactConv.__init__ = record
+    try:
+        yield made
+    finally:
+        oracle._ExactConv.__init__ = init
+
+
+def adversarial(kind, rng):
+    """(x, w, padding) for one adversarial float64 conv2d."""
+    x = rng.standard_normal((1, 5, 6, 7))
+    w = rng.standard_normal((3, 3, 7, 4))
+    pad = ((1, 1), (1, 1))
+    if kind == "cancellation":  # every output of one pixel cancels to 2**-60 of its magnitude
+        xv, wv = ill_conditioned(rng, 9 * 7, 4, cond_log2=60)
+        x, w, pad = xv.reshape(1, 3, 3, 7), wv.reshape(3, 3, 7, 4), ((0, 0), (0, 0))
+    elif kind == "deep-cancellation":  # beyond what slices resolve: the rational fallback
+        xv, wv = ill_conditioned(rng, 9 * 7, 4, cond_log2=140)
+        x, w, pad = xv.reshape(1, 3, 3, 7), wv.reshape(3, 3, 7, 4), ((0, 0), (0, 0))
+    elif kind == "zero-rows":  # whole im2col rows of zeros, and one all-zero image
+        x = np.concatenate([x, np.zeros_like(x)])
+        x[0, :, :3] = 0.0
+    elif kind == "wide-exponents":  # within the fast range, far from the image's max
+        x *= np.exp2(rng.integers(-250, 250, x.shape))
+        w *= np.exp2(rng.integers(-250, 250, w.shape))
+    elif kind == "subnormals":  # outside the fast range: the per-row path
+        x *= 2.0**-1060
+    elif kind == "k1":  # K = 1: 1x1 kernel over one channel
+        x, w, pad = x[..., :1], rng.standard_normal((1, 1, 1, 3)), ((0, 0), (0, 0))
+    elif kind == "k-beyond-16384":  # K = 16,390: beta below the 2**53 limit's edge
+        x, w, pad = rng.standard_normal((1, 1, 1, 16390)), rng.standard_normal((1, 1, 16390, 2)), ((0, 0), (0, 0))
+    return x, w, pad
+
+
+ADVERSARIAL = ["cancellation", "deep-cancellation", "zero-rows", "wide-exponents", "subnormals", "k1",
+               "k-beyond-16384"]
+
+
+@pytest.mark.parametrize("fix", ["per-output", "per-row"])
+@pytest.mark.parametrize("kind", ADVERSARIAL)
+def test_image_sliced_exact_conv2d_is_within_one_ulp_of_rationals(kind, fix):
+    rng = np.random.default_rng(ADVERSARIAL.index(kind))
+    x, w, pad = adversarial(kind, rng)
+    knobs = dict(_FIX_FRACTION=1.0 if fix == "per-output" else 0.0)
+    with strategy(knobs), counting_exact_convs() as made:
+        got = oracle.conv2d(x, w, padding=pad, compensated=True)
+    want = exact_conv(x, w, pad)
+    assert np.isfinite(want).all()
+    exact = want != 0
+    assert ulps(got[exact], want[exact]).max(initial=0) <= 1.0, f"{kind}: {ulps(got[exact], want[exact]).max()} ulps"
+    assert np.array_equal(got[~exact], want[~exact]), f"{kind}: exact zeros must stay zero"
+    # The image-sliced path ran on everything within its exponent range, and only there.
+    assert bool(made) == (kind != "subnormals")
+    if kind in ("cancellation", "deep-cancellation"):  # the bound rejected outputs: they were recomputed
+        assert sum(e.outputs_fixed + e.rows_escalated for e in made) > 0
+        assert ulps(oracle.conv2d(x, w, padding=pad)[exact], want[exact]).max() > 1000  # plain BLAS is visibly off
+
+
+def test_exact_dots_are_within_one_ulp_including_the_rational_fallback():
+    rng = np.random.default_rng(21)
+    pairs = [ill_conditioned(rng, 301, 1, cond_log2=c) for c in (0, 30, 60, 90, 150)]
+    a = np.stack([p[0] for p in pairs])
+    b = np.stack([p[1][:, 0] for p in pairs])
+    got = oracle._exact_dots(a, b)
+    want = np.array([exact_dot(p, q) for p, q in zip(a, b)])
+    assert ulps(got, want).max() <= 1.0, f"{ulps(got, want)} ulps"

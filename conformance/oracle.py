@@ -263,28 +263,20 @@ _FAST_EXP = 300
 
 
 def _in_fast_range(a: np.ndarray) -> bool:
-    m = np.abs(a)
-    if not m.size or not m.max() > 0:
-        return True
-    return bool(m.max() < 2.0**_FAST_EXP and np.min(m, where=m > 0, initial=np.inf) >= 2.0**-_FAST_EXP)
+    flat = a.reshape(-1)
+    for part in _row_chunks(flat.size, 8, _L2_BYTES):  # blocks that stay in cache
+        m = np.abs(flat[part])
+        if m.max() >= 2.0**_FAST_EXP:
+            return False
+        tiny = m < 2.0**-_FAST_EXP
+        if tiny.any() and m[tiny].any():  # zeros are fine
+            return False
+    return True
 
 
-def _split2(a: np.ndarray, axis, beta: int):
-    """a = p1 + p2 + r2 error-free, in Ozaki's fixed steps: with 2**E above max |a| along
-    `axis` (None: the whole array), p1 holds multiples of 2**(E - beta) and p2 of
-    2**(E - 2 beta), each below 2**E and 2**(E - beta) (so below 2**beta of its unit).
-    Exact in the fast range (scalings by powers of two stay normal; truncated remainders
-    are representable). Returns p1, p2, r1 = a - p1, r2 = r1 - p2."""
-    top = np.max(np.abs(a), axis=axis, keepdims=axis is not None)
-    e = beta - np.frexp(top)[1]
-    up, down = np.ldexp(1.0, e), np.ldexp(1.0, -e)
-    p1 = np.trunc(a * up)
-    p1 *= down
-    r1 = a - p1
-    up, down = up * 2.0**beta, down * 2.0**-beta
-    p2 = np.trunc(r1 * up)
-    p2 *= down
-    return p1, p2, r1, r1 - p2
+#: Elementwise work is done in blocks of about this many bytes per array, which stay in
+#: the cache across the passes over them.
+_L2_BYTES = 1 << 17
 
 
 class _ExactConv:
@@ -292,68 +284,89 @@ class _ExactConv:
 
     Ozaki's two-slice scheme with the input sliced once per image instead of once per
     im2col row (every input element appears kh*kw times in im2col): each padded image
-    x = P1 + P2 + Ra (fixed steps from the image's max, `_split2`), the weights
+    x = P1 + P2 + Ra (Ozaki's fixed steps from the image's max), the weights
     B = B1 + B2 + Rb (steps from each column's max), and with Rb1 = B2 + Rb
 
         A B = P1 B1  +  (P1 B2 + P2 B1)  +  (P1 Rb + P2 Rb1 + Ra B)
 
-    in three GEMMs over the im2col of [P1 | P2 | Ra] (built straight into one buffer):
-    P1 [B1 | Rb], [P1 | P2] [B2; B1] and [P2 | Ra] [Rb1; B] - the six GEMMs' flops of
-    two slices, in three calls with wider operands. The first two sums are exact: every
-    product is an integer multiple of one unit per column and every partial sum stays
-    below 2**53 units (beta from 2K), whatever order or FMA the BLAS uses. The tail is
-    float64 and the three are summed with TwoSum. Rigorous per-output bound, with row sums
-    and maxima taken from per-pixel sums of the image slices (no pass over im2col):
+    in three GEMMs over the im2col of P1, P2 and Ra (built straight into one buffer),
+    against views of one weight array W = [Rb | B2 | B1 | Rb1]: P1 W[:, :3O],
+    P2 W[:, 2O:] and Ra B - the six GEMMs' flops of two slices in three calls with wider
+    operands. P1 B1 and P1 B2 + P2 B1 are exact: every product is an integer multiple of
+    one unit per column and the partial sums stay below 2**53 units (beta from 2K), in any
+    order, with or without FMA. The tail is float64, and the three are summed with TwoSum.
+    Rigorous per-output bound, from per-pixel sums of the image slices (no pass over the
+    im2col matrix) and |Ra| < 2**(E - 2 beta), |Rb| < 2**(F - 2 beta), |Rb1| < 2**(F - beta):
 
-        gamma_{2K+1} (rowsum|P1| colmax|Rb| + rowsum|P2| colmax|Rb1| + rowmax|Ra| colsum|B|)
-            + 32 u**2 rowsum|A| colmax|B|             (the TwoSum cascade's own error)
+        gamma_{K+2} (rowsum|x| colmax|Rb| + rowsum|P2| colmax|Rb1| + rowmax|Ra| colsum|B|)
+            + 32 u**2 rowsum|x| colmax|B|             (the TwoSum cascade's own error)
 
-    Rows with an output whose bound exceeds 2**-54 |value| are recomputed by
-    `_exact_matmul` with per-row slices and escalation.
+    An output whose bound exceeds 2**-54 |value| is recomputed alone (`_exact_dots`), or
+    with its whole row by `_exact_matmul` when a block has many.
     """
 
     def __init__(self, b: np.ndarray, geo, kernel, strides, dilations):
         k, o = b.shape
         self.k, self.o, self.geo, self.kernel, self.strides, self.dilations = k, o, geo, kernel, strides, dilations
         self.beta = beta = _slice_bits(2 * k)
-        # _split2 along the columns, written straight into the three GEMM operands (the
-        # weights can be far larger than an image: no temporaries, few passes).
-        self.w1 = np.empty((k, 2 * o))  # [B1 | Rb]: P1 B1 and P1 Rb
-        self.w2 = np.empty((2 * k, o))  # [B2; B1]: P1 B2 + P2 B1
-        self.w3 = np.empty((2 * k, o))  # [Rb1; B]: P2 Rb1 + Ra B
-        b1, b2, rb, rb1, bb = self.w2[k:], self.w2[:k], self.w1[:, o:], self.w3[:k], self.w3[k:]
-        np.abs(b, out=bb)
-        colsum, colmax = bb.sum(axis=0), bb.max(axis=0)
-        e = beta - np.frexp(colmax)[1]
-        np.multiply(b, np.ldexp(1.0, e), out=b1)
-        np.trunc(b1, out=b1)
-        b1 *= np.ldexp(1.0, -e)
-        np.subtract(b, b1, out=rb1)
-        np.multiply(rb1, np.ldexp(1.0, e + beta), out=b2)
-        np.trunc(b2, out=b2)
-        b2 *= np.ldexp(1.0, -e - beta)
-        np.subtract(rb1, b2, out=rb)
-        self.w1[:, :o] = b1
-        bb[...] = b
-        c1, c2 = _gamma(2 * k + 1), 32 * _U**2
-        self.wbound = np.stack([c1 * np.abs(rb).max(axis=0), c1 * np.abs(rb1).max(axis=0),
+        # Slices written straight into W (the weights can be far larger than an image:
+        # no temporaries, few passes).
+        self.w = np.empty((k, 4 * o))
+        colsum, colmax = np.zeros(o), np.zeros(o)
+        blocks = list(_row_chunks(k, 4 * o * 8, 4 * _L2_BYTES))  # row blocks of W that stay in cache
+        for part in blocks:
+            ab = np.abs(b[part])
+            colsum += ab.sum(axis=0)
+            np.maximum(colmax, ab.max(axis=0), out=colmax)
+        f = np.frexp(colmax)[1]
+        up1, down1 = np.ldexp(1.0, beta - f), np.ldexp(1.0, f - beta)
+        up2, down2 = np.ldexp(1.0, 2 * beta - f), np.ldexp(1.0, f - 2 * beta)
+        for part in blocks:
+            rb, b2, b1, rb1 = (self.w[part, i * o:(i + 1) * o] for i in range(4))
+            np.multiply(b[part], up1, out=b1)
+            np.trunc(b1, out=b1)
+            b1 *= down1
+            np.subtract(b[part], b1, out=rb1)
+            np.multiply(rb1, up2, out=b2)
+            np.trunc(b2, out=b2)
+            b2 *= down2
+            np.subtract(rb1, b2, out=rb)
+        live = colmax > 0
+        c1, c2 = _gamma(k + 2), 32 * _U**2
+        self.wbound = np.stack([c1 * np.where(live, np.ldexp(1.0, f - 2 * beta), 0.0),
+                                c1 * np.where(live, np.ldexp(1.0, f - beta), 0.0),
                                 c1 * colsum, c2 * colmax]) * _safety(k) * 2.0**54
-        self.split = None  # the per-row path's weight slices, made when a row needs them
         self.b = b
+        self.split = None  # the per-row path's weight slices, made when a row needs them
         # For tests and benchmarks: how many outputs and rows the bound sent on.
         self.outputs_fixed = self.rows_escalated = 0
 
     def image(self, xg: np.ndarray):
         """Slice one padded image (Hp, Wp, Cg); returns the slices' window views
         (3, OH, OW, kh, kw, Cg) and the per-output-pixel bound rows (OH * OW, 4)."""
-        p1, p2, _, ra = _split2(xg, None, self.beta)
-        pieces = np.stack([p1, p2, ra])  # (3, Hp, Wp, Cg)
-        pix = np.stack([np.abs(p1).sum(axis=-1), np.abs(p2).sum(axis=-1), np.abs(ra).max(axis=-1),
-                        np.abs(xg).sum(axis=-1)], axis=-1)  # (Hp, Wp, 4)
+        beta = self.beta
+        pieces = np.empty((3,) + xg.shape)
+        p1, p2, ra = pieces
+        ax = np.abs(xg, out=ra)
+        top = ax.max()
+        pix = np.empty(xg.shape[:2] + (4,))
+        pix[..., 0] = ax.sum(axis=-1)
+        e = beta - int(np.frexp(top)[1])
+        np.multiply(xg, 2.0**e, out=p1)
+        np.trunc(p1, out=p1)
+        p1 *= 2.0**-e
+        np.subtract(xg, p1, out=ra)  # r1
+        np.multiply(ra, 2.0**(e + beta), out=p2)
+        np.trunc(p2, out=p2)
+        p2 *= 2.0**(-e - beta)
+        ra -= p2
+        pix[..., 1] = np.abs(p2).sum(axis=-1)
+        pix[..., 2] = (pix[..., 0] > 0) * (2.0**(-e - beta) if top > 0 else 0.0)  # |Ra| < 2**(E - 2 beta)
+        pix[..., 3] = 0.0
         pw = _windows(pix[None], self.geo, self.kernel, self.strides, self.dilations)[0]  # (OH, OW, kh, kw, 4)
-        stats = np.empty(pw.shape[:2] + (4,))
-        stats[..., [0, 1, 3]] = pw[..., [0, 1, 3]].sum(axis=(2, 3))
+        stats = pw.sum(axis=(2, 3))
         stats[..., 2] = pw[..., 2].max(axis=(2, 3))
+        stats[..., 3] = stats[..., 0]
         return _windows(pieces, self.geo, self.kernel, self.strides, self.dilations), stats.reshape(-1, 4)
 
     def rows(self, wins, stats, rs: slice, out: np.ndarray, bufs: dict) -> None:
@@ -363,31 +376,39 @@ class _ExactConv:
         n = sub.shape[1] * sub.shape[2]
         buf = _buffer(bufs, "cols", (n, 3 * k))
         np.copyto(buf.reshape(sub.shape[1], sub.shape[2], 3, *sub.shape[3:]), sub.transpose(1, 2, 0, 3, 4, 5))
-        g1 = np.matmul(buf[:, :k], self.w1, out=_buffer(bufs, "g1", (n, 2 * o)))
-        y1, tail = g1[:, :o], g1[:, o:]
-        y2 = np.matmul(buf[:, :2 * k], self.w2, out=_buffer(bufs, "y2", (n, o)))
-        t = np.matmul(buf[:, k:], self.w3, out=_buffer(bufs, "t", (n, o)))
-        t += tail
-        # TwoSum(y1, y2) -> s, e1; TwoSum(s, t) -> s2, e2; value = s2 + (e1 + e2).
-        s, bb, e1 = _buffer(bufs, "s", (n, o)), _buffer(bufs, "bb", (n, o)), _buffer(bufs, "e1", (n, o))
-        np.add(y1, y2, out=s)
-        np.subtract(s, y1, out=bb)
-        np.subtract(s, bb, out=e1)
-        np.subtract(y1, e1, out=e1)
-        np.subtract(y2, bb, out=bb)
-        e1 += bb
-        s2 = np.add(s, t, out=y2)
-        np.subtract(s2, s, out=bb)
-        np.subtract(s2, bb, out=tail)
-        np.subtract(s, tail, out=s)
-        np.subtract(t, bb, out=t)
-        s += t
-        e1 += s
-        np.add(s2, e1, out=out)
-        bound = np.matmul(stats[rs.start * wins.shape[2]: rs.stop * wins.shape[2]], self.wbound,
-                          out=_buffer(bufs, "bound", (n, o)))
-        np.abs(out, out=s)
-        bad = bound > s
+        g1 = np.matmul(buf[:, :k], self.w[:, :3 * o], out=_buffer(bufs, "g1", (n, 3 * o)))  # P1 [Rb | B2 | B1]
+        g2 = np.matmul(buf[:, k:2 * k], self.w[:, 2 * o:], out=_buffer(bufs, "g2", (n, 2 * o)))  # P2 [B1 | Rb1]
+        t = np.matmul(buf[:, 2 * k:], self.b, out=_buffer(bufs, "t", (n, o)))  # Ra B
+        bad = _buffer_bool(bufs, (n, o))
+        stats = stats[rs.start * wins.shape[2]: rs.stop * wins.shape[2]]
+        step = max(1, _L2_BYTES // (8 * o))
+        s, bb, e1, tmp = (_buffer(bufs, name, (step, o)) for name in ("s", "bb", "e1", "tmp"))
+        for r in range(0, n, step):  # row blocks whose temporaries stay in cache
+            blk = slice(r, min(r + step, n))
+            m = blk.stop - blk.start
+            s, bb, e1, tmp = s[:m], bb[:m], e1[:m], tmp[:m]
+            y1, y2, tb = g1[blk, 2 * o:], g1[blk, o:2 * o], t[blk]
+            y2 += g2[blk, :o]  # exact: both are multiples of one unit, below 2**52 of it
+            tb += g1[blk, :o]
+            tb += g2[blk, o:]
+            # TwoSum(y1, y2) -> s, e1; TwoSum(s, t) -> s2, e2; value = s2 + (e1 + e2).
+            np.add(y1, y2, out=s)
+            np.subtract(s, y1, out=bb)
+            np.subtract(s, bb, out=e1)
+            np.subtract(y1, e1, out=e1)
+            np.subtract(y2, bb, out=bb)
+            e1 += bb
+            s2 = np.add(s, tb, out=y2)
+            np.subtract(s2, s, out=bb)
+            np.subtract(s2, bb, out=tmp)
+            np.subtract(s, tmp, out=s)
+            np.subtract(tb, bb, out=tb)
+            s += tb
+            e1 += s
+            np.add(s2, e1, out=out[blk])
+            bound = np.matmul(stats[blk], self.wbound, out=tmp)
+            np.abs(out[blk], out=s)
+            np.greater(bound, s, out=bad[blk])
         rows = np.flatnonzero(bad.any(axis=1))
         if not rows.size:
             return
@@ -403,6 +424,13 @@ class _ExactConv:
             if self.split is None:
                 self.split = _SplitWeights(self.b)
             out[rows] = _exact_matmul(a, self.split, count=_OZAKI_FIRST + 1)
+
+
+def _buffer_bool(bufs: dict, shape) -> np.ndarray:
+    size = int(np.prod(shape))
+    if "bool" not in bufs or bufs["bool"].size < size:
+        bufs["bool"] = np.empty(size, dtype=bool)
+    return bufs["bool"][:size].reshape(shape)
 
 
 #: `_ExactConv` recomputes the outputs its bound rejects one by one (`_exact_dots`) while

@@ -642,7 +642,8 @@ def _depthwise_exact(xp, w, geo, strides, dilations) -> np.ndarray:
                 out[b, rs] = res.transpose(1, 0, 2).reshape(-1, ow, c, m)
             continue
         for q in range(m):
-            for rs in _row_chunks(oh, ow * c * 8, _DW_BLOCK_BYTES):
+            # Its three partial arrays and three inputs per tap fit a larger block (measured 1.1-1.2x).
+            for rs in _row_chunks(oh, ow * c * 8, 2 * _DW_BLOCK_BYTES):
                 _depthwise_exact_block([v[rs] for v in wins], tiles[q], out[b, rs, :, :, q], bufs)
     idx = np.nonzero(np.abs(out) < bound)  # (b, i, j, k, q) of every output the bound rejects
     for part in _row_chunks(idx[0].size, t * 8 * 16):

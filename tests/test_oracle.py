@@ -155,6 +155,10 @@ STRATEGIES = {
     # image-sliced one with every rejected output's row escalated instead of fixed alone.
     "exact-per-row": dict(_FAST_EXP=-1),
     "exact-rows-escalated-chunked": dict(_FIX_FRACTION=0.0, _CHUNK_BYTES=64),
+    # Float64 depthwise: Dot2 per tap instead of the sliced path, and the sliced path's
+    # per-channel GEMMs at every multiplier with tiny blocks.
+    "exact-dot2-per-tap": dict(_FAST_EXP=-1),
+    "exact-depthwise-gemm-chunked": dict(_DW_GEMM_MIN_M=1, _CHUNK_BYTES=64),
 }
 
 
@@ -634,3 +638,65 @@ def test_exact_dots_are_within_one_ulp_including_the_rational_fallback():
     got = oracle._exact_dots(a, b)
     want = np.array([exact_dot(p, q) for p, q in zip(a, b)])
     assert ulps(got, want).max() <= 1.0, f"{ulps(got, want)} ulps"
+
+
+# ---- the sliced exact depthwise (_depthwise_exact) against exact rationals ----------------
+
+
+def exact_depthwise(x, w, padding):
+    """The correctly rounded exact depthwise (stride 1, no dilation) in rationals."""
+    kh, kw, c, m = w.shape
+    (t, b), (l, r) = padding
+    xp = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+    n, hp, wp, _ = xp.shape
+    out = np.empty((n, hp - kh + 1, wp - kw + 1, c * m))
+    for bi, i, j in np.ndindex(out.shape[:3]):
+        patch = xp[bi, i:i + kh, j:j + kw].reshape(-1, c)
+        for k in range(c):
+            for q in range(m):
+                out[bi, i, j, k * m + q] = exact_dot(patch[:, k], w[:, :, k, q].ravel())
+    return out
+
+
+def adversarial_depthwise(kind, rng, m):
+    x = rng.standard_normal((2, 5, 6, 3))
+    w = rng.standard_normal((3, 3, 3, m))
+    pad = ((1, 1), (1, 1))
+    if kind == "cancellation":  # each channel's one window cancels to 2**-45 of its magnitude
+        pairs = [ill_conditioned(rng, 9, m, cond_log2=45) for _ in range(3)]
+        x = np.stack([p[0] for p in pairs], axis=-1).reshape(1, 3, 3, 3)
+        w = np.stack([p[1] for p in pairs], axis=1).reshape(3, 3, 3, m)
+        pad = ((0, 0), (0, 0))
+    elif kind == "zero-channels-and-rows":  # a dead (all-zero) channel and zero rows
+        x[..., 1] = 0.0
+        x[:, :2] = 0.0
+    elif kind == "wide-exponents":
+        x *= np.exp2(rng.integers(-250, 250, x.shape))
+        w *= np.exp2(rng.integers(-250, 250, w.shape))
+    elif kind == "subnormals":  # outside the fast range: Dot2 per tap
+        x *= 2.0**-1060
+        w = np.round(w * 4)  # keeps the products exact, so Dot2 stays within one ulp
+    elif kind == "k1":  # one tap
+        w = w[:1, :1]
+    return x, w, pad
+
+
+DEPTHWISE_ADVERSARIAL = ["cancellation", "zero-channels-and-rows", "wide-exponents", "subnormals", "k1"]
+
+
+@pytest.mark.parametrize("m", [1, 5])
+@pytest.mark.parametrize("kind", DEPTHWISE_ADVERSARIAL)
+def test_sliced_exact_depthwise_is_within_one_ulp_of_rationals(kind, m):
+    rng = np.random.default_rng(DEPTHWISE_ADVERSARIAL.index(kind))
+    x, w, pad = adversarial_depthwise(kind, rng, m)
+    calls, exact_dots = [], oracle._exact_dots
+    with strategy(dict(_exact_dots=lambda a, b: calls.append(len(a)) or exact_dots(a, b))):
+        got = oracle.depthwise_conv2d(x, w, padding=pad, compensated=True)
+    want = exact_depthwise(x, w, pad)
+    nonzero = want != 0
+    assert ulps(got[nonzero], want[nonzero]).max(initial=0) <= 1.0, f"{kind}: {ulps(got[nonzero], want[nonzero]).max()} ulps"
+    assert np.array_equal(got[~nonzero], want[~nonzero]), f"{kind}: exact zeros must stay zero"
+    if kind == "cancellation":  # the bound rejected those outputs: they were recomputed alone
+        assert sum(calls) > 0
+        plain = oracle.depthwise_conv2d(x, w, padding=pad)
+        assert ulps(plain[nonzero], want[nonzero]).max() > 100  # plain float64 is visibly off

@@ -16,13 +16,21 @@ Invariants
   multipliers >= 4, else per-tap multiply-adds over strided views of the input, block
   by block of output rows (tests/test_oracle.py forces every strategy against a loop
   transcription of the formulas).
-- For float64 inputs `compensated=True` computes conv2d with an Ozaki-style exact matmul
-  (`_exact_matmul`): the operands are split error-free into slices of a few bits whose
-  products and partial sums are exact in float64 GEMMs, the small remainder products are
-  added in float64 and the terms summed with TwoSum; a rigorous per-output error bound
-  decides whether a row needs one more slice, so every output is within one float64 ulp
-  (tests/test_oracle.py checks against exact rationals). Depthwise uses TwoProduct by
-  Dekker splitting and TwoSum (Ogita, Rump & Oishi's Dot2) per tap.
+- For float64 inputs `compensated=True` makes every output within one float64 ulp of the
+  exact result, by Ozaki-style error-free slicing: operands are split into slices of a
+  few bits whose products and partial sums are exact in float64 (in any order, with or
+  without FMA), the small remainder products are added in float64, and a rigorous
+  per-output error bound (never an estimate) decides whether an output is done: one whose
+  bound exceeds 2**-54 of its value is recomputed by a path with more slices, down to
+  exact rationals (`_exact_dots`). Where every nonzero |x| and |w| lies within
+  2**-_FAST_EXP .. 2**_FAST_EXP (so no scaling or product underflows or overflows):
+  conv2d slices each padded image once and runs two slices per operand in three GEMMs
+  (`_ExactConv`); depthwise takes one slice per operand and channel, with the tap sums
+  of slice products exact (`_depthwise_exact`). Elsewhere conv2d uses per-row slices with
+  per-row escalation (`_exact_matmul`; subnormal results may round once more there, as
+  any float64 computation would) and depthwise Dot2 per tap (TwoProduct by Dekker
+  splitting and TwoSum, Ogita, Rump & Oishi). tests/test_oracle.py forces every path
+  against exact rationals, adversarial inputs included.
 - IEEE semantics for NaN and Inf are computed exactly and separately from the finite
   part (BLAS kernels are not trusted with them): an output is NaN when any product is
   NaN (NaN operand, 0 * Inf) or when +Inf and -Inf products meet; otherwise +-Inf when

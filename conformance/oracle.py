@@ -42,6 +42,7 @@ Invariants
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from typing import Iterator, NamedTuple
 
@@ -263,10 +264,10 @@ def _exact_matmul(a: np.ndarray, w: _SplitWeights, count: int | None = None) -> 
     return out
 
 
-#: The image-sliced exact conv2d (`_ExactConv`) needs every nonzero |x| and |w| within
-#: 2**-_FAST_EXP .. 2**_FAST_EXP: then no scaling, slice product or tail product in it
-#: underflows or overflows, so every step is exact or within the rounding its bound counts.
-#: Other data, and the rows its bound rejects, go through the per-row `_exact_matmul`.
+#: The sliced exact paths (`_ExactConv`, `_depthwise_exact`) need every nonzero |x| and |w|
+#: within 2**-_FAST_EXP .. 2**_FAST_EXP: then no scaling, slice product or tail product in
+#: them underflows or overflows, so every step is exact or within the rounding their bound
+#: counts. Other data go through the per-row `_exact_matmul` and Dot2 per tap.
 _FAST_EXP = 300
 
 
@@ -290,9 +291,9 @@ _L2_BYTES = 1 << 17
 class _ExactConv:
     """Exact float64 conv2d of one group, for data in the fast range (`_FAST_EXP`).
 
-    Ozaki's two-slice scheme with the input sliced once per image instead of once per
-    im2col row (every input element appears kh*kw times in im2col): each padded image
-    x = P1 + P2 + Ra (Ozaki's fixed steps from the image's max), the weights
+    Ozaki's two-slice scheme with the input sliced once per band of input rows instead of
+    once per im2col row (every input element appears kh*kw times in im2col): each band of
+    padded input x = P1 + P2 + Ra (Ozaki's fixed steps from the band's max), the weights
     B = B1 + B2 + Rb (steps from each column's max), and with Rb1 = B2 + Rb
 
         A B = P1 B1  +  (P1 B2 + P2 B1)  +  (P1 Rb + P2 Rb1 + Ra B)
@@ -313,9 +314,9 @@ class _ExactConv:
     with its whole row by `_exact_matmul` when a block has many.
     """
 
-    def __init__(self, b: np.ndarray, geo, kernel, strides, dilations):
+    def __init__(self, b: np.ndarray, kernel, strides, dilations):
         k, o = b.shape
-        self.k, self.o, self.geo, self.kernel, self.strides, self.dilations = k, o, geo, kernel, strides, dilations
+        self.k, self.o, self.kernel, self.strides, self.dilations = k, o, kernel, strides, dilations
         self.beta = beta = _slice_bits(2 * k)
         # Slices written straight into W (the weights can be far larger than an image:
         # no temporaries, few passes).
@@ -349,15 +350,21 @@ class _ExactConv:
         # For tests and benchmarks: how many outputs and rows the bound sent on.
         self.outputs_fixed = self.rows_escalated = 0
 
-    def image(self, xg: np.ndarray):
-        """Slice one padded image (Hp, Wp, Cg); returns the slices' window views
+    def band(self, xg: np.ndarray, geo, out: np.ndarray, bufs: dict) -> None:
+        """The output rows `geo` describes (out_h of them) into out (out_h * OW, O), from xg
+        (rows, Wp, Cg): the padded input rows under them, sliced with their own scale (every
+        im2col row lies within one band, so its elements share the scale)."""
+        self.rows(*self.image(xg, geo, bufs), out, bufs)
+
+    def image(self, xg: np.ndarray, geo, bufs: dict):
+        """Slice padded input rows (rows, Wp, Cg); returns the slices' window views
         (3, OH, OW, kh, kw, Cg) and the per-output-pixel bound rows (OH * OW, 4)."""
         beta = self.beta
-        pieces = np.empty((3,) + xg.shape)
+        pieces = _buffer(bufs, "pieces", (3,) + xg.shape)
         p1, p2, ra = pieces
         ax = np.abs(xg, out=ra)
         top = ax.max()
-        pix = np.empty(xg.shape[:2] + (4,))
+        pix = _buffer(bufs, "pix", xg.shape[:2] + (4,))
         pix[..., 0] = ax.sum(axis=-1)
         e = beta - int(np.frexp(top)[1])
         np.multiply(xg, 2.0**e, out=p1)
@@ -371,16 +378,16 @@ class _ExactConv:
         pix[..., 1] = np.abs(p2).sum(axis=-1)
         pix[..., 2] = (pix[..., 0] > 0) * (2.0**(-e - beta) if top > 0 else 0.0)  # |Ra| < 2**(E - 2 beta)
         pix[..., 3] = 0.0
-        pw = _windows(pix[None], self.geo, self.kernel, self.strides, self.dilations)[0]  # (OH, OW, kh, kw, 4)
+        pw = _windows(pix[None], geo, self.kernel, self.strides, self.dilations)[0]  # (OH, OW, kh, kw, 4)
         stats = pw.sum(axis=(2, 3))
         stats[..., 2] = pw[..., 2].max(axis=(2, 3))
         stats[..., 3] = stats[..., 0]
-        return _windows(pieces, self.geo, self.kernel, self.strides, self.dilations), stats.reshape(-1, 4)
+        return _windows(pieces, geo, self.kernel, self.strides, self.dilations), stats.reshape(-1, 4)
 
-    def rows(self, wins, stats, rs: slice, out: np.ndarray, bufs: dict) -> None:
-        """Output rows `rs` of the image into out (rows * OW, O)."""
+    def rows(self, wins, stats, out: np.ndarray, bufs: dict) -> None:
+        """All output rows of the windows (3, OH, OW, kh, kw, Cg) into out (OH * OW, O)."""
         k, o = self.k, self.o
-        sub = wins[:, rs]  # (3, rows, OW, kh, kw, Cg)
+        sub = wins  # (3, rows, OW, kh, kw, Cg)
         n = sub.shape[1] * sub.shape[2]
         buf = _buffer(bufs, "cols", (n, 3 * k))
         np.copyto(buf.reshape(sub.shape[1], sub.shape[2], 3, *sub.shape[3:]), sub.transpose(1, 2, 0, 3, 4, 5))
@@ -388,7 +395,6 @@ class _ExactConv:
         g2 = np.matmul(buf[:, k:2 * k], self.w[:, 2 * o:], out=_buffer(bufs, "g2", (n, 2 * o)))  # P2 [B1 | Rb1]
         t = np.matmul(buf[:, 2 * k:], self.b, out=_buffer(bufs, "t", (n, o)))  # Ra B
         bad = _buffer_bool(bufs, (n, o))
-        stats = stats[rs.start * wins.shape[2]: rs.stop * wins.shape[2]]
         step = max(1, _L2_BYTES // (8 * o))
         s, bb, e1, tmp = (_buffer(bufs, name, (step, o)) for name in ("s", "bb", "e1", "tmp"))
         for r in range(0, n, step):  # row blocks whose temporaries stay in cache
@@ -550,20 +556,21 @@ def _conv2d_im2col(xp, w, geo, strides, dilations, groups, compensated):
     return out
 
 
-def _conv2d_exact_group(xg, wg, geo, kernel, strides, dilations, out):
+def _conv2d_exact_group(xg, wg, geo, kernel, strides, dilations, out) -> None:
     """One group's exact conv2d: xg (N, Hp, Wp, Cg) padded, wg (K, Og), out (N, OH, OW, Og) view."""
-    exact = _ExactConv(wg, geo, kernel, strides, dilations)
+    exact = _ExactConv(wg, kernel, strides, dilations)
     k, og, ow = wg.shape[0], wg.shape[1], geo.out_w
+    step, eff = strides[0], (kernel[0] - 1) * dilations[0] + 1
     bufs: dict = {}
     for b in range(xg.shape[0]):
-        wins, stats = exact.image(xg[b])
-        # About nine (rows, K)-sized arrays at once: the three slices' im2col and the GEMM outputs.
+        # Blocks of output rows, each from the band of input rows under it: memory stays
+        # bounded by the chunk budget (the three slices' im2col and the GEMM outputs).
         for rs in _row_chunks(geo.out_h, ow * (3 * k + 8 * og) * 8):
             rows = rs.stop - rs.start
             res = _buffer(bufs, "out", (rows * ow, og))
-            exact.rows(wins, stats, rs, res, bufs)
+            band = xg[b, rs.start * step: (rs.stop - 1) * step + eff]
+            exact.band(band, dataclasses.replace(geo, out_h=rows), res, bufs)
             out[b, rs] = res.reshape(rows, ow, og)
-    return exact
 
 
 def _depthwise(xp, w, geo, strides, dilations, compensated):

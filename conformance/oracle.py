@@ -303,12 +303,13 @@ class _ExactConv:
     P2 W[:, 2O:] and Ra B - the six GEMMs' flops of two slices in three calls with wider
     operands. P1 B1 and P1 B2 + P2 B1 are exact: every product is an integer multiple of
     one unit per column and the partial sums stay below 2**53 units (beta from 2K), in any
-    order, with or without FMA. The tail is float64, and the three are summed with TwoSum.
-    Rigorous per-output bound, from per-pixel sums of the image slices (no pass over the
-    im2col matrix) and |Ra| < 2**(E - 2 beta), |Rb| < 2**(F - 2 beta), |Rb1| < 2**(F - beta):
+    order, with or without FMA. The tail t is float64, w = fl(P1 B2 + P2 B1 + t) and the
+    result fl(P1 B1 + w) is the one final rounding. Rigorous per-output bound on the error
+    before it, from per-pixel sums of the band's slices (no pass over the im2col matrix)
+    and |Ra| < 2**(E - 2 beta), |Rb| < 2**(F - 2 beta), |Rb1| < 2**(F - beta):
 
         gamma_{K+2} (rowsum|x| colmax|Rb| + rowsum|P2| colmax|Rb1| + rowmax|Ra| colsum|B|)
-            + 32 u**2 rowsum|x| colmax|B|             (the TwoSum cascade's own error)
+            + u |w|                              (w is about 2**-beta of the result)
 
     An output whose bound exceeds 2**-54 |value| is recomputed alone (`_exact_dots`), or
     with its whole row by `_exact_matmul` when a block has many.
@@ -341,10 +342,9 @@ class _ExactConv:
             b2 *= down2
             np.subtract(rb1, b2, out=rb)
         live = colmax > 0
-        c1, c2 = _gamma(k + 2), 32 * _U**2
-        self.wbound = np.stack([c1 * np.where(live, np.ldexp(1.0, f - 2 * beta), 0.0),
-                                c1 * np.where(live, np.ldexp(1.0, f - beta), 0.0),
-                                c1 * colsum, c2 * colmax]) * _safety(k) * 2.0**54
+        c = _gamma(k + 2) * _safety(k) * 2.0**54  # bounds are kept in units of 2**-54
+        self.wbound = np.stack([c * np.where(live, np.ldexp(1.0, f - 2 * beta), 0.0),
+                                c * np.where(live, np.ldexp(1.0, f - beta), 0.0), c * colsum])
         self.b = b
         self.split = None  # the per-row path's weight slices, made when a row needs them
         # For tests and benchmarks: how many outputs and rows the bound sent on.
@@ -358,13 +358,13 @@ class _ExactConv:
 
     def image(self, xg: np.ndarray, geo, bufs: dict):
         """Slice padded input rows (rows, Wp, Cg); returns the slices' window views
-        (3, OH, OW, kh, kw, Cg) and the per-output-pixel bound rows (OH * OW, 4)."""
+        (3, OH, OW, kh, kw, Cg) and the per-output-pixel bound rows (OH * OW, 3)."""
         beta = self.beta
         pieces = _buffer(bufs, "pieces", (3,) + xg.shape)
         p1, p2, ra = pieces
         ax = np.abs(xg, out=ra)
         top = ax.max()
-        pix = _buffer(bufs, "pix", xg.shape[:2] + (4,))
+        pix = _buffer(bufs, "pix", xg.shape[:2] + (3,))
         pix[..., 0] = ax.sum(axis=-1)
         e = beta - int(np.frexp(top)[1])
         np.multiply(xg, 2.0**e, out=p1)
@@ -377,12 +377,10 @@ class _ExactConv:
         ra -= p2
         pix[..., 1] = np.abs(p2).sum(axis=-1)
         pix[..., 2] = (pix[..., 0] > 0) * (2.0**(-e - beta) if top > 0 else 0.0)  # |Ra| < 2**(E - 2 beta)
-        pix[..., 3] = 0.0
-        pw = _windows(pix[None], geo, self.kernel, self.strides, self.dilations)[0]  # (OH, OW, kh, kw, 4)
+        pw = _windows(pix[None], geo, self.kernel, self.strides, self.dilations)[0]  # (OH, OW, kh, kw, 3)
         stats = pw.sum(axis=(2, 3))
         stats[..., 2] = pw[..., 2].max(axis=(2, 3))
-        stats[..., 3] = stats[..., 0]
-        return _windows(pieces, geo, self.kernel, self.strides, self.dilations), stats.reshape(-1, 4)
+        return _windows(pieces, geo, self.kernel, self.strides, self.dilations), stats.reshape(-1, 3)
 
     def rows(self, wins, stats, out: np.ndarray, bufs: dict) -> None:
         """All output rows of the windows (3, OH, OW, kh, kw, Cg) into out (OH * OW, O)."""
@@ -396,33 +394,19 @@ class _ExactConv:
         t = np.matmul(buf[:, 2 * k:], self.b, out=_buffer(bufs, "t", (n, o)))  # Ra B
         bad = _buffer_bool(bufs, (n, o))
         step = max(1, _L2_BYTES // (8 * o))
-        s, bb, e1, tmp = (_buffer(bufs, name, (step, o)) for name in ("s", "bb", "e1", "tmp"))
+        bound, tmp = (_buffer(bufs, name, (step, o)) for name in ("bound", "tmp"))
         for r in range(0, n, step):  # row blocks whose temporaries stay in cache
             blk = slice(r, min(r + step, n))
-            m = blk.stop - blk.start
-            s, bb, e1, tmp = s[:m], bb[:m], e1[:m], tmp[:m]
+            bound, tmp = bound[:blk.stop - r], tmp[:blk.stop - r]
             y1, y2, tb = g1[blk, 2 * o:], g1[blk, o:2 * o], t[blk]
             y2 += g2[blk, :o]  # exact: both are multiples of one unit, below 2**52 of it
             tb += g1[blk, :o]
             tb += g2[blk, o:]
-            # TwoSum(y1, y2) -> s, e1; TwoSum(s, t) -> s2, e2; value = s2 + (e1 + e2).
-            np.add(y1, y2, out=s)
-            np.subtract(s, y1, out=bb)
-            np.subtract(s, bb, out=e1)
-            np.subtract(y1, e1, out=e1)
-            np.subtract(y2, bb, out=bb)
-            e1 += bb
-            s2 = np.add(s, tb, out=y2)
-            np.subtract(s2, s, out=bb)
-            np.subtract(s2, bb, out=tmp)
-            np.subtract(s, tmp, out=s)
-            np.subtract(tb, bb, out=tb)
-            s += tb
-            e1 += s
-            np.add(s2, e1, out=out[blk])
-            bound = np.matmul(stats[blk], self.wbound, out=tmp)
-            np.abs(out[blk], out=s)
-            np.greater(bound, s, out=bad[blk])
+            tb += y2  # w = fl(y2 + t): off by at most u |w|, counted below
+            np.add(y1, tb, out=out[blk])  # the one final rounding of y1 + w
+            np.matmul(stats[blk], self.wbound, out=bound)
+            bound += np.abs(tb, out=tmp) * _SUM_ERROR
+            np.greater(bound, np.abs(out[blk], out=tmp), out=bad[blk])
         rows = np.flatnonzero(bad.any(axis=1))
         if not rows.size:
             return
@@ -438,6 +422,10 @@ class _ExactConv:
             if self.split is None:
                 self.split = _SplitWeights(self.b)
             out[rows] = _exact_matmul(a, self.split, count=_OZAKI_FIRST + 1)
+
+
+#: u |w| in the bound's units of 2**-54 (with the margin for computing it).
+_SUM_ERROR = 2.0 * (1 + 4 * _U)
 
 
 def _buffer_bool(bufs: dict, shape) -> np.ndarray:

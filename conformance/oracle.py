@@ -660,11 +660,14 @@ def _split1(a: np.ndarray, axes, beta: int):
     """a = p + r error-free: p holds multiples of 2**(E - beta) below 2**E, with 2**E above
     max |a| over `axes` (exact in the fast range). Returns p, r, max |a| and 2**(E - beta),
     which bounds |r| (a truncation's remainder is below one unit), reduced over `axes`."""
-    top = np.abs(a).max(axis=axes)
+    p, r = np.empty_like(a), np.empty_like(a)  # no other temporaries: the input can be large
+    top = np.abs(a, out=r).max(axis=axes)
     e = beta - np.frexp(top)[1]
-    p = np.trunc(a * np.ldexp(1.0, e))
+    np.multiply(a, np.ldexp(1.0, e), out=p)
+    np.trunc(p, out=p)
     p *= np.ldexp(1.0, -e)
-    return p, a - p, top, np.where(top > 0, np.ldexp(1.0, -e), 0.0)
+    np.subtract(a, p, out=r)
+    return p, r, top, np.where(top > 0, np.ldexp(1.0, -e), 0.0)
 
 
 def _depthwise_exact_block(wins, tiles, out, bufs):

@@ -10,8 +10,8 @@ For a few realistic layer shapes (conv2d and depthwise), times
   float16 and bfloat16 case uses),
 - `oracle.reference` (value + magnitude: what a run actually computes per case),
 - the exact float64 path that float64 cases use (`compensated=True`: Ozaki-style slices,
-  for conv2d two per operand in three float64 GEMMs, sliced once per image; for depthwise
-  one per operand and channel),
+  for conv2d two per operand in three float64 GEMMs, the input sliced once per band of
+  rows; for depthwise one per operand and channel),
 - Dot2 (TwoProduct + TwoSum): for conv2d over the same im2col matrix, timed once (the
   path the Ozaki one replaced); for depthwise per tap (the exact path before this one,
   still used outside the sliced paths' exponent range),
@@ -20,8 +20,9 @@ For a few realistic layer shapes (conv2d and depthwise), times
   ceiling an im2col + GEMM oracle can reach on this machine),
 and prints a Markdown table of GFLOP/s (2 flops per multiply-add; padded taps count) and
 the ratios. Targets: conv2d >= 1x torch and >= 50% of the GEMM ceiling; depthwise >=
-0.5x torch; the exact float64 conv2d >= 25% of the ceiling. Timings are the best of `--repeat` round-robin runs (the machine may be
-shared: load from elsewhere then hits every column alike).
+0.5x torch (value and exact); the exact float64 conv2d >= 25% of the ceiling. Timings
+are the best of `--repeat` round-robin runs (the machine may be shared: load from
+elsewhere then hits every column alike).
 torch is imported here, never by the engine.
 """
 

@@ -230,7 +230,7 @@ def _exact_matmul(a: np.ndarray, w: _SplitWeights, count: int | None = None) -> 
 
     and an output whose bound exceeds 2**-54 |value| (so that with the final rounding the
     error could pass one ulp) has its row recomputed with one more slice, up to
-    `_OZAKI_MAX` (where remainders are exhausted the tail is exactly zero). Subnormal
+    `_OZAKI_MAX`, beyond which it is computed in exact rationals. Subnormal
     results may round once more in the scaling (ldexp), as any float64 computation would.
     """
     m, k = a.shape
@@ -257,7 +257,12 @@ def _exact_matmul(a: np.ndarray, w: _SplitWeights, count: int | None = None) -> 
         tail_mass = sum(np.abs(sa[i][2]).sum(axis=1, keepdims=True) * rest_max[count - 1 - i] for i in range(count))
         bound = (_gamma(k + count + 1) * (tail_mass + np.abs(ra).max(axis=1, keepdims=True) * w.colsum)
                  + _gamma(len(terms) + 1) ** 2 * mass) * _safety(k)
-        bad = (bound > 2.0**-54 * np.abs(value)).any(axis=1) if count < _OZAKI_MAX else np.zeros(rows.size, bool)
+        rejected = bound > 2.0**-54 * np.abs(value)
+        if count >= _OZAKI_MAX:  # beyond what slices resolve: those outputs in exact rationals
+            for i, j in zip(*np.nonzero(rejected)):
+                value[i, j] = _rational_dot(sub[i], w.b[:, j])
+            rejected[...] = False
+        bad = rejected.any(axis=1)
         keep = ~bad
         out[rows[keep]] = value[keep]
         rows, count = rows[bad], count + 1
@@ -476,8 +481,14 @@ def _exact_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         out[idx[ok]] = value[ok]
         idx, count = idx[~ok], count + 1
     for r in idx:  # beyond what slices resolve: exact rational arithmetic
-        out[r] = float(sum(Fraction(float(p)) * Fraction(float(q)) for p, q in zip(a[r], b[r])))
+        out[r] = _rational_dot(a[r], b[r])
     return out
+
+
+def _rational_dot(a: np.ndarray, b: np.ndarray) -> float:
+    """The correctly rounded dot product of two float64 vectors, in exact rationals (slow:
+    only for the rare outputs whose cancellation no slice count resolves)."""
+    return float(sum(Fraction(float(p)) * Fraction(float(q)) for p, q in zip(a, b)))
 
 
 def _buffer(bufs: dict, name: str, shape) -> np.ndarray:

@@ -589,8 +589,13 @@ def adversarial(kind, rng):
         xv, wv = ill_conditioned(rng, 9 * 7, 4, cond_log2=60)
         x, w, pad = xv.reshape(1, 3, 3, 7), wv.reshape(3, 3, 7, 4), ((0, 0), (0, 0))
     elif kind == "deep-cancellation":  # beyond what slices resolve: the rational fallback
-        xv, wv = ill_conditioned(rng, 9 * 7, 4, cond_log2=140)
-        x, w, pad = xv.reshape(1, 3, 3, 7), wv.reshape(3, 3, 7, 4), ((0, 0), (0, 0))
+        # The cancelling pairs above plus a pair 2**180 times larger that cancels exactly:
+        # the result is about 2**-240 of the magnitude.
+        xv, wv = ill_conditioned(rng, 9 * 7 - 2, 4, cond_log2=60)
+        big_x, big_w = rng.standard_normal() * 2.0**90, rng.standard_normal(4) * 2.0**90
+        xv, wv = np.concatenate([xv, [big_x, big_x]]), np.vstack([wv, big_w, -big_w])
+        order = rng.permutation(9 * 7)
+        x, w, pad = xv[order].reshape(1, 3, 3, 7), wv[order].reshape(3, 3, 7, 4), ((0, 0), (0, 0))
     elif kind == "zero-rows":  # whole im2col rows of zeros, and one all-zero image
         x = np.concatenate([x, np.zeros_like(x)])
         x[0, :, :3] = 0.0
@@ -606,6 +611,14 @@ def adversarial(kind, rng):
     return x, w, pad
 
 
+@contextlib.contextmanager
+def counting_rational_dots():
+    """Yields a list with one entry per output the oracle computed in exact rationals."""
+    calls, rational = [], oracle._rational_dot
+    with strategy(dict(_rational_dot=lambda a, b: calls.append(1) or rational(a, b))):
+        yield calls
+
+
 ADVERSARIAL = ["cancellation", "deep-cancellation", "zero-rows", "wide-exponents", "subnormals", "k1",
                "k-beyond-16384"]
 
@@ -616,10 +629,12 @@ def test_image_sliced_exact_conv2d_is_within_one_ulp_of_rationals(kind, fix):
     rng = np.random.default_rng(ADVERSARIAL.index(kind))
     x, w, pad = adversarial(kind, rng)
     knobs = dict(_FIX_FRACTION=1.0 if fix == "per-output" else 0.0)
-    with strategy(knobs), counting_exact_convs() as made:
+    with strategy(knobs), counting_exact_convs() as made, counting_rational_dots() as rational:
         got = oracle.conv2d(x, w, padding=pad, compensated=True)
     want = exact_conv(x, w, pad)
     assert np.isfinite(want).all()
+    if kind == "deep-cancellation":  # what no slice count resolves went to rationals
+        assert rational
     exact = want != 0
     assert ulps(got[exact], want[exact]).max(initial=0) <= 1.0, f"{kind}: {ulps(got[exact], want[exact]).max()} ulps"
     assert np.array_equal(got[~exact], want[~exact]), f"{kind}: exact zeros must stay zero"
@@ -632,12 +647,16 @@ def test_image_sliced_exact_conv2d_is_within_one_ulp_of_rationals(kind, fix):
 
 def test_exact_dots_are_within_one_ulp_including_the_rational_fallback():
     rng = np.random.default_rng(21)
-    pairs = [ill_conditioned(rng, 301, 1, cond_log2=c) for c in (0, 30, 60, 90, 150)]
+    pairs = [ill_conditioned(rng, 301, 1, cond_log2=c) for c in (0, 30, 60, 60)]
     a = np.stack([p[0] for p in pairs])
     b = np.stack([p[1][:, 0] for p in pairs])
-    got = oracle._exact_dots(a, b)
+    # The last pair also holds two terms 2**180 times larger that cancel exactly.
+    a[-1, :2], b[-1, :2] = 2.0**90, np.array([1.0, -1.0]) * 2.0**90 * rng.standard_normal()
+    with counting_rational_dots() as rational:
+        got = oracle._exact_dots(a, b)
     want = np.array([exact_dot(p, q) for p, q in zip(a, b)])
     assert ulps(got, want).max() <= 1.0, f"{ulps(got, want)} ulps"
+    assert len(rational) == 1  # only that cancellation needs rationals
 
 
 # ---- the sliced exact depthwise (_depthwise_exact) against exact rationals ----------------
@@ -700,3 +719,19 @@ def test_sliced_exact_depthwise_is_within_one_ulp_of_rationals(kind, m):
         assert sum(calls) > 0
         plain = oracle.depthwise_conv2d(x, w, padding=pad)
         assert ulps(plain[nonzero], want[nonzero]).max() > 100  # plain float64 is visibly off
+
+
+@pytest.mark.parametrize("kind", ["cancellation", "deep-cancellation", "subnormals", "k-beyond-16384"])
+def test_per_row_exact_conv2d_is_within_one_ulp_of_rationals(kind):
+    # The per-row path (the only one outside the fast range), forced on data in it too.
+    rng = np.random.default_rng(ADVERSARIAL.index(kind))
+    x, w, pad = adversarial(kind, rng)
+    with strategy(dict(_FAST_EXP=-1)), counting_exact_convs() as made, counting_rational_dots() as rational:
+        got = oracle.conv2d(x, w, padding=pad, compensated=True)
+    want = exact_conv(x, w, pad)
+    exact = want != 0
+    assert not made
+    if kind == "deep-cancellation":
+        assert rational
+    assert ulps(got[exact], want[exact]).max(initial=0) <= 1.0, f"{kind}: {ulps(got[exact], want[exact]).max()} ulps"
+    assert np.array_equal(got[~exact], want[~exact])

@@ -355,14 +355,10 @@ class _ExactConv:
         # For tests and benchmarks: how many outputs and rows the bound sent on.
         self.outputs_fixed = self.rows_escalated = 0
 
-    def band(self, xg: np.ndarray, geo, out: np.ndarray, bufs: dict) -> None:
-        """The output rows `geo` describes (out_h of them) into out (out_h * OW, O), from xg
-        (rows, Wp, Cg): the padded input rows under them, sliced with their own scale (every
-        im2col row lies within one band, so its elements share the scale)."""
-        self.rows(*self.image(xg, geo, bufs), out, bufs)
-
     def image(self, xg: np.ndarray, geo, bufs: dict):
-        """Slice padded input rows (rows, Wp, Cg); returns the slices' window views
+        """Slice a band of padded input rows (rows, Wp, Cg), the rows under the out_h output
+        rows of `geo`, with the band's own scale (every im2col row lies within one band, so
+        its elements share the scale); returns the slices' window views
         (3, OH, OW, kh, kw, Cg) and the per-output-pixel bound rows (OH * OW, 3)."""
         beta = self.beta
         pieces = _buffer(bufs, "pieces", (3,) + xg.shape)
@@ -560,16 +556,29 @@ def _conv2d_exact_group(xg, wg, geo, kernel, strides, dilations, out) -> None:
     exact = _ExactConv(wg, kernel, strides, dilations)
     k, og, ow = wg.shape[0], wg.shape[1], geo.out_w
     step, eff = strides[0], (kernel[0] - 1) * dilations[0] + 1
+    in_row = 3 * xg.shape[2] * xg.shape[3] * 8  # bytes of one input row's three slices
+    # Bands of output rows, each sliced once from the input rows under it: the whole image
+    # while its slices fit _EXACT_BAND_BYTES, else as many rows as fit (at least a chunk's;
+    # a band re-slices the rows it shares with the next, costly with large dilations).
+    chunk = next(iter(_row_chunks(geo.out_h, ow * (3 * k + 8 * og) * 8))).stop
+    band_rows = max(chunk, (_EXACT_BAND_BYTES // in_row - (eff - step)) // step)
     bufs: dict = {}
     for b in range(xg.shape[0]):
-        # Blocks of output rows, each from the band of input rows under it: memory stays
-        # bounded by the chunk budget (the three slices' im2col and the GEMM outputs).
-        for rs in _row_chunks(geo.out_h, ow * (3 * k + 8 * og) * 8):
-            rows = rs.stop - rs.start
-            res = _buffer(bufs, "out", (rows * ow, og))
-            band = xg[b, rs.start * step: (rs.stop - 1) * step + eff]
-            exact.band(band, dataclasses.replace(geo, out_h=rows), res, bufs)
-            out[b, rs] = res.reshape(rows, ow, og)
+        for band in _row_chunks(geo.out_h, 1, band_rows):
+            x_band = xg[b, band.start * step: (band.stop - 1) * step + eff]
+            wins, stats = exact.image(x_band, dataclasses.replace(geo, out_h=band.stop - band.start), bufs)
+            # Blocks of output rows within the band: the three slices' im2col and the GEMM
+            # outputs stay within the chunk budget.
+            for rs in _row_chunks(band.stop - band.start, 1, chunk):
+                rows = rs.stop - rs.start
+                res = _buffer(bufs, "out", (rows * ow, og))
+                exact.rows(wins[:, rs], stats[rs.start * ow: rs.stop * ow], res, bufs)
+                out[b, band.start + rs.start: band.start + rs.stop] = res.reshape(rows, ow, og)
+
+
+#: The exact conv2d slices at most this many bytes of input at once (three slices of a
+#: band of padded input rows; the per-row path it replaced held about as much).
+_EXACT_BAND_BYTES = 8 * _CHUNK_BYTES
 
 
 def _depthwise(xp, w, geo, strides, dilations, compensated):

@@ -155,6 +155,7 @@ STRATEGIES = {
     # image-sliced one with every rejected output's row escalated instead of fixed alone.
     "exact-per-row": dict(_FAST_EXP=-1),
     "exact-rows-escalated-chunked": dict(_FIX_FRACTION=0.0, _CHUNK_BYTES=64),
+    "exact-one-row-bands": dict(_EXACT_BAND_BYTES=1, _CHUNK_BYTES=64),
     # Float64 depthwise: Dot2 per tap instead of the sliced path, and the sliced path's
     # per-channel GEMMs at every multiplier with tiny blocks.
     "exact-dot2-per-tap": dict(_FAST_EXP=-1),

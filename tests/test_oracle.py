@@ -9,7 +9,10 @@ Pinned here:
   order q*C + k, the SAME odd pixel on top/left, a flipped or transposed kernel, swapped
   strides) give different numbers;
 - the compensated float64 path against exact rational arithmetic (within 1 ulp) on
-  ill-conditioned data where plain BLAS summation is visibly worse;
+  ill-conditioned data where plain BLAS summation is visibly worse, every exact path
+  (sliced conv2d and depthwise, per-row matmul, Dot2, per-output and per-row fix-ups, the
+  rational fallback) forced on adversarial inputs: cancellation, huge and tiny exponents,
+  subnormals, zero rows, channels and images, K = 1 and K > 16,384;
 - IEEE NaN/Inf semantics, including the padded-zero-times-Inf alternative.
 """
 

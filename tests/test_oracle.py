@@ -9,7 +9,10 @@ Pinned here:
   order q*C + k, the SAME odd pixel on top/left, a flipped or transposed kernel, swapped
   strides) give different numbers;
 - the compensated float64 path against exact rational arithmetic (within 1 ulp) on
-  ill-conditioned data where plain BLAS summation is visibly worse;
+  ill-conditioned data where plain BLAS summation is visibly worse, every exact path
+  (sliced conv2d and depthwise, per-row matmul, Dot2, per-output and per-row fix-ups, the
+  rational fallback) forced on adversarial inputs: cancellation, huge and tiny exponents,
+  subnormals, zero rows, channels and images, K = 1 and K > 16,384;
 - IEEE NaN/Inf semantics, including the padded-zero-times-Inf alternative.
 """
 
@@ -151,6 +154,15 @@ STRATEGIES = {
     "im2col-chunked": dict(_CHUNK_BYTES=64),
     "depthwise-gemm-chunked": dict(_DW_GEMM_MIN_M=1, _CHUNK_BYTES=64),
     "depthwise-taps-blocked": dict(_DW_GEMM_MIN_M=10**9, _DW_BLOCK_BYTES=64),
+    # Float64 conv2d: the per-row exact matmul instead of the image-sliced one, and the
+    # image-sliced one with every rejected output's row escalated instead of fixed alone.
+    "exact-per-row": dict(_FAST_EXP=-1),
+    "exact-rows-escalated-chunked": dict(_FIX_FRACTION=0.0, _CHUNK_BYTES=64),
+    "exact-one-row-bands": dict(_EXACT_BAND_BYTES=1, _CHUNK_BYTES=64),
+    # Float64 depthwise: Dot2 per tap instead of the sliced path, and the sliced path's
+    # per-channel GEMMs at every multiplier with tiny blocks.
+    "exact-dot2-per-tap": dict(_FAST_EXP=-1),
+    "exact-depthwise-gemm-chunked": dict(_DW_GEMM_MIN_M=1, _CHUNK_BYTES=64),
 }
 
 
@@ -540,3 +552,190 @@ def test_magnitude_is_infinite_where_the_value_is_not_finite():
     assert np.isinf(ref.magnitude).all()
     ref = oracle.reference(case, line([1.0, 2.0, 3.0]), taps([1.0, -2.0]))
     assert ref.magnitude.ravel().tolist() == [5.0, 8.0]
+
+
+# ---- the image-sliced exact conv2d (_ExactConv) against exact rationals --------------------
+
+
+def exact_conv(x, w, padding):
+    """The correctly rounded exact conv2d (stride 1, no dilation, groups 1) in rationals."""
+    kh, kw, c, o = w.shape
+    (t, b), (l, r) = padding
+    xp = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+    n, hp, wp, _ = xp.shape
+    oh, ow = hp - kh + 1, wp - kw + 1
+    cols = np.stack([xp[bi, i:i + kh, j:j + kw].ravel() for bi in range(n) for i in range(oh) for j in range(ow)])
+    return exact_matmul(cols, w.reshape(-1, o)).reshape(n, oh, ow, o)
+
+
+@contextlib.contextmanager
+def counting_exact_convs():
+    """Yields a list that collects every _ExactConv the oracle builds (to see which path ran)."""
+    made, init = [], oracle._ExactConv.__init__
+
+    def record(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    oracle._ExactConv.__init__ = record
+    try:
+        yield made
+    finally:
+        oracle._ExactConv.__init__ = init
+
+
+def adversarial(kind, rng):
+    """(x, w, padding) for one adversarial float64 conv2d."""
+    x = rng.standard_normal((1, 5, 6, 7))
+    w = rng.standard_normal((3, 3, 7, 4))
+    pad = ((1, 1), (1, 1))
+    if kind == "cancellation":  # every output of one pixel cancels to 2**-60 of its magnitude
+        xv, wv = ill_conditioned(rng, 9 * 7, 4, cond_log2=60)
+        x, w, pad = xv.reshape(1, 3, 3, 7), wv.reshape(3, 3, 7, 4), ((0, 0), (0, 0))
+    elif kind == "deep-cancellation":  # beyond what slices resolve: the rational fallback
+        # The cancelling pairs above plus a pair 2**180 times larger that cancels exactly:
+        # the result is about 2**-240 of the magnitude.
+        xv, wv = ill_conditioned(rng, 9 * 7 - 2, 4, cond_log2=60)
+        big_x, big_w = rng.standard_normal() * 2.0**90, rng.standard_normal(4) * 2.0**90
+        xv, wv = np.concatenate([xv, [big_x, big_x]]), np.vstack([wv, big_w, -big_w])
+        order = rng.permutation(9 * 7)
+        x, w, pad = xv[order].reshape(1, 3, 3, 7), wv[order].reshape(3, 3, 7, 4), ((0, 0), (0, 0))
+    elif kind == "zero-rows":  # whole im2col rows of zeros, and one all-zero image
+        x = np.concatenate([x, np.zeros_like(x)])
+        x[0, :, :3] = 0.0
+    elif kind == "wide-exponents":  # within the fast range, far from the image's max
+        x *= np.exp2(rng.integers(-250, 250, x.shape))
+        w *= np.exp2(rng.integers(-250, 250, w.shape))
+    elif kind == "subnormals":  # outside the fast range: the per-row path
+        x *= 2.0**-1060
+    elif kind == "k1":  # K = 1: 1x1 kernel over one channel
+        x, w, pad = x[..., :1], rng.standard_normal((1, 1, 1, 3)), ((0, 0), (0, 0))
+    elif kind == "k-beyond-16384":  # K = 16,390: beta below the 2**53 limit's edge
+        x, w, pad = rng.standard_normal((1, 1, 1, 16390)), rng.standard_normal((1, 1, 16390, 2)), ((0, 0), (0, 0))
+    return x, w, pad
+
+
+@contextlib.contextmanager
+def counting_rational_dots():
+    """Yields a list with one entry per output the oracle computed in exact rationals."""
+    calls, rational = [], oracle._rational_dot
+    with strategy(dict(_rational_dot=lambda a, b: calls.append(1) or rational(a, b))):
+        yield calls
+
+
+ADVERSARIAL = ["cancellation", "deep-cancellation", "zero-rows", "wide-exponents", "subnormals", "k1",
+               "k-beyond-16384"]
+
+
+@pytest.mark.parametrize("fix", ["per-output", "per-row"])
+@pytest.mark.parametrize("kind", ADVERSARIAL)
+def test_image_sliced_exact_conv2d_is_within_one_ulp_of_rationals(kind, fix):
+    rng = np.random.default_rng(ADVERSARIAL.index(kind))
+    x, w, pad = adversarial(kind, rng)
+    knobs = dict(_FIX_FRACTION=1.0 if fix == "per-output" else 0.0)
+    with strategy(knobs), counting_exact_convs() as made, counting_rational_dots() as rational:
+        got = oracle.conv2d(x, w, padding=pad, compensated=True)
+    want = exact_conv(x, w, pad)
+    assert np.isfinite(want).all()
+    if kind == "deep-cancellation":  # what no slice count resolves went to rationals
+        assert rational
+    exact = want != 0
+    assert ulps(got[exact], want[exact]).max(initial=0) <= 1.0, f"{kind}: {ulps(got[exact], want[exact]).max()} ulps"
+    assert np.array_equal(got[~exact], want[~exact]), f"{kind}: exact zeros must stay zero"
+    # The image-sliced path ran on everything within its exponent range, and only there.
+    assert bool(made) == (kind != "subnormals")
+    if kind in ("cancellation", "deep-cancellation"):  # the bound rejected outputs: they were recomputed
+        assert sum(e.outputs_fixed + e.rows_escalated for e in made) > 0
+        assert ulps(oracle.conv2d(x, w, padding=pad)[exact], want[exact]).max() > 1000  # plain BLAS is visibly off
+
+
+def test_exact_dots_are_within_one_ulp_including_the_rational_fallback():
+    rng = np.random.default_rng(21)
+    pairs = [ill_conditioned(rng, 301, 1, cond_log2=c) for c in (0, 30, 60, 60)]
+    a = np.stack([p[0] for p in pairs])
+    b = np.stack([p[1][:, 0] for p in pairs])
+    # The last pair also holds two terms 2**180 times larger that cancel exactly.
+    a[-1, :2], b[-1, :2] = 2.0**90, np.array([1.0, -1.0]) * 2.0**90 * rng.standard_normal()
+    with counting_rational_dots() as rational:
+        got = oracle._exact_dots(a, b)
+    want = np.array([exact_dot(p, q) for p, q in zip(a, b)])
+    assert ulps(got, want).max() <= 1.0, f"{ulps(got, want)} ulps"
+    assert len(rational) == 1  # only that cancellation needs rationals
+
+
+# ---- the sliced exact depthwise (_depthwise_exact) against exact rationals ----------------
+
+
+def exact_depthwise(x, w, padding):
+    """The correctly rounded exact depthwise (stride 1, no dilation) in rationals."""
+    kh, kw, c, m = w.shape
+    (t, b), (l, r) = padding
+    xp = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+    n, hp, wp, _ = xp.shape
+    out = np.empty((n, hp - kh + 1, wp - kw + 1, c * m))
+    for bi, i, j in np.ndindex(out.shape[:3]):
+        patch = xp[bi, i:i + kh, j:j + kw].reshape(-1, c)
+        for k in range(c):
+            for q in range(m):
+                out[bi, i, j, k * m + q] = exact_dot(patch[:, k], w[:, :, k, q].ravel())
+    return out
+
+
+def adversarial_depthwise(kind, rng, m):
+    x = rng.standard_normal((2, 5, 6, 3))
+    w = rng.standard_normal((3, 3, 3, m))
+    pad = ((1, 1), (1, 1))
+    if kind == "cancellation":  # each channel's one window cancels to 2**-45 of its magnitude
+        pairs = [ill_conditioned(rng, 9, m, cond_log2=45) for _ in range(3)]
+        x = np.stack([p[0] for p in pairs], axis=-1).reshape(1, 3, 3, 3)
+        w = np.stack([p[1] for p in pairs], axis=1).reshape(3, 3, 3, m)
+        pad = ((0, 0), (0, 0))
+    elif kind == "zero-channels-and-rows":  # a dead (all-zero) channel and zero rows
+        x[..., 1] = 0.0
+        x[:, :2] = 0.0
+    elif kind == "wide-exponents":
+        x *= np.exp2(rng.integers(-250, 250, x.shape))
+        w *= np.exp2(rng.integers(-250, 250, w.shape))
+    elif kind == "subnormals":  # outside the fast range: Dot2 per tap
+        x *= 2.0**-1060
+        w = np.round(w * 4)  # keeps the products exact, so Dot2 stays within one ulp
+    elif kind == "k1":  # one tap
+        w = w[:1, :1]
+    return x, w, pad
+
+
+DEPTHWISE_ADVERSARIAL = ["cancellation", "zero-channels-and-rows", "wide-exponents", "subnormals", "k1"]
+
+
+@pytest.mark.parametrize("m", [1, 5])
+@pytest.mark.parametrize("kind", DEPTHWISE_ADVERSARIAL)
+def test_sliced_exact_depthwise_is_within_one_ulp_of_rationals(kind, m):
+    rng = np.random.default_rng(DEPTHWISE_ADVERSARIAL.index(kind))
+    x, w, pad = adversarial_depthwise(kind, rng, m)
+    calls, exact_dots = [], oracle._exact_dots
+    with strategy(dict(_exact_dots=lambda a, b: calls.append(len(a)) or exact_dots(a, b))):
+        got = oracle.depthwise_conv2d(x, w, padding=pad, compensated=True)
+    want = exact_depthwise(x, w, pad)
+    nonzero = want != 0
+    assert ulps(got[nonzero], want[nonzero]).max(initial=0) <= 1.0, f"{kind}: {ulps(got[nonzero], want[nonzero]).max()} ulps"
+    assert np.array_equal(got[~nonzero], want[~nonzero]), f"{kind}: exact zeros must stay zero"
+    if kind == "cancellation":  # the bound rejected those outputs: they were recomputed alone
+        assert sum(calls) > 0
+        plain = oracle.depthwise_conv2d(x, w, padding=pad)
+        assert ulps(plain[nonzero], want[nonzero]).max() > 100  # plain float64 is visibly off
+
+
+@pytest.mark.parametrize("kind", ["cancellation", "deep-cancellation", "subnormals", "k-beyond-16384"])
+def test_per_row_exact_conv2d_is_within_one_ulp_of_rationals(kind):
+    # The per-row path (the only one outside the fast range), forced on data in it too.
+    rng = np.random.default_rng(ADVERSARIAL.index(kind))
+    x, w, pad = adversarial(kind, rng)
+    with strategy(dict(_FAST_EXP=-1)), counting_exact_convs() as made, counting_rational_dots() as rational:
+        got = oracle.conv2d(x, w, padding=pad, compensated=True)
+    want = exact_conv(x, w, pad)
+    exact = want != 0
+    assert not made
+    if kind == "deep-cancellation":
+        assert rational
+    assert ulps(got[exact], want[exact]).max(initial=0) <= 1.0, f"{kind}: {ulps(got[exact], want[exact]).max()} ulps"
+    assert np.array_equal(got[~exact], want[~exact])

@@ -643,11 +643,11 @@ class OutLock:
             self.fh = None
 
 
-def _clear_previous(out: Path, force: bool) -> list[str]:
-    """Remove what an earlier run generated in `out` (pages, repro scripts, junit, results,
-    logs) so the new run's index links everything there is and nothing else. Returns what
-    was removed. Only a directory that holds a results.json/jsonl is treated as a run's;
-    a non-empty directory that does not look like one is refused without `force`."""
+def _previous_run(out: Path, force: bool) -> list[Path]:
+    """What an earlier run generated in `out` (pages, repro scripts, junit, results, logs),
+    which the new run replaces, so that its index links everything there is and nothing
+    else. Only a directory that holds a results.json/jsonl is treated as a run's; a
+    non-empty directory that does not look like one is refused without `force`."""
     if not out.is_dir():
         return []
     entries = [p for p in out.iterdir() if p.name != ".conformance.lock"]
@@ -664,9 +664,14 @@ def _clear_previous(out: Path, force: bool) -> list[str]:
         raise UsageError(f"--out {out}: expected an empty directory or an earlier run's, received a directory with "
                          f"{len(entries)} other entries (e.g. {sorted(p.name for p in entries if not generated(p))[0]!r}); pass --force "
                          f"to write there anyway")
+    return [p for p in sorted(entries) if generated(p)]
+
+
+def _remove(paths: list[Path]) -> list[str]:
+    """Remove files and directories; their names (directories with a slash)."""
     removed = []
-    for p in sorted(entries):
-        if not generated(p):
+    for p in paths:
+        if not p.exists():
             continue
         if p.is_dir():
             shutil.rmtree(p)
@@ -697,10 +702,10 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
     resumed = _resume_state(cfg)
     header_before, previous = resumed if resumed else ({}, None)
     out_stream = stream or sys.stderr
-    if previous is None:
-        removed = _clear_previous(cfg.out, cfg.force)
-        if removed and not cfg.quiet:
-            out_stream.write(f"conformance: removed the previous run's {', '.join(removed)} from {cfg.out}\n")
+    # An earlier run's results and pages go only once every backend has loaded: a backend
+    # named wrongly (LoadError) must not cost them. Its logs go now: the workers write theirs.
+    doomed = _previous_run(cfg.out, cfg.force) if previous is None else []
+    removed = _remove([p for p in doomed if p.name == "logs"])
     cfg.out.mkdir(parents=True, exist_ok=True)
     started = header_before.get("started") or _now()
     wall_before = sum(float(s.get("wall_s") or 0) for s in header_before.get("sessions", []))
@@ -733,6 +738,9 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
             if cfg.named and b.load_error is not None:
                 refused = True
                 raise LoadError(b.spec, load_reason(b.spec, b.load_error))
+        removed += _remove([p for p in doomed if p.name != "logs"])
+        if removed and not cfg.quiet:
+            out_stream.write(f"conformance: removed the previous run's {', '.join(removed)} from {cfg.out}\n")
         startup_s = time.monotonic() - t_start
         names = [b.name for b in backends]
         for b in backends:  # two specs that load the same adapter name would share records

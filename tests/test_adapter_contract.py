@@ -164,8 +164,9 @@ def test_bad_builtin_parameters_are_refused_clearly(spec, complaint, monkeypatch
     assert complaint in str(err.value)
 
 
-def test_an_unknown_parameterised_backend_on_the_cli_exits_2():
-    code, err = run_cli("run", "--backend", "torch[memory=diagonal]", "--cases", "smoke", "--no-report")
+def test_an_unknown_parameterised_backend_on_the_cli_exits_2(tmp_path):
+    code, err = run_cli("run", "--backend", "torch[memory=diagonal]", "--cases", "smoke", "--no-report",
+                        "--out", str(tmp_path / "out"))
     assert code == 2
 
 

@@ -61,7 +61,8 @@ def test_the_summary_table_counts_statuses_per_backend(tmp_path, cases):
     (["merge", "/nonexistent/results.json"], "/nonexistent/results.json: cannot read results"),
 ], ids=["unknown-backend", "missing-case-file", "unknown-selector", "shard-zero", "shard-beyond", "shard-text",
         "negative-timeout", "unknown-option", "unknown-command", "merge-missing-file"])
-def test_bad_usage_exits_2_with_one_line(argv, needle):
+def test_bad_usage_exits_2_with_one_line(argv, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default --out is ./reports: never the checkout's
     code, err = run_cli(*argv)
     assert code == 2
     assert needle in _one_error_line(err)
@@ -111,6 +112,17 @@ def test_a_named_adapter_that_cannot_be_loaded_leaves_no_results(tmp_path, cases
     written = sorted(p.name for p in out.iterdir()) if out.exists() else []
     written = [w for w in written if w != ".conformance.lock"]  # the --out lock (pid inside) stays
     assert written in ([], ["logs"]), f"expected nothing but the worker logs in {out}, received {written}"
+
+
+def test_a_named_adapter_that_cannot_be_loaded_keeps_the_previous_runs_results_and_pages(tmp_path, cases):
+    out = tmp_path / "out"
+    assert run_cli("run", "--backend", "numpy", "--cases", str(cases), "--out", str(out))[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".conformance.lock"}
+    assert "results.json" in before and "index.html" in before
+    code, _ = run_cli("run", "--backend", "numpy", "--adapter", adapter("FailsToImport"), "--cases", str(cases),
+                      "--out", str(out))
+    assert code == 2  # a typo in a backend's name costs nothing already there
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".conformance.lock"} == before
 
 
 # ---- summary ------------------------------------------------------------------------------

@@ -642,8 +642,8 @@ def test_image_sliced_exact_conv2d_is_within_one_ulp_of_rationals(kind, fix):
     exact = want != 0
     assert ulps(got[exact], want[exact]).max(initial=0) <= 1.0, f"{kind}: {ulps(got[exact], want[exact]).max()} ulps"
     assert np.array_equal(got[~exact], want[~exact]), f"{kind}: exact zeros must stay zero"
-    # The image-sliced path ran on everything within its exponent range, and only there.
-    assert bool(made) == (kind != "subnormals")
+    # The image-sliced path ran on everything within its exponent range with K > 16, and only there.
+    assert bool(made) == (kind not in ("subnormals", "k1"))
     if kind in ("cancellation", "deep-cancellation"):  # the bound rejected outputs: they were recomputed
         assert sum(e.outputs_fixed + e.rows_escalated for e in made) > 0
         assert ulps(oracle.conv2d(x, w, padding=pad)[exact], want[exact]).max() > 1000  # plain BLAS is visibly off

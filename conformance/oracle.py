@@ -96,6 +96,16 @@ def _two_sum(a, b):
     return s, (a - (s - bb)) + (b - bb)
 
 
+def _sum2(terms: list) -> tuple:
+    """Sum2 of same-shape arrays (TwoSum, the errors added in float64): (value, sum of |terms|)."""
+    acc, comp, mass = terms[0], np.zeros_like(terms[0]), np.abs(terms[0])
+    for t in terms[1:]:
+        acc, e = _two_sum(acc, t)
+        comp += e
+        mass += np.abs(t)
+    return acc + comp, mass
+
+
 _SPLITTER = 134217729.0  # 2**27 + 1
 
 
@@ -247,12 +257,7 @@ def _exact_matmul(a: np.ndarray, w: _SplitWeights, count: int | None = None) -> 
         tail = ra @ w.b
         for i in range(count):
             tail += sa[i][2] @ rests[count - 1 - i]
-        acc, comp, mass = terms[0], np.zeros_like(terms[0]), np.abs(terms[0])
-        for t in terms[1:] + [tail]:
-            acc, e = _two_sum(acc, t)
-            comp += e
-            mass += np.abs(t)
-        value = acc + comp
+        value, mass = _sum2(terms + [tail])
         # Tail term i is bounded by rowsum|A_i| colmax|Rb_{s+1-i}|: each about 2**-(s beta).
         tail_mass = sum(np.abs(sa[i][2]).sum(axis=1, keepdims=True) * rest_max[count - 1 - i] for i in range(count))
         bound = (_gamma(k + count + 1) * (tail_mass + np.abs(ra).max(axis=1, keepdims=True) * w.colsum)
@@ -464,12 +469,7 @@ def _exact_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         tail = (ra * b[idx]).sum(axis=1)
         for i in range(count):
             tail += (sa[i][2] * rests[count - 1 - i]).sum(axis=1)
-        acc, comp, mass = terms[0], np.zeros_like(terms[0]), np.abs(terms[0])
-        for t in terms[1:] + [tail]:
-            acc, e = _two_sum(acc, t)
-            comp += e
-            mass += np.abs(t)
-        value = acc + comp
+        value, mass = _sum2(terms + [tail])
         tail_mass = sum(np.abs(sa[i][2]).sum(axis=1) * np.abs(rests[count - 1 - i]).max(axis=1) for i in range(count))
         bound = (_gamma(k + count + 1) * (tail_mass + np.abs(ra).max(axis=1) * np.abs(b[idx]).sum(axis=1))
                  + _gamma(len(terms) + 1) ** 2 * mass) * _safety(k)

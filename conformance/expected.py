@@ -320,13 +320,10 @@ def audit(entries: list[Entry], records: list[dict[str, Any]],
     """
     from .fingerprint import facts as facts_of
 
-    from .compare import kind_possible
-    from .spec import Case
-
     fps = fingerprints or {}
     cache: dict[Any, dict[str, Any]] = {}
     fixed, used, explaining, gated, testable = [], set(), set(), set(), set()
-    cases: dict[str, Case | None] = {}
+    cases: dict[str, Any] = {}  # case id -> its Case (None: unreadable), for `_could_show`
     for rec in records:
         fid = rec.get("fingerprint")
         if fid not in cache:
@@ -339,16 +336,7 @@ def audit(entries: list[Entry], records: list[dict[str, Any]],
                     gated.add(entry.index)
                 continue
             used.add(entry.index)
-            if entry.index not in testable and entry.kinds is not None:
-                cid = rec["case_id"]
-                if cid not in cases:
-                    try:
-                        cases[cid] = Case.from_dict(rec["case"])
-                    except Exception:  # a record without a readable case: assume anything could show
-                        cases[cid] = None
-                if cases[cid] is None or any(kind_possible(k, cases[cid]) for k in entry.kinds):
-                    testable.add(entry.index)
-            elif entry.kinds is None:
+            if entry.index not in testable and (entry.kinds is None or _could_show(entry.kinds, rec, cases)):
                 testable.add(entry.index)
             if entry.explains(rec, facts) or (rec.get("known") or {}).get("manifest_entry") == entry.index:
                 explaining.add(entry.index)
@@ -364,6 +352,21 @@ def audit(entries: list[Entry], records: list[dict[str, Any]],
     untested = [e.index for e in entries if e.index in used and e.index not in testable and e.index not in explaining]
     return {"fixed": fixed, "unmatched": unmatched, "not_applicable": [i for i in unmatched if i in gated],
             "untested": untested}
+
+
+def _could_show(kinds: tuple[str, ...], rec: dict[str, Any], cases: dict[str, Any]) -> bool:
+    """Could the record's case show one of `kinds` at all (`compare.kind_possible`)? Its
+    Case is parsed once into `cases`; a record without a readable case could show anything."""
+    from .compare import kind_possible
+    from .spec import Case
+
+    cid = rec["case_id"]
+    if cid not in cases:
+        try:
+            cases[cid] = Case.from_dict(rec["case"])
+        except Exception:
+            cases[cid] = None
+    return cases[cid] is None or any(kind_possible(k, cases[cid]) for k in kinds)
 
 
 def baseline_diff(baseline: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:

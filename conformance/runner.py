@@ -770,11 +770,12 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
         ctx = _Context(cfg, entries, writer, progress, new_records, referee, fingerprints)
         for b in backends:
             ctx.note_fingerprint(b)
-        for i, case in enumerate(cases):
+        runnable = [c for c in cases if any((c.id, b.name) not in done for b in backends)]
+        following = dict(zip((c.id for c in runnable), runnable[1:]))  # what `_send_ahead` may send
+        for case in cases:
             todo = [b for b in backends if (case.id, b.name) not in done]
-            nxt = next((c for c in cases[i + 1:] if any((c.id, b.name) not in done for b in backends)), None)
             if todo:
-                _run_case(ctx, case, todo, nxt, done)
+                _run_case(ctx, case, todo, following.get(case.id), done)
             progress.case_done()
         cases_s = time.monotonic() - progress.t0
         progress.draw(final=True)
@@ -865,25 +866,26 @@ class _Context:
         return fingerprint_mod.facts(self.fingerprints.get(rec.get("fingerprint") or ""))
 
 
-def _refused(ctx: _Context, case: Case) -> bool:
-    return bool(ctx.cfg.max_memory) and memory_estimate(case) > ctx.cfg.max_memory
+def _over_memory(ctx: _Context, case: Case) -> int | None:
+    """The referee's estimated bytes for `case` where they pass --max-memory, else None."""
+    needs = memory_estimate(case)
+    return needs if ctx.cfg.max_memory and needs > ctx.cfg.max_memory else None
 
 
-def _send_ahead(ctx: _Context, b: Backend, case: Case | None, done: set) -> None:
+def _send_ahead(ctx: _Context, b: Backend, case: Case, done: set) -> None:
     """Send `b` its next case now, so that it computes while the other backends' outputs of
     this case are judged (one case ahead at most; the next `_run_case` takes the reply)."""
-    if case is None or (case.id, b.name) in done or _refused(ctx, case) or not b.ensure():
+    if (case.id, b.name) in done or _over_memory(ctx, case) is not None or not b.ensure():
         return
     ctx.note_fingerprint(b)
     b.worker.send(("run", case.to_dict()))
     b.ahead = (case.id, time.monotonic() + ctx.cfg.timeout)
 
 
-def _run_case(ctx: _Context, case: Case, todo: list[Backend], nxt: Case | None = None,
-              done: set | None = None) -> None:
+def _run_case(ctx: _Context, case: Case, todo: list[Backend], nxt: Case | None, done: set) -> None:
     """Every backend of `todo` on `case`; each gets `nxt` as soon as its record is written."""
-    if _refused(ctx, case):
-        needs = memory_estimate(case)
+    needs = _over_memory(ctx, case)
+    if needs is not None:
         # Refused before anything runs: judging it could take the machine's memory.
         msg = (f"needs an estimated {_gib(needs)} to judge (oracle and comparison), over --max-memory "
                f"{_gib(ctx.cfg.max_memory)}; raise --max-memory to run it")
@@ -925,7 +927,7 @@ def _run_case(ctx: _Context, case: Case, todo: list[Backend], nxt: Case | None =
         _emit(ctx, rec)
         ctx.progress.draw()
         if isinstance(reply, tuple) and nxt is not None:
-            _send_ahead(ctx, b, nxt, done or set())
+            _send_ahead(ctx, b, nxt, done)
 
 
 def _emit(ctx: _Context, rec: dict[str, Any]) -> None:

@@ -33,22 +33,14 @@ from typing import Any
 def serve(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from conformance import runner
-    from conformance.spec import Case
-    from conformance.worker import _watch_parent, error_dict
+    from conformance.worker import _watch_parent, error_dict, requests
 
     import os
 
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     conn.send(("ready", {"name": "referee", "version": "", "device": "cpu"}))
     current: tuple[str, Any] | None = None  # (case id, Oracle or the error computing it)
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg[0] == "stop":
-            return
-        case = Case.from_dict(msg[1])
+    for msg, case in requests(conn):
         if current is None or current[0] != case.id:
             current = None  # free the previous case's arrays before building the next
             try:

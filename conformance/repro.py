@@ -607,10 +607,19 @@ def written_message(path: str, case_id: str, backend: str, outcome) -> str:
     return f"{case_id} raises on {backend} here, so python {path} fails with that exception ({outcome.message})"
 
 
-def run(args: argparse.Namespace) -> int:
-    """0: script (and report) written; 2: unknown case or backend, or a case too large to inline."""
+def load_backend(spec: str) -> Any:
+    """The adapter `--backend SPEC` names, or None after saying why on stderr (exit 2)."""
     from .adapters.registry import load
 
+    try:
+        return load(spec)
+    except ValueError as exc:
+        print(f"conformance repro: --backend: {exc}", file=sys.stderr)
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """0: script (and report) written; 2: unknown case or backend, or a case too large to inline."""
     if args.finding:
         from .short_repro import run_finding
 
@@ -624,10 +633,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"conformance repro: {exc}", file=sys.stderr)
         return 2
-    try:
-        adapter = load(args.backend)
-    except ValueError as exc:
-        print(f"conformance repro: --backend: {exc}", file=sys.stderr)
+    adapter = load_backend(args.backend)
+    if adapter is None:
         return 2
     try:
         script = make_script(case, adapter, spec=args.backend, precision=args.precision)

@@ -226,8 +226,8 @@ def run_finding(args: Any) -> int:
     import sys
     from pathlib import Path
 
-    from .adapters.registry import load
     from .findings import items
+    from .repro import load_backend
     from .results import ResultsError, load as load_results
 
     try:
@@ -235,10 +235,8 @@ def run_finding(args: Any) -> int:
     except ResultsError as exc:
         print(f"conformance repro: --results: {exc}", file=sys.stderr)
         return 2
-    try:
-        adapter = load(args.backend)
-    except ValueError as exc:
-        print(f"conformance repro: --backend: {exc}", file=sys.stderr)
+    adapter = load_backend(args.backend)
+    if adapter is None:
         return 2
     found = [f for f in items(run) if f["id"] == args.finding]
     if not found:

@@ -85,6 +85,19 @@ def serve(conn: Connection, spec: str) -> None:
         info["fingerprint"] = {"error": f"{type(exc).__name__}: {exc}"}
     conn.send(("ready", info))
 
+    for msg, case in requests(conn):
+        if msg[0] == "repro":
+            conn.send(_repro(case, adapter, *msg[2:]))
+            continue
+        if msg[0] == "short_repro":
+            conn.send(_short_repro(case, adapter, msg[2]))
+            continue
+        conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run"))))
+
+
+def requests(conn: Connection):
+    """(message, its Case) for each request of the parent, until it says stop or goes away
+    (the worker's and the referee's serving loops)."""
     from conformance.spec import Case
 
     while True:
@@ -94,14 +107,7 @@ def serve(conn: Connection, spec: str) -> None:
             return
         if msg[0] == "stop":
             return
-        case = Case.from_dict(msg[1])
-        if msg[0] == "repro":
-            conn.send(_repro(case, adapter, *msg[2:]))
-            continue
-        if msg[0] == "short_repro":
-            conn.send(_short_repro(case, adapter, msg[2]))
-            continue
-        conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run"))))
+        yield msg, Case.from_dict(msg[1])
 
 
 def answer(adapter: Any, case: Any, inputs: Any = None, on_run: Any = None) -> tuple:

@@ -9,8 +9,10 @@ from conformance.cases.strategies import INVALID_KINDS, cases, invalid_cases, va
 
 # Every health check on: a strategy that discarded examples would fail `filter_too_much`.
 FAST = settings(max_examples=30, deadline=None, database=None, suppress_health_check=[])
-# `find` without the example database, so minimal examples are recomputed every time.
-NO_DB = settings(database=None, max_examples=200)
+# `find` without the example database, so minimal examples are recomputed every time. No
+# deadline and a generous example count: on a loaded CI worker a rare condition (float16
+# with a bias is about 1 in 8 draws) once went unfound, and the test failed for no fault.
+NO_DB = settings(database=None, max_examples=1000, deadline=None)
 
 
 @FAST

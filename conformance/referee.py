@@ -9,7 +9,10 @@ Invariants
 - The helper is `python -m conformance.referee FD`, a fresh interpreter; it imports no
   framework (only the engine's NumPy modules).
 - It keeps the oracle of one case at a time (the current one), computed once when the
-  case is dispatched, while the backends compute, and shared by every backend's record.
+  case is dispatched, while the backends compute, and shared by every backend's record;
+  with it the case's verdicts, so that a backend whose output is bitwise identical to
+  another's (TensorFlow's variants and Keras, torch's layouts) costs no second comparison
+  or diagnosis (`verdict.judge`'s memo).
 - Verdicts are exactly `runner.judge` + `runner.diagnose_into`, called here instead of in
   the run's process: the record that comes back is the record the run writes.
 - A deadline passed or a helper that dies becomes that (case, backend)'s `timeout` or
@@ -40,9 +43,11 @@ def serve(conn: Connection) -> None:
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     conn.send(("ready", {"name": "referee", "version": "", "device": "cpu"}))
     current: tuple[str, Any] | None = None  # (case id, Oracle or the error computing it)
+    memo: dict = {}  # the current case's verdicts and diagnoses, by output (verdict.output_key)
     for msg, case in requests(conn):
         if current is None or current[0] != case.id:
             current = None  # free the previous case's arrays before building the next
+            memo = {}
             try:
                 current = (case.id, runner.oracle_for(case))
             except Exception as exc:
@@ -54,9 +59,9 @@ def serve(conn: Connection) -> None:
         try:
             if isinstance(oracle, Exception):
                 raise oracle
-            rec, y = runner.judge(case, backend, info, reply, oracle, timeout, precision)
+            rec, y = runner.judge(case, backend, info, reply, oracle, timeout, precision, memo)
             if diagnose and rec["status"] == "diverge":
-                runner.diagnose_into(rec, case, y, oracle)
+                runner.diagnose_into(rec, case, y, oracle, memo)
         except Exception as exc:
             conn.send(("failed", error_dict(exc)))
             continue

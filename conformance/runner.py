@@ -41,6 +41,7 @@ Invariants
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -195,8 +196,10 @@ def oracle_for(case: Case) -> Oracle:
 
 
 def judge(case: Case, backend: str, info: dict[str, Any], reply: Any, oracle: Oracle | None,
-          timeout: float, precision: str = tolerance.DEFAULT_PRECISION) -> tuple[dict[str, Any], Any]:
+          timeout: float, precision: str = tolerance.DEFAULT_PRECISION,
+          memo: dict | None = None) -> tuple[dict[str, Any], Any]:
     """(record, output or None) for one worker reply (or the WorkerDied / WorkerTimeout raised).
+    `memo`: the case's verdicts so far (`verdict.judge`), kept by the caller for one case.
 
     A thin caller of `verdict.judge`, which decides the status and kind; only a crash and a
     timeout, which exist only in worker processes, are recorded here.
@@ -219,23 +222,32 @@ def judge(case: Case, backend: str, info: dict[str, Any], reply: Any, oracle: Or
         rec.update(status="timeout",
                    message=f"no result within {timeout:g} s{inside}; the worker was killed and restarted")
         return rec, None
-    v = verdict.judge(case, reply, oracle.ref if oracle else None, oracle.inputs if oracle else None, precision)
+    v = verdict.judge(case, reply, oracle.ref if oracle else None, oracle.inputs if oracle else None, precision,
+                      memo)
     rec.update(v.fields())
     rec["time"]["backend_s"] = v.backend_s
     rec["time"]["compare_s"] = v.compare_s
     return rec, (reply[1] if reply[0] == "output" else None)
 
 
-def diagnose_into(rec: dict[str, Any], case: Case, y: Any, oracle: Oracle) -> None:
-    """Add a diagnosis to a divergence's record (it never changes the status or the kind)."""
+def diagnose_into(rec: dict[str, Any], case: Case, y: Any, oracle: Oracle, memo: dict | None = None) -> None:
+    """Add a diagnosis to a divergence's record (it never changes the status or the kind).
+    `memo` (as for `judge`): a bitwise-identical output of the case gets the same diagnosis."""
     if y is None or not case.is_valid:
         return
+    precision = rec.get("precision") or tolerance.DEFAULT_PRECISION
+    key = verdict.output_key(y, precision) if memo is not None else None
+    if key is not None and ("diagnosis", key) in memo:
+        rec["diagnosis"] = copy.deepcopy(memo["diagnosis", key])
+        return
     try:
-        d = diagnose(case, np.asarray(y), oracle.inputs, rec.get("precision") or tolerance.DEFAULT_PRECISION)
+        d = diagnose(case, np.asarray(y), oracle.inputs, precision)
     except Exception as exc:  # a diagnosis failure must not lose the verdict
         rec["notes"].append(f"diagnosis failed: {type(exc).__name__}: {exc}")
         return
     rec["diagnosis"] = _safe(d.to_dict())
+    if key is not None:
+        memo["diagnosis", key] = copy.deepcopy(rec["diagnosis"])
 
 
 # ---- backends -------------------------------------------------------------------------

@@ -18,13 +18,19 @@ Invariants
   (a crash or a timeout exists only in worker processes: the runner records those).
 - Every field is plain JSON-safe data except `comparison`, the `compare.Comparison`
   itself, for in-process callers.
+- The verdict is a function of (case, output, reference, contract) alone. A caller that
+  judges several backends on one case may pass a `memo` (a dict it keeps for that case
+  only): an output bitwise identical to one judged before (same dtype, shape and bytes,
+  same contract) gets that verdict again, with its own backend time, its own adapter
+  notes and compare_s 0, instead of a second comparison.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -75,10 +81,19 @@ def safe(obj: Any) -> Any:
     return obj
 
 
+def output_key(y: Any, precision: str) -> tuple | None:
+    """What makes two outputs of one case judge alike: contract, dtype, shape and every byte
+    (None for an output that is not a plain NumPy array)."""
+    if not isinstance(y, np.ndarray) or y.dtype.hasobject:
+        return None
+    digest = hashlib.blake2b(np.ascontiguousarray(y).view(np.uint8).reshape(-1), digest_size=20).digest()
+    return (precision, y.dtype.str, y.shape, digest)
+
+
 def judge(case: Case, reply: tuple, ref: Any, inputs: Any,
-          precision: str = tolerance.DEFAULT_PRECISION) -> Verdict:
+          precision: str = tolerance.DEFAULT_PRECISION, memo: dict | None = None) -> Verdict:
     """The verdict on one reply. `ref` is the oracle's Reference (None for an invalid case),
-    `inputs` the (x, filters, bias) the backend was given."""
+    `inputs` the (x, filters, bias) the backend was given; `memo`: see the invariants."""
     tolerance.check_precision(precision)
     tag = reply[0]
     if tag == "unsupported":
@@ -96,11 +111,18 @@ def judge(case: Case, reply: tuple, ref: Any, inputs: Any,
     if tag != "output":
         raise ValueError(f"reply: expected unsupported, adapter_error, raised or output, received {tag!r}")
     y, backend_s, notes = reply[1], reply[2], list(reply[3])
+    key = output_key(y, precision) if memo is not None else None
+    if key is not None and key in memo:
+        seen = memo[key]
+        return replace(seen, backend_s=backend_s, compare_s=0.0, notes=notes + list(seen.comparison.notes))
     t0 = time.perf_counter()
     cmp = compare(case, y, ref, inputs, precision) if case.is_valid else compare(case, y, None, precision=precision)
     compare_s = time.perf_counter() - t0
-    return Verdict("pass" if cmp.passed else "diverge", cmp.kind, cmp.message, precision, cmp,
-                   backend_s=backend_s, compare_s=compare_s, notes=notes + list(cmp.notes))
+    v = Verdict("pass" if cmp.passed else "diverge", cmp.kind, cmp.message, precision, cmp,
+                backend_s=backend_s, compare_s=compare_s, notes=notes + list(cmp.notes))
+    if key is not None:
+        memo[key] = v
+    return v
 
 
 def judge_adapter(case: Case, adapter: Any, precision: str = tolerance.DEFAULT_PRECISION):

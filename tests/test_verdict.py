@@ -163,3 +163,54 @@ def test_the_precision_profile_is_in_results_console_and_every_page(tmp_path):
     for page in ("index.html", "own-accumulation.html"):
         html = (tmp_path / page).read_text()
         assert "Precision profile" in html and "consistent with" in html and "run precision" in html
+
+
+def test_bitwise_identical_outputs_share_one_verdict_and_nothing_else(tmp_path):
+    """In a run, a backend whose output equals another's byte for byte gets that verdict and
+    diagnosis (compare_s 0) with its own identity and time; a different output is judged anew."""
+    specs = [_spec("adapters_for_tests.py", "Faithful"), _spec("adapters_for_tests.py", "Misbehaving"),
+             _spec("adapters_for_tests.py", "OffByOne")]
+    cases = [Case(**BASE, name="ok-a"), Case(**dict(BASE, height=7), name="wrong-b")]
+    cfg = runner.RunConfig(specs=specs, out=tmp_path, report=False, minimise=False, quiet=True, named=True)
+    recs = {(r["case"]["name"], r["backend"]): r for r in runner.execute(cfg, cases).run["records"]}
+    verdict_fields = ("status", "kind", "message", "figures", "worst", "heatmap", "channel_errors", "diagnosis",
+                      "precision_met")
+
+    def same(a, b):
+        return all(a[k] == b[k] for k in verdict_fields)
+
+    # ok-a: faithful == misbehaving (both the oracle's float32), off-by-one differs.
+    first, second, other = recs["ok-a", "faithful"], recs["ok-a", "misbehaving"], recs["ok-a", "off-by-one"]
+    assert first["status"] == "pass" and same(first, second) and second["time"]["compare_s"] == 0.0
+    assert first["time"]["compare_s"] > 0 and second["time"]["backend_s"] is not None
+    assert other["status"] == "diverge" and other["time"]["compare_s"] > 0 and other["diagnosis"]
+    # wrong-b: misbehaving adds 1, as off-by-one does: one divergence, judged and diagnosed once.
+    wrong, twin = recs["wrong-b", "misbehaving"], recs["wrong-b", "off-by-one"]
+    assert wrong["status"] == "diverge" and wrong["diagnosis"] and same(wrong, twin)
+    assert twin["time"]["compare_s"] == 0.0 and wrong["time"]["compare_s"] > 0
+    assert (twin["backend"], twin["backend_version"]) == ("off-by-one", "1.2.0")
+    assert recs["wrong-b", "faithful"]["status"] == "pass"
+
+
+def test_the_verdict_memo_tells_outputs_apart_by_every_byte():
+    import numpy as np
+
+    from conformance import verdict
+    from conformance.inputs import make_inputs
+    from conformance.oracle import convolve, reference
+
+    case = Case(**BASE)
+    inputs = make_inputs(case)
+    ref = reference(case, *inputs)
+    y = convolve(case, *inputs).astype(np.float32)
+    memo: dict = {}
+    a = verdict.judge(case, ("output", y, 0.1, ["mine"]), ref, inputs, memo=memo)
+    bumped = y.copy()
+    bumped.flat[7] = np.nextafter(bumped.flat[7], np.float32(np.inf))
+    b = verdict.judge(case, ("output", bumped, 0.2, []), ref, inputs, memo=memo)
+    c = verdict.judge(case, ("output", y.copy(), 0.3, ["theirs"]), ref, inputs, memo=memo)
+    d = verdict.judge(case, ("output", y, 0.4, []), ref, inputs, precision="any", memo=memo)
+    assert len(memo) == 3 and b.compare_s > 0 and d.compare_s > 0  # a new byte or contract: judged anew
+    assert c.compare_s == 0.0 and c.comparison is a.comparison and c.backend_s == 0.3
+    assert c.notes == ["theirs"] + list(a.comparison.notes) and a.notes[0] == "mine"
+    assert b.comparison.figures != a.comparison.figures

@@ -225,6 +225,13 @@ class LoadFailed(RuntimeError):
         super().__init__(f"backend {spec!r} could not be loaded: {error['type']}: {error['message']}")
 
 
+#: How idle thread pools wait, in every worker and the referee unless the user's environment
+#: says otherwise: a backend's threads sleep instead of spinning between cases, since a run's
+#: backends share the cores and a spinning pool takes CPU from all the others. Waiting is
+#: scheduling only: no kernel choice or arithmetic depends on it.
+WAIT_POLICY = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
+
+
 class Worker:
     """The parent's handle on one worker process (start, ask, kill, restart)."""
 
@@ -254,7 +261,7 @@ class Worker:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", self.module, str(child_sock.fileno()), self.spec],
                 pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                cwd=os.getcwd())
+                cwd=os.getcwd(), env={**WAIT_POLICY, **os.environ})
         finally:
             log.close()
             child_sock.close()

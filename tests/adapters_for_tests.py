@@ -213,3 +213,12 @@ class FingerprintRaises(Faithful):
 
     def fingerprint(self) -> dict:
         raise RuntimeError("no environment here")
+
+
+class SaysWaitPolicy(Faithful):
+    """Faithful; its version is the thread wait policy its process was started with."""
+
+    name = "says-wait-policy"
+
+    def version(self) -> str:
+        return f"{os.environ.get('OMP_WAIT_POLICY')}/{os.environ.get('OPENBLAS_THREAD_TIMEOUT')}"

@@ -333,3 +333,20 @@ def test_no_minimise_leaves_divergences_as_they_are(tmp_path):
             "--no-report", "--quiet", "--no-minimise")
     (rec,) = json.loads((tmp_path / "o" / "results.json").read_text())["records"]
     assert rec["status"] == "diverge" and rec["minimised"] is None
+
+
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_workers_idle_threads_sleep_unless_the_user_chose_a_wait_policy(tmp_path, monkeypatch, preset):
+    """15 backends share the cores: a worker's thread pools sleep between cases (OpenMP
+    passive, OpenBLAS's shortest spin), but a policy the user exported is kept."""
+    if preset is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    cases = case_file(tmp_path / "cases.yaml", ["ok-a"])
+    code, err = run_cli("run", "--adapter", adapter("SaysWaitPolicy"), "--cases", str(cases),
+                        "--out", str(tmp_path / "out"), "--no-report")
+    run = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert code == 0, err
+    assert run["records"][0]["backend_version"] == f"{preset or 'PASSIVE'}/4"

@@ -290,7 +290,7 @@ def _blocked_pass(case: Case, y: np.ndarray, ref: Reference, precision: str):
         sigma = tolerance.error_sigma(case, r.value, r.norm) if r.norm is not None else None
         m = _maxima(case, yb, r, e, limit, sigma)
         acc = m if acc is None else _merge(acc, m)
-        bn, bt = tolerance.rounding_counts(yb, r.value)
+        bn, bt = tolerance.rounding_counts(case, yb, r)
         n, t = n + bn, t + bt
     met = chain[0] if not need_met else (None if met_at is None else chain[met_at])
     return _figures_of(case, acc), met, tolerance.bias_z_of(case, n, t)

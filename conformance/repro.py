@@ -343,7 +343,7 @@ if ok:
     print("OK: within tolerance")
     sys.exit(0)
 if why == "bias":
-    z = rounding_bias_z(PARAMS, y64, ref)
+    z = rounding_bias_z(PARAMS, y64, ref, unbiased)
     print(f"DIVERGES: every element within its limit, but the inexact ones round "
           f"{{'toward' if z > 0 else 'away from'}} zero far beyond chance (sign test z = {{z:.1f}}, "
           f"|z| > {{PARAMS['bias_z']:g}})")

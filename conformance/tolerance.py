@@ -151,7 +151,8 @@ THRESHOLD_CAP = 100.0
 #: An element whose error exceeds this many standard deviations of a correct sum's
 #: rounding error (`error_sigma`) diverges.
 SIGMA_LIMIT = 12.0
-#: |z| above this on the toward-zero sign test is a rounding bias (p < 1e-8 under round-to-nearest).
+#: |z| above this on the toward-zero sign test (against the correctly rounded result,
+#: `_rule.rounding_bias_z`) is a rounding bias (p < 1e-8 under round-to-nearest).
 BIAS_Z = 6.0
 #: Fewer inexact elements than this make no sign test.
 BIAS_MIN_ELEMENTS = 32
@@ -292,12 +293,13 @@ def within_tolerance(case: Case, y: np.ndarray, ref, precision: str = DEFAULT_PR
 
 def rounding_bias_z(case: Case, y: np.ndarray, ref) -> float | None:
     """The sign test's z on the inexact elements (see `_rule.rounding_bias_z`)."""
-    return _rule.rounding_bias_z(rule_params(case), y, ref.value)
+    return _rule.rounding_bias_z(rule_params(case), y, ref.value, ref.unbiased)
 
 
-def rounding_counts(y: np.ndarray, value: np.ndarray) -> tuple[int, int]:
-    """The sign test's counts: inexact elements, and how many are rounded toward zero."""
-    return _rule.rounding_counts(y, value)
+def rounding_counts(case: Case, y: np.ndarray, ref) -> tuple[int, int]:
+    """The sign test's counts: the elements no correct rounding gives, and how many of them
+    lie toward zero (`_rule.rounding_counts`)."""
+    return _rule.rounding_counts(rule_params(case), y, ref.value, ref.unbiased)
 
 
 def bias_z_of(case: Case, n: int, t: int) -> float | None:

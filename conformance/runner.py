@@ -655,6 +655,11 @@ class OutLock:
             self.fh = None
 
 
+#: Files that keep an empty directory in version control: a directory holding only these is
+#: empty to `--out` (the checkout's own reports/ has a .gitkeep), and they are left alone.
+PLACEHOLDERS = (".gitkeep", ".keep", ".gitignore")
+
+
 def _previous_run(out: Path, force: bool) -> list[Path]:
     """What an earlier run generated in `out` (pages, repro scripts, junit, results, logs),
     which the new run replaces, so that its index links everything there is and nothing
@@ -662,7 +667,7 @@ def _previous_run(out: Path, force: bool) -> list[Path]:
     non-empty directory that does not look like one is refused without `force`."""
     if not out.is_dir():
         return []
-    entries = [p for p in out.iterdir() if p.name != ".conformance.lock"]
+    entries = [p for p in out.iterdir() if p.name != ".conformance.lock" and p.name not in PLACEHOLDERS]
     if not entries:
         return []
 

@@ -202,6 +202,23 @@ def test_a_non_empty_out_that_holds_no_run_is_refused_without_force(tmp_path):
     assert run_cli(*base, "--force")[0] == 0 and (out / "thesis.tex").read_text() == "precious"
 
 
+def test_the_checkouts_own_reports_directory_with_its_gitkeep_is_an_empty_out(tmp_path):
+    """The README's first command runs into ./reports of a fresh clone, which holds only
+    the tracked reports/.gitkeep: that is an empty --out (it exited 2 before), twice over,
+    and the placeholder stays."""
+    repo_reports = Path(__file__).resolve().parent.parent / "reports"
+    assert (repo_reports / ".gitkeep").is_file()  # what a fresh clone's reports/ holds
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / ".gitkeep").write_text("")
+    cases = case_file(tmp_path / "cases.yaml", ["ok-a"])
+    base = ["run", "--backend", "numpy", "--cases", str(cases), "--out", str(out)]
+    for _ in range(2):
+        code, err = run_cli(*base)
+        assert code == 0, err
+    assert (out / ".gitkeep").exists() and (out / "index.html").exists()
+
+
 def test_resume_keeps_the_start_time_and_does_not_minimise_again(tmp_path):
     cases = case_file(tmp_path / "cases.yaml", ["wrong-a", "wrong-b"])
     out = tmp_path / "out"

@@ -1,10 +1,11 @@
 """README.md and docs/*.md say what the code on this branch does.
 
 Checked against the code itself, never against a copy of it:
-- every `conformance ...` command line, in a fenced shell block or an inline code span,
-  parses with the real parser (`conformance.cli.build_parser`): its subcommand and every
-  option exist, and required arguments are given (an inline span of just
-  `conformance SUBCOMMAND` names the subcommand and only has to exist);
+- every `conformance ...` command line in a fenced shell block parses with the real parser
+  (`conformance.cli.build_parser`): its subcommand and every option exist, and required
+  arguments are given; an inline code span may name a subcommand and options in prose, and
+  they have to exist; every option of a `pytest --conformance ...` line is one the pytest
+  plugin registers;
 - every stated count has the form "`conformance cases ...` prints N cases" and equals what
   the case-set selection API (`conformance.cases.sets.select`) gives for that command line;
   "`... --coverage` covers every feasible pair and triple" and "`... --coverage` prints
@@ -58,7 +59,7 @@ COVERS = re.compile(r"`(conformance cases [^`]*)`\s+covers every feasible pair a
 PRINTS = re.compile(r"`(conformance cases [^`]*)`\s+prints\s+`([^`]+)`")
 BARE_COUNT = re.compile(r"\b\d[\d,]*\s+(?:cases|backends|layers)\b")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-DOTTED = re.compile(r"^(conformance(?:\.[A-Za-z_]\w*)+)")
+DOTTED = re.compile(r"(?<![\w./])(conformance(?:\.[A-Za-z_]\w*)+)")
 REPO_PATH = re.compile(r"^(?:conformance|adapters|cases|tests|benchmarks|examples|docs|\.ci)/[\w./-]*$")
 
 
@@ -114,14 +115,47 @@ def command_problems(text: str) -> list[str]:
     for argv, whole in command_lines(text):
         if argv[0] not in subcommands:
             problems.append(f"conformance {argv[0]}: expected a subcommand ({', '.join(sorted(subcommands))})")
-        elif whole:
+            continue
+        if whole:
             try:
                 build_parser(argv).parse_args(argv)
             except (Exception, SystemExit) as exc:  # the parser's one-line usage error
                 problems.append(f"conformance {' '.join(argv)}: {exc}")
-        else:
-            unknown = [a.split("=")[0] for a in argv if a.startswith("-") and a.split("=")[0] not in _options(argv[0])]
-            problems += [f"conformance {' '.join(argv)}: no option {u}" for u in unknown]
+        # Spelled out in full: argparse would also accept an abbreviation (`--back`).
+        unknown = [a.split("=")[0] for a in argv if a.startswith("--") and a.split("=")[0] not in _options(argv[0])]
+        problems += [f"conformance {' '.join(argv)}: no option {u}" for u in unknown]
+    return problems
+
+
+def plugin_options() -> set[str]:
+    """The options the pytest plugin registers (it only wires options and hooks)."""
+    from conformance import pytest_plugin
+
+    names: set[str] = set()
+
+    class Group:
+        def addoption(self, *opts, **_):
+            names.update(opts)
+
+    class Parser:
+        def getgroup(self, *_a, **_k):
+            return Group()
+
+    pytest_plugin.pytest_addoption(Parser())
+    return names
+
+
+def plugin_problems(text: str) -> list[str]:
+    """Options of `pytest --conformance ...` lines and spans that the plugin does not register."""
+    lines = [part for lang, body in FENCE.findall(text) if lang in SHELL_FENCES
+             for part in body.replace("\\\n", " ").splitlines()]
+    lines += [" ".join(span.split()) for span in SPAN.findall(_prose(text))]
+    known = plugin_options()
+    problems = []
+    for line in lines:
+        argv = shlex.split(line, comments=True) if line.lstrip().startswith("pytest --conformance") else []
+        problems += [f"{line.strip()}: the pytest plugin has no option {a}" for a in argv
+                     if a.startswith(("--conformance", "--backend", "--adapter")) and a.split("=")[0] not in known]
     return problems
 
 
@@ -203,9 +237,7 @@ def name_problems(text: str) -> list[str]:
     problems = []
     for span in SPAN.findall(_prose(text)):
         span = span.strip()
-        dotted = DOTTED.match(span)
-        if dotted and not _resolves(dotted.group(1)):
-            problems.append(f"`{span}`: {dotted.group(1)} does not resolve")
+        problems += [f"`{span}`: {name} does not resolve" for name in DOTTED.findall(span) if not _resolves(name)]
         if REPO_PATH.match(span) and not any(c in span for c in "*<{") and not (ROOT / span).exists():
             problems.append(f"`{span}`: no such path in the repository")
     return problems
@@ -216,6 +248,11 @@ def name_problems(text: str) -> list[str]:
 @pytest.mark.parametrize("doc", ALL_DOCS, ids=_id)
 def test_every_conformance_command_parses(doc):
     assert not command_problems(_text(doc))
+
+
+@pytest.mark.parametrize("doc", ALL_DOCS, ids=_id)
+def test_every_pytest_plugin_option_exists(doc):
+    assert not plugin_problems(_text(doc))
 
 
 @pytest.mark.parametrize("doc", ALL_DOCS, ids=_id)
@@ -270,10 +307,16 @@ def test_a_wrong_size_line_is_caught():
     "Run `conformance run --cases smoke --backend-typo torch` first.",
     "Then `conformance frobnicate` it.",
     "```bash\npython3 -m venv .venv && .venv/bin/conformance run --precision loose\n```",
+    "```sh\nconformance run --back torch\n```",
 ], ids=["unknown-option", "unknown-subcommand", "missing-required", "inline-option", "inline-subcommand",
-        "after-and-and"])
+        "after-and-and", "abbreviated-option"])
 def test_a_wrong_command_is_caught(planted):
     assert command_problems(planted)
+
+
+def test_a_wrong_pytest_plugin_option_is_caught():
+    assert plugin_problems("```sh\npytest --conformance --backend torch --conformance-case smoke\n```")
+    assert plugin_problems("```sh\npytest --conformance --backend torch --conformance-cases smoke\n```") == []
 
 
 def test_a_right_command_passes():
@@ -291,7 +334,7 @@ def test_a_live_link_and_anchor_pass():
 
 
 @pytest.mark.parametrize("planted", ["`conformance.oracle.no_such_function`", "`conformance.no_such_module`",
-                                     "`conformance/no_such_module.py`"])
+                                     "`python -m conformance.no_such_module`", "`conformance/no_such_module.py`"])
 def test_a_dead_name_or_path_is_caught(planted):
     assert name_problems(planted)
 

@@ -27,7 +27,6 @@ Invariants
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ import pytest
 
 from .inprocess import Outcome, judge
 from .spec import OPS, Case
+from .text import number, safe_filename
 
 FIGURE_KEYS = ("mismatched", "elements", "max_abs_error", "max_rel_error", "max_normalised_error", "threshold",
                "hard_bound", "max_ulp", "effective_bits", "dtype_bits", "expected_shape", "actual_shape")
@@ -223,7 +223,7 @@ class _ConformanceItem(pytest.Item):
         from . import repro
 
         case, adapter = outcome.case, self.backend.adapter
-        stem = _safe(f"{self.backend.label}-{case.id}")
+        stem = safe_filename(f"{self.backend.label}-{case.id}")
         lines = []
         try:
             self.plugin.out_dir.mkdir(parents=True, exist_ok=True)
@@ -299,14 +299,6 @@ class PropertyItem(_ConformanceItem):
                                      exc.case) from None
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.\-\[\]]+", "_", text)
-
-
-def _num(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def failure_message(backend: Backend, outcome: Outcome, artifacts: list[str]) -> str:
     """The failure text: what, where, how badly, probably why, how to reproduce."""
     case = outcome.case
@@ -318,14 +310,14 @@ def failure_message(backend: Backend, outcome: Outcome, artifacts: list[str]) ->
              f"{outcome.message}"]
     comp = outcome.comparison
     if comp is not None and comp.figures:
-        shown = ", ".join(f"{k}={_num(comp.figures[k])}" for k in FIGURE_KEYS if k in comp.figures)
+        shown = ", ".join(f"{k}={number(comp.figures[k])}" for k in FIGURE_KEYS if k in comp.figures)
         lines.append(f"figures: {shown}")
         if "threshold" in comp.figures and comp.figures.get("max_normalised_error") is not None:
-            lines.append(f"bound: max normalised error {_num(comp.figures['max_normalised_error'])} vs threshold "
-                         f"{_num(comp.figures['threshold'])} (hard bound {_num(comp.figures['hard_bound'])})")
+            lines.append(f"bound: max normalised error {number(comp.figures['max_normalised_error'])} vs threshold "
+                         f"{number(comp.figures['threshold'])} (hard bound {number(comp.figures['hard_bound'])})")
         for w in comp.worst[:3]:
             lines.append(f"  at {w['index']}: expected {w['expected']}, actual {w['actual']}, "
-                         f"normalised error {_num(w['normalised_error'])}")
+                         f"normalised error {number(w['normalised_error'])}")
     if outcome.error:
         lines.append(outcome.error.rstrip().splitlines()[-1])
     diag = outcome.diagnosis

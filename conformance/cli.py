@@ -23,6 +23,8 @@ from typing import Sequence, TextIO
 
 from . import runner
 from .runner import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from .text import clip, number
+from .vocabulary import STATUSES
 
 LAZY = {"repro": ("conformance.repro", "reproduce one case on one backend in this process, with a bug-report script"),
         "explore": ("conformance.explore", "search for divergences with hypothesis-generated cases"),
@@ -35,18 +37,6 @@ SUMMARY_ROWS = 60
 UNSUPPORTED_ROWS = 8
 #: Characters of a message on one summary line: one result's, and one standing for many.
 MESSAGE_CHARS, GROUP_MESSAGE_CHARS = 160, 400
-
-
-def clip(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters at a word boundary, with "…" when cut."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:(") + "…"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -229,7 +219,7 @@ def cmd_run(args, argv: Sequence[str], stream: TextIO) -> int:
 
 def summary(outcome: runner.Outcome) -> str:
     """The end-of-run table: backend x status counts, the unexpected failures, fixed entries, paths."""
-    from .results import STATUSES, counts, is_unexpected
+    from .results import counts, is_unexpected
 
     from .findings import console_lines
 
@@ -258,7 +248,7 @@ def summary(outcome: runner.Outcome) -> str:
     if profile:
         lines.append(f"\nprecision profile (contract in force: {run['run'].get('precision', 'strict')}):")
         for backend, per_dtype in profile.items():
-            cells = [f"{d}: {p['meets'] or 'none'} (max e {_fmt_e(p['max_normalised_error'])})"
+            cells = [f"{d}: {p['meets'] or 'none'} (max e {number(p['max_normalised_error'], 3, none='n/a')})"
                      for d, p in per_dtype.items()]
             lines.append(f"  {backend:<{width}}  " + "; ".join(cells))
     fixed = (run.get("expected") or {}).get("fixed") or []
@@ -301,10 +291,6 @@ def summary(outcome: runner.Outcome) -> str:
     verdict = {EXIT_OK: "OK", EXIT_FAIL: "FAILED", EXIT_INTERRUPTED: "INTERRUPTED"}.get(outcome.exit_code, "")
     lines.append(f"conformance: {verdict}")
     return "\n".join(lines) + "\n"
-
-
-def _fmt_e(v) -> str:
-    return "n/a" if v is None else (v if isinstance(v, str) else f"{v:.3g}")
 
 
 def unexpected_lines(records: list[dict], bad: list[dict]) -> list[str]:

@@ -38,9 +38,9 @@ from . import tolerance
 from .dtypes import dtype_name, fmt, np_dtype
 from .oracle import Reference, reference
 from .spec import Case
+from .text import json_safe, number
+from .vocabulary import KINDS
 
-KINDS = ("shape", "dtype", "nonfinite", "subnormal_flush", "inexact", "precision", "value", "rounding_bias",
-         "invalid_accepted")
 #: Profiles whose inputs hold no subnormal in the dtypes with float32's exponent range or
 #: more: integers, standard normals (far above 2**-126 in magnitude) and huge values.
 #: float16's smallest normal (6.1e-5) is within reach of a standard normal: not float16.
@@ -307,23 +307,14 @@ def _worst(y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray,
     out = []
     for flat in idx:
         pos = tuple(int(i) for i in np.unravel_index(int(flat), e.shape))
-        row = {"index": list(pos), "expected": _num(ref.value[pos]), "actual": _num(y[pos]),
-               "magnitude": _num(ref.magnitude[pos]), "normalised_error": _num(e[pos]), "limit": _num(limit[pos])}
+        row = json_safe({"index": list(pos), "expected": float(ref.value[pos]), "actual": float(y[pos]),
+                         "magnitude": float(ref.magnitude[pos]), "normalised_error": float(e[pos]),
+                         "limit": float(limit[pos])})
         if sigma is not None:  # the error in standard deviations of a correct sum's rounding error
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-                row["sigma_error"] = _num(abs(float(y[pos]) - float(ref.value[pos])) / float(sigma[pos]))
+                row["sigma_error"] = json_safe(abs(float(y[pos]) - float(ref.value[pos])) / float(sigma[pos]))
         out.append(row)
     return out
-
-
-def _num(v) -> float | str:
-    """A JSON-safe number: NaN and infinities as strings."""
-    v = float(v)
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return v
 
 
 def _maps(e: np.ndarray, limit: np.ndarray):
@@ -422,9 +413,9 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None,
         ratio = np.where(bad, e / np.where(limit > 0, limit, 1e-300), -1.0)
     at = np.unravel_index(int(np.argmax(np.where(np.isnan(ratio), np.inf, ratio))), e.shape)
     message = (f"{figures['mismatched']} of {figures['elements']} elements beyond the `{precision}` contract; "
-               f"max normalised error {_fmt(figures['max_normalised_error'])} (the worst element's limit "
+               f"max normalised error {number(figures['max_normalised_error'])} (the worst element's limit "
                f"{float(limit[at]):.3g}; sqrt(K) threshold {figures['threshold']:.3g}, hard bound "
-               f"{_fmt(figures['hard_bound'])}); {effective_bits_text(figures)}")
+               f"{number(figures['hard_bound'])}); {effective_bits_text(figures)}")
     cancel_only = not (e > t).any() and not tolerance.is_exact(case)
     any_model = tolerance.dtype_class(case.dtype) != "half" or tolerance.canonical(case, precision) == "any"
     if cancel_only and any_model and figures.get("max_sigma_error") is not None:
@@ -444,10 +435,6 @@ def effective_bits_text(figures: dict[str, Any]) -> str:
     if nonfinite:
         return f"effective bits {bits} of {of} over the finite elements only ({nonfinite} non-finite mismatches)"
     return f"effective bits {bits} of {of}"
-
-
-def _fmt(v) -> str:
-    return "inf" if v is None else f"{v:.4g}"
 
 
 def _kind(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, bad: np.ndarray, inputs,

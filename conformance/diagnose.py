@@ -42,6 +42,7 @@ from .compare import flush_explains
 from .dtypes import dtype_name, fmt, np_dtype, round_mantissa, round_to
 from .oracle import Reference
 from .spec import Case, conv_geometry
+from .text import number
 
 #: A recomputation (value and magnitude) above this many multiply-adds is skipped (about
 #: a second of the float64 oracle on one core: real layers up to ResNet scale are tested).
@@ -169,7 +170,7 @@ def _nan_not_propagated(ctx: _Context):
         got = ctx.y[bad]
         finite = int(np.isfinite(got).sum())
         return (f"errors only where the exact result is NaN or Inf: {n} of {int(special.sum())} such elements "
-                f"came back wrong ({finite} of them finite, e.g. {_num(got[0])} where {_num(ctx.ref.value[bad][0])} "
+                f"came back wrong ({finite} of them finite, e.g. {number(got[0])} where {number(ctx.ref.value[bad][0])} "
                 f"was expected); every finite result is within tolerance")
     return None
 
@@ -398,7 +399,7 @@ def _reduced_precision(name: str, bits: int, label: str, rounder: Callable[[np.n
             if all(np.array_equal(a, round_mantissa(b, 11), equal_nan=True) for a, b in zip(f16, (ctx.x, ctx.w))):
                 note = " (float16 inputs give the same values here)"
         return (f"output matches the oracle on inputs rounded to {label}{note}: max normalised error "
-                f"{float(e_hyp.max()):.3g} against that, {_num(ctx.e_true.max())} against the exact result "
+                f"{float(e_hyp.max()):.3g} against that, {number(ctx.e_true.max())} against the exact result "
                 f"(threshold {ctx.threshold:.3g})")
     return test
 
@@ -437,7 +438,7 @@ def _float16_accumulation(ctx: _Context):
         return None
     return (f"errors are consistent with accumulation in float16 (unit roundoff 2**-11): max error "
             f"{worst:.3g} float16 roundoffs of the magnitude, within the sqrt(K) threshold {ctx.threshold:.3g} "
-            f"for K={tolerance.k_eff(c)}; {_num(ctx.e_true.max())} in {c.dtype} roundoffs")
+            f"for K={tolerance.k_eff(c)}; {number(ctx.e_true.max())} in {c.dtype} roundoffs")
 
 
 def _computed_in_float32(ctx: _Context):
@@ -450,7 +451,7 @@ def _computed_in_float32(ctx: _Context):
         return None
     return (f"errors are consistent with computing this float64 case in float32 (unit roundoff 2**-24): "
             f"max error {worst:.3g} float32 roundoffs of the magnitude, within the threshold "
-            f"{ctx.threshold:.3g}; {_num(ctx.e_true.max())} in float64 roundoffs")
+            f"{ctx.threshold:.3g}; {number(ctx.e_true.max())} in float64 roundoffs")
 
 
 def _nonfinite_leak(ctx: _Context):
@@ -465,7 +466,7 @@ def _nonfinite_leak(ctx: _Context):
     chans = np.nonzero(leaked.any(axis=(0, 1, 2)))[0].tolist()
     first = tuple(int(i) for i in np.argwhere(leaked)[0])
     return (f"NaN/Inf where the exact result is finite: {int(leaked.sum())} elements (output channels "
-            f"{_ranges(chans)}; e.g. {_num(ctx.y[first])} at {first} where {_num(ctx.ref.value[first])} was "
+            f"{_ranges(chans)}; e.g. {number(ctx.y[first])} at {first} where {number(ctx.ref.value[first])} was "
             f"expected), whose terms hold no NaN or Inf: a NaN or Inf reached outputs that do not depend on it, "
             f"through products the formula does not form (0 * Inf across groups, channels or batch items, e.g. a "
             f"dense block-diagonal weight for grouped/depthwise convolution, or zeros inserted into the kernel "
@@ -726,7 +727,7 @@ def _unexplained(ctx: _Context) -> str:
     else:
         bad = ctx.bad
         parts.append(f"{int(bad.sum())} of {bad.size} elements beyond tolerance (max normalised error "
-                     f"{_num(ctx.e_true.max())}, threshold {ctx.threshold:.3g})")
+                     f"{number(ctx.e_true.max())}, threshold {ctx.threshold:.3g})")
         chans = np.nonzero(bad.any(axis=(0, 1, 2)))[0].tolist()
         parts.append(f"output channels {_ranges(chans)} of {bad.shape[3]}")
         batches = np.nonzero(bad.any(axis=(1, 2, 3)))[0].tolist()
@@ -738,11 +739,6 @@ def _unexplained(ctx: _Context) -> str:
     if ctx.skipped:
         parts.append("not tested at this size (too costly): " + ", ".join(ctx.skipped))
     return "; ".join(parts)
-
-
-def _num(v) -> str:
-    v = float(v)
-    return "inf" if math.isinf(v) else "nan" if math.isnan(v) else f"{v:.4g}"
 
 
 def _ranges(idx: list[int], limit: int = 12) -> str:

@@ -29,7 +29,6 @@ import argparse
 import dataclasses
 import datetime
 import random
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,10 @@ from typing import Any
 from .inprocess import Outcome, judge
 from .tolerance import DEFAULT_PRECISION, PRECISIONS
 from .spec import DTYPES, OPS, Case
+from .text import safe_filename
 
-FAILING = ("diverge", "error")
+#: The statuses a search is after: a divergence, or an error where the case is valid.
+SOUGHT_STATUSES = ("diverge", "error")
 
 
 def _strategy(ops, dtypes, max_spatial: int):
@@ -62,7 +63,7 @@ def search(adapter: Any, *, max_examples: int = 200, seed: int = 0, ops=OPS, dty
     for round_ in range(max_found):
         def new_divergence(case: Case) -> bool:
             outcome = judge(case, adapter, precision=precision)
-            return outcome.status in FAILING and outcome.signature not in seen
+            return outcome.status in SOUGHT_STATUSES and outcome.signature not in seen
 
         try:
             case = find(strategy, new_divergence, settings=conf, random=random.Random(seed + round_))
@@ -83,10 +84,6 @@ def search(adapter: Any, *, max_examples: int = 200, seed: int = 0, ops=OPS, dty
 def _one_line(text: str, limit: int = 200) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", text).strip("_") or "backend"
 
 
 def found_by(adapter: Any, outcome: Outcome, *, spec: str, seed: int) -> dict[str, Any]:
@@ -115,7 +112,7 @@ def write_regression(case: Case, adapter: Any, outcome: Outcome, out_dir: Path, 
     entry = dataclasses.replace(case, name=case.id, reason=reason)
     text = dump_cases([entry], description=f"found by conformance explore on {meta['backend']}", found_by=meta)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{_safe(meta['backend'])}-{case.id}.yaml"
+    path = out_dir / f"{safe_filename(meta['backend'])}-{case.id}.yaml"
     path.write_text(text, encoding="utf-8")
     return path, "written"
 

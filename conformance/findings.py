@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from .spec import ALL_PROFILES, DATA_FORMATS, DTYPES, OPS, PROFILES, Case, CaseError
+from .text import safe_filename
+from .vocabulary import KIND_PHRASES
 
 #: Version of the results.json `findings` section (docs/results-schema.md).
 FINDINGS_VERSION = 1
@@ -49,18 +51,6 @@ MAX_ATOMS = 4
 #: Seeds tried per rule (sequential covering keeps the rule that covers the most).
 RULE_SEEDS = 6
 NO_PREDICATE = "no simple predicate"
-
-KIND_PHRASES = {
-    "shape": "returns an output of the wrong shape",
-    "dtype": "returns an output of the wrong dtype",
-    "nonfinite": "returns wrong NaN/Inf values",
-    "subnormal_flush": "flushes subnormals to zero",
-    "inexact": "is inexact where the exact result is representable",
-    "precision": "computes in a reduced precision",
-    "value": "returns wrong values",
-    "rounding_bias": "rounds with a systematic bias",
-    "invalid_accepted": "accepts an invalid case instead of raising an error",
-}
 
 HYPOTHESIS_PHRASES = {
     "wrong_sampling": "the wrong sampling of the stride-1 output",
@@ -752,7 +742,7 @@ def short_repro_for(finding: dict[str, Any], backend: Any, judge_case: Callable[
         if out is not None:
             from pathlib import Path
 
-            rel = Path("repro") / _safe(finding["backend"]) / f"finding-{finding['id']}.py"
+            rel = Path("repro") / safe_filename(finding["backend"]) / f"finding-{finding['id']}.py"
             (Path(out) / rel).parent.mkdir(parents=True, exist_ok=True)
             (Path(out) / rel).write_text(text, encoding="utf-8")
             sr["path"] = rel.as_posix()
@@ -761,12 +751,6 @@ def short_repro_for(finding: dict[str, Any], backend: Any, judge_case: Callable[
     finding["short_repro"] = None
     finding.setdefault("notes", []).append("no short repro: " + "; ".join(problems))
     return None
-
-
-def _safe(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "backend"
 
 
 #: Findings of different backends are confirmed at once, this many at a time (each uses its

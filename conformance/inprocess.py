@@ -32,14 +32,11 @@ from .inputs import Inputs
 from .spec import Case
 from .verdict import judge_adapter
 
-STATUSES = ("pass", "diverge", "unsupported", "error")
-
-
 @dataclass
 class Outcome:
     case: Case
-    status: str  # one of STATUSES
-    kind: str | None  # the divergence kind (compare.KINDS) for status "diverge"
+    status: str  # pass | diverge | unsupported | error (vocabulary.STATUSES)
+    kind: str | None  # the divergence kind (vocabulary.KINDS) for status "diverge"
     message: str
     comparison: Comparison | None = None
     diagnosis: dict[str, Any] | None = None  # {"hypothesis", "explanation"}

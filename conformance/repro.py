@@ -52,6 +52,7 @@ import numpy as np
 
 from . import _rule, tolerance
 from .spec import Case
+from .text import number
 
 #: Inputs larger than this (raw bytes of x, filters and bias together) are not inlined.
 MAX_INLINE_BYTES = 1 << 20
@@ -456,12 +457,6 @@ def environment(adapter: Any) -> dict[str, str]:
             name: version, "Device": str(adapter.device()), "Kernel path": path_line(fp)}
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "inf"
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
-
-
 def _padding_text(case: Case) -> str:
     (t, b), (l, r) = case.geometry.pads
     return f"{case.padding} (pads top {t}, bottom {b}, left {l}, right {r})"
@@ -524,7 +519,7 @@ def bug_report(case: Case, adapter: Any, comparison: Any, diagnosis: Any = None,
              if k in figures]
     if shown:
         out += ["", "| figure | value |", "|---|---|"] + [
-            f"| {k} | {'n/a' if k == 'effective_bits' and figures[k] is None else _fmt(figures[k])} |" for k in shown]
+            f"| {k} | {'n/a' if k == 'effective_bits' and figures[k] is None else number(figures[k], 6)} |" for k in shown]
         precision = getattr(comparison, "precision", None) or tolerance.DEFAULT_PRECISION
         out += ["", "The normalised error of an element is |y - exact| / (u · Σ|x||w| + underflow floor), u the "
                     "unit roundoff of the dtype. A correct implementation, whatever its summation order, stays "
@@ -539,8 +534,8 @@ def bug_report(case: Case, adapter: Any, comparison: Any, diagnosis: Any = None,
     if worst:
         out += ["", "Worst elements (index is (n, row, column, channel) of the NHWC output):", "",
                 "| index | expected | observed | normalised error |", "|---|---|---|---|"]
-        out += [f"| {tuple(w['index'])} | {_fmt(w['expected'])} | {_fmt(w['actual'])} | "
-                f"{_fmt(w['normalised_error'])} |" for w in worst[:WORST_SHOWN]]
+        out += [f"| {tuple(w['index'])} | {number(w['expected'], 6)} | {number(w['actual'], 6)} | "
+                f"{number(w['normalised_error'], 6)} |" for w in worst[:WORST_SHOWN]]
     if diagnosis:
         out += ["", "### Diagnosis", "", f"Most likely: **{diagnosis.get('hypothesis') or 'unexplained'}**. "
                 f"{diagnosis.get('explanation') or ''}".rstrip()]

@@ -68,6 +68,8 @@ from .minimise import minimise
 from .oracle import reference
 from .report import write_reports
 from .spec import Case
+from .text import json_safe, safe_filename
+from .vocabulary import FAILING_STATUSES
 from .worker import LoadFailed, Worker, WorkerDied, WorkerTimeout, headline
 
 #: Minimising a divergence: at most this long per divergence and per backend in a run.
@@ -178,9 +180,6 @@ def select_cases(selector: str, *, seed: int = 0, budget: int | None = None, dty
 
 # ---- judging --------------------------------------------------------------------------
 
-_safe = verdict.safe
-
-
 @dataclass
 class Oracle:
     inputs: Any  # conformance.inputs.Inputs
@@ -245,16 +244,12 @@ def diagnose_into(rec: dict[str, Any], case: Case, y: Any, oracle: Oracle, memo:
     except Exception as exc:  # a diagnosis failure must not lose the verdict
         rec["notes"].append(f"diagnosis failed: {type(exc).__name__}: {exc}")
         return
-    rec["diagnosis"] = _safe(d.to_dict())
+    rec["diagnosis"] = json_safe(d.to_dict())
     if key is not None:
         memo["diagnosis", key] = copy.deepcopy(rec["diagnosis"])
 
 
 # ---- backends -------------------------------------------------------------------------
-
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "backend"
-
 
 class Backend:
     """One backend of the run: its worker, its identity, or why it cannot run."""
@@ -262,7 +257,7 @@ class Backend:
     def __init__(self, spec: str, out: Path, timeout: float):
         self.spec = spec
         self.timeout = timeout
-        self.worker = Worker(spec, out / "logs" / f"{safe_name(spec)}.log")
+        self.worker = Worker(spec, out / "logs" / f"{safe_filename(spec)}.log")
         from conformance.adapters.registry import parse_spec
 
         # options: the parameters of `torch[memory=channels_last]` or of `--adapter-option`
@@ -948,7 +943,7 @@ def _run_case(ctx: _Context, case: Case, todo: list[Backend], nxt: Case | None, 
 
 
 def _emit(ctx: _Context, rec: dict[str, Any]) -> None:
-    if ctx.entries and rec["status"] in results.FAILING:
+    if ctx.entries and rec["status"] in FAILING_STATUSES:
         rec["known"] = expected_mod.match(ctx.entries, rec, ctx.facts(rec))
     ctx.writer.record(rec)
     ctx.records.append(rec)
@@ -961,7 +956,7 @@ def _enrich(ctx: _Context, case: Case, b: Backend, rec: dict[str, Any]) -> None:
     if err:
         rec["notes"].append(err)
     if text:
-        rel = Path("repro") / safe_name(b.name) / f"{case.id}.py"
+        rel = Path("repro") / safe_filename(b.name) / f"{case.id}.py"
         path = ctx.cfg.out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -28,7 +28,6 @@ Invariants
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -38,6 +37,8 @@ import numpy as np
 from . import tolerance
 from .compare import Comparison, compare
 from .spec import Case
+from .text import json_safe
+from .vocabulary import NOT_PRECISION_KINDS
 
 
 @dataclass
@@ -60,25 +61,9 @@ class Verdict:
         if self.error is not None:
             out["error"] = self.error
         if c is not None:
-            out.update(figures=safe(c.figures), worst=safe(c.worst), heatmap=safe(c.heatmap),
-                       channel_errors=safe(c.channel_errors))
+            out.update(figures=json_safe(c.figures), worst=json_safe(c.worst), heatmap=json_safe(c.heatmap),
+                       channel_errors=json_safe(c.channel_errors))
         return out
-
-
-def safe(obj: Any) -> Any:
-    """JSON-safe copy: non-finite floats become "nan"/"inf"/"-inf" (results.json forbids NaN)."""
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        if math.isfinite(v):
-            return v
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(obj, dict):
-        return {k: safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [safe(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def output_key(y: Any, precision: str) -> tuple | None:
@@ -138,11 +123,6 @@ def judge_adapter(case: Case, adapter: Any, precision: str = tolerance.DEFAULT_P
     return judge(case, reply, ref, inputs, precision), y, inputs
 
 
-#: Divergence kinds that say nothing about a backend's precision: such records are counted
-#: in a profile (`other`) but do not rank it.
-_NOT_PRECISION = ("shape", "dtype", "nonfinite", "subnormal_flush", "inexact", "value", "invalid_accepted")
-
-
 def precision_profile(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Per backend and dtype: the strongest contract every judged case meets (`meets`, None:
     not even the weakest), the largest normalised error, and the counts behind them.
@@ -161,7 +141,7 @@ def precision_profile(records: list[dict[str, Any]]) -> dict[str, dict[str, dict
             continue
         row = out.setdefault(rec["backend"], {}).setdefault(
             dtype, {"meets": tolerance.chain(dtype)[0], "max_normalised_error": 0.0, "cases": 0, "other": 0})
-        if rec["status"] == "diverge" and rec.get("kind") in _NOT_PRECISION:
+        if rec["status"] == "diverge" and rec.get("kind") in NOT_PRECISION_KINDS:
             row["other"] += 1
             continue
         row["cases"] += 1

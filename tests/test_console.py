@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import cli
+from conformance import cli, text
 from conformance.cases.sets import select
 from conformance.results import new_record
 from conformance.runner import Progress
@@ -42,12 +42,12 @@ def _cut_at_a_word(clipped: str) -> bool:
 
 @pytest.mark.parametrize("limit", [20, 50, 160])
 def test_clip_ends_at_a_word_boundary(limit):
-    out = cli.clip(LONG, limit)
+    out = text.clip(LONG, limit)
     assert len(out) <= limit and _cut_at_a_word(out), out
 
 
 def test_clip_leaves_a_short_text_alone():
-    assert cli.clip("returned a list", 160) == "returned a list"
+    assert text.clip("returned a list", 160) == "returned a list"
 
 
 def test_a_summary_line_is_cut_at_a_word_and_names_the_diagnosis():

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import tolerance
-from .dtypes import dtype_name, fmt, np_dtype
+from .dtypes import dtype_name, fmt, has_subnormal, np_dtype
 from .oracle import Reference, reference
 from .spec import Case
 from .text import json_safe, number
@@ -463,23 +463,10 @@ def _kind(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, bad: np.ndar
     return "value", None
 
 
-def has_subnormal(case: Case, arrays) -> bool:
-    """Is any finite, nonzero value of `arrays` (None entries skipped) subnormal in the case dtype?"""
-    tiny = fmt(case.dtype).smallest_normal
-    for a in arrays:
-        if a is None:
-            continue
-        v = np.abs(np.asarray(a, dtype=np.float64))
-        v = v[np.isfinite(v)]
-        if ((v > 0) & (v < tiny)).any():
-            return True
-    return False
-
-
 def flushed_reference(case: Case, inputs) -> Reference | None:
     """The oracle on inputs and outputs flushed to zero (FTZ/DAZ), or None without inputs or
     when nothing is subnormal in them (then flushing cannot change anything)."""
-    if inputs is None or not has_subnormal(case, inputs):
+    if inputs is None or not has_subnormal(inputs, case.dtype):
         return None
     return reference(case, *inputs, flush_subnormals=True)
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import oracle, tolerance
 from .compare import flush_explains
-from .dtypes import dtype_name, fmt, np_dtype, round_mantissa, round_to
+from .dtypes import count_subnormals, dtype_name, flush_subnormals, fmt, has_subnormal, np_dtype, round_mantissa, round_to
 from .oracle import Reference
 from .spec import Case, conv_geometry
 from .text import number
@@ -175,41 +175,16 @@ def _nan_not_propagated(ctx: _Context):
     return None
 
 
-def _has_subnormal(case: Case, arrays) -> bool:
-    tiny = fmt(case.dtype).smallest_normal
-    for a in arrays:
-        if a is None:
-            continue
-        v = np.abs(a[np.isfinite(a)])
-        if ((v > 0) & (v < tiny)).any():
-            return True
-    return False
-
-
 def _subnormal_flush(ctx: _Context):
     _need_same_shape(ctx)
     value = ctx.ref.value
     tiny = fmt(ctx.case.dtype).smallest_normal
-    if not (_has_subnormal(ctx.case, (ctx.x, ctx.w, ctx.b)) or ((np.abs(value) < tiny) & (value != 0)).any()):
+    if not (has_subnormal((ctx.x, ctx.w, ctx.b), ctx.case.dtype) or ((np.abs(value) < tiny) & (value != 0)).any()):
         raise _Skip
     if flush_explains(ctx.case, ctx.y, (ctx.x, ctx.w, ctx.b), ctx.precision):
         return (f"output equals the oracle with subnormal inputs and results flushed to zero "
                 f"(FTZ/DAZ: values below {tiny:.3g} in {ctx.case.dtype} treated as 0)")
     return None
-
-
-def _flush_array(a, dtype: str):
-    if a is None:
-        return None
-    tiny = fmt(dtype).smallest_normal
-    return np.where(np.isfinite(a) & (np.abs(a) < tiny), 0.0 * a, a)
-
-
-def _count_subnormal(a, dtype: str) -> int:
-    if a is None:
-        return 0
-    v = np.abs(a[np.isfinite(a)])
-    return int(((v > 0) & (v < fmt(dtype).smallest_normal)).sum())
 
 
 def _constants_flushed(which: str):
@@ -219,15 +194,16 @@ def _constants_flushed(which: str):
     def test(ctx: _Context):
         _need_same_shape(ctx)
         c = ctx.case
-        n_w, n_b = _count_subnormal(ctx.w, c.dtype), _count_subnormal(ctx.b, c.dtype)
+        n_w, n_b = count_subnormals(ctx.w, c.dtype), count_subnormals(ctx.b, c.dtype)
         if (which == "bias" and n_b == 0) or (which == "filters" and n_w == 0):
             raise _Skip
-        w = _flush_array(ctx.w, c.dtype) if which == "filters" else ctx.w
+        w = flush_subnormals(ctx.w, c.dtype) if which == "filters" else ctx.w
+        b = None if ctx.b is None else flush_subnormals(ctx.b, c.dtype)
         if not ctx.affordable(f"subnormal_{which}_flushed", ctx.y.shape):
             return None
-        if not ctx.matches(ctx.reference(ctx.x, w, _flush_array(ctx.b, c.dtype))):
+        if not ctx.matches(ctx.reference(ctx.x, w, b)):
             return None
-        n_x = _count_subnormal(ctx.x, c.dtype)
+        n_x = count_subnormals(ctx.x, c.dtype)
         kept = (f"; the {n_x} subnormal input values of x were kept" if n_x else "")
         tiny = fmt(c.dtype).smallest_normal
         if which == "bias":

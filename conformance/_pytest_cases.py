@@ -10,7 +10,7 @@ Items (under one collector named `conformance`, so node ids read
 Invariants
 - Collection is deterministic (the case set is a deterministic list, backends keep their
   command-line order, duplicates are dropped), so pytest-xdist workers agree on the ids.
-- The verdict is `conformance.inprocess.judge`: the suite's one verdict, run in-process.
+- The verdict is `conformance.inprocess.run_case`: the suite's one verdict, run in-process.
 - A (case, backend) pair that an `--conformance-expected` manifest entry pins by its exact
   id is marked `xfail(strict=True, raises=KnownDivergence)`; a divergence that a glob
   entry explains is an imperative xfail, and a pass under a glob entry passes. For a
@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from .inprocess import Outcome, judge
+from .inprocess import CaseOutcome, run_case
 from .spec import OPS, Case
 from .text import number, safe_filename
 
@@ -71,7 +71,7 @@ class Backend:
             self._facts = facts(fingerprint(self.adapter))
         return self._facts
 
-    def known(self, entries: list, case: Case, outcome: Outcome):
+    def known(self, entries: list, case: Case, outcome: CaseOutcome):
         """The manifest entry that explains `outcome` on `case`, or None."""
         name = str(self.adapter.name)
         for e in entries:
@@ -200,14 +200,14 @@ class _ConformanceItem(pytest.Item):
     def reportinfo(self):
         return Path(__file__), None, self.name
 
-    def check(self, case: Case, *, entries=()) -> Outcome:
+    def check(self, case: Case, *, entries=()) -> CaseOutcome:
         """Judge `case`; raise ConformanceFailure (or KnownDivergence) unless it passes.
 
         A divergence a covering manifest entry explains is a KnownDivergence (the xfail of a
         pinned pair); under a glob entry it is an imperative xfail instead, so a pass there
         is simply a pass.
         """
-        outcome = judge(case, self.backend.adapter, precision=self.plugin.precision)
+        outcome = run_case(case, self.backend.adapter, precision=self.plugin.precision)
         if outcome.status == "unsupported":
             pytest.skip(f"{self.backend.label} does not support {case.id}: {outcome.message}")
         if outcome.status == "pass":
@@ -218,7 +218,7 @@ class _ConformanceItem(pytest.Item):
         exc_type = ConformanceFailure if explaining is None else KnownDivergence
         raise exc_type(failure_message(self.backend, outcome, self.write_artifacts(outcome)), case)
 
-    def write_artifacts(self, outcome: Outcome) -> list[str]:
+    def write_artifacts(self, outcome: CaseOutcome) -> list[str]:
         """Write the repro script and bug report; return lines naming them (or why not)."""
         from . import repro
 
@@ -279,7 +279,7 @@ class PropertyItem(_ConformanceItem):
                                                         HealthCheck.filter_too_much])
         @given(case=strategy)
         def prop(case: Case) -> None:
-            outcome = judge(case, self.backend.adapter, precision=self.plugin.precision)
+            outcome = run_case(case, self.backend.adapter, precision=self.plugin.precision)
             if outcome.status in ("pass", "unsupported"):
                 return
             entry = self.backend.known(self.manifest, case, outcome)
@@ -294,12 +294,12 @@ class PropertyItem(_ConformanceItem):
                 self.user_properties.append(("known_divergences", f"{len(known)}, first {known[0]}"))
         except ConformanceFailure as exc:
             # Artifacts only for the final, shrunk case (not for every shrinking step).
-            outcome = judge(exc.case, self.backend.adapter, precision=self.plugin.precision)
+            outcome = run_case(exc.case, self.backend.adapter, precision=self.plugin.precision)
             raise ConformanceFailure(failure_message(self.backend, outcome, self.write_artifacts(outcome)),
                                      exc.case) from None
 
 
-def failure_message(backend: Backend, outcome: Outcome, artifacts: list[str]) -> str:
+def failure_message(backend: Backend, outcome: CaseOutcome, artifacts: list[str]) -> str:
     """The failure text: what, where, how badly, probably why, how to reproduce."""
     case = outcome.case
     adapter = backend.adapter

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .inprocess import Outcome, judge
+from .inprocess import CaseOutcome, run_case
 from .tolerance import DEFAULT_PRECISION, PRECISIONS
 from .spec import DTYPES, OPS, Case
 from .text import safe_filename
@@ -50,7 +50,7 @@ def _strategy(ops, dtypes, max_spatial: int):
 
 def search(adapter: Any, *, max_examples: int = 200, seed: int = 0, ops=OPS, dtypes=DTYPES,
            max_found: int = 5, max_spatial: int = 8, minimise_s: float = 30.0,
-           precision: str = "strict") -> list[tuple[Case, Outcome]]:
+           precision: str = "strict") -> list[tuple[Case, CaseOutcome]]:
     """Up to `max_found` minimal divergent cases with distinct signatures, in the order found."""
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample
@@ -59,23 +59,23 @@ def search(adapter: Any, *, max_examples: int = 200, seed: int = 0, ops=OPS, dty
     conf = settings(max_examples=max_examples, deadline=None, database=None, phases=(Phase.generate, Phase.shrink),
                     suppress_health_check=list(HealthCheck))
     seen: set[tuple] = set()
-    results: list[tuple[Case, Outcome]] = []
+    results: list[tuple[Case, CaseOutcome]] = []
     for round_ in range(max_found):
         def new_divergence(case: Case) -> bool:
-            outcome = judge(case, adapter, precision=precision)
+            outcome = run_case(case, adapter, precision=precision)
             return outcome.status in SOUGHT_STATUSES and outcome.signature not in seen
 
         try:
             case = find(strategy, new_divergence, settings=conf, random=random.Random(seed + round_))
         except NoSuchExample:
             break
-        outcome = judge(case, adapter, precision=precision)
+        outcome = run_case(case, adapter, precision=precision)
         if minimise_s > 0:
             from .minimise import minimise
 
             signature = outcome.signature
-            case = minimise(case, lambda c: judge(c, adapter, precision=precision).signature == signature, time_limit=minimise_s)
-            outcome = judge(case, adapter, precision=precision)
+            case = minimise(case, lambda c: run_case(c, adapter, precision=precision).signature == signature, time_limit=minimise_s)
+            outcome = run_case(case, adapter, precision=precision)
         seen.add(outcome.signature)
         results.append((case, outcome))
     return results
@@ -86,7 +86,7 @@ def _one_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def found_by(adapter: Any, outcome: Outcome, *, spec: str, seed: int) -> dict[str, Any]:
+def found_by(adapter: Any, outcome: CaseOutcome, *, spec: str, seed: int) -> dict[str, Any]:
     from . import __version__
 
     diag = outcome.diagnosis or {}
@@ -96,7 +96,7 @@ def found_by(adapter: Any, outcome: Outcome, *, spec: str, seed: int) -> dict[st
             "diagnosis": diag.get("hypothesis"), "tool": f"conv-conformance {__version__} explore --seed {seed}"}
 
 
-def write_regression(case: Case, adapter: Any, outcome: Outcome, out_dir: Path, *, spec: str,
+def write_regression(case: Case, adapter: Any, outcome: CaseOutcome, out_dir: Path, *, spec: str,
                      seed: int) -> tuple[Path | None, str]:
     """Write the case file; (path, note). Not written when the case id is already catalogued."""
     from .cases.catalogue import dump_cases, load_catalogue_entries, load_entries

@@ -482,7 +482,7 @@ def bug_report(case: Case, adapter: Any, comparison: Any, diagnosis: Any = None,
     """A Markdown issue body: environment, the minimal case, the call, observed vs expected, why.
 
     `comparison` is a `compare.Comparison` (None when the backend raised: pass the
-    `inprocess.Outcome` as `outcome` for its message); `diagnosis` a Diagnosis or its dict.
+    `inprocess.CaseOutcome` as `outcome` for its message); `diagnosis` a Diagnosis or its dict.
     """
     if diagnosis is not None and not isinstance(diagnosis, dict):
         diagnosis = diagnosis.to_dict()
@@ -591,7 +591,7 @@ def resolve_case(selector: str) -> Case:
 
 
 def written_message(path: str, case_id: str, backend: str, outcome) -> str:
-    """What `python PATH` will do, from this process's verdict on the case (inprocess.Outcome)."""
+    """What `python PATH` will do, from this process's verdict on the case (inprocess.CaseOutcome)."""
     if outcome.status == "diverge":
         return f"python {path} exits 1 while {case_id} diverges on {backend} ({outcome.kind}, as here)"
     if outcome.status == "pass":
@@ -638,9 +638,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     outcome = None
     if args.out or args.report:
-        from .inprocess import judge
+        from .inprocess import run_case
 
-        outcome = judge(case, adapter, precision=args.precision)
+        outcome = run_case(case, adapter, precision=args.precision)
     if args.out:
         Path(args.out).write_text(script, encoding="utf-8")
         print(f"wrote {args.out}: {written_message(args.out, case.id, adapter.name, outcome)}", file=sys.stderr)

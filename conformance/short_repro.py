@@ -184,7 +184,7 @@ def _confirmation_text(conf: dict[str, Any]) -> str:
 
 def finding_report(finding: dict[str, Any], adapter: Any, *, spec: str | None = None) -> str:
     """A Markdown issue body for one finding (see the module docstring)."""
-    from .inprocess import judge
+    from .inprocess import run_case
     from .repro import bug_report, environment
 
     sr = finding.get("short_repro") or {}
@@ -203,7 +203,7 @@ def finding_report(finding: dict[str, Any], adapter: Any, *, spec: str | None = 
     except (ShortReproError, ValueError) as exc:
         script = None
         out += ["", f"No short script: {exc}."]
-    outcome = judge(case, adapter)
+    outcome = run_case(case, adapter)
     if script:
         out += ["", "### Reproduce", "", "NumPy and the framework only; `python repro.py` prints expected vs "
                 "observed and exits 1 while the bug is present:", "", "```python", script.rstrip(), "```"]

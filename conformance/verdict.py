@@ -1,9 +1,10 @@
 """The verdict: (case, the backend's reply, the reference, the contract) -> a record's fields.
 
-Every path that judges a backend calls `judge` here: the runner on worker replies, the
-in-process tools (pytest plugin, explore, `repro --report`) and the minimiser's
-predicate. They all obtain the reply from `worker.answer(adapter, case)`, so an adapter
-is called, and its output judged, in one way only.
+Every path that judges a backend calls `judge` here: the run on worker replies (through
+`record.record_reply`), the in-process tools (pytest plugin, explore, `repro --report`,
+through `inprocess.run_case`) and the minimiser's predicate. They all obtain the reply
+from `protocol.answer(adapter, case)`, so an adapter is called, and its output judged,
+in one way only.
 
 Invariants
 - The status and the divergence kind are decided here, once (the kind by
@@ -15,7 +16,7 @@ Invariants
                                              returned neither None nor a str
     ("raised", error, backend_s)          -> error for a valid case; pass for an invalid one
     ("output", y, backend_s, notes)       -> pass or diverge, by `compare`
-  (a crash or a timeout exists only in worker processes: the runner records those).
+  (a crash or a timeout exists only in worker processes: `record.record_reply` records those).
 - Every field is plain JSON-safe data except `comparison`, the `compare.Comparison`
   itself, for in-process callers.
 - The verdict is a function of (case, output, reference, contract) alone. A caller that
@@ -108,19 +109,6 @@ def judge(case: Case, reply: tuple, ref: Any, inputs: Any,
     if key is not None:
         memo[key] = v
     return v
-
-
-def judge_adapter(case: Case, adapter: Any, precision: str = tolerance.DEFAULT_PRECISION):
-    """(Verdict, output or None, inputs) of `case` run on `adapter` in this process."""
-    from .inputs import make_inputs
-    from .oracle import reference
-    from .worker import answer
-
-    inputs = make_inputs(case)
-    reply = answer(adapter, case, inputs)
-    ref = reference(case, *inputs) if case.is_valid and reply[0] == "output" else None
-    y = reply[1] if reply[0] == "output" else None
-    return judge(case, reply, ref, inputs, precision), y, inputs
 
 
 def precision_profile(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:

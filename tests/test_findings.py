@@ -17,7 +17,7 @@ import yaml
 from _runner_util import run_cli
 from conformance import findings
 from conformance.adapters.registry import load
-from conformance.inprocess import judge
+from conformance.inprocess import run_case
 from conformance.short_repro import make_short_script
 from conformance.spec import Case
 
@@ -144,7 +144,7 @@ def test_short_scripts_exit_as_the_suite_judges(run, cls, tmp_path):
     for adapter in (getattr(module, cls)(), load("numpy")):
         for f, sr in _short_scripts(run[1]):
             case = Case.from_dict(sr["case"])
-            verdict = judge(case, adapter, want_diagnosis=False)
+            verdict = run_case(case, adapter, want_diagnosis=False)
             if verdict.status == "unsupported":
                 continue
             code = _exit_code(make_short_script(case, adapter), tmp_path)

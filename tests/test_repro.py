@@ -14,7 +14,7 @@ from conformance import repro
 from conformance.adapters.registry import load
 from conformance.cases.sets import select
 from conformance.cli import main
-from conformance.inprocess import judge
+from conformance.inprocess import run_case
 from conformance.spec import Case
 
 BROKEN = str(Path(__file__).with_name("broken_adapters.py"))
@@ -163,7 +163,7 @@ def test_large_inputs_of_a_profile_the_script_cannot_regenerate_are_refused_with
 
 def test_bug_report_carries_environment_case_figures_and_diagnosis():
     adapter = load(f"{BROKEN}:FlippedKernel")
-    outcome = judge(PLAIN, adapter)
+    outcome = run_case(PLAIN, adapter)
     text = repro.bug_report(PLAIN, adapter, outcome.comparison, outcome.diagnosis, outcome=outcome)
     for expected in ("### Environment", "| flipped | 0.1 |", "| Device | cpu |", PLAIN.id, "max_normalised_error",
                      "| threshold |", "### Diagnosis", "flipped", "[::-1, ::-1]", "<summary>repro.py</summary>"):

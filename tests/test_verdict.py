@@ -80,7 +80,7 @@ BACKENDS = [_spec("kind_adapters.py", "Kinds"), _spec("kind_adapters.py", "Suppo
 
 @pytest.mark.parametrize("case, kind", KIND_CASES, ids=[c.name for c in CASES])
 def test_the_kind_adapter_produces_each_kind(case, kind):
-    outcome = inprocess.judge(case, Kinds(), want_diagnosis=False)
+    outcome = inprocess.run_case(case, Kinds(), want_diagnosis=False)
     assert (outcome.status, outcome.kind) == ("pass" if kind is None else "diverge", kind), outcome.message
 
 
@@ -98,22 +98,22 @@ def test_run_and_the_in_process_path_agree_record_for_record(tmp_path, precision
         adapter = load(spec)
         names[spec] = adapter.name
         for case in CASES:
-            got = inprocess.judge(case, adapter, want_diagnosis=False, precision=precision)
+            got = inprocess.run_case(case, adapter, want_diagnosis=False, precision=precision)
             assert by_run[(case.id, adapter.name)] == (got.status, got.kind), (spec, case.name, got.message)
     assert len(by_run) == len(BACKENDS) * len(CASES)
 
 
 def test_supports_that_raises_is_an_error_on_every_path():
     case = Case(**BASE, name="ok-f32")
-    assert inprocess.judge(case, SupportsRaises()).status == "error"
+    assert inprocess.run_case(case, SupportsRaises()).status == "error"
     assert not same_divergence(SupportsRaises(), None)(case)
 
 
 def test_any_accepts_accumulation_in_the_dtype_strict_names_it():
     case = Case(**DW, dtype="float16", name="ownacc-f16")
-    strict = inprocess.judge(case, Kinds(), want_diagnosis=False)
+    strict = inprocess.run_case(case, Kinds(), want_diagnosis=False)
     assert strict.kind == "precision" and "not `strict`: consistent with" in strict.message
-    assert inprocess.judge(case, Kinds(), want_diagnosis=False, precision="any").status == "pass"
+    assert inprocess.run_case(case, Kinds(), want_diagnosis=False, precision="any").status == "pass"
 
 
 def _run_script(tmp_path: Path, case: Case, precision: str) -> subprocess.CompletedProcess:
@@ -126,7 +126,7 @@ def _run_script(tmp_path: Path, case: Case, precision: str) -> subprocess.Comple
 @pytest.mark.parametrize("precision", ["strict", "any"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_a_repro_scripts_exit_code_is_the_suites_verdict(tmp_path, case, precision):
-    outcome = inprocess.judge(case, Kinds(), want_diagnosis=False, precision=precision)
+    outcome = inprocess.run_case(case, Kinds(), want_diagnosis=False, precision=precision)
     done = _run_script(tmp_path, case, precision)
     expected = 0 if outcome.status == "pass" else 1
     assert done.returncode == expected, (outcome.status, outcome.kind, done.stdout[-2000:], done.stderr[-2000:])
@@ -137,12 +137,12 @@ def test_a_repro_scripts_exit_code_is_the_suites_verdict(tmp_path, case, precisi
 def test_the_minimiser_shrinks_a_precision_divergence():
     case = Case(**{**DW, "height": 16, "width": 16, "in_channels": 16, "batch": 2}, dtype="float16")
     adapter = OwnAccumulation()
-    assert inprocess.judge(case, adapter, want_diagnosis=False).kind == "precision"
+    assert inprocess.run_case(case, adapter, want_diagnosis=False).kind == "precision"
     smaller = minimise(case, same_divergence(adapter, "precision"), time_limit=60)
     assert smaller.id != case.id
     assert smaller.batch * smaller.height * smaller.width * smaller.in_channels < \
         case.batch * case.height * case.width * case.in_channels
-    assert inprocess.judge(smaller, adapter, want_diagnosis=False).kind == "precision"
+    assert inprocess.run_case(smaller, adapter, want_diagnosis=False).kind == "precision"
 
 
 def test_the_precision_profile_is_in_results_console_and_every_page(tmp_path):

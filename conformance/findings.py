@@ -655,11 +655,11 @@ def judge_on(backend: Any, case: Case, *, with_output: bool = False, timeout: fl
     """The run's record for `case` on a runner.Backend: its worker, runner.judge's verdict
     under the run's precision contract (with `with_output`, (record, the backend's output
     or None)); `timeout` caps the wait."""
-    from . import runner, tolerance
+    from . import record, tolerance
 
-    oracle = runner.oracle_for(case)
+    oracle = record.oracle_for(case)
     limit = backend.timeout if timeout is None else min(backend.timeout, timeout)
-    rec, y = runner.judge(case, backend.name, backend.info, backend.ask(case, limit), oracle, limit,
+    rec, y = record.record_reply(case, backend.name, backend.info, backend.ask(case, limit), oracle, limit,
                           precision or tolerance.DEFAULT_PRECISION)
     return (rec, y) if with_output else rec
 

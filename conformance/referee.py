@@ -13,7 +13,7 @@ Invariants
   with it the case's verdicts, so that a backend whose output is bitwise identical to
   another's (TensorFlow's variants and Keras, torch's layouts) costs no second comparison
   or diagnosis (`verdict.judge`'s memo).
-- Verdicts are exactly `runner.judge` + `runner.diagnose_into`, called here instead of in
+- Records are exactly `record.record_reply` + `record.diagnose_into`, called here instead of in
   the run's process: the record that comes back is the record the run writes.
 - A deadline passed or a helper that dies becomes that (case, backend)'s `timeout` or
   `error` record in the caller (runner), and the helper is restarted for the next case.
@@ -35,7 +35,7 @@ from typing import Any
 
 def serve(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from conformance import runner
+    from conformance import record
     from conformance.worker import _watch_parent, error_dict, requests
 
     import os
@@ -49,7 +49,7 @@ def serve(conn: Connection) -> None:
             current = None  # free the previous case's arrays before building the next
             memo = {}
             try:
-                current = (case.id, runner.oracle_for(case))
+                current = (case.id, record.oracle_for(case))
             except Exception as exc:
                 current = (case.id, exc)
         if msg[0] == "oracle":
@@ -59,9 +59,9 @@ def serve(conn: Connection) -> None:
         try:
             if isinstance(oracle, Exception):
                 raise oracle
-            rec, y = runner.judge(case, backend, info, reply, oracle, timeout, precision, memo)
+            rec, y = record.record_reply(case, backend, info, reply, oracle, timeout, precision, memo)
             if diagnose and rec["status"] == "diverge":
-                runner.diagnose_into(rec, case, y, oracle, memo)
+                record.diagnose_into(rec, case, y, oracle, memo)
         except Exception as exc:
             conn.send(("failed", error_dict(exc)))
             continue

@@ -6,7 +6,7 @@ Invariants
   written already has it: `_send_ahead`, one case ahead at most, never while the
   minimiser or a repro uses its worker), and the oracle for it is computed while they
   run, once, shared by all backends, in the referee process (conformance.referee), which
-  also judges each output (`judge` + `diagnose_into`, unchanged, called there). Each
+  also judges each output (`record.record_reply` + `record.diagnose_into`, called there). Each
   request to the referee has `timeout` seconds; past it, or when the referee dies, the
   case's remaining records are `timeout` / `error` and the referee is restarted. This
   process holds only the backends' outputs, one at a time.
@@ -41,7 +41,6 @@ Invariants
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 import os
@@ -63,14 +62,13 @@ from . import junit, results, tolerance, verdict
 from .diagnose import diagnose
 from .fingerprint import fingerprint_id
 from . import fingerprint as fingerprint_mod
-from .inputs import make_inputs
 from .minimise import minimise
-from .oracle import reference
+from .record import record_reply
 from .report import write_reports
 from .spec import Case
-from .text import json_safe, safe_filename
+from .text import safe_filename
 from .vocabulary import FAILING_STATUSES
-from .worker import LoadFailed, Worker, WorkerDied, WorkerTimeout, headline
+from .worker import LoadFailed, Worker, WorkerDied, WorkerTimeout
 
 #: Minimising a divergence: at most this long per divergence and per backend in a run.
 MINIMISE_CASE_S = 10.0
@@ -176,77 +174,6 @@ def select_cases(selector: str, *, seed: int = 0, budget: int | None = None, dty
     if shard is not None:
         cases = [c for c in cases if shard_of(c.id, shard[1]) == shard[0]]
     return cases
-
-
-# ---- judging --------------------------------------------------------------------------
-
-@dataclass
-class Oracle:
-    inputs: Any  # conformance.inputs.Inputs
-    ref: Any  # Reference or None for an invalid case
-    seconds: float
-
-
-def oracle_for(case: Case) -> Oracle:
-    t0 = time.perf_counter()
-    inputs = make_inputs(case)
-    ref = reference(case, *inputs) if case.is_valid else None
-    return Oracle(inputs, ref, time.perf_counter() - t0)
-
-
-def judge(case: Case, backend: str, info: dict[str, Any], reply: Any, oracle: Oracle | None,
-          timeout: float, precision: str = tolerance.DEFAULT_PRECISION,
-          memo: dict | None = None) -> tuple[dict[str, Any], Any]:
-    """(record, output or None) for one worker reply (or the WorkerDied / WorkerTimeout raised).
-    `memo`: the case's verdicts so far (`verdict.judge`), kept by the caller for one case.
-
-    A thin caller of `verdict.judge`, which decides the status and kind; only a crash and a
-    timeout, which exist only in worker processes, are recorded here.
-    """
-    rec = results.new_record(case.to_dict(), case.id, backend, backend_version=info.get("version"),
-                             device=info.get("device"))
-    rec["time"]["oracle_s"] = oracle.seconds if oracle else None
-    rec["precision"] = precision
-    if isinstance(reply, WorkerDied):
-        last = headline(reply.log_tail)
-        where = ("inside the adapter's supports(), before the case ran" if getattr(reply, "phase", None) == "supports"
-                 else "while running the case")
-        rec.update(status="crash", exit=reply.exit, message=f"{reply} {where}" + (f"; log: {last}" if last else ""))
-        if reply.log_tail:
-            rec["error"] = {"type": reply.exit.get("signal") or f"exit code {reply.exit.get('exitcode')}",
-                            "message": str(reply), "traceback": reply.log_tail}
-        return rec, None
-    if isinstance(reply, WorkerTimeout):
-        inside = " (inside the adapter's supports())" if getattr(reply, "phase", None) == "supports" else ""
-        rec.update(status="timeout",
-                   message=f"no result within {timeout:g} s{inside}; the worker was killed and restarted")
-        return rec, None
-    v = verdict.judge(case, reply, oracle.ref if oracle else None, oracle.inputs if oracle else None, precision,
-                      memo)
-    rec.update(v.fields())
-    rec["time"]["backend_s"] = v.backend_s
-    rec["time"]["compare_s"] = v.compare_s
-    return rec, (reply[1] if reply[0] == "output" else None)
-
-
-def diagnose_into(rec: dict[str, Any], case: Case, y: Any, oracle: Oracle, memo: dict | None = None) -> None:
-    """Add a diagnosis to a divergence's record (it never changes the status or the kind).
-    `memo` (as for `judge`): a bitwise-identical output of the case gets the same diagnosis."""
-    if y is None or not case.is_valid:
-        return
-    precision = rec.get("precision") or tolerance.DEFAULT_PRECISION
-    key = verdict.output_key(y, precision) if memo is not None else None
-    if key is not None and ("diagnosis", key) in memo:
-        rec["diagnosis"] = copy.deepcopy(memo["diagnosis", key])
-        return
-    try:
-        d = diagnose(case, np.asarray(y), oracle.inputs, precision)
-    except Exception as exc:  # a diagnosis failure must not lose the verdict
-        rec["notes"].append(f"diagnosis failed: {type(exc).__name__}: {exc}")
-        return
-    rec["diagnosis"] = json_safe(d.to_dict())
-    if key is not None:
-        memo["diagnosis", key] = copy.deepcopy(rec["diagnosis"])
 
 
 # ---- backends -------------------------------------------------------------------------
@@ -570,11 +497,11 @@ class Referee:
         if self._ensure() is None:
             self.worker.send(("oracle", case.to_dict()))
 
-    def judge(self, case: Case, backend: str, info: dict[str, Any], reply: Any, diagnose: bool = True) -> dict[str, Any]:
-        """The record for one reply: runner.judge (+ diagnose_into) in the helper, or a
+    def record(self, case: Case, backend: str, info: dict[str, Any], reply: Any, diagnose: bool = True) -> dict[str, Any]:
+        """The record for one reply: record_reply (+ diagnose_into) in the helper, or a
         timeout/error record when the helper passes --timeout or dies."""
         if not (isinstance(reply, tuple) and reply and reply[0] == "output"):
-            return judge(case, backend, info, reply, None, self.timeout, self.precision)[0]  # nothing to compare
+            return record_reply(case, backend, info, reply, None, self.timeout, self.precision)[0]  # nothing to compare
         if self.failed_case and self.failed_case[0] == case.id:
             return self._failed(case, backend, info, *self.failed_case[1:])
         why = self._ensure()
@@ -930,7 +857,7 @@ def _run_case(ctx: _Context, case: Case, todo: list[Backend], nxt: Case | None, 
             reply = b.worker.receive(deadline)
         except (WorkerDied, WorkerTimeout) as exc:
             reply = exc
-        rec = ctx.referee.judge(case, b.name, b.info, reply)
+        rec = ctx.referee.record(case, b.name, b.info, reply)
         rec["fingerprint"] = b.info.get("fingerprint")
         if rec["status"] == "diverge":
             _enrich(ctx, case, b, rec)
@@ -990,7 +917,7 @@ def _minimise_into(ctx: _Context, rec: dict[str, Any], case: Case, b: Backend, l
         reply = b.ask(c, min(b.timeout, left))
         if isinstance(reply, tuple) and reply and reply[0] == "output":
             ctx.referee.begin(c)  # only outputs need the oracle
-        rec2 = ctx.referee.judge(c, b.name, b.info, reply, diagnose=False)
+        rec2 = ctx.referee.record(c, b.name, b.info, reply, diagnose=False)
         return rec2["status"] == "diverge" and rec2["kind"] == kind
 
     try:

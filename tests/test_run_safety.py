@@ -110,16 +110,16 @@ def test_memory_estimate_grows_with_input_and_output():
 _PEAK = """
 import json, resource, sys
 import numpy as np
-from conformance import runner
+from conformance import record
 from conformance.spec import Case
 case = Case(**json.loads(sys.argv[1]))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-oracle = runner.oracle_for(case)
+oracle = record.oracle_for(case)
 y = oracle.ref.value.astype(np.float64 if case.dtype == "float64" else np.float32)
 y.reshape(-1)[::997] += 1.0  # a divergence: the full comparison and the diagnosis
-rec, got = runner.judge(case, "x", {}, ("output", y, 0.0, []), oracle, 600.0)
+rec, got = record.record_reply(case, "x", {}, ("output", y, 0.0, []), oracle, 600.0)
 assert rec["status"] == "diverge", rec
-runner.diagnose_into(rec, case, got, oracle)
+record.diagnose_into(rec, case, got, oracle)
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
 """
 

@@ -220,7 +220,7 @@ class _ConformanceItem(pytest.Item):
 
     def write_artifacts(self, outcome: CaseOutcome) -> list[str]:
         """Write the repro script and bug report; return lines naming them (or why not)."""
-        from . import repro
+        from . import bug_reports, scripts
 
         case, adapter = outcome.case, self.backend.adapter
         stem = safe_filename(f"{self.backend.label}-{case.id}")
@@ -228,17 +228,17 @@ class _ConformanceItem(pytest.Item):
         try:
             self.plugin.out_dir.mkdir(parents=True, exist_ok=True)
             script = self.plugin.out_dir / f"{stem}.py"
-            script.write_text(repro.make_script(case, adapter, spec=self.backend.spec,
+            script.write_text(scripts.make_script(case, adapter, spec=self.backend.spec,
                                                   precision=self.plugin.precision), encoding="utf-8")
             lines.append(f"repro: {script}  (run: python {script})")
-        except (repro.ReproError, OSError) as exc:
+        except (scripts.ReproError, OSError) as exc:
             lines.append(f"repro: not written ({exc})")
         try:
             report = self.plugin.out_dir / f"{stem}.md"
-            report.write_text(repro.bug_report(case, adapter, outcome.comparison, outcome.diagnosis,
+            report.write_text(bug_reports.bug_report(case, adapter, outcome.comparison, outcome.diagnosis,
                                                outcome=outcome, spec=self.backend.spec), encoding="utf-8")
             lines.append(f"bug report: {report}")
-        except (repro.ReproError, OSError) as exc:
+        except (scripts.ReproError, OSError) as exc:
             lines.append(f"bug report: not written ({exc})")
         return lines
 

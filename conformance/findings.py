@@ -710,7 +710,7 @@ def short_repro_for(finding: dict[str, Any], backend: Any, judge_case: Callable[
     shorter than the verdict's: where they disagree, the next case is tried).
     `judge_case(case)` returns (record, output).
     """
-    from .short_repro import exit_code_for
+    from .scripts import exit_code_for
     minimal = Case.from_dict(finding["minimal_case"])
     names_profile = any(a["feature"] == "profile" for a in finding["atoms"] or [])
     tries: list[Case] = []

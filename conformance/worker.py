@@ -104,7 +104,7 @@ def requests(conn: Connection):
 
 
 def _repro(case, adapter, precision="strict"):
-    from conformance.repro import make_script
+    from conformance.scripts import make_script
 
     try:
         return ("repro", make_script(case, adapter, precision=precision), None)
@@ -113,10 +113,8 @@ def _repro(case, adapter, precision="strict"):
 
 
 def _short_repro(case, adapter, header):
-    try:
-        from conformance.short_repro import make_short_script
-    except ImportError:
-        return ("repro", None, None)
+    from conformance.scripts import make_short_script
+
     try:
         return ("repro", make_short_script(case, adapter, header=header), None)
     except Exception as exc:

@@ -18,7 +18,7 @@ from _runner_util import run_cli
 from conformance import findings
 from conformance.adapters.registry import load
 from conformance.inprocess import run_case
-from conformance.short_repro import make_short_script
+from conformance.scripts import make_short_script
 from conformance.spec import Case
 
 BROKEN = Path(__file__).resolve().parent / "broken_adapters.py"
@@ -297,7 +297,7 @@ def test_pages_open_with_the_findings_escaped_and_linked(tmp_path):
 def test_a_short_script_judges_a_given_output_without_the_framework():
     from conformance.inputs import make_inputs
     from conformance.oracle import convolve
-    from conformance.short_repro import exit_code_for
+    from conformance.scripts import exit_code_for
 
     case = _dw(strides=(2, 2), profile="small_integers")
     script = make_short_script(case, load("numpy"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import inprocess, repro, runner
+from conformance import inprocess, runner, scripts
 from conformance.minimise import minimise, same_divergence
 from conformance.spec import Case
 
@@ -118,7 +118,7 @@ def test_any_accepts_accumulation_in_the_dtype_strict_names_it():
 
 def _run_script(tmp_path: Path, case: Case, precision: str) -> subprocess.CompletedProcess:
     script = tmp_path / f"{case.name}-{precision}.py"
-    script.write_text(repro.make_script(case, Kinds(), precision=precision), encoding="utf-8")
+    script.write_text(scripts.make_script(case, Kinds(), precision=precision), encoding="utf-8")
     return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path)
 

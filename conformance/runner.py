@@ -65,6 +65,7 @@ from . import fingerprint as fingerprint_mod
 from .minimise import minimise
 from .record import record_reply
 from .report import write_reports
+from .run.findings_step import build_findings, findings_step
 from .spec import Case
 from .text import safe_filename
 from .vocabulary import FAILING_STATUSES
@@ -718,7 +719,7 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
             progress.case_done()
         cases_s = time.monotonic() - progress.t0
         progress.draw(final=True)
-        found = _findings(cfg, backends, (previous or []) + new_records, entries, stream, fingerprints)
+        found = findings_step(cfg, backends, (previous or []) + new_records, entries, stream, fingerprints)
     except KeyboardInterrupt:
         interrupted = True
         if not cfg.quiet:
@@ -739,33 +740,6 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
               "resumed": previous is not None}
     return finish(cfg, cases, backends, (previous or []) + new_records, entries, baseline, started, interrupted,
                   timing, found, fingerprints)
-
-
-def build_findings(records: list[dict[str, Any]], entries: list,
-                   fingerprints: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """The findings of `records`; manifest entries that pin a finding by id mark its records
-    known (where their `when` conditions hold on the record's fingerprint)."""
-    found = findings_mod.build(records)
-    expected_mod.pin_findings(entries, records, found, fingerprints)
-    return found
-
-
-def _findings(cfg: RunConfig, backends: list[Backend], records: list[dict[str, Any]], entries: list,
-              stream: TextIO | None, fingerprints: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]] | None:
-    """The run's findings, confirmed and with short repros, while the workers still run.
-    None when they could not be built: the verdicts are never lost to the findings step."""
-    try:
-        found = build_findings(records, entries, fingerprints)
-    except Exception as exc:
-        (stream or sys.stderr).write(f"warning: findings could not be built ({type(exc).__name__}: {exc}); "
-                                     f"the results are written without them\n")
-        return None
-    if found and not cfg.quiet:
-        what = f"confirming (at most {cfg.confirm_budget_s:g} s each) and " if cfg.confirm_budget_s else ""
-        (stream or sys.stderr).write(f"findings: {len(found)}; {what}writing their short repros\n")
-    findings_mod.enrich(found, {b.name: b for b in backends}, records, out=cfg.out,
-                        confirm_budget_s=cfg.confirm_budget_s, precision=cfg.precision)
-    return found
 
 
 def _environment_lines(backends: list[Backend], cfg: RunConfig) -> str:

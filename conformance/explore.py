@@ -3,6 +3,7 @@
     conformance explore --backend torch [--max-examples 200] [--seed 0] [--dtype float16]
                         [--op conv2d] [--max-found 5] [--out-dir DIR] [--no-minimise]
 
+(its options and exit status are `conformance.cli.explore`'s)
 Hypothesis draws cases (`conformance.cases.strategies.cases`: valid ones and about one in
 four invalid), runs the backend on each *in this process* (a backend that crashes takes
 explore with it; `conformance run` isolates backends in workers), and shrinks the first
@@ -25,18 +26,15 @@ Invariants
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import random
-import sys
 from pathlib import Path
 from typing import Any
 
 from .inprocess import CaseOutcome, run_case
-from .tolerance import DEFAULT_PRECISION, PRECISIONS
 from .spec import DTYPES, OPS, Case
-from .text import safe_filename
+from .text import clip, safe_filename
 
 #: The statuses a search is after: a divergence, or an error where the case is valid.
 SOUGHT_STATUSES = ("diverge", "error")
@@ -81,18 +79,13 @@ def search(adapter: Any, *, max_examples: int = 200, seed: int = 0, ops=OPS, dty
     return results
 
 
-def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def found_by(adapter: Any, outcome: CaseOutcome, *, spec: str, seed: int) -> dict[str, Any]:
     from . import __version__
 
     diag = outcome.diagnosis or {}
     return {"backend": str(adapter.name), "spec": spec, "backend_version": str(adapter.version()),
             "device": str(adapter.device()), "date": datetime.date.today().isoformat(),
-            "kind": outcome.kind or outcome.status, "message": _one_line(outcome.message),
+            "kind": outcome.kind or outcome.status, "message": clip(outcome.message, 200),
             "diagnosis": diag.get("hypothesis"), "tool": f"conv-conformance {__version__} explore --seed {seed}"}
 
 
@@ -107,62 +100,11 @@ def write_regression(case: Case, adapter: Any, outcome: CaseOutcome, out_dir: Pa
     if case.id in known:
         return None, f"already in {known[case.id]}: every run includes it"
     meta = found_by(adapter, outcome, spec=spec, seed=seed)
-    reason = _one_line(f"{meta['backend']} {meta['backend_version']}: {meta['kind']}"
-                       + (f" ({meta['diagnosis']})" if meta["diagnosis"] else "") + f": {outcome.message}")
+    reason = clip(f"{meta['backend']} {meta['backend_version']}: {meta['kind']}"
+                  + (f" ({meta['diagnosis']})" if meta["diagnosis"] else "") + f": {outcome.message}", 200)
     entry = dataclasses.replace(case, name=case.id, reason=reason)
     text = dump_cases([entry], description=f"found by conformance explore on {meta['backend']}", found_by=meta)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{safe_filename(meta['backend'])}-{case.id}.yaml"
     path.write_text(text, encoding="utf-8")
     return path, "written"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cases.catalogue import REGRESSIONS_DIR
-
-    parser.add_argument("--backend", required=True, metavar="SPEC",
-                        help="built-in name, entry-point name, module:Class or path/to/file.py:Class")
-    parser.add_argument("--max-examples", type=int, default=200, metavar="N",
-                        help="cases hypothesis may try per search round (default 200)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="the same seed explores the same cases")
-    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                        help=f"precision contract of the verdict (default {DEFAULT_PRECISION}; README: tolerance)")
-    parser.add_argument("--dtype", action="append", choices=DTYPES, default=None, help="restrict dtypes (repeatable)")
-    parser.add_argument("--op", action="append", choices=OPS, default=None, help="restrict ops (repeatable)")
-    parser.add_argument("--max-found", type=int, default=5, metavar="K",
-                        help="stop after K distinct divergences (default 5)")
-    parser.add_argument("--max-spatial", type=int, default=8, metavar="N", help="largest output height/width drawn")
-    parser.add_argument("--out-dir", type=Path, default=REGRESSIONS_DIR, metavar="DIR",
-                        help=f"where case files go (default: the catalogue's regressions, {REGRESSIONS_DIR})")
-    parser.add_argument("--no-minimise", dest="minimise", action="store_false",
-                        help="keep hypothesis's shrunk case as is")
-
-
-def run(args: argparse.Namespace) -> int:
-    from .adapters.registry import load
-
-    if args.max_examples < 1 or args.max_found < 1 or args.max_spatial < 1:
-        print("conformance explore: expected --max-examples, --max-found and --max-spatial >= 1, received "
-              f"{args.max_examples}, {args.max_found}, {args.max_spatial}", file=sys.stderr)
-        return 2
-    try:
-        adapter = load(args.backend)
-    except ValueError as exc:
-        print(f"conformance explore: --backend: {exc}", file=sys.stderr)
-        return 2
-    print(f"exploring {adapter.name} {adapter.version()} on {adapter.device()} in this process "
-          f"(seed {args.seed}, up to {args.max_examples} examples per round)", flush=True)
-    results = search(adapter, max_examples=args.max_examples, seed=args.seed, ops=args.op or OPS,
-                     dtypes=args.dtype or DTYPES, max_found=args.max_found, max_spatial=args.max_spatial,
-                     minimise_s=30.0 if args.minimise else 0.0, precision=args.precision)
-    if not results:
-        print(f"no divergence found in {args.max_examples} examples")
-        return 0
-    for case, outcome in results:
-        path, note = write_regression(case, adapter, outcome, args.out_dir, spec=args.backend, seed=args.seed)
-        diag = (outcome.diagnosis or {}).get("hypothesis")
-        print(f"FOUND {case.id}: {outcome.kind or outcome.status}" + (f" ({diag})" if diag else "")
-              + f": {_one_line(outcome.message, 160)}")
-        print(f"  -> {path if path else note}")
-    print(f"{len(results)} divergence(s) found")
-    return 1

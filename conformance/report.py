@@ -1,8 +1,8 @@
 """HTML reports of a run: one page per backend and an index, from results.json alone.
 
 `write_reports(run, out_dir)` renders `<out_dir>/<backend>.html` for every backend and
-`<out_dir>/index.html`; `conformance report RESULTS.json --out DIR` does the same for a
-saved run (`add_arguments(parser)` and `run(args)` wire it into the CLI).
+`<out_dir>/index.html`; `conformance report RESULTS.json --out DIR` (`conformance.cli.report`)
+does the same for a saved run.
 
 Invariants
 - Self-contained pages: inline CSS, JS and SVG only; no network, no CDN, no fonts.
@@ -20,14 +20,12 @@ Invariants
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
 import math
 import os
 import re
-import sys
 import urllib.parse
 from collections import Counter, OrderedDict
 from pathlib import Path
@@ -643,43 +641,3 @@ def write_reports(run: dict, out_dir, *, repro_dir=None) -> list[Path]:
     path.write_text(index, encoding="utf-8")
     written.append(path)
     return written
-
-
-# ---- command line -----------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`conformance report RESULTS.json [--out DIR]`."""
-    parser.add_argument("results", metavar="RESULTS.json", help="a results.json written by `conformance run`")
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="where to write the HTML (default: the directory of RESULTS.json)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Render the reports of a saved run; 0 on success, 2 when the results file is unusable."""
-    from .results import ResultsError, load
-
-    src = Path(args.results)
-    try:
-        data = load(src)
-    except ResultsError as exc:
-        print(f"conformance report: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out) if args.out else src.parent
-    try:
-        paths = write_reports(data, out, repro_dir=src.parent)
-    except OSError as exc:
-        print(f"conformance report: cannot write to {out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    for p in paths:
-        print(p)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="conformance report", description="HTML reports of a results.json")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

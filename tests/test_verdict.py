@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from conformance import inprocess, runner, scripts
+from conformance.cli import console
+from conformance.run.config import RunConfig
 from conformance.minimise import minimise, same_divergence
 from conformance.spec import Case
 
@@ -88,7 +90,7 @@ def test_the_kind_adapter_produces_each_kind(case, kind):
 def test_run_and_the_in_process_path_agree_record_for_record(tmp_path, precision):
     from conformance.adapters.registry import load
 
-    cfg = runner.RunConfig(specs=BACKENDS, out=tmp_path, report=False, minimise=False, quiet=True, named=True,
+    cfg = RunConfig(specs=BACKENDS, out=tmp_path, report=False, minimise=False, quiet=True, named=True,
                            precision=precision)
     outcome = runner.execute(cfg, CASES)
     by_run = {(r["case_id"], r["backend"]): (r["status"], r["kind"]) for r in outcome.run["records"]}
@@ -146,11 +148,10 @@ def test_the_minimiser_shrinks_a_precision_divergence():
 
 
 def test_the_precision_profile_is_in_results_console_and_every_page(tmp_path):
-    from conformance import cli
 
     cases = [Case(**dict(DW, height=12 + i), dtype="float16") for i in range(2)] + [Case(**BASE)]
     specs = [_spec("kind_adapters.py", "OwnAccumulation"), _spec("adapters_for_tests.py", "Faithful")]
-    cfg = runner.RunConfig(specs=specs, out=tmp_path, minimise=False, quiet=True, named=True)
+    cfg = RunConfig(specs=specs, out=tmp_path, minimise=False, quiet=True, named=True)
     outcome = runner.execute(cfg, cases)
     profile = outcome.run["precision_profile"]
     assert outcome.run["run"]["precision"] == "strict"
@@ -158,7 +159,7 @@ def test_the_precision_profile_is_in_results_console_and_every_page(tmp_path):
     own = profile["own-accumulation"]["float16"]
     assert own["meets"] in ("relaxed", "any") and own["max_normalised_error"] > 0
     assert profile["own-accumulation"]["float32"]["meets"] == "strict"
-    summary = cli.summary(outcome)
+    summary = console.summary(outcome)
     assert "precision profile" in summary and f"float16: {own['meets']}" in summary
     for page in ("index.html", "own-accumulation.html"):
         html = (tmp_path / page).read_text()
@@ -171,7 +172,7 @@ def test_bitwise_identical_outputs_share_one_verdict_and_nothing_else(tmp_path):
     specs = [_spec("adapters_for_tests.py", "Faithful"), _spec("adapters_for_tests.py", "Misbehaving"),
              _spec("adapters_for_tests.py", "OffByOne")]
     cases = [Case(**BASE, name="ok-a"), Case(**dict(BASE, height=7), name="wrong-b")]
-    cfg = runner.RunConfig(specs=specs, out=tmp_path, report=False, minimise=False, quiet=True, named=True)
+    cfg = RunConfig(specs=specs, out=tmp_path, report=False, minimise=False, quiet=True, named=True)
     recs = {(r["case"]["name"], r["backend"]): r for r in runner.execute(cfg, cases).run["records"]}
     verdict_fields = ("status", "kind", "message", "figures", "worst", "heatmap", "channel_errors", "diagnosis",
                       "precision_met")

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from . import tolerance
-from .bug_reports import bug_report, finding_report
-from .inprocess import run_case
-from .scripts import ReproError, ShortReproError, make_script, make_short_script
-from .spec import Case
+from .. import tolerance
+from ..bug_reports import bug_report, finding_report
+from ..inprocess import run_case
+from ..scripts import ReproError, ShortReproError, make_script, make_short_script
+from ..spec import Case
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_case(selector: str) -> Case:
     """The one case `selector` names (an id or a one-case file). ValueError with a clear message otherwise."""
-    from .cases.sets import select
+    from ..cases.sets import select
 
     cases = list(select(selector))
     if not cases:
@@ -68,7 +68,7 @@ def written_message(path: str, case_id: str, backend: str, outcome) -> str:
 
 def load_backend(spec: str) -> Any:
     """The adapter `--backend SPEC` names, or None after saying why on stderr (exit 2)."""
-    from .adapters.registry import load
+    from ..adapters.registry import load
 
     try:
         return load(spec)
@@ -77,7 +77,7 @@ def load_backend(spec: str) -> Any:
         return None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     """0: script (and report) written; 2: unknown case or backend, or a case too large to inline."""
     if args.finding:
         return run_finding(args)
@@ -118,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_finding(args: Any) -> int:
     """`conformance repro --finding ID --backend B [--report FILE] [--out FILE] [--results RESULTS_JSON]`."""
-    from .findings import items
-    from .results import ResultsError, load as load_results
+    from ..findings import items
+    from ..results import ResultsError, load as load_results
 
     try:
         run = load_results(args.results)

@@ -1,127 +1,36 @@
-"""One backend in its own process: the worker loop and the parent's handle on it.
+"""The parent's handle on one child process: start it, send it requests, wait for its
+replies within a deadline, kill and restart it.
 
 Invariants
-- A worker is `python -m conformance.worker FD`: a fresh interpreter (no fork of a
-  process that may hold framework threads) that rebuilds its adapter with
-  `registry.load(spec)` once and keeps it for every case, so a framework is imported once.
-- Only the case (as a dict) crosses to the worker; it regenerates the inputs with
-  `make_inputs(case)`, which are deterministic from the case id. The output array comes
-  back pickled over a socket pair (protocol 5: one copy of the buffer).
-- The worker's stdout and stderr go to a log file, never to the run's console: framework
-  chatter cannot garble progress lines, and the log tail explains a crash.
-- Whatever the adapter does (raise, segfault, abort, hang), the parent learns one of:
-  a reply, the process's death (exit code or signal), or a deadline passed. The worker
-  ignores SIGINT (the parent decides when to stop) and exits when the parent disappears.
-
-Messages (tuples): parent -> worker ("run", case_dict) | ("repro", case_dict, precision)
-| ("short_repro", case_dict, header) | ("stop",);
-worker -> parent ("ready", info) | ("failed", error) first (info: name, version, device and
-the environment fingerprint, conformance.fingerprint), then per request
-("unsupported", reason) | ("output", array, backend_s, notes) | ("raised", error, backend_s)
-| ("adapter_error", error) | ("repro", text_or_None, error_or_None). A run request is
-answered by ("phase", "run") once supports() has returned None, before run() starts: a
-worker that dies or hangs before it did so, died or hung inside supports() (`Worker.phase`).
-("adapter_error", error): supports() raised or returned neither None nor a str.
+- A child is `python -m MODULE FD ARG`: a fresh interpreter (no fork of a process that
+  may hold framework threads), talking over a socket pair; its stdout and stderr go to a
+  log file, never to the run's console, so framework chatter cannot garble progress
+  lines, and the log tail explains a crash.
+- Whatever the child does (raise, segfault, abort, hang), `receive` gives one of: a
+  reply, `WorkerDied` (exit code or signal, the memory last sampled, the log tail) or
+  `WorkerTimeout` (the deadline passed: the child is killed). A reply that arrived while
+  another child was being waited for counts, late deadline or not.
+- It knows nothing of what the requests mean: a backend's worker (`process.backend`)
+  and the referee (`process.referee`) are both driven through it.
 """
 
 from __future__ import annotations
 
-import faulthandler
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from .protocol import TRACEBACK_LINES, LoadFailed, WorkerDied, WorkerTimeout, answer, error_dict, headline
+from ..protocol import TRACEBACK_LINES, LoadFailed, WorkerDied, WorkerTimeout, headline
 
 #: How long a worker may take to import its framework and build the adapter.
 STARTUP_TIMEOUT_S = 180.0
 
-
-# ---- the worker side ------------------------------------------------------------------
-
-def _watch_parent(parent: int) -> None:
-    # A hung adapter never reads the socket again; if the parent is gone, nobody will kill us.
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os._exit(3)
-
-
-def serve(conn: Connection, spec: str) -> None:
-    """Build the adapter from `spec`, then answer requests until told to stop or the parent leaves."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    faulthandler.enable(all_threads=False)  # a segfault or abort leaves the Python stack in the log
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-    try:
-        from conformance.adapters import registry
-
-        # The adapter is built before anything imports its framework here: a variant that
-        # must set the environment a framework reads at import (TF_ENABLE_ONEDNN_OPTS,
-        # XLA_FLAGS) does so in its constructor; version() then imports the framework.
-        adapter = registry.load(spec)
-        info = {"name": str(adapter.name), "version": str(adapter.version()), "device": str(adapter.device())}
-    except BaseException as exc:  # an import that fails any way at all is a failed start
-        conn.send(("failed", error_dict(exc)))
-        return
-    from conformance.fingerprint import fingerprint
-
-    try:
-        info["fingerprint"] = fingerprint(adapter)  # after version(): the framework is imported
-    except Exception as exc:  # the environment is worth recording, not worth a failed start
-        info["fingerprint"] = {"error": f"{type(exc).__name__}: {exc}"}
-    conn.send(("ready", info))
-
-    for msg, case in requests(conn):
-        if msg[0] == "repro":
-            conn.send(_repro(case, adapter, *msg[2:]))
-            continue
-        if msg[0] == "short_repro":
-            conn.send(_short_repro(case, adapter, msg[2]))
-            continue
-        conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run"))))
-
-
-def requests(conn: Connection):
-    """(message, its Case) for each request of the parent, until it says stop or goes away
-    (the worker's and the referee's serving loops)."""
-    from conformance.spec import Case
-
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg[0] == "stop":
-            return
-        yield msg, Case.from_dict(msg[1])
-
-
-def _repro(case, adapter, precision="strict"):
-    from conformance.scripts import make_script
-
-    try:
-        return ("repro", make_script(case, adapter, precision=precision), None)
-    except Exception as exc:
-        return ("repro", None, error_dict(exc))
-
-
-def _short_repro(case, adapter, header):
-    from conformance.scripts import make_short_script
-
-    try:
-        return ("repro", make_short_script(case, adapter, header=header), None)
-    except Exception as exc:
-        return ("repro", None, error_dict(exc))
-
-
-# ---- the parent side ------------------------------------------------------------------
 
 #: How idle thread pools wait, in every worker and the referee unless the user's environment
 #: says otherwise: a backend's threads sleep instead of spinning between cases, since a run's
@@ -136,7 +45,7 @@ class Worker:
     #: While waiting for a reply, the worker's memory is sampled at least this often.
     SAMPLE_S = 0.25
 
-    def __init__(self, spec: str, log_path: Path, module: str = "conformance.worker"):
+    def __init__(self, spec: str, log_path: Path, module: str = "conformance.process.worker"):
         self.spec = spec
         self.module = module  # the process's main module: a backend worker, or conformance.referee
         self.log_path = Path(log_path)
@@ -295,12 +204,3 @@ class Worker:
             except subprocess.TimeoutExpired:
                 pass
         self.kill()
-
-
-def _main(argv: list[str]) -> None:
-    fd, spec = int(argv[0]), argv[1]
-    serve(Connection(fd), spec)
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1:])

@@ -1,0 +1,35 @@
+"""What the parts of one run share while it goes: its config, the manifest, the result
+stream, the progress, the records so far, the referee and the fingerprints seen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import fingerprint as fingerprint_mod
+from .. import results
+from ..process.backend import Backend
+from ..process.referee import Referee
+from .config import RunConfig
+from .progress import Progress
+
+
+@dataclass
+class RunContext:
+    cfg: RunConfig
+    entries: list
+    writer: results.JsonlWriter
+    progress: Progress
+    records: list
+    referee: Referee
+    fingerprints: dict[str, dict[str, Any]]
+
+    def note_fingerprint(self, b: Backend) -> None:
+        """Keep the backend's current fingerprint (once per id, in results.jsonl too, for --resume)."""
+        fid = b.info.get("fingerprint")
+        if fid and fid not in self.fingerprints and b.fingerprint:
+            self.fingerprints[fid] = b.fingerprint
+            self.writer.state("fingerprint", id=fid, fingerprint=b.fingerprint)
+
+    def facts(self, rec: dict[str, Any]) -> dict[str, Any]:
+        return fingerprint_mod.facts(self.fingerprints.get(rec.get("fingerprint") or ""))

@@ -90,3 +90,19 @@ def clip(text: str, limit: int) -> str:
     if space > limit // 2:
         cut = cut[:space]
     return cut.rstrip(" ,;:(") + "…"
+
+
+def ranges(idx: list[int], limit: int = 12) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8' (at most `limit` runs)."""
+    if not idx:
+        return "none"
+    runs, start, prev = [], idx[0], idx[0]
+    for i in idx[1:] + [None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        runs.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    more = f", ... ({len(runs) - limit} more runs)" if len(runs) > limit else ""
+    return ", ".join(runs[:limit]) + more

@@ -37,6 +37,7 @@ import numpy as np
 from . import tolerance
 from .dtypes import dtype_name, fmt, has_subnormal, np_dtype
 from .oracle import Reference, reference
+from .protocol import NotAnArray, not_an_array
 from .spec import Case
 from .text import json_safe, number
 from .vocabulary import KINDS
@@ -88,53 +89,6 @@ class Comparison:
         return {"passed": self.passed, "kind": self.kind, "message": self.message, "figures": self.figures,
                 "worst": self.worst, "heatmap": self.heatmap, "channel_errors": self.channel_errors,
                 "notes": self.notes, "precision": self.precision, "precision_met": self.precision_met}
-
-
-@dataclass(frozen=True)
-class NotAnArray:
-    """What a worker sends in place of an adapter output that is not a numpy.ndarray.
-
-    `returned` names it ("a list", "None", "an object of type torch.Tensor"); `values` is
-    numpy.asarray of it when that gives a numeric array (so the values can still be
-    judged), else None. Pickled to the parent, which imports no framework.
-    """
-    returned: str
-    values: np.ndarray | None = None
-
-
-def returned_object(actual: Any) -> str | None:
-    """None for a numpy.ndarray; otherwise what the adapter returned, for a message:
-    "None", "a list", "a tuple", "an object of type torch.Tensor"."""
-    if isinstance(actual, NotAnArray):
-        return actual.returned
-    if isinstance(actual, np.ndarray):
-        return None
-    if actual is None:
-        return "None"
-    if isinstance(actual, (list, tuple)):
-        return f"a {type(actual).__name__}"
-    t = type(actual)
-    module = "" if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}."
-    return f"an object of type {module}{t.__qualname__}"
-
-
-def not_an_array(actual: Any) -> NotAnArray | None:
-    """A NotAnArray for whatever is not a numpy.ndarray (None for an ndarray): the check
-    made where an adapter's return value is first examined (worker, compare)."""
-    if isinstance(actual, NotAnArray):
-        return actual
-    returned = returned_object(actual)
-    if returned is None:
-        return None
-    values = None
-    if actual is not None:
-        try:
-            values = np.asarray(actual)
-        except Exception:  # noqa: BLE001 (anything that does not convert has no values to judge)
-            values = None
-        if values is not None and values.dtype.kind not in "fiu" and dtype_name(values) != "bfloat16":
-            values = None
-    return NotAnArray(returned, values)
 
 
 def _not_an_array(case: Case, wrapped: NotAnArray, ref: Reference | None, inputs, precision: str) -> Comparison:

@@ -7,7 +7,7 @@ calling one, and returns its reply, one of these tuples:
     ("unsupported", reason)              supports() gave the framework's own reason
     ("adapter_error", error)             supports() raised or returned neither None nor a str
     ("raised", error, backend_s)         run() raised
-    ("output", y, backend_s, notes)      run() returned (a NumPy array, or a compare.NotAnArray)
+    ("output", y, backend_s, notes)      run() returned (a NumPy array, or a NotAnArray)
 
 `error` is `error_dict(exc)`: {type, message, traceback}. Across a process, a reply can
 also not come: the caller then holds a `WorkerDied` (exit code or signal, log tail) or a
@@ -26,10 +26,66 @@ from __future__ import annotations
 
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+
+from .dtypes import dtype_name
 
 TRACEBACK_LINES = 12
 
+
+# ---- what travels in an "output" reply --------------------------------------------------
+
+@dataclass(frozen=True)
+class NotAnArray:
+    """What a worker sends in place of an adapter output that is not a numpy.ndarray.
+
+    `returned` names it ("a list", "None", "an object of type torch.Tensor"); `values` is
+    numpy.asarray of it when that gives a numeric array (so the values can still be
+    judged), else None. Pickled to the parent, which imports no framework.
+    """
+    returned: str
+    values: np.ndarray | None = None
+
+
+def returned_object(actual: Any) -> str | None:
+    """None for a numpy.ndarray; otherwise what the adapter returned, for a message:
+    "None", "a list", "a tuple", "an object of type torch.Tensor"."""
+    if isinstance(actual, NotAnArray):
+        return actual.returned
+    if isinstance(actual, np.ndarray):
+        return None
+    if actual is None:
+        return "None"
+    if isinstance(actual, (list, tuple)):
+        return f"a {type(actual).__name__}"
+    t = type(actual)
+    module = "" if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}."
+    return f"an object of type {module}{t.__qualname__}"
+
+
+def not_an_array(actual: Any) -> NotAnArray | None:
+    """A NotAnArray for whatever is not a numpy.ndarray (None for an ndarray): the check
+    made where an adapter's return value is first examined (worker, compare)."""
+    if isinstance(actual, NotAnArray):
+        return actual
+    returned = returned_object(actual)
+    if returned is None:
+        return None
+    values = None
+    if actual is not None:
+        try:
+            values = np.asarray(actual)
+        except Exception:  # noqa: BLE001 (anything that does not convert has no values to judge)
+            values = None
+        if values is not None and values.dtype.kind not in "fiu" and dtype_name(values) != "bfloat16":
+            values = None
+    return NotAnArray(returned, values)
+
+
+# ---- the adapter call --------------------------------------------------------------------
 
 def error_dict(exc: BaseException) -> dict[str, str]:
     """{type, message, traceback}: the traceback's last lines, enough to place the failure."""
@@ -48,7 +104,6 @@ def answer(adapter: Any, case: Any, inputs: Any = None, on_run: Any = None) -> t
     before run() starts (the worker tells its parent, so a crash is placed correctly).
     """
     from conformance.adapters import registry
-    from conformance.compare import not_an_array
     from conformance.inputs import make_inputs
 
     try:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .dtypes import dtype_name
+from .text import memory_size
 
 TRACEBACK_LINES = 12
 
@@ -139,10 +140,6 @@ def headline(log_tail: str) -> str:
     return lines[-1].strip() if lines else ""
 
 
-def _gib(n: int) -> str:
-    return f"{n / 2 ** 30:.2f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.0f} MiB"
-
-
 class WorkerDied(Exception):
     """The worker process ended without answering; `exit` is {exitcode, signal, rss_bytes,
     peak_rss_bytes} (the memory as last sampled by the parent, None when unknown); `phase` is
@@ -160,8 +157,8 @@ class WorkerDied(Exception):
         how = f"signal {sig}" if sig else f"exit code {exit_info.get('exitcode')}"
         if sig == "SIGKILL":
             rss, peak = exit_info.get("rss_bytes"), exit_info.get("peak_rss_bytes")
-            memory = (f"; last sampled resident memory {_gib(rss)}" if rss else "") + \
-                     (f", peak {_gib(peak)}" if peak else "")
+            memory = (f"; last sampled resident memory {memory_size(rss)}" if rss else "") + \
+                     (f", peak {memory_size(peak)}" if peak else "")
             how += f": killed, most likely by the out-of-memory killer{memory}"
         super().__init__(f"worker process died with {how}")
 

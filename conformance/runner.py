@@ -64,13 +64,14 @@ from .run.config import RunConfig
 from .run.context import RunContext
 from .run.divergences import enrich_divergence
 from .run.findings_step import findings_step
-from .run.memory import gib, memory_estimate
+from .run.memory import memory_estimate
 from .run.out_dir import OutLock, previous_run, remove_paths
 from .run.outputs import RunOutcome, finish, utc_now
 from .run.preflight import check_out, load_extras, resume_state
 from .run.progress import Progress
 from .run.selection import select_cases
 from .spec import Case
+from .text import memory_size
 from .usage import LoadError
 from .vocabulary import FAILING_STATUSES
 
@@ -207,7 +208,7 @@ def _environment_lines(backends: list[Backend], cfg: RunConfig) -> str:
             lines.append(f"  {b.name:<{width}}  {fingerprint_mod.path_line(b.fingerprint)}")
     if cfg.max_memory:
         lines.append(f"  limits: --timeout {cfg.timeout:g} s per case and backend (and for the oracle), "
-                     f"--max-memory {gib(cfg.max_memory)} for the oracle and comparison")
+                     f"--max-memory {memory_size(cfg.max_memory)} for the oracle and comparison")
     return "".join(line + "\n" for line in lines)
 
 
@@ -232,8 +233,8 @@ def _dispatch(ctx: RunContext, case: Case, todo: list[Backend], nxt: Case | None
     needs = _over_memory(ctx, case)
     if needs is not None:
         # Refused before anything runs: judging it could take the machine's memory.
-        msg = (f"needs an estimated {gib(needs)} to judge (oracle and comparison), over --max-memory "
-               f"{gib(ctx.cfg.max_memory)}; raise --max-memory to run it")
+        msg = (f"needs an estimated {memory_size(needs)} to judge (oracle and comparison), over --max-memory "
+               f"{memory_size(ctx.cfg.max_memory)}; raise --max-memory to run it")
         for b in todo:
             _emit(ctx, results.new_record(case.to_dict(), case.id, b.name, backend_version=b.info["version"],
                                           device=b.info["device"], status="unsupported", message=msg,

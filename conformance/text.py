@@ -73,6 +73,12 @@ def cell_number(v: Any) -> str:
     return f"{v:.3e}"
 
 
+def memory_size(n: int) -> str:
+    """A number of bytes for a message: GiB with one decimal from a quarter GiB up ("1.5 GiB"),
+    else whole MiB ("96 MiB")."""
+    return f"{n / 2 ** 30:.1f} GiB" if n >= 2 ** 28 else f"{n / 2 ** 20:.0f} MiB"
+
+
 def safe_filename(name: str, default: str = "backend") -> str:
     """`name` as a file name: runs of anything but letters, digits, "_", "." and "-" become
     one "_", leading and trailing "_", "." and "-" go (no hidden files); `default` when

@@ -68,8 +68,3 @@ def parse_memory(text: str) -> int:
     if value <= 0:
         raise UsageError(f"--max-memory: expected a positive size, received {text!r}")
     return int(value)
-
-
-def gib(n: int) -> str:
-    """Bytes in GiB, for messages ("1.5 GiB")."""
-    return f"{n / (1 << 30):.1f} GiB"

@@ -52,7 +52,7 @@ class KnownDivergence(ConformanceFailure):
     """A divergence that an --conformance-expected manifest entry names (xfail's `raises`)."""
 
 
-class Backend:
+class InProcessBackend:
     """One backend under test: its spec, id label and the adapter, built once per process."""
 
     def __init__(self, spec: str, label: str, adapter: Any):
@@ -95,9 +95,9 @@ class ConformancePlugin:
         base = Path(config.invocation_params.dir)
         self.out_dir = base / config.getoption("conformance_out")
         self.precision = config.getoption("conformance_precision")
-        self.backends: list[Backend] | None = None
+        self.backends: list[InProcessBackend] | None = None
 
-    def load_backends(self) -> list[Backend]:
+    def load_backends(self) -> list[InProcessBackend]:
         if self.backends is None:
             from .adapters import registry
 
@@ -107,7 +107,7 @@ class ConformancePlugin:
                     adapter = registry.load(spec)
                 except ValueError as exc:
                     raise pytest.UsageError(f"--backend/--adapter {spec!r}: {exc}") from None
-                backends.append(Backend(spec, _label(spec, adapter, registry.BUILTINS), adapter))
+                backends.append(InProcessBackend(spec, _label(spec, adapter, registry.BUILTINS), adapter))
             self.backends = backends
         return self.backends
 
@@ -181,9 +181,9 @@ class ConformanceCollector(pytest.Collector):
 
 
 class _ConformanceItem(pytest.Item):
-    backend: Backend
+    backend: InProcessBackend
 
-    def __init__(self, *, backend: Backend, **kwargs: Any):
+    def __init__(self, *, backend: InProcessBackend, **kwargs: Any):
         super().__init__(**kwargs)
         self.backend = backend
         self.add_marker("conformance")
@@ -299,7 +299,7 @@ class PropertyItem(_ConformanceItem):
                                      exc.case) from None
 
 
-def failure_message(backend: Backend, outcome: CaseOutcome, artifacts: list[str]) -> str:
+def failure_message(backend: InProcessBackend, outcome: CaseOutcome, artifacts: list[str]) -> str:
     """The failure text: what, where, how badly, probably why, how to reproduce."""
     case = outcome.case
     adapter = backend.adapter

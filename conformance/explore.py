@@ -3,7 +3,7 @@
     conformance explore --backend torch [--max-examples 200] [--seed 0] [--dtype float16]
                         [--op conv2d] [--max-found 5] [--out-dir DIR] [--no-minimise]
 
-(its options and exit status are `conformance.cli.explore`'s)
+(its options and exit status are `conformance.cli.explore`'s; this module is the search.)
 Hypothesis draws cases (`conformance.cases.strategies.cases`: valid ones and about one in
 four invalid), runs the backend on each *in this process* (a backend that crashes takes
 explore with it; `conformance run` isolates backends in workers), and shrinks the first

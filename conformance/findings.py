@@ -498,7 +498,7 @@ def _finding(backend: str, kind: str, atoms: list[Atom] | None, members: list[tu
 
 
 def _minimal_case(atoms: list[Atom] | None, members: list[tuple[dict, Case]]) -> Case:
-    """The runner's minimised case when one of the group has it (and the predicate holds
+    """The run's minimised case when one of the group has it (and the predicate holds
     for it), else the smallest covered case."""
     for r, _ in members:
         if r.get("minimised"):
@@ -541,7 +541,7 @@ def baseline_diff(baseline: dict[str, Any], now: list[dict[str, Any]],
 
 
 def console_lines(findings: list[dict[str, Any]], limit: int = 40) -> list[str]:
-    """One line per finding, for the end-of-run summary (cli.summary prints these first)."""
+    """One line per finding, for the end-of-run summary (`cli.console.summary` prints these first)."""
     if not findings:
         return []
     lines = [f"{len(findings)} finding{'s' if len(findings) != 1 else ''}:"]

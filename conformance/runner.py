@@ -61,7 +61,7 @@ from .process.backend import Backend, load_reason
 from .process.referee import Referee
 from .protocol import WorkerDied, WorkerTimeout
 from .run.config import RunConfig
-from .run.context import RunContext
+from .run.context import BackendState, RunContext
 from .run.divergences import enrich_divergence
 from .run.findings_step import findings_step
 from .run.memory import memory_estimate
@@ -71,7 +71,7 @@ from .run.preflight import check_out, load_extras, resume_state
 from .run.progress import Progress
 from .run.selection import select_cases
 from .spec import Case
-from .text import memory_size
+from .text import memory_size, safe_filename
 from .usage import LoadError
 from .vocabulary import FAILING_STATUSES
 
@@ -105,7 +105,8 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
     wall_before = sum(float(s.get("wall_s") or 0) for s in header_before.get("sessions", []))
     t_start = time.monotonic()
     startup_s = cases_s = None
-    backends = [Backend(spec, cfg.out, cfg.timeout) for spec in cfg.specs]
+    backends = [Backend(spec, cfg.out / "logs" / f"{safe_filename(spec)}.log", cfg.timeout) for spec in cfg.specs]
+    states = {b: BackendState(minimise_left=cfg.minimise_backend_s) for b in backends}
     for b in backends:
         b.worker.start()  # all import their frameworks at once
     referee = Referee(cfg.out, cfg.timeout, cfg.precision)
@@ -128,7 +129,6 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
     try:
         for b in backends:
             b.finish_start()
-            b.minimise_left = cfg.minimise_backend_s
             if cfg.named and b.load_error is not None:
                 refused = True
                 raise LoadError(b.spec, load_reason(b.spec, b.load_error))
@@ -154,14 +154,14 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
             for b in backends:  # what the interrupted part minimised is not minimised again
                 for m in header_before.get("minimised", []):
                     if m.get("backend") == b.name and isinstance(m.get("key"), list) and len(m["key"]) == 2:
-                        b.minimised[tuple(m["key"])] = str(m.get("case_id"))
-                        b.minimise_left -= float(m.get("seconds") or 0)
+                        states[b].minimised[tuple(m["key"])] = str(m.get("case_id"))
+                        states[b].minimise_left -= float(m.get("seconds") or 0)
         done = {(r["case_id"], r["backend"]) for r in previous or []}
         for r in previous or []:
             progress.add(r)
         header = {"params": cfg.params(), "started": started, "argv": cfg.argv}
         writer = results.JsonlWriter(cfg.out / "results.jsonl", header if previous is None else None)
-        ctx = RunContext(cfg, entries, writer, progress, new_records, referee, fingerprints)
+        ctx = RunContext(cfg, entries, writer, progress, new_records, referee, fingerprints, states)
         for b in backends:
             ctx.note_fingerprint(b)
         runnable = [c for c in cases if any((c.id, b.name) not in done for b in backends)]
@@ -225,7 +225,7 @@ def _send_ahead(ctx: RunContext, b: Backend, case: Case, done: set) -> None:
         return
     ctx.note_fingerprint(b)
     b.worker.send(("run", case.to_dict()))
-    b.ahead = (case.id, time.monotonic() + ctx.cfg.timeout)
+    ctx.states[b].ahead = (case.id, time.monotonic() + ctx.cfg.timeout)
 
 
 def _dispatch(ctx: RunContext, case: Case, todo: list[Backend], nxt: Case | None, done: set) -> None:
@@ -242,15 +242,16 @@ def _dispatch(ctx: RunContext, case: Case, todo: list[Backend], nxt: Case | None
         return
     live, dead = [], []
     for b in todo:
-        if b.ahead is not None and b.ahead[0] == case.id:
-            live.append((b, b.ahead[1]))  # already sent, with its deadline from then
+        ahead = ctx.states[b].ahead
+        if ahead is not None and ahead[0] == case.id:
+            live.append((b, ahead[1]))  # already sent, with its deadline from then
         elif b.ensure():
             ctx.note_fingerprint(b)
             b.worker.send(("run", case.to_dict()))
             live.append((b, time.monotonic() + ctx.cfg.timeout))
         else:
             dead.append(b)
-        b.ahead = None
+        ctx.states[b].ahead = None
     if live:
         ctx.referee.begin(case)  # the oracle, in its own process, while the backends compute
     for b in dead:

@@ -22,7 +22,6 @@ from .. import tolerance
 from ..fingerprint import fingerprint_id
 from ..protocol import LoadFailed, WorkerDied, WorkerTimeout
 from ..spec import Case
-from ..text import safe_filename
 from .handle import Worker
 
 
@@ -44,12 +43,13 @@ def load_reason(spec: str, error: dict[str, str]) -> str:
 
 
 class Backend:
-    """One backend of the run: its worker, its identity, or why it cannot run."""
+    """One backend behind its worker process: its identity, or why it cannot run. The worker
+    writes its stdout and stderr to `log_path`; `timeout` bounds each request."""
 
-    def __init__(self, spec: str, out: Path, timeout: float):
+    def __init__(self, spec: str, log_path: Path, timeout: float):
         self.spec = spec
         self.timeout = timeout
-        self.worker = Worker(spec, out / "logs" / f"{safe_filename(spec)}.log")
+        self.worker = Worker(spec, log_path)
         from conformance.adapters.registry import parse_spec
 
         # options: the parameters of `torch[memory=channels_last]` or of `--adapter-option`
@@ -60,9 +60,6 @@ class Backend:
         self.failed: str | None = None
         self.load_error: dict[str, str] | None = None  # the worker's error when building the adapter raised
         self.restarts = 0
-        self.minimise_left = 0.0
-        self.minimised: dict[tuple, str] = {}  # (kind, hypothesis) -> the case id minimised for it
-        self.ahead: tuple[str, float] | None = None  # (case id, deadline) sent before its turn (`_send_ahead`)
 
     @property
     def name(self) -> str:

@@ -47,7 +47,7 @@ class Worker:
 
     def __init__(self, spec: str, log_path: Path, module: str = "conformance.process.worker"):
         self.spec = spec
-        self.module = module  # the process's main module: a backend worker, or conformance.referee
+        self.module = module  # the process's main module: a backend worker, or conformance.process.referee
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None
         self.conn: Connection | None = None

@@ -73,7 +73,7 @@ def serve(conn: Connection) -> None:
 
 
 class Referee:
-    """The run's handle on conformance.referee: the oracle and comparison of a case, bounded
+    """The run's handle on the referee process: the oracle and comparison of a case, bounded
     by a deadline and restartable, so that neither a slow nor an out-of-memory case costs the run."""
 
     def __init__(self, out: Path, timeout: float, precision: str = tolerance.DEFAULT_PRECISION):

@@ -1,9 +1,10 @@
 """What the parts of one run share while it goes: its config, the manifest, the result
-stream, the progress, the records so far, the referee and the fingerprints seen."""
+stream, the progress, the records so far, the referee, the fingerprints seen, and what
+it keeps per backend (`BackendState`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import fingerprint as fingerprint_mod
@@ -15,6 +16,18 @@ from .progress import Progress
 
 
 @dataclass
+class BackendState:
+    """What the run keeps per backend besides its worker (`process.backend.Backend`)."""
+
+    #: Seconds of minimising this backend has left (RunConfig.minimise_backend_s at the start).
+    minimise_left: float = 0.0
+    #: (kind, hypothesis) -> the case id minimised for it: one minimisation per bug.
+    minimised: dict[tuple, str] = field(default_factory=dict)
+    #: (case id, deadline) of a case sent before its turn (`runner._send_ahead`), else None.
+    ahead: tuple[str, float] | None = None
+
+
+@dataclass
 class RunContext:
     cfg: RunConfig
     entries: list
@@ -23,6 +36,8 @@ class RunContext:
     records: list
     referee: Referee
     fingerprints: dict[str, dict[str, Any]]
+    #: Per backend (by identity): its BackendState.
+    states: dict[Backend, BackendState]
 
     def note_fingerprint(self, b: Backend) -> None:
         """Keep the backend's current fingerprint (once per id, in results.jsonl too, for --resume)."""

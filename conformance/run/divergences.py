@@ -43,11 +43,12 @@ def enrich_divergence(ctx: RunContext, case: Case, b: Backend, rec: dict[str, An
     # One minimisation per backend, kind and diagnosis: the same bug seen on 25 cases
     # shrinks to the same small case 25 times, and the budget is better spent elsewhere.
     key = (rec["kind"], (rec["diagnosis"] or {}).get("hypothesis"))
-    if key in b.minimised:
-        rec["notes"].append(f"not minimised: {b.minimised[key]} has the same kind and diagnosis on this backend")
-    elif b.minimise_left > 0:
-        seconds = _minimise_into(ctx, rec, case, b, min(ctx.cfg.minimise_case_s, b.minimise_left))
-        b.minimised[key] = case.id
+    state = ctx.states[b]
+    if key in state.minimised:
+        rec["notes"].append(f"not minimised: {state.minimised[key]} has the same kind and diagnosis on this backend")
+    elif state.minimise_left > 0:
+        seconds = _minimise_into(ctx, rec, case, b, min(ctx.cfg.minimise_case_s, state.minimise_left))
+        state.minimised[key] = case.id
         ctx.writer.state("minimised", backend=b.name, key=list(key), case_id=case.id, seconds=seconds)
     else:
         rec["notes"].append("not minimised: this backend's minimising budget is spent")
@@ -75,7 +76,7 @@ def _minimise_into(ctx: RunContext, rec: dict[str, Any], case: Case, b: Backend,
         rec["notes"].append(f"minimising failed: {type(exc).__name__}: {exc}")
         smaller = None
     seconds = time.monotonic() - t0
-    b.minimise_left -= seconds
+    ctx.states[b].minimise_left -= seconds
     if smaller is not None and smaller.id != case.id:
         rec["minimised"] = smaller.to_dict()
     return seconds

@@ -60,7 +60,7 @@ ENTRY_KEYS = ("backend", "version", "cases", "kind", "precision", "reason", "lin
 KNOWN_KINDS = ("shape", "dtype", "nonfinite", "subnormal_flush", "inexact", "precision", "value", "rounding_bias",
                "invalid_accepted", *FAILING)
 #: Conditions that take a set of names (each must be present; "!name": absent).
-SET_CONDITIONS = ("cpu.flags", "onnxruntime.providers")
+SET_CONDITIONS = tuple(name for name, kind in CONDITIONS.items() if kind is list)
 
 
 class ManifestError(ValueError):

@@ -75,8 +75,10 @@ class KerasAdapter(BuiltinAdapter):
         keras = ns["keras"]
         backend = keras.backend.backend()
         framework = importlib.import_module(backend)  # imported by Keras already
-        path = {"tensorflow": lambda: tensorflow_path(framework), "torch": lambda: torch_path(framework),
-                "jax": lambda: jax_path(framework, framework.default_backend())}[backend]()
+        if backend == "jax":
+            path = jax_path(framework, framework.default_backend())
+        else:  # Keras runs the ops eagerly: no jit_compile on TensorFlow, oneDNN as torch has it
+            path = tensorflow_path(framework) if backend == "tensorflow" else torch_path(framework)
         return {"keras": {"version": keras.__version__, "backend": backend}, backend: path}
 
     def _probe(self, case: Case) -> Case:

@@ -251,23 +251,6 @@ def test_every_extra_is_in_pyproject_and_in_all():
     assert every <= set(listed), f"extras missing from all: {sorted(every - set(listed))}"
 
 
-def test_tox_has_one_environment_per_extra_from_one_section():
-    import configparser
-
-    ini = configparser.ConfigParser(interpolation=None)
-    ini.read(ROOT / "tox.ini")
-    every = {b.extra for b in registry.BUILTINS.values() if b.extra}
-    envs = [e.strip() for e in ini["tox"]["env_list"].split(",")]
-    assert sorted(envs) == sorted(every | {"engine"}), f"tox.ini env_list: expected engine and the extras " \
-                                                       f"{sorted(every)}, received {envs}"
-    # The environment's name is the extra it installs and the backend it judges: no copy per extra.
-    assert "!engine: {env_name}" in ini["testenv"]["extras"]
-    assert "--backend {env_name}" in ini["testenv"]["commands"]
-    assert every <= set(registry.BUILTINS), f"expected each extra to name its backend: {sorted(every)}"
-    copies = [s for s in ini.sections() if s.startswith("testenv:") and s != "testenv:report"]
-    assert not copies, f"tox.ini: expected no section per environment beyond [testenv:report], received {copies}"
-
-
 def test_the_readme_backend_table_lists_every_cpu_builtin_and_its_extra():
     text = (ROOT / "README.md").read_text()
     section = text[text.index("### Backends"):]

@@ -17,6 +17,7 @@ switch at import get their own process).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +175,12 @@ def test_facts_reads_any_declared_fact_of_its_type_from_a_probe():
     assert "openvino.device" not in got  # the framework did not say: unknown, never a match
     assert "torch.mkldnn" not in got  # not of its declared type
     assert "openvino.version" not in got  # recorded, not a condition
+
+
+def test_the_docs_conditions_table_lists_every_condition():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "running.md").read_text(encoding="utf-8")
+    section = text[text.index("### Conditions (`when:`)"):]
+    table = section[section.index("| condition |"):section.index("\n\n", section.index("| condition |"))]
+    named = {name for row in table.splitlines()[2:] for name in re.findall(r"`([\w.]+)`", row.split("|")[1])}
+    known = set(fingerprint.CONDITIONS)
+    assert named == known, f"docs/running.md: missing {sorted(known - named)}, not conditions {sorted(named - known)}"

@@ -8,7 +8,8 @@ Invariants
   of the import graph.
 - A status is decided by the verdict (`verdict.judge`), or, for `crash` and `timeout`,
   which exist only in worker processes, by the record (`record.record_reply`); a kind is
-  decided once, by `compare.compare`. Nothing here decides; it only names.
+  decided once, by `compare.compare` for one output, or by `verdict.judge` for
+  `nondeterministic` (two calls with the same inputs). Nothing here decides; it only names.
 """
 
 #: The status of a (case, backend) record, in the order tables show them.
@@ -16,11 +17,15 @@ STATUSES = ("pass", "diverge", "unsupported", "error", "crash", "timeout")
 #: Statuses that make a (case, backend) pair non-conformant unless a manifest entry knows it.
 FAILING_STATUSES = ("diverge", "error", "crash", "timeout")
 
-#: Divergence kinds, decided by `compare.compare` (its docstring defines each).
+#: Divergence kinds, decided by `compare.compare` (its docstring defines each), and
+#: `nondeterministic`, decided by `verdict.judge`: the first output is within tolerance,
+#: but a later call with the same inputs gave other values (`conformance.repeats`).
 KINDS = ("shape", "dtype", "nonfinite", "subnormal_flush", "inexact", "precision", "value", "rounding_bias",
-         "invalid_accepted")
+         "invalid_accepted", "nondeterministic")
+NONDETERMINISTIC = "nondeterministic"
 #: Kinds that say nothing about a backend's precision: a precision profile counts such
-#: records (`other`) but does not rank them.
+#: records (`other`) but does not rank them. (A `nondeterministic` record's first output is
+#: within tolerance: it ranks, by that output.)
 NOT_PRECISION_KINDS = ("shape", "dtype", "nonfinite", "subnormal_flush", "inexact", "value", "invalid_accepted")
 #: What each kind says about a backend, as the end of a sentence ("... returns wrong values").
 KIND_PHRASES = {
@@ -33,4 +38,5 @@ KIND_PHRASES = {
     "value": "returns wrong values",
     "rounding_bias": "rounds with a systematic bias",
     "invalid_accepted": "accepts an invalid case instead of raising an error",
+    "nondeterministic": "gives different results for the same inputs from call to call",
 }

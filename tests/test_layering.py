@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("oracle / adapter call", ("conformance.oracle", "conformance.oracle.*", "conformance.oracle_*",
                                "conformance.exact", "conformance.patches",
                                "conformance.adapters", "conformance.adapters.*", "conformance.protocol",
-                               "conformance.fingerprint")),
+                               "conformance.repeats", "conformance.fingerprint")),
     ("verdict", ("conformance.compare", "conformance.verdict", "conformance.diagnose", "conformance.diagnose_*")),
     ("record", ("conformance.results", "conformance.record", "conformance.inprocess", "conformance.minimise",
                 "conformance.scripts")),

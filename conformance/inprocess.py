@@ -14,8 +14,11 @@ Invariants
   `invalid_accepted` when it returns. A valid case on which the backend (or its
   supports()) raises has status `error`. `supports(case)` returning a reason gives
   `unsupported`, never a pass.
-- `diagnose` is consulted only for a divergence of a valid case that produced an output;
-  it adds to the outcome and never changes the kind.
+- `diagnose` is consulted only for a divergence of a valid case that produced an output
+  (not for `nondeterministic`, whose first output is right); it adds to the outcome and
+  never changes the kind.
+- Cases are repeated as in a default run (`repeats.DEFAULT`), so `nondeterministic` is
+  judged on every path.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import tolerance
+from . import repeats, tolerance
 from .compare import Comparison
 from .diagnose import diagnose
 from .inputs import Inputs, make_inputs
@@ -33,6 +36,7 @@ from .oracle import reference
 from .protocol import answer
 from .spec import Case
 from .verdict import judge
+from .vocabulary import NONDETERMINISTIC
 
 @dataclass
 class CaseOutcome:
@@ -46,6 +50,7 @@ class CaseOutcome:
     output: np.ndarray | None = field(default=None, repr=False)
     inputs: Inputs | None = field(default=None, repr=False)
     precision: str = tolerance.DEFAULT_PRECISION
+    repeat: dict[str, Any] | None = None  # the record's `repeat` field: None when not repeated
 
     @property
     def signature(self) -> tuple[str, str | None, str | None]:
@@ -58,7 +63,7 @@ def run_case(case: Case, adapter: Any, *, want_diagnosis: bool = True,
              precision: str = tolerance.DEFAULT_PRECISION) -> CaseOutcome:
     """Run `adapter` on `case` here and judge the output. See the module invariants."""
     inputs = make_inputs(case)
-    reply = answer(adapter, case, inputs)
+    reply = answer(adapter, case, inputs, repeats=repeats.DEFAULT)
     ref = reference(case, *inputs) if case.is_valid and reply[0] == "output" else None
     y = reply[1] if reply[0] == "output" else None
     v = judge(case, reply, ref, inputs, precision)
@@ -66,7 +71,7 @@ def run_case(case: Case, adapter: Any, *, want_diagnosis: bool = True,
     if v.error is not None:
         error = v.error.get("traceback") or f"{v.error['type']}: {v.error['message']}"
     diag = None
-    if v.status == "diverge" and case.is_valid and want_diagnosis and y is not None:
+    if v.status == "diverge" and case.is_valid and want_diagnosis and y is not None and v.kind != NONDETERMINISTIC:
         diag = diagnose(case, np.asarray(y), inputs, precision).to_dict()
     return CaseOutcome(case, v.status, v.kind, v.message, v.comparison, diag, error if v.status == "error" else None,
-                   output=y, inputs=inputs, precision=precision)
+                       output=y, inputs=inputs, precision=precision, repeat=v.repeat)

@@ -7,7 +7,10 @@ calling one, and returns its reply, one of these tuples:
     ("unsupported", reason)              supports() gave the framework's own reason
     ("adapter_error", error)             supports() raised or returned neither None nor a str
     ("raised", error, backend_s)         run() raised
-    ("output", y, backend_s, notes)      run() returned (a NumPy array, or a NotAnArray)
+    ("output", y, backend_s, notes, repeated)
+                                         run() returned (a NumPy array, or a NotAnArray);
+                                         `repeated` is a `repeats.Repeated` when the case was
+                                         run again with the same inputs, else None
 
 `error` is `error_dict(exc)`: {type, message, traceback}. Across a process, a reply can
 also not come: the caller then holds a `WorkerDied` (exit code or signal, log tail) or a
@@ -20,6 +23,10 @@ Invariants
   `verdict.judge` and recorded by `record.record_reply`, both above this module.
 - Only plain data and NumPy arrays travel in a reply: a framework tensor never does, so
   the receiving process never imports a framework.
+- A repeat (`repeats.Policy`) calls run() again here. Where a case may be repeated,
+  every call (the first too) gets its own copy of the inputs, and the caller's arrays
+  are left as they were; only an output that differs in bits from the first travels
+  back. A reply of four items (no `repeated`) reads as not repeated.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .dtypes import dtype_name
+from .repeats import Policy, Repeated, copies, same_bits
 from .text import memory_size
 
 TRACEBACK_LINES = 12
@@ -95,14 +103,17 @@ def error_dict(exc: BaseException) -> dict[str, str]:
     return {"type": type(exc).__name__, "message": str(exc), "traceback": "\n".join(lines[-TRACEBACK_LINES:])}
 
 
-def answer(adapter: Any, case: Any, inputs: Any = None, on_run: Any = None) -> tuple:
+def answer(adapter: Any, case: Any, inputs: Any = None, on_run: Any = None, repeats: Policy | None = None,
+           on_repeat: Any = None) -> tuple:
     """One case on `adapter`, as the worker's reply: ("unsupported", reason) |
-    ("adapter_error", error) | ("raised", error, backend_s) | ("output", array, backend_s, notes).
+    ("adapter_error", error) | ("raised", error, backend_s) |
+    ("output", array, backend_s, notes, repeated).
 
     A `supports()` that raises, or returns
     neither None nor a str, is ("adapter_error", ...): an `error` naming the adapter,
     whatever the case, everywhere. `on_run()` is called once supports() has said yes,
-    before run() starts (the worker tells its parent, so a crash is placed correctly).
+    before run() starts (the worker tells its parent, so a crash is placed correctly), and
+    `on_repeat()` before the calls that `repeats` (None: no repeats) asks for, after the first.
     """
     from conformance.adapters import registry
     from conformance.inputs import make_inputs
@@ -118,9 +129,13 @@ def answer(adapter: Any, case: Any, inputs: Any = None, on_run: Any = None) -> t
     if on_run is not None:
         on_run()
     x, filters, bias = make_inputs(case) if inputs is None else inputs
+    # Where the case may be repeated, each call gets its own copy of the inputs, and the
+    # caller's stay as they were (the in-process tools compute the reference from them).
+    pristine = (x, filters, bias) if repeats is not None and repeats.calls > 0 and case.is_valid else None
+    given = copies(pristine) if pristine is not None else (x, filters, bias)
     t0 = time.perf_counter()
     try:
-        y = adapter.run(case, x, filters, bias)
+        y = adapter.run(case, *given)
     except Exception as exc:
         return ("raised", error_dict(exc), time.perf_counter() - t0)
     elapsed = time.perf_counter() - t0
@@ -128,7 +143,37 @@ def answer(adapter: Any, case: Any, inputs: Any = None, on_run: Any = None) -> t
     # NotAnArray naming its type, with its values if it has some: the verdict judges it a
     # `dtype` divergence, and pickling a framework tensor would import the framework in the parent.
     wrapped = not_an_array(y)
-    return ("output", y if wrapped is None else wrapped, elapsed, [])
+    why = None
+    if pristine is not None and wrapped is None and not y.dtype.hasobject:
+        why = repeats.reason(case, elapsed)
+    if why is None:
+        return ("output", y if wrapped is None else wrapped, elapsed, [], None)
+    if on_repeat is not None:
+        on_repeat()
+    return ("output", y, elapsed, [], _repeat(adapter, case, y, why, repeats.calls, pristine))
+
+
+def _repeat(adapter: Any, case: Any, first: Any, why: str, calls: int, pristine: tuple) -> Repeated:
+    """`calls` more calls of run() on fresh copies of `pristine`, compared bit for bit with
+    `first`; a call that raises ends them."""
+    seconds, differing, call, other, error = 0.0, 0, None, None, None
+    made = 1
+    for _ in range(calls):
+        made += 1
+        fresh = copies(pristine)
+        t0 = time.perf_counter()
+        try:
+            y = adapter.run(case, *fresh)
+        except Exception as exc:
+            seconds += time.perf_counter() - t0
+            differing, call, error = differing + 1, made, error_dict(exc)
+            break
+        seconds += time.perf_counter() - t0
+        if not same_bits(first, y):
+            differing += 1
+            if call is None:
+                call, other = made, (y if isinstance(y, np.ndarray) else not_an_array(y))
+    return Repeated(made, why, seconds, differing, call, other, error)
 
 
 def headline(log_tail: str) -> str:
@@ -143,7 +188,8 @@ def headline(log_tail: str) -> str:
 class WorkerDied(Exception):
     """The worker process ended without answering; `exit` is {exitcode, signal, rss_bytes,
     peak_rss_bytes} (the memory as last sampled by the parent, None when unknown); `phase` is
-    "supports" when it died inside the adapter's supports(), "run" inside run(), else None.
+    "supports" when it died inside the adapter's supports(), "run" inside run(), "repeat"
+    in a repeat of run() after the first call returned (`repeats`), else None.
 
     SIGKILL that nobody in this run sent is what the kernel's out-of-memory killer sends:
     the message says so, with the memory the worker had reached.

@@ -29,6 +29,7 @@ from .oracle import reference
 from .protocol import WorkerDied, WorkerTimeout, headline
 from .spec import Case
 from .text import json_safe
+from .vocabulary import NONDETERMINISTIC
 
 
 @dataclass
@@ -60,15 +61,18 @@ def record_reply(case: Case, backend: str, info: dict[str, Any], reply: Any, ora
     rec["precision"] = precision
     if isinstance(reply, WorkerDied):
         last = headline(reply.log_tail)
-        where = ("inside the adapter's supports(), before the case ran" if getattr(reply, "phase", None) == "supports"
-                 else "while running the case")
+        where = {"supports": "inside the adapter's supports(), before the case ran",
+                 "repeat": "while running the case again with the same inputs (its first call had returned)"}.get(
+            getattr(reply, "phase", None), "while running the case")
         rec.update(status="crash", exit=reply.exit, message=f"{reply} {where}" + (f"; log: {last}" if last else ""))
         if reply.log_tail:
             rec["error"] = {"type": reply.exit.get("signal") or f"exit code {reply.exit.get('exitcode')}",
                             "message": str(reply), "traceback": reply.log_tail}
         return rec, None
     if isinstance(reply, WorkerTimeout):
-        inside = " (inside the adapter's supports())" if getattr(reply, "phase", None) == "supports" else ""
+        inside = {"supports": " (inside the adapter's supports())",
+                  "repeat": " (running the case again with the same inputs: its first call had returned)"}.get(
+            getattr(reply, "phase", None), "")
         rec.update(status="timeout",
                    message=f"no result within {timeout:g} s{inside}; the worker was killed and restarted")
         return rec, None
@@ -82,8 +86,9 @@ def record_reply(case: Case, backend: str, info: dict[str, Any], reply: Any, ora
 
 def diagnose_into(rec: dict[str, Any], case: Case, y: Any, oracle: Oracle, memo: dict | None = None) -> None:
     """Add a diagnosis to a divergence's record (it never changes the status or the kind).
-    `memo` (as for `record_reply`): a bitwise-identical output of the case gets the same diagnosis."""
-    if y is None or not case.is_valid:
+    `memo` (as for `record_reply`): a bitwise-identical output of the case gets the same diagnosis.
+    A `nondeterministic` divergence gets none: its first output, the one diagnosed, is right."""
+    if y is None or not case.is_valid or rec.get("kind") == NONDETERMINISTIC:
         return
     precision = rec.get("precision") or tolerance.DEFAULT_PRECISION
     key = verdict.output_key(y, precision) if memo is not None else None

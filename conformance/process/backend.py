@@ -10,14 +10,19 @@ Invariants
   restart with another version is refused.
 - It knows nothing of the run loop (it imports nothing of `run` or `runner`): it is the
   handle any path that calls a backend in isolation can use.
+- Every case it sends carries its repeat policy (`repeats.Policy`, the run's, else
+  `repeats.DEFAULT`), bounded by the case's time limit: every path that calls a backend
+  through this handle judges `nondeterministic` alike.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .. import repeats as repeats_mod
 from .. import tolerance
 from ..fingerprint import fingerprint_id
 from ..protocol import LoadFailed, WorkerDied, WorkerTimeout
@@ -44,11 +49,14 @@ def load_reason(spec: str, error: dict[str, str]) -> str:
 
 class Backend:
     """One backend behind its worker process: its identity, or why it cannot run. The worker
-    writes its stdout and stderr to `log_path`; `timeout` bounds each request."""
+    writes its stdout and stderr to `log_path`; `timeout` bounds each request; `repeats`
+    says which cases are run again with the same inputs."""
 
-    def __init__(self, spec: str, log_path: Path, timeout: float):
+    def __init__(self, spec: str, log_path: Path, timeout: float,
+                 repeats: repeats_mod.Policy = repeats_mod.DEFAULT):
         self.spec = spec
         self.timeout = timeout
+        self.repeats = repeats
         self.worker = Worker(spec, log_path)
         from conformance.adapters.registry import parse_spec
 
@@ -106,22 +114,32 @@ class Backend:
         self._take_fingerprint(got)  # the same, unless the machine's state changed under the run
         return True
 
+    def send_case(self, case: Case, timeout: float | None = None) -> None:
+        """Ask the worker for `case` (the reply is `worker.receive`'s), repeated per this
+        backend's policy within `timeout` (default: its own)."""
+        limit = self.timeout if timeout is None else timeout
+        policy = self.repeats
+        if policy.calls and (policy.budget_s is None or policy.budget_s > limit):
+            policy = replace(policy, budget_s=limit)
+        self.worker.send(("run", case.to_dict(), policy.to_dict()))
+
     def ask(self, case: Case, timeout: float | None = None) -> Any:
         """One case, start to finish (used by the minimiser): the reply or the exception."""
         if not self.ensure():
             return WorkerDied({"exitcode": None, "signal": None}, self.failed or "")
-        self.worker.send(("run", case.to_dict()))
+        self.send_case(case, timeout)
         try:
             return self.worker.receive(time.monotonic() + (self.timeout if timeout is None else timeout))
         except (WorkerDied, WorkerTimeout) as exc:
             return exc
 
     def repro(self, case: Case, precision: str = tolerance.DEFAULT_PRECISION,
-              short_header: str | None = None) -> tuple[str | None, str | None]:
-        """(script, problem): the full repro script, or with `short_header` a finding's short one."""
+              short_header: str | None = None, calls: int = 1) -> tuple[str | None, str | None]:
+        """(script, problem): the full repro script (calling the framework `calls` times), or
+        with `short_header` a finding's short one."""
         if not self.ensure():
             return None, None
-        self.worker.send(("repro", case.to_dict(), precision) if short_header is None else
+        self.worker.send(("repro", case.to_dict(), precision, calls) if short_header is None else
                          ("short_repro", case.to_dict(), short_header))
         try:
             _, text, err = self.worker.receive(time.monotonic() + self.timeout)

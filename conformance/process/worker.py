@@ -12,14 +12,17 @@ Invariants
 - The worker ignores SIGINT (the parent decides when to stop) and exits when the parent
   disappears (`process.child`); its stdout and stderr are its log.
 
-Messages (tuples): parent -> worker ("run", case_dict) | ("repro", case_dict, precision)
-| ("short_repro", case_dict, header) | ("stop",);
+Messages (tuples): parent -> worker ("run", case_dict[, repeats]) | ("repro", case_dict,
+precision[, calls]) | ("short_repro", case_dict, header) | ("stop",) (repeats: a
+`repeats.Policy` as a dict, absent: none; calls: how many times the script calls the
+framework);
 worker -> parent ("ready", info) | ("failed", error) first (info: name, version, device and
 the environment fingerprint, conformance.fingerprint), then per request
-("unsupported", reason) | ("output", array, backend_s, notes) | ("raised", error, backend_s)
+("unsupported", reason) | ("output", array, backend_s, notes, repeated) | ("raised", error, backend_s)
 | ("adapter_error", error) | ("repro", text_or_None, error_or_None). A run request is
 answered by ("phase", "run") once supports() has returned None, before run() starts: a
-worker that dies or hangs before it did so, died or hung inside supports() (`Worker.phase`).
+worker that dies or hangs before it did so, died or hung inside supports() (`Worker.phase`);
+("phase", "repeat") follows when the first call returned and the case is run again.
 ("adapter_error", error): supports() raised or returned neither None nor a str.
 """
 
@@ -30,6 +33,7 @@ import sys
 from multiprocessing.connection import Connection
 
 from ..protocol import answer, error_dict
+from ..repeats import Policy
 from .child import requests, start_child
 
 
@@ -63,14 +67,16 @@ def serve(conn: Connection, spec: str) -> None:
         if msg[0] == "short_repro":
             conn.send(_short_repro(case, adapter, msg[2]))
             continue
-        conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run"))))
+        policy = Policy.from_dict(msg[2]) if len(msg) > 2 else None
+        conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run")), repeats=policy,
+                         on_repeat=lambda: conn.send(("phase", "repeat"))))
 
 
-def _repro(case, adapter, precision="strict"):
+def _repro(case, adapter, precision="strict", calls=1):
     from conformance.scripts import make_script
 
     try:
-        return ("repro", make_script(case, adapter, precision=precision), None)
+        return ("repro", make_script(case, adapter, precision=precision, calls=calls), None)
     except Exception as exc:
         return ("repro", None, error_dict(exc))
 

@@ -53,7 +53,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from .fingerprint import CONDITIONS
-from .vocabulary import FAILING_STATUSES, KINDS
+from .vocabulary import FAILING_STATUSES, KINDS, NONDETERMINISTIC
 
 ENTRY_KEYS = ("backend", "version", "cases", "kind", "precision", "reason", "link", "finding", "when")
 #: What `kind` may name: a divergence kind, or a failing status (for errors, crashes, timeouts).
@@ -339,7 +339,8 @@ def audit(entries: list[Entry], records: list[dict[str, Any]],
                 testable.add(entry.index)
             if entry.explains(rec, facts) or (rec.get("known") or {}).get("manifest_entry") == entry.index:
                 explaining.add(entry.index)
-            if rec["status"] == "pass" and entry.pins(rec["backend"], rec["backend_version"], rec["case_id"], facts):
+            if rec["status"] == "pass" and entry.pins(rec["backend"], rec["backend_version"], rec["case_id"], facts) \
+                    and (entry.kinds is None or _could_show(entry.kinds, rec, cases)):
                 fixed.append({"case_id": rec["case_id"], "backend": rec["backend"], "manifest_entry": entry.index,
                               "reason": entry.reason})
     pinned_fixed = {f["manifest_entry"] for f in fixed}
@@ -355,10 +356,14 @@ def audit(entries: list[Entry], records: list[dict[str, Any]],
 
 def _could_show(kinds: tuple[str, ...], rec: dict[str, Any], cases: dict[str, Any]) -> bool:
     """Could the record's case show one of `kinds` at all (`compare.kind_possible`)? Its
-    Case is parsed once into `cases`; a record without a readable case could show anything."""
+    Case is parsed once into `cases`; a record without a readable case could show anything.
+    `nondeterministic` only where the case was run again (the record has a `repeat`)."""
     from .compare import kind_possible
     from .spec import Case
 
+    kinds = tuple(k for k in kinds if k != NONDETERMINISTIC or rec.get("repeat"))
+    if not kinds:
+        return False
     cid = rec["case_id"]
     if cid not in cases:
         try:

@@ -30,8 +30,9 @@ READABLE_VERSIONS = (SCHEMA_VERSION,)
 RECORD_FIELDS = ("case_id", "case", "backend", "backend_version", "device", "status", "kind", "known",
                  "message", "figures", "worst", "heatmap", "channel_errors", "diagnosis", "minimised",
                  "repro", "error", "exit", "time", "notes", "precision", "precision_met")
-#: Optional record fields (absent reads as null): the id of the worker's environment fingerprint.
-OPTIONAL_RECORD_FIELDS = ("fingerprint",)
+#: Optional record fields (absent reads as null): the id of the worker's environment
+#: fingerprint, and the repeats of the case with the same inputs (`repeats.difference`).
+OPTIONAL_RECORD_FIELDS = ("fingerprint", "repeat")
 TOP_FIELDS = ("schema_version", "tool", "environment", "run", "backends", "records")
 #: Optional top-level fields (absent reads as empty): fingerprint id -> environment fingerprint.
 OPTIONAL_TOP_FIELDS = ("fingerprints",)
@@ -48,7 +49,7 @@ def new_record(case_dict: dict[str, Any], case_id: str, backend: str, **fields: 
         "status": None, "kind": None, "known": None, "message": "", "figures": {}, "worst": [],
         "heatmap": None, "channel_errors": None, "diagnosis": None, "minimised": None, "repro": None,
         "error": None, "exit": None, "time": {"backend_s": None, "oracle_s": None, "compare_s": None},
-        "notes": [], "precision": None, "precision_met": None, "fingerprint": None,
+        "notes": [], "precision": None, "precision_met": None, "fingerprint": None, "repeat": None,
     }
     unknown = set(fields) - set(rec)
     if unknown:
@@ -88,6 +89,7 @@ _RECORD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "repro": ((str, type(None)), "a string or null"), "error": ((dict, type(None)), "an object or null"),
     "exit": ((dict, type(None)), "an object or null"), "time": ((dict,), "an object"),
     "notes": ((list,), "a list"), "fingerprint": ((str, type(None)), "a fingerprint id or null"),
+    "repeat": ((dict, type(None)), "an object or null"),
 }
 
 

@@ -7,15 +7,19 @@ from `protocol.answer(adapter, case)`, so an adapter is called, and its output j
 in one way only.
 
 Invariants
-- The status and the divergence kind are decided here, once (the kind by
-  `compare.compare`). Diagnosis, minimisation, repro scripts and manifests only add to
-  a record; nothing after this relabels it.
+- The status and the divergence kind are decided here, once: the kind of an output by
+  `compare.compare`, and `nondeterministic` here, from the repeats of a case
+  (`repeats`): a first output that passes while a later call with the same inputs
+  differs is `nondeterministic`; a first output that diverges keeps its kind, and the
+  difference is added to the record (`repeat`, and a note). Diagnosis, minimisation,
+  repro scripts and manifests only add to a record; nothing after this relabels it.
 - Replies are the worker protocol's tuples:
     ("unsupported", reason)               -> unsupported
     ("adapter_error", error)              -> error, valid case or not: supports() raised or
                                              returned neither None nor a str
     ("raised", error, backend_s)          -> error for a valid case; pass for an invalid one
-    ("output", y, backend_s, notes)       -> pass or diverge, by `compare`
+    ("output", y, backend_s, notes[, repeated])
+                                          -> pass or diverge, by `compare` and the repeats
   (a crash or a timeout exists only in worker processes: `record.record_reply` records those).
 - Every field is plain JSON-safe data except `comparison`, the `compare.Comparison`
   itself, for in-process callers.
@@ -23,7 +27,8 @@ Invariants
   judges several backends on one case may pass a `memo` (a dict it keeps for that case
   only): an output bitwise identical to one judged before (same dtype, shape and bytes,
   same contract) gets that verdict again, with its own backend time, its own adapter
-  notes and compare_s 0, instead of a second comparison.
+  notes and compare_s 0, instead of a second comparison; its own repeats are judged
+  after (they are not part of what the memo keeps).
 """
 
 from __future__ import annotations
@@ -35,11 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from . import tolerance
+from . import repeats, tolerance
 from .compare import Comparison, compare
 from .spec import Case
 from .text import json_safe
-from .vocabulary import NOT_PRECISION_KINDS
+from .vocabulary import NONDETERMINISTIC, NOT_PRECISION_KINDS
 
 
 @dataclass
@@ -53,12 +58,15 @@ class Verdict:
     backend_s: float | None = None
     compare_s: float | None = None
     notes: list[str] = field(default_factory=list)
+    #: The record's `repeat` field (`repeats.difference`): None when the case was not repeated.
+    repeat: dict[str, Any] | None = None
 
     def fields(self) -> dict[str, Any]:
         """The record fields (results.json) this verdict decides."""
         c = self.comparison
         out = {"status": self.status, "kind": self.kind, "message": self.message, "precision": self.precision,
-               "precision_met": c.precision_met if c is not None else None, "notes": list(self.notes)}
+               "precision_met": c.precision_met if c is not None else None, "notes": list(self.notes),
+               "repeat": self.repeat}
         if self.error is not None:
             out["error"] = self.error
         if c is not None:
@@ -97,10 +105,12 @@ def judge(case: Case, reply: tuple, ref: Any, inputs: Any,
     if tag != "output":
         raise ValueError(f"reply: expected unsupported, adapter_error, raised or output, received {tag!r}")
     y, backend_s, notes = reply[1], reply[2], list(reply[3])
+    repeated = reply[4] if len(reply) > 4 else None
     key = output_key(y, precision) if memo is not None else None
     if key is not None and key in memo:
         seen = memo[key]
-        return replace(seen, backend_s=backend_s, compare_s=0.0, notes=notes + list(seen.comparison.notes))
+        v = replace(seen, backend_s=backend_s, compare_s=0.0, notes=notes + list(seen.comparison.notes))
+        return v if repeated is None else _with_repeats(case, v, y, repeated, ref, inputs)
     t0 = time.perf_counter()
     cmp = compare(case, y, ref, inputs, precision) if case.is_valid else compare(case, y, None, precision=precision)
     compare_s = time.perf_counter() - t0
@@ -108,7 +118,33 @@ def judge(case: Case, reply: tuple, ref: Any, inputs: Any,
                 backend_s=backend_s, compare_s=compare_s, notes=notes + list(cmp.notes))
     if key is not None:
         memo[key] = v
-    return v
+    return v if repeated is None else _with_repeats(case, v, y, repeated, ref, inputs)
+
+
+def _with_repeats(case: Case, v: Verdict, y: Any, repeated: Any, ref: Any, inputs: Any) -> Verdict:
+    """`v`, the verdict on the first output, with what the repeats of the case showed (see
+    the invariants): the record's `repeat` field, and `nondeterministic` where the first
+    output passes but a later call differs."""
+    fields = repeats.difference(case, y, repeated, ref)
+    other = repeated.other
+    if isinstance(other, np.ndarray) and fields.get("differs_in") == "values" and fields.get("differing"):
+        t0 = time.perf_counter()
+        second = compare(case, other, ref, inputs, v.precision)
+        v = replace(v, compare_s=(v.compare_s or 0.0) + time.perf_counter() - t0)
+        fields["other_verdict"] = {"passed": second.passed, "kind": second.kind, "message": second.message}
+    notes = list(v.notes)
+    if not repeats.differs(fields):
+        if not fields["identical"]:  # zero signs or NaN payloads only
+            notes.append(repeats.message(fields))
+        return replace(v, repeat=fields, notes=notes)
+    what = repeats.message(fields)
+    if v.status != "pass":  # the first output's own divergence keeps its kind
+        return replace(v, repeat=fields, notes=notes + [f"also not deterministic: {what}"])
+    then = fields.get("other_verdict")
+    judged = "" if then is None else ("; that output is within tolerance too" if then["passed"] else
+                                      f"; that output diverges ({then['kind']}: {then['message']})")
+    return replace(v, status="diverge", kind=NONDETERMINISTIC, repeat=fields, notes=notes,
+                   message=f"the first output is within tolerance, but {what}{judged}")
 
 
 def precision_profile(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:

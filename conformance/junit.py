@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .fingerprint import machine_line, path_line
+from .repeats import repeat_lines
 from .results import is_unexpected
 
 
@@ -36,6 +37,7 @@ def _details(rec: dict[str, Any]) -> str:
         parts.append(f"{rec['error']['type']}: {rec['error']['message']}\n{rec['error'].get('traceback') or ''}")
     if rec.get("exit"):
         parts.append(f"exit: {json.dumps(rec['exit'])}")
+    parts += repeat_lines(rec.get("repeat"))
     if rec.get("repro"):
         parts.append(f"repro: {rec['repro']}")
     return "\n".join(parts)

@@ -364,6 +364,9 @@ def _detail(rec: dict, anchor: str, base: Path, full: bool, out: Path | None = N
     if kind == "invalid_accepted":
         d["invalid"] = {"reason": _invalid_reason(rec), "received": _received(rec)}
         d["criteria"] = None
+    d["repeat"] = _repeat_view(rec.get("repeat"))
+    if kind == "nondeterministic":  # the first output met every criterion: the repeat is the divergence
+        d["criteria"] = None
     if "effective_bits" in f:
         from .compare import effective_bits_text
 
@@ -380,6 +383,17 @@ def _detail(rec: dict, anchor: str, base: Path, full: bool, out: Path | None = N
         d["repro_href"] = _repro_href(base, out or base, d["repro_path"]) if d["repro"] else None
         d["repro_lines"] = d["repro"].count("\n") if d["repro"] else 0
     return d
+
+
+def _repeat_view(fields: Any) -> dict | None:
+    """How two calls with the same inputs differed (`repeats.difference`), for display; None when they agree."""
+    from .repeats import differs, exact_text, message
+
+    if not isinstance(fields, dict) or fields.get("identical", True):
+        return None
+    rows = [{"index": str(tuple(p.get("index") or ())), "first": exact_text(p.get("first")),
+             "other": exact_text(p.get("other"))} for p in fields.get("positions") or [] if isinstance(p, dict)]
+    return {"message": message(fields), "judged": differs(fields), "call": str(fields.get("call")), "rows": rows}
 
 
 def _error_groups(records: list[dict]) -> tuple[list[dict], int]:
@@ -452,7 +466,18 @@ def backend_page(name: str, info: dict, records: list[dict], base: Path, out: Pa
         "details_full": sum(1 for d in details if d["full"]), "errors": errors, "errors_left": errors_left,
         "unsupported": sum(1 for r in records if r.get("status") == "unsupported"),
         "unsupported_groups": _unsupported_groups(records), "criteria": _table_criteria(records),
+        "repeats": _repeats_line(records),
     }
+
+
+def _repeats_line(records: list[dict]) -> str:
+    """"N cases repeated with the same inputs, M differed", or "" when none was repeated."""
+    from .repeats import summary
+
+    row = next(iter(summary(records).values()), None)
+    if not row or not row["repeated"]:
+        return ""
+    return f"{row['repeated']} cases run again with the same inputs; {row['differed']} gave another result"
 
 
 def _group_tables(by_backend: dict[str, list[dict]]) -> list[dict]:

@@ -105,7 +105,8 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
     wall_before = sum(float(s.get("wall_s") or 0) for s in header_before.get("sessions", []))
     t_start = time.monotonic()
     startup_s = cases_s = None
-    backends = [Backend(spec, cfg.out / "logs" / f"{safe_filename(spec)}.log", cfg.timeout) for spec in cfg.specs]
+    backends = [Backend(spec, cfg.out / "logs" / f"{safe_filename(spec)}.log", cfg.timeout, cfg.repeats)
+                for spec in cfg.specs]
     states = {b: BackendState(minimise_left=cfg.minimise_backend_s) for b in backends}
     for b in backends:
         b.worker.start()  # all import their frameworks at once
@@ -224,7 +225,7 @@ def _send_ahead(ctx: RunContext, b: Backend, case: Case, done: set) -> None:
     if (case.id, b.name) in done or _over_memory(ctx, case) is not None or not b.ensure():
         return
     ctx.note_fingerprint(b)
-    b.worker.send(("run", case.to_dict()))
+    b.send_case(case)
     ctx.states[b].ahead = (case.id, time.monotonic() + ctx.cfg.timeout)
 
 
@@ -247,7 +248,7 @@ def _dispatch(ctx: RunContext, case: Case, todo: list[Backend], nxt: Case | None
             live.append((b, ahead[1]))  # already sent, with its deadline from then
         elif b.ensure():
             ctx.note_fingerprint(b)
-            b.worker.send(("run", case.to_dict()))
+            b.send_case(case)
             live.append((b, time.monotonic() + ctx.cfg.timeout))
         else:
             dead.append(b)

@@ -9,6 +9,7 @@ Invariants
 
 from __future__ import annotations
 
+from .. import repeats
 from ..findings import console_lines
 from ..results import counts, is_unexpected
 from ..run.outputs import RunOutcome
@@ -20,6 +21,8 @@ from ..vocabulary import STATUSES
 SUMMARY_ROWS = 60
 #: Unsupported reasons listed per backend in the summary (most frequent first); the rest are counted.
 UNSUPPORTED_ROWS = 8
+#: Case ids listed per backend in the repeats summary; the rest are counted.
+REPEAT_IDS = 5
 #: Characters of a message on one summary line: one result's, and one standing for many.
 MESSAGE_CHARS, GROUP_MESSAGE_CHARS = 160, 400
 
@@ -54,6 +57,7 @@ def summary(outcome: RunOutcome) -> str:
             cells = [f"{d}: {p['meets'] or 'none'} (max e {number(p['max_normalised_error'], 3, none='n/a')})"
                      for d, p in per_dtype.items()]
             lines.append(f"  {backend:<{width}}  " + "; ".join(cells))
+    lines += repeat_summary_lines(run, width)
     fixed = (run.get("expected") or {}).get("fixed") or []
     if fixed:
         lines.append(f"\n!!! {len(fixed)} KNOWN DIVERGENCE(S) NOW PASS: update the --expected manifest !!!")
@@ -94,6 +98,25 @@ def summary(outcome: RunOutcome) -> str:
     verdict = {EXIT_OK: "OK", EXIT_FAIL: "FAILED", EXIT_INTERRUPTED: "INTERRUPTED"}.get(outcome.exit_code, "")
     lines.append(f"conformance: {verdict}")
     return "\n".join(lines) + "\n"
+
+
+def repeat_summary_lines(run: dict, width: int) -> list[str]:
+    """The repeats: the policy, then per backend how many cases were run again with the same
+    inputs and which of them differed (the first few ids)."""
+    per = repeats.summary(run["records"])
+    if not any(row["repeated"] for row in per.values()):
+        return []
+    policy = (run["run"].get("repeats") or {}).get("policy")
+    lines = [f"\nrepeats{f' ({policy})' if policy else ''}:"]
+    for backend, row in per.items():
+        text = f"{row['repeated']} cases repeated, {row['differed']} differed"
+        if row["cases"]:
+            more = len(row["cases"]) - REPEAT_IDS
+            text += ": " + ", ".join(row["cases"][:REPEAT_IDS]) + (f" and {more} more" if more > 0 else "")
+        if row["bits_only"]:
+            text += f"; {row['bits_only']} in zero signs or NaN payloads only (not judged)"
+        lines.append(f"  {backend:<{width}}  {text}")
+    return lines
 
 
 def unexpected_lines(records: list[dict], bad: list[dict]) -> list[str]:

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 from typing import TextIO
 
+from .. import repeats
 from ..run.config import MINIMISE_BACKEND_S, MINIMISE_CASE_S, RunConfig
 from ..run.memory import MAX_MEMORY_FRACTION, default_max_memory, parse_memory
 from ..run.preflight import preflight
@@ -86,9 +87,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-confirm", dest="confirm", action="store_false",
                    help="do not confirm findings (they are still grouped, characterised and get a short repro)")
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
+    p.add_argument("--repeats", type=_calls, default=repeats.DEFAULT_CALLS, metavar="N",
+                   help=f"call the backend N more times with the same inputs, and flag differing results as "
+                        f"`nondeterministic` (default {repeats.DEFAULT_CALLS}; 0: off), on every case whose first "
+                        f"call took at most {repeats.QUICK_S:g} s and 1 in {repeats.SAMPLE} of the others "
+                        f"(docs/running.md: repeats)")
+    p.add_argument("--repeat-all", action="store_true",
+                   help="repeat every case, not only the quick ones and the sample (--repeats N times)")
     p.add_argument("--precision", choices=("strict", "relaxed", "any", "tf32"), default="strict",
                    help="precision contract of the verdict: strict (default: 16-bit types accumulate in float32), "
                         "relaxed, any (accumulation in the dtype accepted), tf32 (README: tolerance)")
+
+
+def _calls(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of calls, received {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of calls >= 0, received {text!r}")
+    return v
 
 
 def _specs(args) -> list[str]:
@@ -124,6 +142,8 @@ def _specs(args) -> list[str]:
 def run(args: argparse.Namespace, stream: TextIO) -> int:
     """Run the cases on the backends; the run's exit code (usage.py)."""
     shard = parse_shard(args.shard) if args.shard is not None else None
+    if args.repeat_all and args.repeats == 0:
+        raise UsageError("--repeat-all: expected --repeats of at least 1, received --repeats 0 (repeats off)")
     args.dtype = parse_dtypes(args.dtype)
     max_memory = parse_memory(args.max_memory) if args.max_memory else default_max_memory()
     cfg = RunConfig(specs=[], selector=args.cases, seed=args.seed, budget=args.budget, dtypes=args.dtype,
@@ -132,7 +152,8 @@ def run(args: argparse.Namespace, stream: TextIO) -> int:
                            strict_expected=args.strict_expected, quiet=args.quiet, argv=list(args.argv),
                            confirm_budget_s=args.confirm_budget if args.confirm else None,
                            named=bool(args.backend or args.adapter), precision=args.precision,
-                           max_memory=max_memory, force=args.force)
+                           max_memory=max_memory, force=args.force,
+                           repeats=repeats.Policy(calls=args.repeats, every=args.repeat_all))
     cfg.specs = _specs(args)
     cases = select_cases(cfg.selector, seed=cfg.seed, budget=cfg.budget, dtypes=cfg.dtypes, shard=shard)
     if not cases and shard is None:  # an empty shard of a small set is fine; an empty selection is not

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import repeats as repeats_mod
 from .. import tolerance
 
 
@@ -13,7 +14,7 @@ from .. import tolerance
 MINIMISE_CASE_S = 10.0
 MINIMISE_BACKEND_S = 60.0
 #: The parameters (RunConfig.params) that must match for --resume to continue a stream.
-RESUME_KEYS = ("selector", "seed", "budget", "dtypes", "shard", "backends", "precision")
+RESUME_KEYS = ("selector", "seed", "budget", "dtypes", "shard", "backends", "precision", "repeats")
 
 
 @dataclass
@@ -48,10 +49,13 @@ class RunConfig:
     max_memory: int | None = None
     #: Write into a non-empty --out that does not hold an earlier run.
     force: bool = False
+    #: Which cases each backend runs again with the same inputs (`repeats.Policy`; bounded
+    #: per case by `timeout`).
+    repeats: repeats_mod.Policy = repeats_mod.DEFAULT
 
     def params(self) -> dict[str, Any]:
         """What must match for --resume to continue a stream."""
         return {"selector": self.selector, "seed": self.seed, "budget": self.budget,
                 "dtypes": sorted(self.dtypes) if self.dtypes else None,
                 "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None, "backends": list(self.specs),
-                "precision": self.precision}
+                "precision": self.precision, "repeats": self.repeats.to_dict()}

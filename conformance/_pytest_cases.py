@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from .inprocess import CaseOutcome, run_case
+from .repeats import repeat_lines, script_calls
 from .spec import OPS, Case
 from .text import number, safe_filename
 
@@ -228,8 +229,9 @@ class _ConformanceItem(pytest.Item):
         try:
             self.plugin.out_dir.mkdir(parents=True, exist_ok=True)
             script = self.plugin.out_dir / f"{stem}.py"
-            script.write_text(scripts.make_script(case, adapter, spec=self.backend.spec,
-                                                  precision=self.plugin.precision), encoding="utf-8")
+            text = scripts.make_script(case, adapter, spec=self.backend.spec, precision=self.plugin.precision,
+                                       calls=script_calls(outcome.kind, outcome.repeat))
+            script.write_text(text, encoding="utf-8")
             lines.append(f"repro: {script}  (run: python {script})")
         except (scripts.ReproError, OSError) as exc:
             lines.append(f"repro: not written ({exc})")
@@ -320,6 +322,7 @@ def failure_message(backend: InProcessBackend, outcome: CaseOutcome, artifacts: 
                          f"normalised error {number(w['normalised_error'])}")
     if outcome.error:
         lines.append(outcome.error.rstrip().splitlines()[-1])
+    lines += repeat_lines(outcome.repeat)
     diag = outcome.diagnosis
     if diag is not None:
         lines.append(f"diagnosis: {diag.get('hypothesis') or 'unexplained'}: {diag.get('explanation')}")

@@ -26,10 +26,12 @@ import numpy as np
 
 from . import tolerance
 from .inprocess import run_case
+from .repeats import repeat_lines, script_calls
 from .scripts import (WORST_SHOWN, ReproError, ShortReproError, framework_code, make_script,
                       make_short_script)
 from .spec import Case
 from .text import number
+from .vocabulary import NONDETERMINISTIC
 
 #: A bug report embeds the script when it is at most this long (else: attach it).
 MAX_EMBED_CHARS = 64 << 10
@@ -80,9 +82,12 @@ def bug_report(case: Case, adapter: Any, comparison: Any, diagnosis: Any = None,
     if diagnosis is not None and not isinstance(diagnosis, dict):
         diagnosis = diagnosis.to_dict()
     name = str(getattr(adapter, "name", "backend"))
-    kind = getattr(comparison, "kind", None) or getattr(outcome, "status", None) or "divergence"
+    kind = getattr(outcome, "kind", None) or getattr(comparison, "kind", None) or getattr(outcome, "status", None) \
+        or "divergence"
     out = [f"## {name}: `{case.op}` gives a wrong result ({kind}) on a small case", ""]
-    summary = getattr(comparison, "message", None) or getattr(outcome, "message", "")
+    # A nondeterministic outcome's comparison is its first output's, which passed: the outcome says why it diverges.
+    summary = (outcome.message if kind == NONDETERMINISTIC else None) or getattr(comparison, "message", None) \
+        or getattr(outcome, "message", "")
     out += [f"`{case.op}` with the parameters below does not match the mathematically exact result: {summary}.",
             "Found by conv-conformance, against an exact NumPy reference.", ""]
     out += ["### Environment", "", "| | |", "|---|---|"]
@@ -107,6 +112,9 @@ def bug_report(case: Case, adapter: Any, comparison: Any, diagnosis: Any = None,
         out.append(f"- {summary}")
     if outcome is not None and getattr(outcome, "error", None):
         out += ["", "```", outcome.error.rstrip(), "```"]
+    repeated = repeat_lines(getattr(outcome, "repeat", None))
+    if repeated:
+        out += ["", "```", *repeated, "```"]
     shown = [k for k in ("elements", "mismatched", "max_abs_error", "max_rel_error", "max_ulp",
                          "max_normalised_error", "threshold", "hard_bound", "effective_bits", "dtype_bits")
              if k in figures]
@@ -135,7 +143,8 @@ def bug_report(case: Case, adapter: Any, comparison: Any, diagnosis: Any = None,
     out += ["", "### Reproduce", ""]
     try:
         script = make_script(case, adapter, spec=spec,
-                             precision=getattr(comparison, "precision", None) or tolerance.DEFAULT_PRECISION)
+                             precision=getattr(comparison, "precision", None) or tolerance.DEFAULT_PRECISION,
+                             calls=script_calls(kind, getattr(outcome, "repeat", None)))
     except ReproError as exc:
         out.append(f"No standalone script: {exc}.")
     else:

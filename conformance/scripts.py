@@ -16,7 +16,10 @@ The full script (`make_script(case, adapter)`, `conformance repro`, the run's re
    the script from the case's seed by the same few NumPy calls `conformance.inputs` makes
    (PCG64, `standard_normal`), and verified by their SHA-256: a NumPy whose generator
    gives other numbers makes the script stop with exit status 2, never judge other inputs;
-2. the framework call;
+2. the framework call; for a `nondeterministic` divergence (`calls` > 1) it is made that
+   many times, each on its own copy of the inputs, and a later output that differs from
+   the first in value (not in a NaN's payload or a zero's sign) makes the script exit 1
+   while the first is within tolerance, as the suite's repeats judge (`repeats`);
 3. a small reference: the DESIGN.md formula in NumPy, pads, strides and sizes written as
    literals, accumulated in float64 (`np.longdouble` for float64 cases, so the reference
    stays more precise than what it judges where the platform's long double is wider);
@@ -223,16 +226,25 @@ _geometry = types.SimpleNamespace(out_h={out_h}, out_w={out_w}, pads={pads!r}, e
 case = types.SimpleNamespace(id={case_id!r}, geometry=_geometry, is_valid={valid!r}, invalid_reason={invalid!r},
                              input_shape={in_shape!r}, filter_shape={f_shape!r}, output_shape={out_shape!r},
                              **{fields!r})
-y = _load_adapter(SPEC).run(case, x, filters, bias)
+adapter = _load_adapter(SPEC)
 '''
+#: The call of a loaded adapter (after `_LOAD_ADAPTER`): the one line a repeated call repeats.
+_LOADED_CALL = "y = adapter.run(case, x, filters, bias)\n"
 
 
 def framework_code(case: Case, adapter: Any, spec: str | None) -> str:
     """The framework call of a script: `adapter.repro_code(case)`, or for an adapter without
     it, code that loads the adapter by its spec and calls its run()."""
+    return "".join(_framework_parts(case, adapter, spec))
+
+
+def _framework_parts(case: Case, adapter: Any, spec: str | None) -> tuple[str, str]:
+    """(setup, call) of `framework_code`: a loaded adapter is built once in the setup and
+    its run() is the call; a repro_code() snippet is all call (it is the framework's own
+    source, whose setup this module cannot tell apart)."""
     repro_code = getattr(adapter, "repro_code", None)
     if callable(repro_code):
-        return str(repro_code(case)).rstrip("\n") + "\n"
+        return "", str(repro_code(case)).rstrip("\n") + "\n"
     g = case.geometry
     fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in case.to_dict().items()
               if k not in ("name", "reason")}
@@ -241,7 +253,7 @@ def framework_code(case: Case, adapter: Any, spec: str | None) -> str:
     return _LOAD_ADAPTER.format(spec=spec or _spec_of(adapter), out_h=g.out_h, out_w=g.out_w, pads=g.pads,
                                 eff=g.effective_kernel, case_id=case.id, valid=case.is_valid,
                                 invalid=case.invalid_reason, in_shape=case.input_shape,
-                                f_shape=case.filter_shape, out_shape=case.output_shape, fields=fields)
+                                f_shape=case.filter_shape, out_shape=case.output_shape, fields=fields), _LOADED_CALL
 
 
 _HEADER = '''\
@@ -367,7 +379,7 @@ print(f"max abs error {{err.max():.6g}}; max normalised error {{e.max():.4g}}; "
       f"{{int(bad.sum())}} of {{bad.size}} elements beyond their limit under `{{PRECISION}}`")
 ok, why = passes(PARAMS, PRECISION, y64, ref, alt, mag, norm, unbiased)
 if ok:
-    print("OK: within tolerance")
+{repeat_check}    print("OK: within tolerance")
     sys.exit(0)
 if why == "bias":
     z = rounding_bias_z(PARAMS, y64, ref, unbiased)
@@ -387,6 +399,42 @@ if met is not None and met in weaker(PARAMS, PRECISION):
 else:
     print("DIVERGES")
 sys.exit(1)
+'''
+
+_REPEATED_CALL = '''\
+# conv-conformance saw calls with the same inputs give different results: the call is made
+# {calls} times, each on its own copy of the inputs, and every output must equal the first.{rebuilt}
+CALLS = {calls}
+_inputs = (x, filters, bias)
+outputs = []
+for _call in range(CALLS):
+    x, filters, bias = (None if a is None else a.copy() for a in _inputs)
+{code}    outputs.append(y)
+x, filters, bias = _inputs
+y = outputs[0]
+'''
+
+_REBUILT = ("\n# (conv-conformance keeps a framework's model or session between calls; code that builds one\n"
+            "# builds it again here, on each call.)")
+
+# Inside `if ok:` (the first output is within tolerance): what the suite's repeats judge.
+_REPEAT_CHECK = '''\
+    for n, other in enumerate(outputs[1:], start=2):
+        other = np.asarray(other)
+        if other.shape != y.shape or other.dtype != y.dtype:
+            print(f"DIVERGES: not deterministic: call {n} of {CALLS} returned shape {other.shape}, dtype "
+                  f"{other.dtype} where call 1 returned shape {y.shape}, dtype {y.dtype}")
+            sys.exit(1)
+        b64 = _as_float64(other)
+        differ = ~((y64 == b64) | (np.isnan(y64) & np.isnan(b64)))  # NaN payloads and zero signs are not judged
+        if differ.any():
+            with np.errstate(invalid="ignore"):
+                gap = np.where(differ, np.nan_to_num(np.abs(y64 - b64), nan=np.inf), -1.0)
+            i = np.unravel_index(int(np.argmax(gap)), gap.shape)
+            print(f"DIVERGES: not deterministic: call 1 is within tolerance, but call {n} of {CALLS} with the "
+                  f"same inputs differs from it in {int(differ.sum())} of {differ.size} elements, e.g. at "
+                  f"{tuple(int(v) for v in i)}: {float(y64[i])!r} then {float(b64[i])!r}")
+            sys.exit(1)
 '''
 
 _TAP_CONV = '''\
@@ -416,9 +464,12 @@ def rule_source() -> str:
 
 
 def make_script(case: Case, adapter: Any, *, spec: str | None = None,
-                precision: str = tolerance.DEFAULT_PRECISION) -> str:
+                precision: str = tolerance.DEFAULT_PRECISION, calls: int = 1) -> str:
     """A standalone repro script for `case` on `adapter` (see the module docstring), judging
-    under the contract `precision`.
+    under the contract `precision`. With `calls` > 1 (a `nondeterministic` divergence) the
+    framework is called that many times, each on its own copy of the inputs, and the script
+    exits 1 when a later output differs from the first in value (`repeats`) although the
+    first is within tolerance.
 
     `spec` is how to load an adapter that has no `repro_code` (defaults to its class).
     Raises ReproError when the inputs are too large to inline.
@@ -448,11 +499,15 @@ def make_script(case: Case, adapter: Any, *, spec: str | None = None,
     else:
         parts += [_array_literal("x", inputs.x, case), _array_literal("filters", inputs.filters, case),
                   _array_literal("bias", inputs.bias, case)]
-    code = framework_code(case, adapter, spec)
+    setup, call = _framework_parts(case, adapter, spec)
+    code = setup + call
     parts.append(f"\n# ---- the framework call ({framework}) ----\n")
     if not case.is_valid:
         parts.append(_INVALID.format(reason=case.invalid_reason, body=textwrap.indent(code, "    ")))
         return "".join(parts)
+    if calls > 1:
+        rebuilt = "" if setup else _REBUILT
+        code = setup + _REPEATED_CALL.format(calls=calls, code=textwrap.indent(call, "    "), rebuilt=rebuilt)
     parts.append(code)
     g = case.geometry
     if case.op == "conv2d":
@@ -461,7 +516,8 @@ def make_script(case: Case, adapter: Any, *, spec: str | None = None,
         tap = _TAP_DW
     text = _REFERENCE.format(kernel=case.kernel, strides=case.strides, dilations=case.dilations, pads=g.pads,
                              padding=case.padding, out_h=g.out_h, out_w=g.out_w, tap=tap, worst=WORST_SHOWN,
-                             params=tolerance.rule_params(case), precision=precision, rule="{rule}")
+                             params=tolerance.rule_params(case), precision=precision, rule="{rule}",
+                             repeat_check=_REPEAT_CHECK if calls > 1 else "")
     parts.append(text.replace("{rule}", rule_source()))
     return "".join(parts)
 

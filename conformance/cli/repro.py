@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from .. import tolerance
 from ..bug_reports import bug_report, finding_report
 from ..inprocess import run_case
+from ..repeats import script_calls
 from ..scripts import ReproError, ShortReproError, make_script, make_short_script
 from ..spec import Case
 
@@ -101,6 +102,9 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     outcome = None
     if args.out or args.report:
         outcome = run_case(case, adapter, precision=args.precision)
+        calls = script_calls(outcome.kind, outcome.repeat)
+        if calls > 1:  # nondeterministic here: the script calls the framework as often as this did
+            script = make_script(case, adapter, spec=args.backend, precision=args.precision, calls=calls)
     if args.out:
         Path(args.out).write_text(script, encoding="utf-8")
         print(f"wrote {args.out}: {written_message(args.out, case.id, adapter.name, outcome)}", file=sys.stderr)

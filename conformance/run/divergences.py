@@ -20,6 +20,7 @@ from typing import Any
 from .. import expected as expected_mod
 from ..minimise import minimise
 from ..process.backend import Backend
+from ..repeats import script_calls
 from ..spec import Case
 from ..text import safe_filename
 from .context import RunContext
@@ -27,8 +28,9 @@ from .memory import memory_estimate
 
 
 def enrich_divergence(ctx: RunContext, case: Case, b: Backend, rec: dict[str, Any]) -> None:
-    """Repro script and (for unexplained divergences) a minimised case; the diagnosis came with the verdict."""
-    text, err = b.repro(case, ctx.cfg.precision)
+    """Repro script and (for unexplained divergences) a minimised case; the diagnosis came with the verdict.
+    The script of a `nondeterministic` divergence calls the framework as often as the run did."""
+    text, err = b.repro(case, ctx.cfg.precision, calls=script_calls(rec["kind"], rec.get("repeat")))
     if err:
         rec["notes"].append(err)
     if text:

@@ -222,3 +222,59 @@ class SaysWaitPolicy(Faithful):
 
     def version(self) -> str:
         return f"{os.environ.get('OMP_WAIT_POLICY')}/{os.environ.get('OPENBLAS_THREAD_TIMEOUT')}"
+
+
+class FlipsAnUlp(Faithful):
+    """Faithful, but every other call (the first, the third ...) flips the lowest bit of
+    its first element: each answer is within tolerance (on a profile that is not exact),
+    no two calls in a row are alike. A case named `wrong-...` also gets 1 added (a
+    divergence of its own before any repeat)."""
+
+    name = "flips-an-ulp"
+
+    def __init__(self):
+        self.calls = 0
+
+    def run(self, case, x, filters, bias):
+        y = super().run(case, x, filters, bias)
+        if (getattr(case, "name", None) or "").startswith("wrong"):  # (a repro script's case has no name)
+            y = y + np.asarray(1, dtype=y.dtype)
+        if self.calls % 2 == 0:
+            y.reshape(-1).view(f"u{y.dtype.itemsize}")[0] ^= 1
+        self.calls += 1
+        return y
+
+
+class ShuffledSum(Faithful):
+    """A correct float32 kernel whose summation order changes from call to call, as a
+    thread-count dependent split does: the kernel taps are added in float32 in a random
+    order each call (conv2d with one group and depthwise; others as Faithful)."""
+
+    name = "shuffled-sum"
+
+    def run(self, case, x, filters, bias):
+        if case.dtype != "float32" or (case.op == "conv2d" and case.groups != 1) or not case.is_valid:
+            return super().run(case, x, filters, bias)
+        from conformance.patches import pad, windows
+
+        under = windows(pad(x, case.geometry.pads), case.geometry, case.kernel, case.strides, case.dilations)
+        kh, kw = case.kernel
+        acc = np.zeros(case.output_shape, dtype=np.float32)
+        for k in np.random.default_rng().permutation(kh * kw):  # unseeded: another order each call
+            patch, w = under[:, :, :, k // kw, k % kw, :], filters[k // kw, k % kw]
+            if case.op == "conv2d":
+                acc += np.einsum("nhwc,co->nhwo", patch, w)
+            else:
+                acc += np.einsum("nhwc,cm->nhwcm", patch, w).reshape(acc.shape)
+        return acc if bias is None else acc + bias
+
+
+class WritesIntoInputs(Faithful):
+    """Faithful, then zeroes the x it was given: only fresh inputs per call keep it right."""
+
+    name = "writes-into-inputs"
+
+    def run(self, case, x, filters, bias):
+        y = super().run(case, x, filters, bias)
+        x[...] = 0
+        return y

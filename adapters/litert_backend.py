@@ -21,7 +21,7 @@ from ._base import BuiltinAdapter, Variant, tiny_case
 from ._program import Program
 
 _COSTLY = ("over the default run's 5-minute budget: each LiteRT variant converts a model per case, as much as "
-           "`litert` itself; run it by name (README: Backends)")
+           "`litert` itself; run it by name")
 _RESOLVERS = {"xnnpack": "AUTO", "reference": "BUILTIN_REF", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
 
 

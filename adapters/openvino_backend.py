@@ -24,8 +24,7 @@ from ._base import BuiltinAdapter, Variant, tiny_case
 from ._layout import hwcm_to_oihw, hwio_to_oihw, nchw_to_nhwc
 from ._program import Program
 
-_COSTLY = ("over the default run's 5-minute budget: it costs as much as {what}; run it by name "
-           "(README: Backends)")
+_COSTLY = "over the default run's 5-minute budget: it costs as much as {what}; run it by name"
 _OV_TYPES = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "float64": "f64"}
 
 

@@ -19,9 +19,11 @@ from .backend_specs import load_adapter
 from .values import integer, one_of, positive_integer
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cases.catalogue import REGRESSIONS_DIR
+#: Where explore writes its case files unless told: the working directory, never the package.
+DEFAULT_OUT_DIR = Path("explore-regressions")
 
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", required=True, metavar="SPEC",
                         help="built-in name, entry-point name, module:Class or path/to/file.py:Class")
     parser.add_argument("--max-examples", type=positive_integer, default=200, metavar="N",
@@ -37,8 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after K distinct divergences (default 5)")
     parser.add_argument("--max-spatial", type=positive_integer, default=8, metavar="N",
                         help="largest output height/width drawn")
-    parser.add_argument("--out-dir", type=Path, default=REGRESSIONS_DIR, metavar="DIR",
-                        help=f"where case files go (default: the catalogue's regressions, {REGRESSIONS_DIR})")
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR, metavar="DIR",
+                        help=f"where case files go (default: ./{DEFAULT_OUT_DIR} in the working directory; "
+                             f"`conformance run --cases FILE` runs one, and in a checkout cases/regressions/ "
+                             f"makes every run load them)")
     parser.add_argument("--no-minimise", dest="minimise", action="store_false",
                         help="keep hypothesis's shrunk case as is")
 

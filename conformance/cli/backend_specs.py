@@ -38,6 +38,8 @@ def suggestion(spec: str) -> str:
         return did_you_mean(spec, known)
     changed = False
     if base not in classes:
+        if base in known or ":" in base:  # an entry point or module:Class takes options of its own
+            return ""
         base, changed = closest(base, classes) or base, True
         if base not in classes:
             return ""

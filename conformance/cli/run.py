@@ -16,22 +16,12 @@ from pathlib import Path
 from typing import TextIO
 
 from ..run.config import MINIMISE_BACKEND_S, MINIMISE_CASE_S, RunConfig
-from ..run.memory import MAX_MEMORY_FRACTION, default_max_memory, parse_memory
 from ..run.preflight import preflight
 from ..run.selection import parse_dtypes, parse_shard, select_cases
 from ..runner import execute
 from ..usage import LoadError, UsageError
+from . import limits
 from .console import summary
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, received {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, received {text!r}")
-    return v
 
 
 class _AdapterOption(argparse.Action):
@@ -66,11 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty --out that holds no earlier run (an earlier run's pages, scripts "
                         "and results are always replaced)")
-    p.add_argument("--max-memory", metavar="SIZE", default=None,
-                   help="cases whose oracle and comparison are estimated to need more (e.g. 8G) are unsupported "
-                        f"(default: {MAX_MEMORY_FRACTION * 100:.0f}%% of the memory available at the start)")
-    p.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
-                   help="per case and backend; past it the worker is killed and the case is a timeout (default 60)")
+    limits.add_arguments(p)
     p.add_argument("--expected", metavar="FILE", help="YAML manifest of known divergences (docs/running.md)")
     p.add_argument("--strict-expected", action="store_true", help="exit 1 when a known divergence is now fixed")
     p.add_argument("--baseline", metavar="FILE", help="an earlier results.json: report new and fixed divergences")
@@ -81,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"minimise unexplained divergences, one per backend, kind and diagnosis (default; "
                         f"at most {MINIMISE_CASE_S:g} s each, {MINIMISE_BACKEND_S:g} s per backend)")
     p.add_argument("--no-minimise", dest="minimise", action="store_false", help="do not minimise divergences")
-    p.add_argument("--confirm-budget", type=_positive_float, default=4.0, metavar="SECONDS",
+    p.add_argument("--confirm-budget", type=limits.positive_seconds, default=4.0, metavar="SECONDS",
                    help="confirm each finding's predicate on new cases for at most this long (default 4)")
     p.add_argument("--no-confirm", dest="confirm", action="store_false",
                    help="do not confirm findings (they are still grouped, characterised and get a short repro)")
@@ -125,7 +111,7 @@ def run(args: argparse.Namespace, stream: TextIO) -> int:
     """Run the cases on the backends; the run's exit code (usage.py)."""
     shard = parse_shard(args.shard) if args.shard is not None else None
     args.dtype = parse_dtypes(args.dtype)
-    max_memory = parse_memory(args.max_memory) if args.max_memory else default_max_memory()
+    max_memory = limits.max_memory(args)
     cfg = RunConfig(specs=[], selector=args.cases, seed=args.seed, budget=args.budget, dtypes=args.dtype,
                     out=Path(args.out), timeout=args.timeout, expected=args.expected, baseline=args.baseline,
                            shard=shard, resume=args.resume, report=args.report, minimise=args.minimise,

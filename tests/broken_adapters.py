@@ -3,37 +3,19 @@
 `FlippedKernel` convolves with the kernel rotated by 180 degrees (true convolution instead
 of the cross-correlation every framework computes): a classic porting bug. Like the
 built-ins, its `run` executes exactly the source its `repro_code` returns, so a repro
-script reproduces what the suite saw. The snippet imports NumPy only.
+script reproduces what the suite saw. The snippet imports NumPy only; it is the one
+correct program of this module (`_buggy_snippet`) given a flipped kernel.
 `NoRepro` is the same bug without `repro_code`: the repro script must load it by spec.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 
 def _snippet(case) -> str:
-    if not case.is_valid:
-        return f"raise ValueError({('invalid case: ' + case.invalid_reason)!r})\n"
-    g = case.geometry
-    (kh, kw), (sh, sw), (dh, dw) = case.kernel, case.strides, case.dilations
-    if case.op == "conv2d":
-        tap = "np.einsum('nhwc,co->nhwo', patch, w[di, dj])"
-    else:
-        tap = "np.einsum('nhwc,cm->nhwcm', patch, w[di, dj]).reshape(patch.shape[:3] + (-1,))"
-    return f"""\
-import numpy as np
-w = np.asarray(filters, dtype=np.float64)[::-1, ::-1]  # the bug: the kernel is flipped
-xp = np.pad(np.asarray(x, dtype=np.float64), ((0, 0), {g.pads[0]}, {g.pads[1]}, (0, 0)))
-acc = 0
-for di in range({kh}):
-    for dj in range({kw}):
-        patch = xp[:, di * {dh}: di * {dh} + {sh} * ({g.out_h} - 1) + 1: {sh}, dj * {dw}: dj * {dw} + {sw} * ({g.out_w} - 1) + 1: {sw}, :]
-        acc = acc + {tap}
-if bias is not None:
-    acc = acc + np.asarray(bias, dtype=np.float64)
-y = np.asarray(acc).astype(x.dtype)
-"""
+    """FlippedKernel's program: the one correct program (`_buggy_snippet`, no bug planted)
+    given the kernel rotated by 180 degrees."""
+    return ("import numpy as np\nfilters = np.asarray(filters)[::-1, ::-1]  # the bug: the kernel is flipped\n"
+            + _buggy_snippet(case, "none"))
 
 
 class FlippedKernel:
@@ -87,7 +69,10 @@ class NoRepro:
 def _buggy_snippet(case, bug: str) -> str:
     """NumPy source computing `case` right except for `bug`: "dilation" (ignored by
     depthwise with strides > 1 and dilations > 1), "flush" (subnormal inputs and results
-    flushed to zero) or "accept" (an empty-output invalid case returns an empty array)."""
+    flushed to zero), "accept" (an empty-output invalid case returns an empty array) or
+    "ownacc" (every partial sum, tap by tap, rounded to the dtype). Any other name ("none")
+    plants no bug: the program sums exact float64 products and rounds once to the dtype,
+    leaving `acc` (the float64 result) and `y` (the output)."""
     from conformance.dtypes import fmt
     from conformance.spec import conv_geometry
 
@@ -116,6 +101,8 @@ def _buggy_snippet(case, bug: str) -> str:
                      f"w[di, dj][:, k * {og}:(k + 1) * {og}]) for k in range({case.groups})], axis=-1)")
     else:
         lines.append("        acc = acc + np.einsum('nhwc,cm->nhwcm', patch, w[di, dj]).reshape(patch.shape[:3] + (-1,))")
+    if bug == "ownacc":
+        lines.append("        acc = np.asarray(acc).astype(x.dtype).astype(np.float64)  # the bug: summed in the dtype")
     lines.append("if bias is not None:\n    acc = acc + np.asarray(bias, dtype=np.float64)")
     if bug == "flush":
         lines.append(f"acc[np.abs(acc) < {tiny!r}] = 0")

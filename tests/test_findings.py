@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from _runner_util import run_cli
 from conformance import findings
 from conformance.run import findings_step
 from conformance.adapters.registry import load
 from conformance.record import record_here
 from conformance.scripts import make_short_script
 from conformance.spec import Case
+from tests._runner_util import run_cli
 
 BROKEN = Path(__file__).resolve().parent / "broken_adapters.py"
 BUGGY = ("DropsDilation", "FlushesSubnormals", "AcceptsEmptyOutput")

@@ -25,9 +25,11 @@ from ..usage import LoadError
 from . import limits
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cases.catalogue import REGRESSIONS_DIR
+#: Where explore writes its case files unless told: the working directory, never the package.
+DEFAULT_OUT_DIR = Path("explore-regressions")
 
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", required=True, metavar="SPEC",
                         help="built-in name, entry-point name, module:Class or path/to/file.py:Class")
     parser.add_argument("--max-examples", type=int, default=200, metavar="N",
@@ -40,8 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-found", type=int, default=5, metavar="K",
                         help="stop after K distinct divergences (default 5)")
     parser.add_argument("--max-spatial", type=int, default=8, metavar="N", help="largest output height/width drawn")
-    parser.add_argument("--out-dir", type=Path, default=REGRESSIONS_DIR, metavar="DIR",
-                        help=f"where case files go (default: the catalogue's regressions, {REGRESSIONS_DIR})")
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR, metavar="DIR",
+                        help=f"where case files go (default: ./{DEFAULT_OUT_DIR} in the working directory; "
+                             f"`conformance run --cases FILE` runs one, and in a checkout cases/regressions/ "
+                             f"makes every run load them)")
     parser.add_argument("--no-minimise", dest="minimise", action="store_false",
                         help="keep hypothesis's shrunk case as is")
     parser.add_argument("--shrink-budget", type=limits.positive_seconds, default=SHRINK_S, metavar="SECONDS",

@@ -121,6 +121,19 @@ def test_a_backend_that_hangs_fails_the_case_as_a_timeout_and_the_session_goes_o
     assert _junit(pytester)[f"test_conformance[hangs-on-f16-{F16.id}]"] == "failure"
 
 
+def test_a_case_over_the_memory_budget_is_skipped_as_run_refuses_it(pytester):
+    result = conformance(pytester, "--backend", "numpy", "--conformance-cases", PLAIN.id,
+                         "--conformance-no-properties", "--conformance-max-memory", "1M", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*needs an estimated * to judge (oracle and comparison), over --max-memory 1 MiB*"])
+
+
+def test_a_malformed_memory_budget_is_a_usage_error_naming_the_option(pytester):
+    result = conformance(pytester, "--backend", "numpy", "--conformance-max-memory", "lots")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--conformance-max-memory: expected a size like 8G*'lots'*"])
+
+
 _NO_SHRINKING = """
 from hypothesis import HealthCheck, Phase, settings
 settings.register_profile("no-shrinking", phases=[Phase.generate], deadline=None, max_examples=20,

@@ -52,7 +52,7 @@ def refusal(case: Case, max_memory: int | None) -> str | None:
     if not max_memory or needs <= max_memory:
         return None
     return (f"needs an estimated {memory_size(needs)} to judge (oracle and comparison), over --max-memory "
-            f"{memory_size(max_memory)}; raise --max-memory to run it")
+            f"{memory_size(max_memory)}; raise --max-memory (the pytest plugin's --conformance-max-memory) to run it")
 
 
 def available_memory() -> int | None:

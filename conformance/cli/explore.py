@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import TextIO
 
 from ..explore import SHRINK_S, search, write_regression
-from ..process.isolated import IsolatedBackend
 from ..spec import DTYPES, OPS
 from ..text import clip
 from ..tolerance import DEFAULT_PRECISION, PRECISIONS
-from ..usage import LoadError
 from . import limits
 
 
@@ -59,26 +56,15 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
         print("conformance explore: expected --max-examples, --max-found and --max-spatial >= 1, received "
               f"{args.max_examples}, {args.max_found}, {args.max_spatial}", file=sys.stderr)
         return 2
-    max_memory = limits.max_memory(args)
-    with tempfile.TemporaryDirectory(prefix="conformance-explore-") as logs:  # a crash's log tail is in its record
-        backend = IsolatedBackend(args.backend, Path(logs), timeout=args.timeout, max_memory=max_memory,
-                                  precision=args.precision)
-        try:
-            backend.start()
-            backend.ready()
-        except LoadError as exc:
-            backend.stop()
-            print(f"conformance explore: --backend {exc}", file=sys.stderr)
+    with limits.started_backend("explore", args) as backend:
+        if backend is None:
             return 2
-        try:
-            print(f"exploring {backend.name} {backend.version} on {backend.device} in a worker process "
-                  f"(seed {args.seed}, up to {args.max_examples} examples per round, --timeout {args.timeout:g} s)",
-                  flush=True)
-            results = search(backend, max_examples=args.max_examples, seed=args.seed, ops=args.op or OPS,
-                             dtypes=args.dtype or DTYPES, max_found=args.max_found, max_spatial=args.max_spatial,
-                             minimise_s=30.0 if args.minimise else 0.0, shrink_s=args.shrink_budget)
-        finally:
-            backend.stop()
+        print(f"exploring {backend.name} {backend.version} on {backend.device} in a worker process "
+              f"(seed {args.seed}, up to {args.max_examples} examples per round, --timeout {args.timeout:g} s)",
+              flush=True)
+        results = search(backend, max_examples=args.max_examples, seed=args.seed, ops=args.op or OPS,
+                         dtypes=args.dtype or DTYPES, max_found=args.max_found, max_spatial=args.max_spatial,
+                         minimise_s=30.0 if args.minimise else 0.0, shrink_s=args.shrink_budget)
     if not results:
         print(f"no divergence found in {args.max_examples} examples")
         return 0

@@ -2,14 +2,22 @@
 `--timeout` (per case and backend: past it the worker is killed and the case is a
 `timeout`) and `--max-memory` (the oracle's and comparison's budget: a case estimated over
 it is `unsupported`). The pytest plugin spells them `--conformance-timeout` and
-`--conformance-max-memory`, with the same defaults."""
+`--conformance-max-memory`, with the same defaults. `started_backend` is the one backend
+`repro` and `explore` run under them."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
 
 from ..process.backend import DEFAULT_TIMEOUT_S
+from ..process.isolated import IsolatedBackend
 from ..process.memory import MAX_MEMORY_FRACTION, default_max_memory, parse_memory
+from ..usage import LoadError
 
 
 def positive_seconds(text: str) -> float:
@@ -35,3 +43,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def max_memory(args: argparse.Namespace) -> int | None:
     """--max-memory in bytes (UsageError naming it when malformed), or the default budget."""
     return parse_memory(args.max_memory) if args.max_memory else default_max_memory()
+
+
+@contextlib.contextmanager
+def started_backend(command: str, args: argparse.Namespace) -> Iterator[IsolatedBackend | None]:
+    """The backend `--backend` names, started in its worker under --timeout, --max-memory and
+    --precision, and stopped on leaving; None after saying on stderr why it cannot start.
+    Its logs go to a temporary folder: a crash's log tail is in the crash's record."""
+    with tempfile.TemporaryDirectory(prefix=f"conformance-{command}-") as logs:
+        backend = IsolatedBackend(args.backend, Path(logs), timeout=args.timeout, max_memory=max_memory(args),
+                                  precision=args.precision)
+        try:
+            backend.start()
+            backend.ready()
+        except LoadError as exc:
+            backend.stop()
+            print(f"conformance {command}: --backend {exc}", file=sys.stderr)
+            yield None
+            return
+        try:
+            yield backend
+        finally:
+            backend.stop()

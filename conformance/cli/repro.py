@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,7 +26,7 @@ from .. import tolerance
 from ..bug_reports import bug_report, finding_report
 from ..process.isolated import IsolatedBackend
 from ..spec import Case
-from ..usage import EXIT_FAIL, EXIT_OK, EXIT_USAGE, LoadError
+from ..usage import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from ..vocabulary import FAILING_STATUSES
 from . import limits
 
@@ -81,20 +80,6 @@ def written_message(path: str, case_id: str, backend: str, rec: dict[str, Any]) 
     return f"{case_id} raises on {backend} here, so python {path} fails with that exception ({message})"
 
 
-def _started(spec: str, logs: Path, args: argparse.Namespace, precision: str) -> IsolatedBackend | None:
-    """The backend `--backend SPEC` names, started in its worker; None after saying why on stderr."""
-    backend = IsolatedBackend(spec, logs, timeout=args.timeout, max_memory=limits.max_memory(args),
-                              precision=precision)
-    try:
-        backend.start()
-        backend.ready()
-    except LoadError as exc:
-        backend.stop()
-        print(f"conformance repro: --backend {exc}", file=sys.stderr)
-        return None
-    return backend
-
-
 def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     """A case: its verdict's exit code (0 or 1), the script written first; a finding: 0; 2 bad usage.
     The case or finding is checked before the backend's worker starts."""
@@ -107,14 +92,10 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     except ValueError as exc:
         print(f"conformance repro: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    with tempfile.TemporaryDirectory(prefix="conformance-repro-") as logs:  # a crash's log tail is in its record
-        backend = _started(args.backend, Path(logs), args, args.precision)
+    with limits.started_backend("repro", args) as backend:
         if backend is None:
             return EXIT_USAGE
-        try:
-            return run_finding(args, target, backend) if args.finding else run_case(args, target, backend)
-        finally:
-            backend.stop()
+        return run_finding(args, target, backend) if args.finding else run_case(args, target, backend)
 
 
 def run_case(args: argparse.Namespace, case: Case, backend: IsolatedBackend) -> int:

@@ -9,12 +9,13 @@ cases `Policy` chooses, compares the outputs bit for bit, and sends back the fir
 output that differs (`Repeated`); the verdict (`verdict.judge`) measures the difference
 (`difference`) and decides the kind `nondeterministic`.
 
-The policy (`Policy`, decided where the first call's time is known):
+The policy (`Policy`, decided in the worker once the first call has returned):
 - `calls` more calls of each repeated case (default 1; 0: no repeats at all);
-- with `every`, every case; otherwise every case whose first call took at most
-  `QUICK_S` seconds, and one case in `SAMPLE` of the slower ones, chosen by a hash of the
-  case id (the same cases on every run and machine);
-- never a repeat that would take the case past half its timeout (`budget_s`);
+- with `every`, every case; otherwise every case of at most `SMALL_MACS` multiply-adds,
+  and one case in `SAMPLE` of the larger ones, chosen by a hash of the case id. So the
+  same cases are repeated on every run and machine, whatever the load: never by time;
+- except that a repeat never takes the case past half its timeout (`budget_s`), the one
+  bound by time, there so that repeats cannot turn a case into a `timeout`;
 - only a valid case whose first call returned a numpy.ndarray: an error, an invalid
   case and an output of another type are judged on the first call alone.
 
@@ -36,6 +37,7 @@ Invariants
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,9 +49,10 @@ from .spec import Case
 from .text import json_safe, number
 from .tolerance import rule_params
 
-#: A case whose first call took at most this long is repeated (unless repeats are off).
-QUICK_S = 0.25
-#: One in this many of the slower cases is repeated too (by a hash of the case id).
+#: A case of at most this many multiply-adds is repeated (unless repeats are off): 361 of
+#: the default set's 392 valid cases.
+SMALL_MACS = 1 << 20
+#: One in this many of the larger cases is repeated too (by a hash of the case id).
 SAMPLE = 4
 #: More calls of a repeated case, by default.
 DEFAULT_CALLS = 1
@@ -65,7 +68,7 @@ class Policy:
 
     calls: int = DEFAULT_CALLS
     every: bool = False
-    quick_s: float = QUICK_S
+    small_macs: int = SMALL_MACS
     sample: int = SAMPLE
     #: The case's time limit (seconds): a repeat never takes it past BUDGET_FRACTION of it.
     budget_s: float | None = None
@@ -75,7 +78,7 @@ class Policy:
             raise ValueError(f"repeats: expected a whole number of calls >= 0, received {self.calls!r}")
 
     def reason(self, case: Case, first_s: float) -> str | None:
-        """Why `case` is repeated after a first call of `first_s` seconds ("all", "quick",
+        """Why `case` is repeated after a first call of `first_s` seconds ("all", "small",
         "sampled"), or None when it is not."""
         if self.calls == 0 or not case.is_valid:
             return None
@@ -83,8 +86,8 @@ class Policy:
             return None
         if self.every:
             return "all"
-        if first_s <= self.quick_s:
-            return "quick"
+        if math.prod(case.output_shape) * max(case.reduction_size, 1) <= self.small_macs:
+            return "small"
         if self.sample > 0 and sampled(case, self.sample):
             return "sampled"
         return None
@@ -97,8 +100,8 @@ class Policy:
         return cls(**d) if d else OFF
 
     def stated(self) -> dict[str, Any]:
-        """The policy as a run's results state it: {calls, every, quick_s, sample, policy (in words)}."""
-        return {"calls": self.calls, "every": self.every, "quick_s": self.quick_s, "sample": self.sample,
+        """The policy as a run's results state it: {calls, every, small_macs, sample, policy (in words)}."""
+        return {"calls": self.calls, "every": self.every, "small_macs": self.small_macs, "sample": self.sample,
                 "policy": self.describe()}
 
     def describe(self) -> str:
@@ -108,8 +111,8 @@ class Policy:
         more = "1 more call" if self.calls == 1 else f"{self.calls} more calls"
         if self.every:
             return f"every valid case: {more} with the same inputs"
-        return (f"{more} with the same inputs of every valid case whose first call took at most "
-                f"{self.quick_s:g} s, and of 1 in {self.sample} of the others (by case id)")
+        return (f"{more} with the same inputs of every valid case of at most {self.small_macs:,} "
+                f"multiply-adds, and of 1 in {self.sample} of the others (by case id)")
 
 
 OFF = Policy(calls=0)
@@ -125,7 +128,7 @@ def script_calls(kind: str | None, fields: dict[str, Any] | None) -> int:
 
 
 def sampled(case: Case, sample: int) -> bool:
-    """Is `case` in the 1-in-`sample` share of the slower cases that are repeated?"""
+    """Is `case` in the 1-in-`sample` share of the larger cases that are repeated?"""
     digest = hashlib.sha256(f"{case.id}|repeat".encode()).digest()
     return int.from_bytes(digest[:8], "little") % sample == 0
 

@@ -12,13 +12,15 @@ Pinned:
   keeps a nondeterministic divergence nondeterministic; `--repeats 0` judges the first
   call alone;
 - what counts: values, shape, dtype and a later exception do; NaN payloads and the sign
-  of zero do not; an adapter that writes into its inputs does not make calls differ;
-- the policy: quick cases, a stable sample of the others, never past half the timeout.
+  of zero do not; an adapter that writes into its inputs does not make calls differ (each
+  call has its own copy);
+- the policy: small cases, a stable sample of the others, never past half the timeout.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -29,16 +31,16 @@ import pytest
 
 from conformance import expected, repeats
 from conformance.cases.sets import select
-from conformance.inprocess import run_case
 from conformance.inputs import make_inputs
 from conformance.minimise import cost, minimise, same_divergence
 from conformance.oracle import reference
+from conformance.record import record_here
 from conformance.spec import Case
 from conformance.verdict import judge
 from tests._runner_util import ADAPTERS, adapter, run_cli
 
 sys.path.insert(0, str(ADAPTERS.parent))
-from adapters_for_tests import Faithful, FlipsAnUlp, WritesIntoInputs  # noqa: E402
+from adapters_for_tests import Faithful, FlipsAnUlp  # noqa: E402
 
 pytest_plugins = ["pytester"]
 
@@ -59,7 +61,8 @@ def test_the_cases_are_in_the_default_set():
 def repeat_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("repeats") / "out"
     code, err = run_cli("run", "--adapter", adapter("FlipsAnUlp"), "--adapter", adapter("ShuffledSum"),
-                        "--adapter", adapter("Faithful"), "--cases", SELECTOR, "--out", str(out),
+                        "--adapter", adapter("Faithful"), "--adapter", adapter("WritesIntoInputs"),
+                        "--cases", SELECTOR, "--out", str(out),
                         "--no-minimise", "--no-confirm")
     run = json.loads((out / "results.json").read_text())
     by = {(r["backend"], r["case_id"]): r for r in run["records"]}
@@ -81,6 +84,11 @@ def test_a_deterministic_backend_passes_with_every_case_repeated(repeat_run):
     recs = [r for r in repeat_run[3]["records"] if r["backend"] == "faithful"]
     assert [(r["status"], r["repeat"]["calls"], r["repeat"]["identical"]) for r in recs] == \
         [("pass", 2, True)] * len(recs)
+
+
+def test_an_adapter_that_writes_into_its_inputs_is_given_fresh_copies_each_call(repeat_run):
+    recs = [r for r in repeat_run[3]["records"] if r["backend"] == "writes-into-inputs"]
+    assert [(r["status"], r["repeat"]["identical"]) for r in recs] == [("pass", True)] * len(recs)
 
 
 def test_a_first_output_that_diverges_keeps_its_kind_with_the_repeat_noted(repeat_run):
@@ -126,14 +134,14 @@ def test_the_html_report_shows_the_difference(repeat_run):
 
 def test_the_console_lists_each_backends_repeats(repeat_run):
     err = repeat_run[1]
-    assert "repeats (1 more call with the same inputs of every valid case whose first call took at most" in err
-    assert "faithful      5 cases repeated, 0 differed" in err
+    assert "repeats (1 more call with the same inputs of every valid case of at most 1,048,576 multiply-adds" in err
+    assert re.search(r"\n  faithful +5 cases repeated, 0 differed\n", err)
 
 
 def test_the_run_states_its_repeat_policy(repeat_run):
     stated = repeat_run[3]["run"]["repeats"]
-    assert (stated["calls"], stated["every"], stated["quick_s"], stated["sample"]) == \
-        (1, False, repeats.QUICK_S, repeats.SAMPLE)
+    assert (stated["calls"], stated["every"], stated["small_macs"], stated["sample"]) == \
+        (1, False, repeats.SMALL_MACS, repeats.SAMPLE)
 
 
 def test_a_manifest_entry_can_name_the_kind(repeat_run, tmp_path):
@@ -188,13 +196,7 @@ def test_the_minimiser_keeps_a_nondeterministic_divergence_nondeterministic():
     case = next(c for c in select("default") if c.id == NORMAL[3])
     smaller = minimise(case, same_divergence(FlipsAnUlp(), "nondeterministic"), time_limit=20)
     assert cost(smaller) < cost(case)
-    assert run_case(smaller, FlipsAnUlp()).kind == "nondeterministic"
-
-
-def test_an_adapter_that_writes_into_its_inputs_is_given_fresh_copies_and_a_note():
-    case = next(c for c in select("default") if c.id == NORMAL[2])
-    outcome = run_case(case, WritesIntoInputs())
-    assert (outcome.status, outcome.repeat["identical"]) == ("pass", True)
+    assert record_here(smaller, FlipsAnUlp())["kind"] == "nondeterministic"
 
 
 CASE = Case(op="conv2d", batch=1, height=5, width=5, in_channels=2, kernel=3, out_channels=2)
@@ -206,7 +208,7 @@ def _judged(second, first=None, error=None):
     ref = reference(CASE, *inputs)
     y = Faithful().run(CASE, *inputs) if first is None else first
     differ = error is not None or not repeats.same_bits(y, second)
-    rep = repeats.Repeated(2, "quick", 0.0, int(differ), 2 if differ else None, second if differ else None, error)
+    rep = repeats.Repeated(2, "small", 0.0, int(differ), 2 if differ else None, second if differ else None, error)
     return judge(CASE, ("output", y, 0.0, [], rep), ref, inputs)
 
 
@@ -217,7 +219,7 @@ def _with_bits(y, index, value):
 
 
 def _difference(first, other):
-    rep = repeats.Repeated(2, "quick", 0.0, 1, 2, np.asarray(other, dtype=np.float32))
+    rep = repeats.Repeated(2, "small", 0.0, 1, 2, np.asarray(other, dtype=np.float32))
     return repeats.difference(CASE, np.asarray(first, dtype=np.float32), rep)
 
 
@@ -266,14 +268,15 @@ def test_identical_repeats_leave_the_verdict_as_it_was():
 
 # ---- the policy ---------------------------------------------------------------------------
 
-def test_a_quick_first_call_is_repeated():
-    assert repeats.DEFAULT.reason(CASE, repeats.QUICK_S) == "quick"
+def test_a_small_case_is_repeated_however_long_its_first_call_took():
+    assert repeats.DEFAULT.reason(CASE, 30.0) == "small"
 
 
-def test_slower_calls_are_repeated_in_a_stable_sample_of_about_one_in_sample():
-    cases = list(select("default"))
-    chosen = [c.id for c in cases if repeats.DEFAULT.reason(c, 1.0) == "sampled"]
-    assert chosen == [c.id for c in cases if repeats.DEFAULT.reason(c, 1.0) == "sampled"]
+def test_larger_cases_are_repeated_in_a_stable_sample_of_about_one_in_sample():
+    policy = repeats.Policy(small_macs=0)  # every case is a larger one
+    cases = [c for c in select("default") if c.is_valid]
+    chosen = [c.id for c in cases if policy.reason(c, 1.0) == "sampled"]
+    assert chosen == [c.id for c in cases if policy.reason(c, 5.0) == "sampled"]  # by the case, not the time
     assert len(cases) / repeats.SAMPLE * 0.6 < len(chosen) < len(cases) / repeats.SAMPLE * 1.4
 
 

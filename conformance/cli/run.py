@@ -17,22 +17,15 @@ from typing import TextIO
 
 from .. import repeats
 from ..run.config import MINIMISE_BACKEND_S, MINIMISE_CASE_S, RunConfig
-from ..run.memory import MAX_MEMORY_FRACTION, default_max_memory, parse_memory
 from ..run.preflight import preflight
 from ..run.selection import parse_dtypes, parse_shard, select_cases
 from ..runner import execute
+from ..tolerance import DEFAULT_PRECISION, PRECISIONS
 from ..usage import LoadError, UsageError
+from . import limits
+from .backend_specs import check_name, refused
 from .console import summary
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, received {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, received {text!r}")
-    return v
+from .values import integer, non_negative_integer, one_of, positive_seconds
 
 
 class _AdapterOption(argparse.Action):
@@ -59,19 +52,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a keyword argument (a string) for the class or factory of the --adapter before it (repeatable)")
     p.add_argument("--cases", default="default", metavar="SELECTOR",
                    help="set name (smoke, default, full, models), case file, case id or id glob; comma-separated unions (default: default)")
-    p.add_argument("--seed", type=int, default=0, help="seed of generated case sets (default 0)")
-    p.add_argument("--budget", type=int, default=None, help="size budget of generated case sets")
+    p.add_argument("--seed", type=integer, default=0, help="seed of generated case sets (default 0)")
+    p.add_argument("--budget", type=integer, default=None, help="size budget of generated case sets")
     p.add_argument("--dtype", action="append", default=None, metavar="DTYPE",
                    help="only cases of these dtypes (repeatable, or comma-separated: float16,bfloat16)")
     p.add_argument("--out", default="reports", metavar="DIR", help="output directory (default: reports)")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty --out that holds no earlier run (an earlier run's pages, scripts "
                         "and results are always replaced)")
-    p.add_argument("--max-memory", metavar="SIZE", default=None,
-                   help="cases whose oracle and comparison are estimated to need more (e.g. 8G) are unsupported "
-                        f"(default: {MAX_MEMORY_FRACTION * 100:.0f}%% of the memory available at the start)")
-    p.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
-                   help="per case and backend; past it the worker is killed and the case is a timeout (default 60)")
+    limits.add_arguments(p)
     p.add_argument("--expected", metavar="FILE", help="YAML manifest of known divergences (docs/running.md)")
     p.add_argument("--strict-expected", action="store_true", help="exit 1 when a known divergence is now fixed")
     p.add_argument("--baseline", metavar="FILE", help="an earlier results.json: report new and fixed divergences")
@@ -82,31 +71,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"minimise unexplained divergences, one per backend, kind and diagnosis (default; "
                         f"at most {MINIMISE_CASE_S:g} s each, {MINIMISE_BACKEND_S:g} s per backend)")
     p.add_argument("--no-minimise", dest="minimise", action="store_false", help="do not minimise divergences")
-    p.add_argument("--confirm-budget", type=_positive_float, default=4.0, metavar="SECONDS",
+    p.add_argument("--confirm-budget", type=positive_seconds, default=4.0, metavar="SECONDS",
                    help="confirm each finding's predicate on new cases for at most this long (default 4)")
     p.add_argument("--no-confirm", dest="confirm", action="store_false",
                    help="do not confirm findings (they are still grouped, characterised and get a short repro)")
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
-    p.add_argument("--repeats", type=_calls, default=repeats.DEFAULT_CALLS, metavar="N",
+    p.add_argument("--repeats", type=non_negative_integer, default=repeats.DEFAULT_CALLS, metavar="N",
                    help=f"call the backend N more times with the same inputs, and flag differing results as "
-                        f"`nondeterministic` (default {repeats.DEFAULT_CALLS}; 0: off), on every case whose first "
-                        f"call took at most {repeats.QUICK_S:g} s and 1 in {repeats.SAMPLE} of the others "
+                        f"`nondeterministic` (default {repeats.DEFAULT_CALLS}; 0: off), on every case of at most "
+                        f"{repeats.SMALL_MACS:,} multiply-adds and 1 in {repeats.SAMPLE} of the others "
                         f"(docs/running.md: repeats)")
     p.add_argument("--repeat-all", action="store_true",
-                   help="repeat every case, not only the quick ones and the sample (--repeats N times)")
-    p.add_argument("--precision", choices=("strict", "relaxed", "any", "tf32"), default="strict",
+                   help="repeat every case, not only the small ones and the sample (--repeats N times)")
+    p.add_argument("--precision", type=one_of(PRECISIONS), choices=PRECISIONS, default=DEFAULT_PRECISION,
                    help="precision contract of the verdict: strict (default: 16-bit types accumulate in float32), "
-                        "relaxed, any (accumulation in the dtype accepted), tf32 (README: tolerance)")
-
-
-def _calls(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of calls, received {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number of calls >= 0, received {text!r}")
-    return v
+                        "relaxed, any (accumulation in the dtype accepted), tf32 (docs/tolerance.md)")
 
 
 def _specs(args) -> list[str]:
@@ -131,10 +110,7 @@ def _specs(args) -> list[str]:
         # Loading is the worker's to find out (discover() would cost a second here, and only
         # importing tells): a named backend that cannot load stops the run with exit 2 once
         # its worker reports it (usage.LoadError), before any case runs.
-        if name not in known and not registry.is_parameterised_builtin(name):
-            raise UsageError(f"--backend: unknown backend {name!r}: expected one of {', '.join(known)}, "
-                             f"or a built-in with parameters such as 'keras[backend=jax]' "
-                             f"(use --adapter for module:Class or file.py:Class)")
+        check_name(name, "--backend", targets=False)
     specs = list(dict.fromkeys(list(args.backend) + adapters))
     return specs
 
@@ -145,7 +121,7 @@ def run(args: argparse.Namespace, stream: TextIO) -> int:
     if args.repeat_all and args.repeats == 0:
         raise UsageError("--repeat-all: expected --repeats of at least 1, received --repeats 0 (repeats off)")
     args.dtype = parse_dtypes(args.dtype)
-    max_memory = parse_memory(args.max_memory) if args.max_memory else default_max_memory()
+    max_memory = limits.max_memory(args)
     cfg = RunConfig(specs=[], selector=args.cases, seed=args.seed, budget=args.budget, dtypes=args.dtype,
                     out=Path(args.out), timeout=args.timeout, expected=args.expected, baseline=args.baseline,
                            shard=shard, resume=args.resume, report=args.report, minimise=args.minimise,
@@ -163,8 +139,7 @@ def run(args: argparse.Namespace, stream: TextIO) -> int:
     try:
         outcome = execute(cfg, cases, stream)  # writes the "N cases x M backends" line once they started
     except LoadError as exc:
-        option = "--backend" if exc.spec in args.backend else "--adapter"
-        raise UsageError(f"{option} {exc}") from None
+        raise refused("--backend" if exc.spec in args.backend else "--adapter", exc.spec, exc.reason) from None
     if not args.quiet:
         stream.write(summary(outcome))
     for w in outcome.warnings:

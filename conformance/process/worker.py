@@ -12,14 +12,15 @@ Invariants
 - The worker ignores SIGINT (the parent decides when to stop) and exits when the parent
   disappears (`process.child`); its stdout and stderr are its log.
 
-Messages (tuples): parent -> worker ("run", case_dict[, repeats]) | ("repro", case_dict,
-precision[, calls]) | ("short_repro", case_dict, header) | ("stop",) (repeats: a
-`repeats.Policy` as a dict, absent: none; calls: how many times the script calls the
-framework);
+Messages (tuples): parent -> worker ("run", case_dict, repeats) | ("repro", case_dict,
+precision, spec, calls) | ("short_repro", case_dict, header, spec) | ("framework_code", case_dict, spec) | ("stop",)
+(repeats: a `repeats.Policy` as a dict; spec: how a script loads an adapter without
+repro_code, None for its class; calls: how many times a script calls the framework);
 worker -> parent ("ready", info) | ("failed", error) first (info: name, version, device and
 the environment fingerprint, conformance.fingerprint), then per request
 ("unsupported", reason) | ("output", array, backend_s, notes, repeated) | ("raised", error, backend_s)
-| ("adapter_error", error) | ("repro", text_or_None, error_or_None). A run request is
+| ("adapter_error", error) | ("repro", text_or_None, error_or_None) (for each script or code
+request). A run request is
 answered by ("phase", "run") once supports() has returned None, before run() starts: a
 worker that dies or hangs before it did so, died or hung inside supports() (`Worker.phase`);
 ("phase", "repeat") follows when the first call returned and the case is run again.
@@ -61,31 +62,28 @@ def serve(conn: Connection, spec: str) -> None:
     conn.send(("ready", info))
 
     for msg, case in requests(conn):
-        if msg[0] == "repro":
-            conn.send(_repro(case, adapter, *msg[2:]))
-            continue
-        if msg[0] == "short_repro":
-            conn.send(_short_repro(case, adapter, msg[2]))
-            continue
-        policy = Policy.from_dict(msg[2]) if len(msg) > 2 else None
-        conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run")), repeats=policy,
-                         on_repeat=lambda: conn.send(("phase", "repeat"))))
+        if msg[0] == "run":
+            conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run")),
+                             repeats=Policy.from_dict(msg[2]), on_repeat=lambda: conn.send(("phase", "repeat"))))
+        else:
+            conn.send(_source(msg[0], case, adapter, *msg[2:]))
 
 
-def _repro(case, adapter, precision="strict", calls=1):
-    from conformance.scripts import make_script
+def _source(request: str, case, adapter, *args) -> tuple:
+    """("repro", text, None) or ("repro", None, error) for a script or code request."""
+    from conformance import scripts
 
     try:
-        return ("repro", make_script(case, adapter, precision=precision, calls=calls), None)
-    except Exception as exc:
-        return ("repro", None, error_dict(exc))
-
-
-def _short_repro(case, adapter, header):
-    from conformance.scripts import make_short_script
-
-    try:
-        return ("repro", make_short_script(case, adapter, header=header), None)
+        if request == "repro":
+            precision, spec, calls = args
+            return ("repro", scripts.make_script(case, adapter, spec=spec, precision=precision, calls=calls), None)
+        if request == "short_repro":
+            header, spec = args
+            return ("repro", scripts.make_short_script(case, adapter, spec=spec, header=header), None)
+        if request == "framework_code":
+            (spec,) = args
+            return ("repro", scripts.framework_code(case, adapter, spec), None)
+        raise ValueError(f"request: expected run, repro, short_repro or framework_code, received {request!r}")
     except Exception as exc:
         return ("repro", None, error_dict(exc))
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import repeats as repeats_mod
 from .. import tolerance
+from ..process.backend import DEFAULT_TIMEOUT_S
 
 
 #: Minimising a divergence: at most this long per divergence and per backend in a run.
@@ -25,7 +26,7 @@ class RunConfig:
     budget: int | None = None
     dtypes: list[str] | None = None
     out: Path = Path("reports")
-    timeout: float = 60.0
+    timeout: float = DEFAULT_TIMEOUT_S
     expected: str | None = None
     baseline: str | None = None
     shard: tuple[int, int] | None = None

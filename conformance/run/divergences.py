@@ -20,11 +20,11 @@ from typing import Any
 from .. import expected as expected_mod
 from ..minimise import minimise
 from ..process.backend import Backend
+from ..process.memory import refusal
 from ..repeats import script_calls
 from ..spec import Case
 from ..text import safe_filename
 from .context import RunContext
-from .memory import memory_estimate
 
 
 def enrich_divergence(ctx: RunContext, case: Case, b: Backend, rec: dict[str, Any]) -> None:
@@ -64,7 +64,7 @@ def _minimise_into(ctx: RunContext, rec: dict[str, Any], case: Case, b: Backend,
     def diverges(c: Case) -> bool:
         # A candidate that hangs must not cost the whole per-case timeout past the budget.
         left = max(limit - (time.monotonic() - t0), 1.0)
-        if ctx.cfg.max_memory and memory_estimate(c) > ctx.cfg.max_memory:
+        if refusal(c, ctx.cfg.max_memory) is not None:
             return False
         reply = b.ask(c, min(b.timeout, left))
         if isinstance(reply, tuple) and reply and reply[0] == "output":

@@ -53,11 +53,6 @@ def _outputs(c: Case) -> int:
     return math.prod(c.output_shape)
 
 
-#: The dimensions the model constrains (per op where they differ).
-DIMENSION_NAMES = ("input channels per group", "output channels per group", "input channels", "channel multiplier",
-                   "output width", "output height", "K", "batch", "output elements", "output pixels per image")
-
-
 def facts(case: Case) -> dict:
     """What the classes look at, computed once per case: the dimensions by name, and per
     axis (input, kernel, stride, dilation, total pad, output)."""
@@ -182,11 +177,6 @@ class SizeClass:
 
 # ---- the model ---------------------------------------------------------------------------
 
-#: Band boundaries: the largest modulus of the dimension (see the module docstring).
-def band_limit(moduli: tuple[int, ...]) -> int:
-    return max(moduli)
-
-
 #: Powers of two, per op and dimension, whose near neighbours are classes.
 NEAR: dict[str, tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...]] = {
     "conv2d": (("input channels per group", (8, 9, 10, 11, 12), (BASE_DTYPE,)),
@@ -213,8 +203,8 @@ def near_spans(dimension: str, p: int) -> tuple[tuple[str, Span], tuple[str, Spa
 def _residue_classes(op: str) -> list[SizeClass]:
     out = []
     for dimension, moduli in DIMENSIONS[op]:
-        limit = band_limit(moduli)
-        for band, lo, hi, name in (("small", 1, limit, f"< {limit}"), ("large", limit, 1 << 62, f">= {limit}")):
+        limit = max(moduli)  # the band boundary (module docstring)
+        for lo, hi, name in ((1, limit, f"< {limit}"), (limit, 1 << 62, f">= {limit}")):
             for m in moduli:
                 for r in residues(m):
                     span = Span(dimension, lo, hi, m, r)

@@ -6,15 +6,17 @@ in). The default and full sets include them, so they cover the model whatever th
 catalogue, the sweep and the real layers happen to reach.
 
 Construction (no hand list): for each (op, dtype) of the model, while a class is
-uncovered, a new case starts from the first uncovered class's cheapest *proposal* (a
-partial assignment of the case's parameters that makes the class hold: the smallest
-channel count of a residue class, a kernel that factors a K, a near-square output of
-2^24 + a few elements, the smallest axis geometry of a size-one class) and then takes,
-in model order, the first proposal of every other uncovered class that agrees with what
-is already assigned, keeps every class claimed so far true (each is checked on the built
-case: the model's own predicate decides) and keeps the case cheap (`LIMITS`, or the
-size the first class needs). Unassigned parameters get neutral values (batch 1, a 1x1
-kernel, stride and dilation 1, no padding, 1 channel, 3x3 output).
+uncovered, a new case starts from the first uncovered class's first *proposal* (a
+partial assignment of the case's parameters that makes the class hold: a value of a
+residue class, a kernel that factors a K, a near-square output of just over 2^24
+elements, the smallest geometry of a size-one axis), and then takes the first proposal
+of every other uncovered class that agrees with what is already assigned, keeps every
+class it took true (checked on the built case: the model's own predicates decide) and
+keeps the case cheap (`LIMITS`, or the size its first class needs). Classes are taken
+hardest first (`_order`), and among a class's values those that also fall in the most
+other uncovered classes first (`_best`), so that a case witnesses many. Unassigned
+parameters get neutral values (batch 1, 1 channel, a 1x1 kernel, stride and dilation 1,
+no padding, a 3x3 output).
 
 Invariants
 - Deterministic: the same model gives the same cases, in the same order, in every
@@ -115,6 +117,9 @@ DIMENSION_OF = {**PARAMETER, "K": "K"}
 
 #: Values of a span a proposal chooses among.
 CHOICES = 64
+#: Output channels an `output elements` class spreads its elements over, nearest 64 first
+#: (odd: the class's values are odd). The input is then 1/64 of the output: cheap to make.
+OUTPUT_CHANNELS = tuple(sorted(range(33, 129, 2), key=lambda o: (abs(o - 64), o)))
 
 
 def _gain(others: dict[str, list[Span]], **values: int) -> int:
@@ -136,18 +141,23 @@ def _span_proposals(op: str, span: Span, spec: dict, others: dict[str, list[Span
         return _best([({p: v}, {p: v}) for v in span.values()[:CHOICES]], others)
     if dim == "K":
         return _best(list(itertools.islice(_k_proposals(op, span, spec), CHOICES)), others)
-    # output elements, output pixels per image: a near-square output, the rest as assigned or 1
-    rest = ("n",) + _output_channels(op) if dim == "output elements" else ()
-    fixed = {v: spec.get(v, NEUTRAL[v]) for v in rest}
-    unit = math.prod(fixed.values())
+    # output elements: about OUTPUT_CHANNELS output channels (a small input: 1 input channel)
+    # and a near-square image; output pixels per image: a near-square image
+    fixed = {v: spec[v] for v in ("n",) + _output_channels(op) if v in spec} if dim == "output elements" else {}
+    free = "cout" if op == "conv2d" else "m"
+    spread = dim == "output elements" and free not in fixed
     found = []
     for v in span.values()[:1 << 12]:
-        if v % unit == 0:
-            pairs = [(a, b) for a, b in _factor_pairs(v // unit, 1 << 14) if b <= 4 * a]
+        unit = math.prod(fixed.values())
+        for o in (OUTPUT_CHANNELS if spread else (1,)):
+            if v % (unit * o):
+                continue
+            pairs = [(a, b) for a, b in _factor_pairs(v // (unit * o), 1 << 14) if b <= 4 * a]
             if pairs:
-                found.append({**fixed, "out0": pairs[0][1], "out1": pairs[0][0]})
-                if len(found) == TRIES:
-                    break
+                found.append({**fixed, **({free: o} if spread else {}), "out0": pairs[0][1], "out1": pairs[0][0]})
+                break
+        if len(found) == TRIES:
+            break
     return iter(found)
 
 

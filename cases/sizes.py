@@ -11,8 +11,8 @@ class cannot see a bug that lives there. docs/coverage.md states the model and w
 `CLASSES` is the model: `SizeClass`es, each a target (a predicate over a Case) with the op
 and the dtype it must be covered in. Families:
 - `residue`: a dimension (`DIMENSIONS`: channels per group, channel multiplier, output
-  width and height, K, batch) congruent to r modulo m, for m in 4, 8, 16, 32, 64 (K also
-  128, 256, 512) and r in `residues(m)`, in each magnitude band (`Span`);
+  width and height, K, batch) congruent to r modulo m, for m in 4, 8, 16, 32, 64 (conv2d's
+  K also 128, 256, 512) and r in `residues(m)`, in each magnitude band (`Span`);
 - `near`: just below or just above a power of two (`NEAR`): 2^8..2^12 channels, K around
   2^8..2^14 (conv2d) or 2^8..2^10 (depthwise), 2^16, 2^22 and 2^24 output elements, 2^16
   pixels per output image; K's classes are also required in float16 and bfloat16, where a
@@ -28,7 +28,7 @@ Invariants
   unique; a class counts the *valid* cases of its op and its dtype that its target holds
   for (`counts`). Nothing here builds cases: cases/witnesses.py derives a witness of every
   class from these targets, and a test checks that every class is feasible and covered.
-- Bands: `small` is 1 <= v < the dimension's largest modulus (64; K: 512): there the
+- Bands: `small` is 1 <= v < the dimension's largest modulus (64; conv2d's K: 512): there the
   whole dimension is one partial block, and a kernel runs only its tail or small-size
   path; `large` is v >= that modulus: full blocks and a tail run in the same call.
   Residue classes no value of a band can have (0 mod 64 below 64) are not in the model.
@@ -76,12 +76,13 @@ MODULI = (4, 8, 16, 32, 64)
 K_MODULI = MODULI + (128, 256, 512)
 
 #: The residue dimensions of each op and their moduli. For depthwise, `input channels` is
-#: the vectorised dimension (each group has one input channel) and `channel multiplier`
-#: its output channels per group.
+#: the vectorised dimension (each group has one input channel), `channel multiplier` its
+#: output channels per group, and K the kernel's taps (9 to 961 in real networks), which
+#: kernels unroll or vectorise but never split in slices.
 DIMENSIONS: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
     "conv2d": (("input channels per group", MODULI), ("output channels per group", MODULI), ("K", K_MODULI),
                ("output width", MODULI), ("output height", MODULI), ("batch", MODULI)),
-    "depthwise_conv2d": (("input channels", MODULI), ("channel multiplier", MODULI), ("K", K_MODULI),
+    "depthwise_conv2d": (("input channels", MODULI), ("channel multiplier", MODULI), ("K", MODULI),
                          ("output width", MODULI), ("output height", MODULI), ("batch", MODULI)),
 }
 
@@ -193,11 +194,15 @@ NEAR: dict[str, tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...]] = {
 
 def near_spans(dimension: str, p: int) -> tuple[tuple[str, Span], tuple[str, Span]]:
     """("just below 2^p", odd v with 2^p - 2^(p-3) <= v < 2^p), ("just above 2^p", odd v
-    with 2^p < v <= 2^p + 2^(p-3)). Odd: a value near a threshold also leaves a tail in
-    every lane width and block (a split-K path taken above 2^12 meets its partial slice)."""
+    with 2^p + 2^(p-8) <= v <= 2^p + 2^(p-3)).
+
+    Odd: a value near a threshold also leaves a tail in every lane width and block (a
+    split-K path taken above 2^12 meets its partial slice). Above by at least 2^(p-8) (257
+    channels; 2^24 + 65,536 elements): enough indices past the power that one wrapping or
+    rounding there (a float32 index is exact up to 2^24 + 1 only) reaches many elements."""
     n, w = 1 << p, 1 << (p - 3)
     return ((f"just below 2^{p}", Span(dimension, n - w, n, 2, 1, downward=True)),
-            (f"just above 2^{p}", Span(dimension, n + 1, n + w + 1, 2, 1)))
+            (f"just above 2^{p}", Span(dimension, n + (1 << max(p - 8, 0)), n + w + 1, 2, 1)))
 
 
 def _residue_classes(op: str) -> list[SizeClass]:
@@ -323,27 +328,29 @@ def largest(cases) -> dict[str, int]:
 # ---- for people ----------------------------------------------------------------------------
 
 
+#: The title each family's rows are printed under.
+FAMILY_TITLES = {"residue": "residues (value mod m: count)", "near": "near powers of two (odd values)",
+                 "size-one": "size-one axes, by which of stride, dilation, padding they have"}
+
+
 def describe_model(cases) -> str:
-    """The model's classes with their counts, one row per (op, dtype, group[, modulus]);
-    an uncovered class shows as `key:0!` and its row ends `<- uncovered`."""
+    """The model's classes with their counts: per op and family, one row per (dtype,
+    group[, modulus]); an uncovered class shows as `key:0!` and its row ends `<- uncovered`."""
     n = counts(cases)
     rows: dict[tuple, list[SizeClass]] = {}
     for k in CLASSES:
         modulus = k.target.modulus if k.family == "residue" else None
-        rows.setdefault((k.family, k.op, k.dtype, k.group, modulus), []).append(k)
+        rows.setdefault((k.op, k.family, k.dtype, k.group, modulus), []).append(k)
     lines = []
-    family_titles = {"residue": "residues (value mod m: count)", "near": "near powers of two",
-                     "size-one": "size-one axes, by which of stride, dilation, padding they have"}
-    current = None
-    for (family, op, dtype, group, modulus), members in rows.items():
-        if family != current:
-            lines.append(f"  {family_titles[family]}:")
-            current = family
+    heading = (None, None)
+    for (op, family, dtype, group, modulus), members in rows.items():
+        if heading != (op, family):
+            lines.append(f"  {op} {FAMILY_TITLES[family]}:")
+            heading = (op, family)
         keys = " ".join(f"{k.key.split(' ')[0] if family == 'residue' else k.key}:{n[k]}{'' if n[k] else '!'}"
                         for k in members)
-        head = f"{op} {dtype} {group}" + (f" mod {modulus}" if modulus else "")
-        missing = any(n[k] == 0 for k in members)
-        lines.append(f"    {head}: {keys}" + ("  <- uncovered" if missing else ""))
+        head = (f"{dtype} " if dtype != BASE_DTYPE else "") + group + (f" mod {modulus}" if modulus else "")
+        lines.append(f"    {head}: {keys}" + ("  <- uncovered" if any(n[k] == 0 for k in members) else ""))
     missing = [k for k in CLASSES if n[k] == 0]
     lines.append(f"  {len(CLASSES) - len(missing)} of {len(CLASSES)} size classes covered"
                  + (f"; uncovered: {', '.join(k.label for k in missing[:8])}" + (" ..." if len(missing) > 8 else "")

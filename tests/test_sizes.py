@@ -96,13 +96,17 @@ CONV = dict(op="conv2d", batch=1, height=3, width=3, kernel=(1, 1))
     (Case(**CONV, in_channels=67, out_channels=2), ["conv2d input channels per group >= 64: 3 mod 4 [float32]",
                                                     "conv2d K < 512: 3 mod 8 [float32]"],
      ["conv2d input channels per group < 64: 3 mod 4 [float32]"]),
-    (Case(**CONV, in_channels=4097, out_channels=1), ["conv2d K near a power of two: just above 2^12 [float32]",
+    (Case(**CONV, in_channels=4113, out_channels=1), ["conv2d K near a power of two: just above 2^12 [float32]",
                                                       "conv2d input channels per group near a power of two: just "
                                                       "above 2^12 [float32]"],
      ["conv2d K near a power of two: just above 2^12 [float16]"]),
+    (Case(**CONV, in_channels=4095, out_channels=1), ["conv2d K near a power of two: just below 2^12 [float32]"],
+     ["conv2d K near a power of two: just above 2^12 [float32]"]),
     (Case(**CONV, in_channels=4096, out_channels=1), [],  # a power of two itself is neither just below nor above
      ["conv2d K near a power of two: just above 2^12 [float32]", "conv2d K near a power of two: just below 2^12 "
                                                                   "[float32]"]),
+    (Case(**CONV, in_channels=4097, out_channels=1), [],  # above by less than 2^(12-8): too few indices past 2^12
+     ["conv2d K near a power of two: just above 2^12 [float32]"]),
     (Case(op="conv2d", batch=1, height=1, width=5, in_channels=1, out_channels=1, kernel=(3, 1), strides=(2, 1),
           dilations=(2, 1), padding=((2, 3), (0, 0)), dtype="bfloat16"),
      ["conv2d height: input 1: stride+dilation+padding [bfloat16]"],
@@ -112,7 +116,7 @@ CONV = dict(op="conv2d", batch=1, height=3, width=3, kernel=(1, 1))
      ["depthwise_conv2d height: kernel 1: stride+padding [float32]", "depthwise_conv2d width: output 1: none "
                                                                      "[float32]"],
      ["depthwise_conv2d height: kernel 1: stride [float32]"]),
-], ids=["cin-67", "cin-4097", "cin-4096", "bf16-input-1-axis", "dw-kernel-1-axis"])
+], ids=["cin-67", "cin-4113", "cin-4095", "cin-4096", "cin-4097", "bf16-input-1-axis", "dw-kernel-1-axis"])
 def test_a_case_falls_in_exactly_the_classes_its_sizes_say(case, inside, outside):
     assert [label for label in inside if not BY_LABEL[label].holds(case)] == []
     assert [label for label in outside if BY_LABEL[label].holds(case)] == []
@@ -120,7 +124,8 @@ def test_a_case_falls_in_exactly_the_classes_its_sizes_say(case, inside, outside
 
 def test_coverage_text_counts_each_class_and_flags_the_uncovered_ones():
     smoke = describe_sizes(sets.select("smoke"))
-    assert "<- uncovered" in smoke and "conv2d float32 input channels per group >= 64 mod 4: 0:0! 1:0!" in smoke
+    assert "  conv2d residues (value mod m: count):\n" in smoke
+    assert "\n    input channels per group >= 64 mod 4: 0:0! 1:0! 2:0! 3:0!  <- uncovered\n" in smoke
     full = describe_sizes(WITNESSES)
     n = counts(WITNESSES)
     assert f"{len(CLASSES)} of {len(CLASSES)} size classes covered" in full and "<- uncovered" not in full
@@ -133,4 +138,5 @@ def test_cases_coverage_prints_the_size_model(capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert f"{len(CLASSES)} of {len(CLASSES)} size classes covered" in out
-    assert "conv2d float32 input channels per group >= 64 mod 4:" in out
+    assert "  depthwise_conv2d size-one axes, by which of stride, dilation, padding they have:" in out
+    assert "\n    bfloat16 height: input 1: stride+dilation+padding:" in out

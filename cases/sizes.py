@@ -18,8 +18,8 @@ and the dtype it must be covered in. Families:
   pixels per output image; K's classes are also required in float16 and bfloat16, where a
   kernel changes its accumulation with K;
 - `size-one`: an axis whose input, output or kernel is 1, crossed with exactly which of
-  stride > 1, dilation > 1 and padding > 0 it has (`Axis`); the combination of all three
-  is also required in float16 and bfloat16.
+  stride > 1, dilation > 1 and padding > 0 it has (`Axis`); the combination of all three,
+  with the same pad on both sides, is also required in float16 and bfloat16.
 `SIZE_CLASSES` are issue 12's plain thresholds (channels >= 256, outputs >= 1e6, ...),
 counted over every op and dtype.
 
@@ -55,7 +55,7 @@ def _outputs(c: Case) -> int:
 
 def facts(case: Case) -> dict:
     """What the classes look at, computed once per case: the dimensions by name, and per
-    axis (input, kernel, stride, dilation, total pad, output)."""
+    axis (input, kernel, stride, dilation, (leading, trailing) pads, output)."""
     n, oh, ow, o = case.output_shape
     pads = case.geometry.pads
     conv = case.op == "conv2d"
@@ -67,7 +67,7 @@ def facts(case: Case) -> dict:
         "output width": ow, "output height": oh, "K": case.reduction_size, "batch": n,
         "output elements": n * oh * ow * o, "output pixels per image": oh * ow,
         "axes": tuple(((case.height, case.width)[a], case.kernel[a], case.strides[a], case.dilations[a],
-                       sum(pads[a]), (oh, ow)[a]) for a in (0, 1)),
+                       tuple(pads[a]), (oh, ow)[a]) for a in (0, 1)),
     }
 
 
@@ -133,25 +133,30 @@ FEATURES = ("stride", "dilation", "padding")
 
 @dataclass(frozen=True)
 class Axis:
-    """On one axis: a size-one `kind`, and exactly the `features` (> 1 / > 0) of FEATURES.
+    """On one axis: a size-one `kind`, and exactly the `features` (> 1 / > 0) of FEATURES;
+    with `symmetric`, a padding that is the same on both sides.
 
     `input 1`: the input is 1 there; `output 1`: the output is 1 from a larger input;
-    `kernel 1`: a 1-tap kernel with input and output larger than 1.
+    `kernel 1`: a 1-tap kernel with input and output larger than 1. Symmetric pads are
+    what frameworks hand on to their kernels as they are (torch pads asymmetric ones
+    itself first, then calls the kernel unpadded).
     """
 
     axis: int  # 0: height, 1: width
     kind: str
     features: frozenset
+    symmetric: bool = False
 
     def holds(self, f: dict) -> bool:
         """On a case's `facts`."""
         return self.holds_axis(*f["axes"][self.axis])
 
-    def holds_axis(self, n: int, k: int, s: int, d: int, pad: int, out: int) -> bool:
-        """On one axis: input, kernel, stride, dilation, total pad, output."""
+    def holds_axis(self, n: int, k: int, s: int, d: int, pads: tuple[int, int], out: int) -> bool:
+        """On one axis: input, kernel, stride, dilation, (leading, trailing) pads, output."""
         kind = {"input 1": n == 1, "output 1": n > 1 and out == 1, "kernel 1": k == 1 and n > 1 and out > 1}
-        have = {"stride": s > 1, "dilation": d > 1, "padding": pad > 0}
-        return out > 0 and kind[self.kind] and all(have[x] == (x in self.features) for x in FEATURES)
+        have = {"stride": s > 1, "dilation": d > 1, "padding": sum(pads) > 0}
+        return (out > 0 and kind[self.kind] and all(have[x] == (x in self.features) for x in FEATURES)
+                and (not self.symmetric or pads[0] == pads[1]))
 
 
 @dataclass(frozen=True)
@@ -242,14 +247,18 @@ def _feature_key(features: frozenset) -> str:
 def _size_one_classes(op: str) -> list[SizeClass]:
     out = []
     every = frozenset(FEATURES)
-    for dtype in (BASE_DTYPE,) + HALF_DTYPES:
+    for a, axis in enumerate(AXES):
+        for kind in KINDS:
+            for features in _feature_sets():
+                out.append(SizeClass("size-one", op, BASE_DTYPE, f"{axis}: {kind}", _feature_key(features),
+                                     Axis(a, kind, features)))
+    # The 16-bit types: all three with symmetric pads, the combination that crashes torch
+    # 2.13's oneDNN bfloat16 kernel (a width of 1, a 1-tap kernel, stride 2, dilation 2, pad 1).
+    for dtype in HALF_DTYPES:
         for a, axis in enumerate(AXES):
             for kind in KINDS:
-                for features in _feature_sets():
-                    if dtype != BASE_DTYPE and features != every:
-                        continue  # the 16-bit types: the combination that crashed a real kernel
-                    out.append(SizeClass("size-one", op, dtype, f"{axis}: {kind}", _feature_key(features),
-                                         Axis(a, kind, features)))
+                out.append(SizeClass("size-one", op, dtype, f"{axis}: {kind}",
+                                     _feature_key(every) + " (symmetric)", Axis(a, kind, every, symmetric=True)))
     return out
 
 

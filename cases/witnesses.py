@@ -203,7 +203,7 @@ def _k_proposals(op: str, span: Span, spec: dict) -> Iterator[tuple[dict, dict]]
 #: Largest total pad of an `input 1` axis (its pads decide its output size).
 MAX_PAD = 16
 #: Pads (lo, hi) an axis proposal tries (an `input 1` axis computes its own).
-AXIS_PADS = ((0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 1), (2, 2), (0, 3), (3, 0))
+AXIS_PADS = ((0, 0), (1, 1), (0, 1), (1, 0), (1, 2), (2, 1), (2, 2), (0, 3), (3, 0))
 
 
 def _axis_candidates(out: int | None) -> Iterator[tuple[int, int, int, int, tuple[int, int]]]:
@@ -237,7 +237,7 @@ def _axis_proposals(target: Axis, out: int | None) -> tuple[dict, ...]:
         candidates = sorted(candidates, key=lambda t: (t[0] * t[1], t[0], t[1], t[2], t[3], t[4]))
     for n, k, s, d, pad in candidates:
         got = conv_geometry((n, 1), (k, 1), (s, 1), (d, 1), (pad, (0, 0))).out_h
-        if (out is None or got == out) and target.holds_axis(n, k, s, d, sum(pad), got):
+        if (out is None or got == out) and target.holds_axis(n, k, s, d, pad, got):
             found.append({f"in{a}": n, f"k{a}": k, f"s{a}": s, f"d{a}": d, f"pad{a}": pad, f"out{a}": got})
             if len(found) == TRIES:
                 break

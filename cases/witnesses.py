@@ -311,11 +311,17 @@ def _order(classes) -> list[SizeClass]:
         return 2 if k.family == "size-one" else 3
 
     rank: dict[SizeClass, int] = {}
-    seen: dict[tuple, int] = {}
+    groups: dict[tuple, list[SizeClass]] = {}
     for k in classes:
         key = (k.op, k.dtype, difficulty(k), getattr(k.target, "dimension", getattr(k.target, "axis", None)))
-        rank[k] = seen.get(key, 0)
-        seen[key] = rank[k] + 1
+        groups.setdefault(key, []).append(k)
+    for key, members in groups.items():
+        if key[2] == 0 and key[3] == "output channels per group":
+            # near 2^12 output channels with near 2^8 input channels, not 2^12 with 2^12:
+            # the filter (their product) stays a few MiB
+            members = members[::-1]
+        for i, k in enumerate(members):
+            rank[k] = i
     return sorted(classes, key=lambda k: (difficulty(k), rank[k]))
 
 

@@ -99,14 +99,16 @@ def summary(outcome: RunOutcome) -> str:
 
 
 def repeat_summary_lines(run: dict, width: int) -> list[str]:
-    """The repeats: the policy, then per backend how many cases were run again with the same
-    inputs and which of them differed (the first few ids)."""
+    """The repeats: the policy, then per backend that repeated any case how many cases were
+    run again with the same inputs and which of them differed (the first few ids)."""
     per = repeats.summary(run["records"])
     if not any(row["repeated"] for row in per.values()):
         return []
     policy = (run["run"].get("repeats") or {}).get("policy")
     lines = [f"\nrepeats{f' ({policy})' if policy else ''}:"]
     for backend, row in per.items():
+        if not row["repeated"]:  # a backend that could not start, or that raised on every case
+            continue
         text = f"{row['repeated']} cases repeated, {row['differed']} differed"
         if row["cases"]:
             more = len(row["cases"]) - REPEAT_IDS

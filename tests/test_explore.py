@@ -12,7 +12,8 @@ from conformance.adapters.registry import load
 from conformance.cases.catalogue import load_entries
 from conformance.cases.sets import select
 from conformance.cli import main
-from conformance.inprocess import judge
+from conformance.cli.explore import DEFAULT_OUT_DIR
+from conformance.inprocess import run_case
 
 BROKEN = f"{Path(__file__).with_name('broken_adapters.py')}:FlippedKernel"
 FOUND_BY_KEYS = {"backend", "backend_version", "device", "date", "kind", "message"}
@@ -50,7 +51,7 @@ def test_conforming_backend_finds_nothing_and_writes_nothing(tmp_path, capsys):
 def test_a_case_already_in_the_catalogue_is_not_written_again(tmp_path):
     case = select("smoke")[0]
     adapter = load(BROKEN)
-    path, note = explore.write_regression(case, adapter, judge(case, adapter), tmp_path, spec=BROKEN, seed=0)
+    path, note = explore.write_regression(case, adapter, run_case(case, adapter), tmp_path, spec=BROKEN, seed=0)
     assert path is None and "already in" in note
     assert list(tmp_path.iterdir()) == []
 
@@ -64,3 +65,10 @@ def test_unknown_backend_exits_2(tmp_path, capsys):
 def test_non_positive_limits_exit_2(tmp_path, flag, capsys):
     assert main(["explore", "--backend", "numpy", flag, "0", "--out-dir", str(tmp_path)]) == 2
     assert "expected --max-examples" in capsys.readouterr().err
+
+
+def test_by_default_case_files_go_to_the_working_directory(tmp_path, monkeypatch):
+    # Not into the installed package (a wheel's site-packages may not even be writable).
+    monkeypatch.chdir(tmp_path)
+    assert main(["explore", "--backend", BROKEN, "--max-examples", "30", "--max-found", "1", "--seed", "3"]) == 1
+    assert [p.parent for p in tmp_path.rglob("flipped-*.yaml")] == [tmp_path / DEFAULT_OUT_DIR]

@@ -20,6 +20,7 @@ from ..run.memory import MAX_MEMORY_FRACTION, default_max_memory, parse_memory
 from ..run.preflight import preflight
 from ..run.selection import parse_dtypes, parse_shard, select_cases
 from ..runner import execute
+from ..tolerance import DEFAULT_PRECISION, PRECISIONS
 from ..usage import LoadError, UsageError
 from .console import summary
 
@@ -86,9 +87,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-confirm", dest="confirm", action="store_false",
                    help="do not confirm findings (they are still grouped, characterised and get a short repro)")
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
-    p.add_argument("--precision", choices=("strict", "relaxed", "any", "tf32"), default="strict",
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
                    help="precision contract of the verdict: strict (default: 16-bit types accumulate in float32), "
-                        "relaxed, any (accumulation in the dtype accepted), tf32 (README: tolerance)")
+                        "relaxed, any (accumulation in the dtype accepted), tf32, and the transform algorithms' "
+                        "winograd, fft, winograd4, winograd6 (docs/tolerance.md, docs/contracts-transforms.md)")
 
 
 def _specs(args) -> list[str]:

@@ -62,9 +62,12 @@ def direct(args) -> None:
 
 
 def _transform_figures(case, y, ref, inputs, level):
-    """(max error in units of the transform's scale, common gain in units of u_w)."""
+    """(max error in units of the transform's scale, common gain in units of u_w); None, None
+    for a 16-bit case (its output's own rounding hides the working precision's errors)."""
     P = tolerance.rule_params(case)
     half = P["dtype_class"] == "half"
+    if half:
+        return None, None
     u, floor = (P["acc_u"], P["acc_floor"]) if half else (P["u"], P["floor"])
     y64 = np.asarray(y, dtype=np.float64)
     ok = np.isfinite(y64) & np.isfinite(ref.value)
@@ -100,8 +103,36 @@ def transforms(args) -> None:
                 z = tolerance.rounding_bias_z(case, np.asarray(y, dtype=np.float64), ref)
                 print(f"{'-'.join(point):<34} {emu:<38} {level:<10} {strict.kind or 'pass':<14} "
                       f"{strict.precision_met or 'none':<10} {own.kind or 'pass':<14} "
-                      f"{'-' if e_s is None else f'{e_s:.3g}':>8} {gain:>7.3f} {'-' if z is None else z:>7}",
+                      f"{'-' if e_s is None else f'{e_s:.3g}':>8} {'-' if gain is None else f'{gain:.3f}':>7} "
+                      f"{'-' if z is None else z:>7}",
                       flush=True)
+
+
+def default_f2() -> None:
+    """F(2x2, 3x3) on every float32/float64 case of the default set it computes (finite data):
+    the max error in units of its tile scale per profile (STRICT_WINOGRAD_C stays above the
+    profiles of one scale), and the verdict under `strict`."""
+    from cases.sets import select
+
+    worst: dict[str, tuple[float, str]] = {}
+    flagged = []
+    _, _, f2 = tcal.TRANSFORMS["winograd F(2x2,3x3)"]
+    for case in select("default", dtypes=["float32", "float64"]):
+        if not tolerance.winograd_applies(case) or case.profile == "special":
+            continue
+        inputs = make_inputs(case)
+        ref = oracle.reference(case, *inputs)
+        y = f2(case, *inputs)
+        e_s, _ = _transform_figures(case, y, ref, inputs, "winograd")
+        if e_s is not None and e_s > worst.get(case.profile, (-1.0, ""))[0]:
+            worst[case.profile] = (e_s, case.id)
+        c = compare(case, y, ref, inputs)
+        if not c.passed:
+            flagged.append(f"{case.id} ({c.kind})")
+    print("\nWinograd F(2x2,3x3) on the default set (float32, float64): max error / (u S_T) per profile")
+    for profile, (e_s, cid) in sorted(worst.items()):
+        print(f"  {profile:<18} {e_s:8.3g}   {cid}")
+    print(f"  flagged under strict: {', '.join(flagged) or 'none'}")
 
 
 def sign(args) -> None:
@@ -116,10 +147,12 @@ def sign(args) -> None:
         inputs = make_inputs(case)
         ref = oracle.reference(case, *inputs)
         for how in ("float32-rounded", "own", "own-truncating", "float32-truncated"):
-            y = ref.value.astype(np.float32).astype(inputs.x.dtype) if how == "float32-rounded" else \
-                cal.accumulated_16bit(case, *inputs[:2], how)
-            if inputs.bias is not None:
-                y = (y.astype(np.float64) + inputs.bias.astype(np.float64)).astype(inputs.x.dtype)
+            if how == "float32-rounded":
+                y = ref.value.astype(np.float32).astype(inputs.x.dtype)
+            else:
+                y = cal.accumulated_16bit(case, *inputs[:2], how)
+                if inputs.bias is not None:  # added in the dtype, rounded to nearest
+                    y = (y.astype(np.float64) + inputs.bias.astype(np.float64)).astype(inputs.x.dtype)
             y64 = y.astype(np.float64)
             n, t = tolerance.rounding_counts(case, y64, ref)
             verdicts = [compare(case, y, ref, inputs, lv).kind or "pass" for lv in levels]
@@ -139,6 +172,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.transforms:
         transforms(args)
+        if not args.cases:
+            default_f2()
     elif args.sign_test:
         sign(args)
     else:

@@ -224,7 +224,7 @@ FFT_C = 4.0
 STRICT_WINOGRAD_C = 2.0
 #: The common gain (in units of the working precision's u) each transform's rounded
 #: constants may give (per output tile size m), and the FFT's per log2 of its size.
-WINOGRAD_GAIN = {2: 0.1, 4: 1.5, 6: 1.5}
+WINOGRAD_GAIN = {2: 0.25, 4: 3.0, 6: 3.0}
 FFT_GAIN_PER_LOG2 = 0.25
 #: What meeting a weaker contract (and not the one in force) is consistent with.
 _CONSISTENT_WITH = {

@@ -223,31 +223,69 @@ _BLOCK = 1 << 15
 _BLOCKED_MIN = 2 * _BLOCK
 
 
-def _blocked_pass(case: Case, y: np.ndarray, ref: Reference, precision: str):
-    """(figures, strongest contract met, rounding-bias z) of an output none of whose elements
-    is beyond its limit, computed block by block; None as soon as one is."""
+def _blocks(size: int):
+    """Slices of a flattened output of `size` elements, `_BLOCK` at a time."""
+    return [slice(start, start + _BLOCK) for start in range(0, size, _BLOCK)] or [slice(0, 0)]
+
+
+def _flat_refs(ref: Reference, y: np.ndarray):
+    """(block reference, block output) per block of the flattened arrays."""
     flat = [None if a is None else np.reshape(a, -1) for a in ref]
     yf = y.reshape(-1)
-    chain = tolerance.chain(case.dtype)
+    for part in _blocks(yf.size):
+        yield part, Reference(*(None if a is None else a[part] for a in flat)), yf[part]
+
+
+def sign_test(case: Case, y: np.ndarray, ref: Reference, precision: str) -> tuple[float | None, bool]:
+    """(z, biased) of the sign test under `precision`, counted block by block: at no gain, and
+    where that leans beyond chance also at the extremes of the gain the contract's arithmetic
+    may give (`tolerance.sign_gains`, `tolerance.sign_verdict`)."""
+    gains = tolerance.sign_gains(case, precision)
+
+    def counts(gain):
+        n = t = 0
+        for _, r, yb in _flat_refs(ref, y):
+            bn, bt = tolerance.rounding_counts(case, yb, r, gain)
+            n, t = n + bn, t + bt
+        return n, t
+
+    found = [counts(gains[0])]
+    if tolerance.sign_needs_gains(case, precision, found[0]):
+        found += [counts(g) for g in gains[1:]]
+    return tolerance.sign_verdict(case, precision, found)
+
+
+def _whole_verdict_met(case: Case, y: np.ndarray, ref: Reference, elements_met: str | None) -> str | None:
+    """From the strongest contract whose element limits y meets on: the first whose sign test
+    y passes too (the elements nest, so every later one's hold as well)."""
+    if elements_met is None:
+        return None
+    chain = tolerance.chain_of(case)
+    for level in chain[chain.index(elements_met):]:
+        if not sign_test(case, y, ref, level)[1]:
+            return level
+    return None
+
+
+def _blocked_pass(case: Case, y: np.ndarray, ref: Reference, precision: str, scales):
+    """(figures, strongest contract whose element limits y meets) of an output none of whose
+    elements is beyond its limit, computed block by block; None as soon as one is."""
+    chain = tolerance.chain_of(case)
     need_met = tolerance.canonical(case, precision) != chain[0]
-    met_at, acc, n, t = 0, None, 0, 0
-    for start in range(0, yf.size, _BLOCK):
-        part = slice(start, start + _BLOCK)
-        r = Reference(*(None if a is None else a[part] for a in flat))
-        yb = yf[part]
-        e, limit, bad = tolerance.beyond(case, yb, r, precision)
+    met_at, acc = 0, None
+    for part, r, yb in _flat_refs(ref, y):
+        sc = None if scales is None else scales.part(part)
+        e, limit, bad = tolerance.beyond(case, yb, r, precision, sc)
         if bad.any():
             return None
         if need_met and met_at is not None:
-            met = tolerance.strongest_met(case, yb, r)
+            met = tolerance.strongest_met(case, yb, r, sc)
             met_at = None if met is None else max(met_at, chain.index(met))
         sigma = tolerance.error_sigma(case, r.value, r.norm) if r.norm is not None else None
         m = _maxima(case, yb, r, e, limit, sigma)
         acc = m if acc is None else _merge(acc, m)
-        bn, bt = tolerance.rounding_counts(case, yb, r)
-        n, t = n + bn, t + bt
     met = chain[0] if not need_met else (None if met_at is None else chain[met_at])
-    return _figures_of(case, acc), met, tolerance.bias_z_of(case, n, t)
+    return _figures_of(case, acc), met
 
 
 def _worst(y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray,
@@ -323,35 +361,45 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None,
                           values.figures, values.worst, values.heatmap, values.channel_errors, values.notes,
                           precision, values.precision_met)
     y64 = y.astype(np.float64)
-    quick = _blocked_pass(case, y64, ref, precision) if y64.size >= _BLOCKED_MIN else None
+    scales = tolerance.transform_scales(case, inputs)
+    quick = _blocked_pass(case, y64, ref, precision, scales) if y64.size >= _BLOCKED_MIN else None
     if quick is not None:
-        figures, met, z = quick
+        figures, met = quick
         passed = True
     else:
-        e, limit, bad = tolerance.beyond(case, y64, ref, precision)
+        e, limit, bad = tolerance.beyond(case, y64, ref, precision, scales)
         passed = not bad.any()
-        strongest = tolerance.chain(case.dtype)[0]
+        strongest = tolerance.chain_of(case)[0]
         if passed and tolerance.canonical(case, precision) == strongest:
             met = strongest
         else:
-            met = tolerance.strongest_met(case, y64, ref)
+            met = tolerance.strongest_met(case, y64, ref, scales)
         sigma = tolerance.error_sigma(case, ref.value, ref.norm) if ref.norm is not None else None
         figures = _figures(case, y64, ref, e, limit, sigma)
-        z = tolerance.rounding_bias_z(case, y64, ref) if passed else None
+    z, flagged = sign_test(case, y64, ref, precision) if passed else (None, False)
+    if flagged or not passed:
+        # The strongest contract whose whole verdict (elements and sign test) y meets.
+        met = _whole_verdict_met(case, y64, ref, met)
     figures.update(precision=precision, precision_met=met)
     done = dict(notes=notes, precision=precision, precision_met=met)
     if passed:
         figures["rounding_bias_z"] = z
-        if z is not None and abs(z) > tolerance.BIAS_Z:
+        if flagged:
             # Flushing subnormals to zero is a rounding toward zero too; where the underflow
             # floor hides it element by element (bfloat16 has only 7 subnormal bits), say so.
             flushed = flushed_reference(case, inputs)
             if flushed is not None and tolerance.within_tolerance(case, y64, flushed, precision) \
-                    and abs(tolerance.rounding_bias_z(case, y64, flushed) or 0.0) <= tolerance.BIAS_Z:
+                    and not sign_test(case, y64, flushed, precision)[1]:
                 return Comparison(False, "subnormal_flush",
                                   f"all elements within tolerance, but the inexact ones round toward zero far beyond "
                                   f"chance (sign test z = {z:.1f}) exactly as flushing subnormal inputs and results "
                                   f"to zero (FTZ/DAZ) gives", figures, **done)
+            if met is not None and met in tolerance.weaker(case, precision):
+                return Comparison(False, "precision",
+                                  f"meets `{met}`, not `{precision}`: consistent with "
+                                  f"{tolerance.consistent_with(met, case.dtype)}; every element within the "
+                                  f"`{precision}` limits, but the inexact ones lean one way beyond what "
+                                  f"`{precision}` allows (sign test z = {z:.1f})", figures, **done)
             way = "toward zero" if z > 0 else "away from zero"
             return Comparison(False, "rounding_bias",
                               f"all elements within tolerance, but the inexact ones round {way} far beyond chance "
@@ -395,9 +443,16 @@ def _kind(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, bad: np.ndar
           effective_bits: float | None, precision: str, met: str | None) -> tuple[str, str | None]:
     """(kind, the sentence that explains it or None) of a divergence: decided once, here."""
     flushed = flushed_reference(case, inputs)
-    if flushed is not None and tolerance.within_tolerance(case, y, flushed, precision):
+    # Flushing explains the output when it meets the contract against the flushed oracle,
+    # its sign test included (a truncation near a few subnormal inputs is no flush).
+    if flushed is not None and tolerance.within_tolerance(case, y, flushed, precision) \
+            and not sign_test(case, y, flushed, precision)[1]:
         return "subnormal_flush", None
     weaker = tolerance.weaker(case, precision)
+    if tolerance.is_exact(case) and not np.isinf(e[bad]).any() and float(e.max()) <= tolerance.hard_bound(case):
+        # An exact profile's difference is `inexact` whatever weaker contract it meets (only a
+        # transform contract can: every other one is exact there too).
+        return "inexact", None
     if met is not None and met in weaker:
         return "precision", (f"meets `{met}`, not `{precision}`: consistent with "
                              f"{tolerance.consistent_with(met, case.dtype)}")

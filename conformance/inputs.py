@@ -16,10 +16,16 @@ Value profiles
   is a bug, not rounding.
 - `wide_range`: magnitudes spread over many binades with random signs (cancellation),
   bounded so that no sum can overflow the dtype.
-- `special`: normal values with NaN, +Inf, -Inf, -0.0 and subnormals at known
-  positions of x (`special_positions`), exact zeros in a few filter taps
-  (`special_filter_zeros`), and one +Inf in the filter of the last output channel when
-  there is more than one output channel.
+- `special`: normal values with special ones placed densely, where vectorised kernels
+  go wrong (`special_positions`): NaN, +Inf, -Inf, -0.0, +0.0 and subnormals in x on a
+  lattice of sites that no output window reads twice, each with finite neighbours along
+  H, W and C, on the lanes vector kernels treat apart (the first and last lane, both of a
+  pair, each side of a 4/8/16-lane boundary, along C and along W); in the filters, a
+  +Inf, -Inf or NaN tap in up to a quarter of the output channels, never two neighbouring
+  ones (`special_filter_positions`), exact zeros (`special_filter_zeros`) and
+  subnormals (`special_filter_subnormals`) in a few other taps. Zero and subnormal sites
+  of x sit on input channels an infinite tap reads (0 * Inf = NaN, subnormal * Inf =
+  Inf): a kernel that skips zeros or flushes subnormals gives another non-finite value.
 - `subnormal`: every x value (and bias) a subnormal of the dtype between half the
   smallest normal and the smallest normal, filters of order 1: a backend that flushes
   subnormal inputs or results to zero cannot pass, nor can a wrong result hide in the
@@ -126,63 +132,169 @@ def _wide_range(case: Case, rng: np.random.Generator):
     return x, w, b
 
 
-def special_positions(case: Case) -> dict[str, list[tuple[int, int, int, int]]]:
-    """Where the `special` profile puts each special value in x: kind -> NHWC indices.
+#: The values the `special` profile places in x, in the order its sites cycle through them
+#: (two non-finite sites in three).
+SPECIAL_KINDS = ("+inf", "nan", "-0", "-inf", "+inf", "subnormal", "nan", "-inf", "+0")
+#: The non-finite ones.
+NONFINITE_KINDS = ("+inf", "nan", "-inf")
+#: Vector widths whose lane boundaries the sites visit (channels and widths).
+LANE_WIDTHS = (2, 4, 8, 16, 32, 64)
 
-    At most one NaN, one +Inf, one -Inf, then up to four -0.0 and four subnormals, at
-    distinct positions, as many as x has room for (in that order of priority).
-    """
-    rng = rng_for(case, "special-positions")
-    n = math.prod(case.input_shape)
-    order = rng.permutation(n)
-    kinds = ["nan", "+inf", "-inf"] + ["-0"] * 4 + ["subnormal"] * 4
-    out: dict[str, list[tuple[int, int, int, int]]] = {}
-    for kind, flat in zip(kinds, order):
-        out.setdefault(kind, []).append(tuple(int(i) for i in np.unravel_index(flat, case.input_shape)))
+
+def lane_positions(n: int) -> list[int]:
+    """Positions along an axis of length `n` where vector lanes start and end, most telling
+    first: 0, n - 1, 1, n - 2, then the last and first lane of every 4/8/16/32/64-lane
+    group (3, 4, 7, 8, 15, 16, ...), each once. Even and odd positions alternate (both
+    positions of a lane pair)."""
+    out: list[int] = []
+    for p in [0, n - 1, 1, n - 2] + [v for width in LANE_WIDTHS[1:] for v in (width - 1, width)]:
+        if 0 <= p < n and p not in out:
+            out.append(p)
     return out
 
 
-def special_filter_position(case: Case) -> tuple[int, int, int, int] | None:
-    """Where the `special` profile puts +Inf in the filters (None with one output channel)."""
-    if case.output_channels < 2:
-        return None
+def _spacing(extent: int, stride: int) -> int:
+    """Distance between two sites along an axis such that at least one output between the
+    outputs that read them reads neither (a finite output between two poisoned ones)."""
+    return extent + 2 * stride - 1
+
+
+def _filter_sites(case: Case) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """(kind, filter index) of the non-finite filter taps: one per poisoned output channel,
+    at most a quarter of them and never two neighbours (so every poisoned channel has
+    finite ones beside it), none with a single output channel."""
     kh, kw, ci, co = case.filter_shape
-    return (0, 0, ci - 1, co - 1)
+    total = case.output_channels
+    if total < 2:
+        return []
+    chosen: list[int] = []
+    for o in lane_positions(total):
+        if len(chosen) >= max(1, total // 4):
+            break
+        if all(abs(o - c) > 1 for c in chosen):
+            chosen.append(o)
+    taps = [(0, 0), (kh - 1, kw - 1), (kh // 2, kw // 2), (0, kw - 1), (kh - 1, 0)]
+    out = []
+    for t, o in enumerate(chosen):
+        di, dj = taps[t % len(taps)]
+        if case.op == "conv2d":
+            q = (ci - 1, 0, ci // 2)[t % 3]  # the tap's input channel: last, first, middle lane
+            pos = (di, dj, q, o)
+        else:
+            pos = (di, dj, o // co, o % co)  # output channel k*M + q reads input channel k
+        out.append((("+inf", "-inf", "nan")[t % 3], pos))
+    return out
+
+
+def special_filter_positions(case: Case) -> dict[str, list[tuple[int, int, int, int]]]:
+    """Where the `special` profile puts +Inf, -Inf and NaN in the filters: kind -> indices."""
+    out: dict[str, list[tuple[int, int, int, int]]] = {}
+    for kind, pos in _filter_sites(case):
+        out.setdefault(kind, []).append(pos)
+    return out
+
+
+def _input_channel_read(case: Case, pos: tuple[int, int, int, int]) -> int:
+    """The input channel a filter tap multiplies (its group's channel for grouped conv2d)."""
+    di, dj, q, o = pos
+    if case.op == "conv2d":
+        return (o // (case.out_channels // case.groups)) * case.filter_in_channels + q
+    return q
+
+
+def special_positions(case: Case) -> dict[str, list[tuple[int, int, int, int]]]:
+    """Where the `special` profile puts each special value in x: kind -> NHWC indices.
+
+    Sites lie on a lattice in (H, W), `_spacing` apart, so that no output window reads two
+    of them and finite outputs separate the outputs each one poisons; the lattice is
+    skewed row by row and batch by batch, so the sites' widths fall on every residue
+    (lane 0 and the last lane of 4/8/16-wide groups along W among them). The kinds cycle
+    through SPECIAL_KINDS. A non-finite site sits on the channels of `lane_positions`
+    (of its group for grouped conv2d) in turn: the first and last lane, both of a pair,
+    each side of a 4/8/16-lane boundary; a zero or subnormal site sits on an input channel
+    that an infinite filter tap reads (0 * Inf = NaN, subnormal * Inf = Inf), when there is
+    one. Every other value is a normal number: every site has finite neighbours along H,
+    W and C.
+    """
+    n, h, w, c = case.input_shape
+    (kh, kw), (sh, sw), (dh, dw) = case.kernel, case.strides, case.dilations
+    ph, pw = _spacing((kh - 1) * dh + 1, sh), _spacing((kw - 1) * dw + 1, sw)
+    groups = case.groups if case.op == "conv2d" else 1
+    cg = c // groups
+    lanes = lane_positions(cg)
+    reads = [_input_channel_read(case, pos) for kind, pos in _filter_sites(case) if kind != "nan"]
+    out: dict[str, list[tuple[int, int, int, int]]] = {}
+    site = loud = 0  # sites so far; non-finite ones so far (they take the lanes in turn)
+    for b in range(n):
+        row0 = (b + 1) % ph if h > (b + 1) % ph else 0
+        for i, r in enumerate(range(row0, h, ph)):
+            col0 = (i + b + 1) % pw
+            for col in range(col0 if col0 < w else 0, w, pw):
+                kind = SPECIAL_KINDS[(site + site // len(SPECIAL_KINDS)) % len(SPECIAL_KINDS)]
+                if kind in NONFINITE_KINDS or not reads:
+                    ch = (loud % groups) * cg + lanes[(loud // groups) % len(lanes)]
+                    loud += kind in NONFINITE_KINDS
+                else:
+                    ch = reads[site % len(reads)]
+                out.setdefault(kind, []).append((b, r, col, ch))
+                site += 1
+    return out
 
 
 def special_filter_zeros(case: Case) -> list[tuple[int, int, int, int]]:
     """Where the `special` profile puts exact zeros (+0.0, -0.0 alternately) in the filters.
 
-    One filter value in eight, at most four, never the infinite tap; none when the
-    filter has fewer than four values.
+    One filter value in eight, at most four, never a non-finite tap; none when the filter
+    has fewer than four values. An Inf or NaN input meeting one must give NaN (0 * Inf),
+    which an implementation that skips zero weights never forms.
     """
     n = math.prod(case.filter_shape)
     if n < 4:
         return []
     rng = rng_for(case, "special-filter-zeros")
-    inf_pos = special_filter_position(case)
+    taken = {pos for _, pos in _filter_sites(case)}
+    want = min(4, max(1, n // 8))
     out = []
-    for flat in rng.permutation(n)[: min(4, max(1, n // 8)) + 1]:
+    for flat in rng.permutation(n)[: want + len(taken)]:
         pos = tuple(int(i) for i in np.unravel_index(int(flat), case.filter_shape))
-        if pos != inf_pos and len(out) < min(4, max(1, n // 8)):
+        if pos not in taken and len(out) < want:
             out.append(pos)
+    return out
+
+
+def special_filter_subnormals(case: Case) -> list[tuple[int, int, int, int]]:
+    """Where the `special` profile puts subnormals in the filters: up to two taps that are
+    neither non-finite nor zero (none when the filter has fewer than eight values)."""
+    n = math.prod(case.filter_shape)
+    if n < 8:
+        return []
+    taken = {pos for _, pos in _filter_sites(case)} | set(special_filter_zeros(case))
+    rng = rng_for(case, "special-filter-subnormals")
+    out = []
+    for flat in rng.permutation(n):
+        pos = tuple(int(i) for i in np.unravel_index(int(flat), case.filter_shape))
+        if pos not in taken:
+            out.append(pos)
+        if len(out) == 2:
+            break
     return out
 
 
 def _special(case: Case, rng: np.random.Generator):
     x, w, b = _normal(case, rng)
     tiny = fmt(case.dtype).smallest_normal
-    values = {"nan": np.nan, "+inf": np.inf, "-inf": -np.inf, "-0": -0.0}
+    values = {"nan": np.nan, "+inf": np.inf, "-inf": -np.inf, "-0": -0.0, "+0": 0.0}
     for kind, positions in special_positions(case).items():
         for i, pos in enumerate(positions):
-            x[pos] = values[kind] if kind in values else (-1) ** i * tiny * (0.75 - 0.125 * i)
-    # Exact zeros in the filters: an Inf or NaN input meeting one must give NaN (0 * Inf),
-    # which an implementation that skips zero weights never forms.
+            # Subnormals of both signs, the largest ones (the most significand bits) first.
+            x[pos] = values[kind] if kind in values else (-1) ** i * tiny * (0.75 - 0.125 * (i % 4))
     for i, pos in enumerate(special_filter_zeros(case)):
         w[pos] = -0.0 if i % 2 else 0.0
-    pos = special_filter_position(case)
-    if pos is not None:
-        w[pos] = np.inf
+    for i, pos in enumerate(special_filter_subnormals(case)):
+        w[pos] = (-1) ** i * tiny * 0.625
+    for kind, positions in special_filter_positions(case).items():
+        for pos in positions:
+            w[pos] = values[kind]
     return x, w, b
 
 

@@ -28,6 +28,8 @@ DEFAULT_OUT = "test-artifacts/conformance"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from .tolerance import DEFAULT_PRECISION, PRECISIONS  # the contracts' one list
+
     group = parser.getgroup("conformance", "conv-conformance: judge 2-D convolution backends")
     group.addoption("--conformance", action="store_true", default=False,
                     help="collect one test per (case, backend) and property tests per op (off by default)")
@@ -43,9 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="manifest of known divergences: matching tests are xfail(strict=True)")
     group.addoption("--conformance-out", default=DEFAULT_OUT, metavar="DIR",
                     help=f"where failing tests write repro scripts and bug reports (default {DEFAULT_OUT})")
-    group.addoption("--conformance-precision", default="strict", choices=("strict", "relaxed", "any", "tf32"),
-                    metavar="CONTRACT", help="precision contract of the verdict: strict (default), relaxed, any, "
-                                             "tf32 (docs/tolerance.md)")
+    group.addoption("--conformance-precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
+                    metavar="CONTRACT", help=f"precision contract of the verdict: {', '.join(PRECISIONS)} "
+                                             f"(default {DEFAULT_PRECISION}; docs/tolerance.md)")
     group.addoption("--conformance-no-properties", action="store_true", default=False,
                     help="leave out the hypothesis property tests")
     # Defaults are `conformance run`'s (resolved once --conformance is given, so that an

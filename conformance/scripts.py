@@ -361,6 +361,9 @@ PARAMS = {params!r}
 PRECISION = {precision!r}
 
 ref, alt, mag, norm, unbiased = reference(x, filters, bias)
+# The transform contracts' scales (the input tiles' or planes' magnitudes), where they apply.
+scales = {{level: transform_scale(PARAMS, level, _as_float64(x), _as_float64(filters),
+                                  None if bias is None else _as_float64(bias)) for level in PARAMS["transforms"]}}
 y = np.asarray(y)
 print(f"case {{CASE['id']}} (precision contract {{PRECISION}})")
 print(f"expected: shape {{EXPECTED_SHAPE}}, dtype {{DTYPE}}")
@@ -372,17 +375,17 @@ if y.dtype.name != DTYPE:  # the contract says the case dtype: a divergence what
     print(f"DIVERGES: expected an output of dtype {{DTYPE}}, received {{y.dtype}}")
     sys.exit(1)
 y64 = _as_float64(y)
-e, limit, bad = beyond(PARAMS, PRECISION, y64, ref, alt, mag, norm, unbiased)
+e, limit, bad = beyond(PARAMS, PRECISION, y64, ref, alt, mag, norm, unbiased, scales)
 with np.errstate(invalid="ignore"):
     err = np.where(np.isfinite(ref) & np.isfinite(y64), np.abs(y64 - ref), 0.0)
 print(f"max abs error {{err.max():.6g}}; max normalised error {{e.max():.4g}}; "
       f"{{int(bad.sum())}} of {{bad.size}} elements beyond their limit under `{{PRECISION}}`")
-ok, why = passes(PARAMS, PRECISION, y64, ref, alt, mag, norm, unbiased)
+ok, why = passes(PARAMS, PRECISION, y64, ref, alt, mag, norm, unbiased, scales)
 if ok:
 {repeat_check}    print("OK: within tolerance")
     sys.exit(0)
 if why == "bias":
-    z = rounding_bias_z(PARAMS, y64, ref, unbiased)
+    z = rounding_bias_z(PARAMS, y64, ref, unbiased, PRECISION)
     print(f"DIVERGES: every element within its limit, but the inexact ones round "
           f"{{'toward' if z > 0 else 'away from'}} zero far beyond chance (sign test z = {{z:.1f}}, "
           f"|z| > {{PARAMS['bias_z']:g}})")
@@ -393,7 +396,7 @@ for flat in order:
     if bad[i]:
         print(f"  at {{tuple(int(v) for v in i)}}: expected {{float(ref[i])!r}}, received {{float(y64[i])!r}}, "
               f"normalised error {{e[i]:.4g}} (limit {{limit[i]:.4g}})")
-met = strongest_met(PARAMS, y64, ref, alt, mag, norm, unbiased)
+met = strongest_met(PARAMS, y64, ref, alt, mag, norm, unbiased, scales)
 if met is not None and met in weaker(PARAMS, PRECISION):
     print(f"DIVERGES: meets `{{met}}`, not `{{PRECISION}}`")
 else:

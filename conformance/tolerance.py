@@ -98,6 +98,12 @@ type in memory; any: any accumulator) and on TF32 tensor cores.
     sums live in float32: a partial-sum overflow is accepted only at float32's range.
   - float32: float32 products, float32 accumulation (the `any` model below; TF32 diverges).
   - float64: float64 throughout (the `any` model below).
+  - and, where it applies (3 x 3 filters, stride 1, dilation 1), Winograd F(2x2, 3x3) in
+    the working precision (float32 for the 16-bit types, inside A32): the policy calls it a
+    correct float32 algorithm. Its error scales with the input tile, not the output's own
+    terms (the `winograd` model below): A = max(A, STRICT_WINOGRAD_C (u S_T + omega floor)),
+    the coefficient its errors on data of one scale stay below (wide-range tiles need the
+    `winograd` contract's).
 - `relaxed` (16-bit types; the same as `strict` for float32 and float64): partial sums may
   also be rounded to the dtype at most RELAXED_ROUNDINGS times before the final rounding
   (blocked accumulation in up to three K-blocks, e.g. oneDNN's relaxed mode writing
@@ -127,13 +133,48 @@ per element; accumulation in the dtype itself measures 0.5 - 3.3 and diverges un
 `strict` (its short reductions often meet `relaxed`, whose rigorous 2 u mag term absorbs
 up to ~25 dtype roundings of small partial sums). float16 accumulation of float32 and
 TF32 products give errors of one size at small K: `tf32` flags the former from K ~ 256.
-A divergence under the chosen contract whose output meets a weaker contract of its dtype
-is a `precision` divergence that names it ("meets `any`, not `strict`").
+Transform algorithms (docs/contracts-transforms.md states and calibrates them):
+- `winograd` (Winograd F(2x2, 3x3) on any data), `winograd4` (F(4x4, 3x3)) and `winograd6`
+  (F(6x6, 3x3)), where they apply (3 x 3 filters, stride 1, dilation 1): with the tile
+  scale S_T = sum over the output's m x m tile's inputs and taps of |x| |w| weighted by the
+  transform's matrices, W[i, p, a] W[j, q, b] with W[i, p, a] = sum_k |A^T[i, k]| |G[k, a]|
+  |B^T[k, p]| (`conformance.transforms.tile_weights`), plus |bias|:
+      A_T = WINOGRAD_C (u_w S_T + omega_T floor_w),  omega_T = n^2 (max row sum |A^T|)^2
+  in the working precision w (float32 for the 16-bit types, then rounded once as `strict`).
+- `fft` (FFT convolution), where it applies (stride 1, dilation 1): with the plane scale
+  S_F = sum_c ||x[n, :, :, c]||_2 ||w[:, :, c, k]||_2 (+ |bias|) and N the radix-2 size of
+  the padded plane: A_F = FFT_C (u_w S_F + N floor_w).
+  Each is nested in the chains: float32 strict < winograd < fft < winograd4 < winograd6 <
+  tf32; float64 the same without tf32; 16-bit strict < winograd < fft < winograd4 <
+  winograd6 < relaxed < any (the order of their typical allowance). Where a transform does
+  not apply it means the contract before it. Their scales are computed from the inputs
+  (`TransformScales`), only when an element is beyond the limit without them. Calibration
+  (benchmarks/calibration.py --transforms): max error / (u_w S) of correct emulations
+  1.21 (F(2x2, 3x3) on data of one scale; STRICT_WINOGRAD_C = 2), 3.75 (F(2x2, 3x3) wide
+  range), 2.70 (F(4x4, 3x3), subnormal weights), 1.04 (F(6x6, 3x3)) against WINOGRAD_C = 8,
+  2.01 (FFT) against FFT_C = 4; index bugs inside them measure 1e6 - 1e8.
+Sign test (rounding bias): every element within its limit, the inexact ones leaning one
+way beyond chance (`_rule.rounding_bias_z`, |z| > BIAS_Z), under the contract in force
+(`_rule.sign_rule`): a contract whose arithmetic gives every output a common gain (the
+transforms' rounded constants: WINOGRAD_GAIN, FFT_GAIN_PER_LOG2 x log2 N; TF32's truncated
+inputs: 4 ut) is tested at both extremes of it, and the lean is a bias only when neither
+explains it: the FFT's normalisation bias (measured -0.2 to -2 u, z up to 698) belongs to
+the FFT contract. `relaxed` and `any` accept a lean of up to BIAS_LEAN of the inexact
+elements beyond one half (repeated rounding to nearest in the 16-bit type leans toward
+zero: 0.012, z = 9.6 on the 224 x 224 x 3, 7 x 7 -> 64 bfloat16 layer); a truncated
+conversion measures 1.0 there. Under every contract but `tf32` (which may truncate its
+inputs) a lean of more than TRUNCATION_LEAN is a directed rounding whatever gain is allowed.
+A divergence under the chosen contract whose output meets a weaker contract of its chain
+(element limits and sign test) is a `precision` divergence that names it ("meets `any`,
+not `strict`"; "meets `winograd4`, not `strict`: consistent with a Winograd F(4x4,3x3)
+transform").
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -141,6 +182,7 @@ import numpy as np
 from . import _rule
 from .dtypes import fmt
 from .spec import Case
+from .transforms import WINOGRAD_POINTS, tile_weights, winograd_matrices
 
 #: The verdict threshold is min(THRESHOLD_BASE + THRESHOLD_SQRT * sqrt(K_eff + 1), THRESHOLD_CAP,
 #: hard_bound + 1);
@@ -163,14 +205,36 @@ PRECISION_MIN_BITS = 4
 RELAXED_ROUNDINGS = 2
 #: `tf32`: significand bits (implicit bit included) of the rounded float32 inputs.
 TF32_BITS = 11
-#: The precision contracts, and the default.
+#: The precision contracts, and the default; the contracts of transform algorithms.
 PRECISIONS = _rule.LEVELS
 DEFAULT_PRECISION = "strict"
+TRANSFORM_LEVELS = _rule.TRANSFORM_LEVELS
+#: `relaxed`/`any` (16-bit types): the share of the inexact elements beyond one half that
+#: may lean one way (repeated rounding to nearest in the dtype); see the sign test above.
+BIAS_LEAN = 0.1
+#: Under every contract, a sign test with more than this share of the inexact elements
+#: beyond one half on one side (at no gain) is a directed rounding.
+TRUNCATION_LEAN = 0.9
+#: Transform contracts: Winograd F(m x m, 3 x 3) per level (the output tile size m), and
+#: the coefficients of their error models (see "Transform algorithms" above).
+WINOGRAD_LEVELS = {"winograd": 2, "winograd4": 4, "winograd6": 6}
+WINOGRAD_C = 8.0
+FFT_C = 4.0
+#: `strict` accepts Winograd F(2x2, 3x3) with this coefficient (its probabilistic error).
+STRICT_WINOGRAD_C = 2.0
+#: The common gain (in units of the working precision's u) each transform's rounded
+#: constants may give (per output tile size m), and the FFT's per log2 of its size.
+WINOGRAD_GAIN = {2: 0.25, 4: 3.0, 6: 3.0}
+FFT_GAIN_PER_LOG2 = 0.25
 #: What meeting a weaker contract (and not the one in force) is consistent with.
 _CONSISTENT_WITH = {
     "relaxed": "partial sums rounded to {dtype} (blocked accumulation, or every addition of a short reduction)",
     "any": "{dtype} accumulation",
     "tf32": "TF32 products (inputs rounded to 10 explicit significand bits)",
+    "winograd": "a Winograd F(2x2,3x3) transform (its error scales with the input tile)",
+    "winograd4": "a Winograd F(4x4,3x3) transform",
+    "winograd6": "a Winograd F(6x6,3x3) transform",
+    "fft": "an FFT convolution",
 }
 
 
@@ -238,11 +302,55 @@ def dtype_class(dtype: str) -> str:
     return "half" if dtype in ("float16", "bfloat16") else dtype
 
 
+def winograd_applies(case: Case) -> bool:
+    """Winograd F(m x m, 3 x 3) computes the case: 3 x 3 filters, stride 1, dilation 1."""
+    return case.is_valid and tuple(case.kernel) == (3, 3) and tuple(case.strides) == (1, 1) \
+        and tuple(case.dilations) == (1, 1)
+
+
+def fft_applies(case: Case) -> bool:
+    """An FFT convolution computes the case: stride 1, dilation 1."""
+    return case.is_valid and tuple(case.strides) == (1, 1) and tuple(case.dilations) == (1, 1)
+
+
+def fft_size(case: Case) -> int:
+    """The radix-2 FFT size of a padded input plane: next powers of two of its sides."""
+    (t, b), (l, r) = case.geometry.pads
+    return (1 << (case.height + t + b - 1).bit_length()) * (1 << (case.width + l + r - 1).bit_length())
+
+
+def _winograd_omega(m: int) -> float:
+    """How many smallest subnormals a Winograd F(m, 3)'s roundings on the subnormal grid
+    may add, per unit of the direct sum's underflow floor: n^2 transformed products, each
+    amplified by the output transform (its largest row sum of |A^T|, squared)."""
+    at = winograd_matrices(m)[0]
+    row = max(float(sum(abs(v) for v in r)) for r in at)
+    return float((m + 2) ** 2 * row * row)
+
+
+def _transforms(case: Case, u_work: float) -> dict[str, dict[str, Any]]:
+    """The transform contracts that apply to `case`, with their parameters (plain data)."""
+    out: dict[str, dict[str, Any]] = {}
+    if winograd_applies(case):
+        for level, m in WINOGRAD_LEVELS.items():
+            out[level] = {"m": m, "weights": tile_weights(m).tolist(), "c": WINOGRAD_C,
+                          "omega": _winograd_omega(m), "gain": WINOGRAD_GAIN[m] * u_work}
+    if fft_applies(case):
+        n = fft_size(case)
+        out["fft"] = {"m": 0, "weights": None, "c": FFT_C, "omega": float(n),
+                      "gain": FFT_GAIN_PER_LOG2 * math.log2(n) * u_work}
+    return out
+
+
+@functools.lru_cache(maxsize=256)
 def rule_params(case: Case) -> dict[str, Any]:
-    """Every number the per-element rule needs for `case` (plain floats, ints and strings):
-    what the repro scripts embed as PARAMS."""
+    """Every number the per-element rule needs for `case` (plain floats, ints, strings, lists
+    and dicts): what the repro scripts embed as PARAMS. Cached per case (every verdict asks
+    for it many times): the dict is shared, read it only."""
     f, f32 = fmt(case.dtype), fmt("float32")
     n = k_eff(case)
+    half = dtype_class(case.dtype) == "half"
+    transforms = _transforms(case, f32.unit_roundoff if half else f.unit_roundoff)
     return {
         "dtype": case.dtype, "dtype_class": dtype_class(case.dtype), "k_eff": n, "bias": bool(case.bias),
         "u": f.unit_roundoff, "eta": f.smallest_subnormal, "floor": underflow_floor(case),
@@ -251,8 +359,52 @@ def rule_params(case: Case) -> dict[str, Any]:
         "acc_u": f32.unit_roundoff, "acc_eta": f32.smallest_subnormal, "acc_max": f32.max_finite,
         "acc_threshold": _threshold(n, f32.unit_roundoff), "acc_floor": (n + 1) / 2 * f32.smallest_subnormal,
         "relaxed_roundings": RELAXED_ROUNDINGS, "tf32_u": 2.0 ** -TF32_BITS,
-        "bias_z": BIAS_Z, "bias_min_elements": BIAS_MIN_ELEMENTS,
+        "bias_z": BIAS_Z, "bias_min_elements": BIAS_MIN_ELEMENTS, "bias_lean": BIAS_LEAN,
+        "truncation_lean": TRUNCATION_LEAN,
+        # The transform contracts that apply, and the geometry their scales need.
+        "transforms": transforms, "strict_winograd": STRICT_WINOGRAD_C if "winograd" in transforms else 0.0,
+        "op": case.op, "groups": case.groups if case.op == "conv2d" else 1,
+        "pads": [list(p) for p in case.geometry.pads], "out_shape": list(case.output_shape),
     }
+
+
+class TransformScales(Mapping):
+    """The transform scales of one case's inputs (`_rule.transform_scale`), computed on first
+    access per contract: only a divergence, or a transform contract in force, needs them."""
+
+    def __init__(self, case: Case, inputs, params: dict[str, Any] | None = None, part=None):
+        self._case, self._inputs, self._part = case, inputs, part
+        self._params = params if params is not None else rule_params(case)
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, level: str) -> np.ndarray:
+        if level not in self._cache:
+            if level not in self._params["transforms"]:
+                raise KeyError(level)
+            x, w, b = self._inputs
+            self._cache[level] = _rule.transform_scale(self._params, level, x, w, b)
+        full = self._cache[level]
+        return full if self._part is None else full.reshape(-1)[self._part]
+
+    def __iter__(self):
+        return iter(self._params["transforms"])
+
+    def __len__(self) -> int:
+        return len(self._params["transforms"])
+
+    def part(self, flat: slice) -> "TransformScales":
+        """The same scales, restricted to a slice of the flattened output (shares the cache)."""
+        view = TransformScales(self._case, self._inputs, self._params, flat)
+        view._cache = self._cache
+        return view
+
+
+def transform_scales(case: Case, inputs) -> TransformScales | None:
+    """The lazily computed transform scales of `case` on `inputs` (None without inputs, or
+    when no transform contract applies to the case)."""
+    if inputs is None or not (winograd_applies(case) or fft_applies(case)):
+        return None
+    return TransformScales(case, inputs)
 
 
 def error_sigma(case: Case, value, norm):
@@ -267,10 +419,11 @@ def _arrays(ref) -> tuple:
     return ref.value, ref.alternative, ref.magnitude, ref.norm, getattr(ref, "unbiased", None)
 
 
-def element_limit(case: Case, ref, precision: str = DEFAULT_PRECISION) -> np.ndarray:
-    """Per-element allowed normalised error under `precision` against a Reference."""
+def element_limit(case: Case, ref, precision: str = DEFAULT_PRECISION, scales=None) -> np.ndarray:
+    """Per-element allowed normalised error under `precision` against a Reference (with the
+    transform `scales`, where the contract has transform terms; without, they are left out)."""
     value, _, mag, norm, unbiased = _arrays(ref)
-    return _rule.element_limit(rule_params(case), precision, value, mag, norm, unbiased)
+    return _rule.element_limit(rule_params(case), precision, value, mag, norm, unbiased, scales)
 
 
 def elementwise_error(case: Case, y: np.ndarray, ref, precision: str = DEFAULT_PRECISION) -> np.ndarray:
@@ -280,26 +433,46 @@ def elementwise_error(case: Case, y: np.ndarray, ref, precision: str = DEFAULT_P
     return _rule.elementwise_error(rule_params(case), precision, y, value, alt, mag, norm, unbiased)
 
 
-def beyond(case: Case, y: np.ndarray, ref, precision: str = DEFAULT_PRECISION):
+def beyond(case: Case, y: np.ndarray, ref, precision: str = DEFAULT_PRECISION, scales=None):
     """(error, limit, bad) per element under `precision`."""
     value, alt, mag, norm, unbiased = _arrays(ref)
-    return _rule.beyond(rule_params(case), precision, y, value, alt, mag, norm, unbiased)
+    return _rule.beyond(rule_params(case), precision, y, value, alt, mag, norm, unbiased, scales)
 
 
-def within_tolerance(case: Case, y: np.ndarray, ref, precision: str = DEFAULT_PRECISION) -> bool:
+def within_tolerance(case: Case, y: np.ndarray, ref, precision: str = DEFAULT_PRECISION, scales=None) -> bool:
     """Every element of y (float64, output shape) within its limit against `ref`."""
-    return not beyond(case, y, ref, precision)[2].any()
+    return not beyond(case, y, ref, precision, scales)[2].any()
 
 
-def rounding_bias_z(case: Case, y: np.ndarray, ref) -> float | None:
-    """The sign test's z on the inexact elements (see `_rule.rounding_bias_z`)."""
-    return _rule.rounding_bias_z(rule_params(case), y, ref.value, ref.unbiased)
+def sign_rule(case: Case, precision: str) -> tuple[float, float, bool]:
+    """(gain, lean, directed) the contract's arithmetic may give a correct output (`_rule.sign_rule`)."""
+    return _rule.sign_rule(rule_params(case), precision)
 
 
-def rounding_counts(case: Case, y: np.ndarray, ref) -> tuple[int, int]:
-    """The sign test's counts: the elements no correct rounding gives, and how many of them
-    lie toward zero (`_rule.rounding_counts`)."""
-    return _rule.rounding_counts(rule_params(case), y, ref.value, ref.unbiased)
+def sign_gains(case: Case, precision: str) -> tuple[float, ...]:
+    """The gains the sign test pairs the output with under `precision` (`_rule.sign_gains`)."""
+    return _rule.sign_gains(rule_params(case), precision)
+
+
+def sign_verdict(case: Case, precision: str, counts) -> tuple[float | None, bool]:
+    """(z, biased) from the counts at each of `sign_gains` (`_rule.sign_verdict`)."""
+    return _rule.sign_verdict(rule_params(case), precision, counts)
+
+
+def sign_needs_gains(case: Case, precision: str, counts0) -> bool:
+    """Does the sign test need the counts at the gain extremes (`_rule.sign_needs_gains`)?"""
+    return _rule.sign_needs_gains(rule_params(case), precision, counts0)
+
+
+def rounding_bias_z(case: Case, y: np.ndarray, ref, precision: str = DEFAULT_PRECISION) -> float | None:
+    """The sign test's z on the inexact elements under `precision` (see `_rule.rounding_bias_z`)."""
+    return _rule.rounding_bias_z(rule_params(case), y, ref.value, ref.unbiased, precision)
+
+
+def rounding_counts(case: Case, y: np.ndarray, ref, gain: float = 0.0) -> tuple[int, int]:
+    """The sign test's counts: the elements no correct rounding gives (of the exact result
+    times 1 + gain), and how many of them lie toward zero (`_rule.rounding_counts`)."""
+    return _rule.rounding_counts(rule_params(case), y, ref.value, ref.unbiased, gain)
 
 
 def bias_z_of(case: Case, n: int, t: int) -> float | None:
@@ -307,25 +480,31 @@ def bias_z_of(case: Case, n: int, t: int) -> float | None:
     return _rule.bias_z_of(rule_params(case), n, t)
 
 
-def strongest_met(case: Case, y: np.ndarray, ref) -> str | None:
-    """The strongest contract of the case's dtype whose element limits y meets, or None."""
+def strongest_met(case: Case, y: np.ndarray, ref, scales=None) -> str | None:
+    """The strongest contract of the case whose element limits y meets, or None."""
     value, alt, mag, norm, unbiased = _arrays(ref)
-    return _rule.strongest_met(rule_params(case), y, value, alt, mag, norm, unbiased)
+    return _rule.elements_met(rule_params(case), y, value, alt, mag, norm, unbiased, scales)
 
 
 def weaker(case: Case, precision: str) -> list[str]:
-    """The distinct contracts weaker than `precision` for the case's dtype, strongest first."""
+    """The distinct contracts weaker than `precision` for the case, strongest first."""
     return _rule.weaker(rule_params(case), precision)
 
 
 def canonical(case: Case, precision: str) -> str:
-    """The contract `precision` amounts to for the case's dtype (tf32 is strict for float16)."""
+    """The contract `precision` amounts to for the case (tf32 is strict for float16, a
+    Winograd contract is strict for a 5 x 5 filter)."""
     return _rule.canonical(rule_params(case), precision)
 
 
 def chain(dtype: str) -> list[str]:
-    """The distinct contracts of a dtype, strongest first."""
+    """The distinct contracts of a dtype, strongest first (every transform contract included)."""
     return [names[0] for names in _rule.CHAINS[dtype_class(dtype)]]
+
+
+def chain_of(case: Case) -> list[str]:
+    """The distinct contracts of a case, strongest first (the transforms that apply to it)."""
+    return _rule.chain(rule_params(case))
 
 
 def consistent_with(level: str, dtype: str) -> str:

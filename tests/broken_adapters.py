@@ -75,7 +75,11 @@ class NoRepro:
 
 
 
-# ---- one bug each, for the findings tests ----------------------------------------------
+# ---- one bug each, for the findings tests and the special-values tests -----------------
+
+#: Bugs of non-finite values in neighbouring vector lanes (see `_buggy_snippet`).
+LANE_BUGS = ("oddpad", "lanepair", "blockscale", "skipzero")
+
 
 #: Bugs planted in the blocked split-K kernel (`_buggy_snippet`), each gated on one size
 #: class of cases/sizes.py, with what it does; "" is that kernel without a bug.
@@ -168,16 +172,29 @@ def _split_k_lines(case, bug: str, g, fires: bool) -> list[str]:
 
 
 def _buggy_snippet(case, bug: str) -> str:
-    """NumPy source computing `case` right except for `bug`: "dilation" (ignored by
-    depthwise with strides > 1 and dilations > 1), "flush" (subnormal inputs and results
-    flushed to zero), "accept" (an empty-output invalid case returns an empty array) or
-    "ownacc" (every partial sum, tap by tap, rounded to the dtype); or one of SIZE_BUGS,
-    planted in a blocked split-K kernel that sums in float32 (a correct kernel with bug "").
-    Any other name ("none") plants no bug: the program sums exact float64 products and
-    rounds once to the dtype, leaving `acc` (the float64 result) and `y` (the output). Unless
-    a bug needs the suite, it reads only the case's fields and `geometry`, so it runs where a
-    repro script passes the case as a plain namespace and conv-conformance is not installed
-    (`NoRepro`)."""
+    """NumPy source computing `case` right (float64 products and sums, one rounding to the
+    dtype) except for `bug` ("none": no bug):
+    - "dilation": depthwise with strides > 1 and dilations > 1 ignores the dilation;
+    - "flush": subnormal inputs and results flushed to zero;
+    - "accept": an empty-output invalid case returns an empty array;
+    - "ownacc": every partial sum, tap by tap, rounded to the dtype;
+    lane bugs (`LANE_BUGS`), each invisible without NaN/Inf/zeros in the inputs:
+    - "oddpad": conv2d (one group) over an odd channel count processes channels in pairs:
+      the padding lane reads the next element in memory (the next pixel's channel 0)
+      and multiplies it by a zero weight, so an Inf or NaN there gives NaN (0 * Inf) in the
+      neighbouring pixel's outputs;
+    - "lanepair": output channels are processed in pairs, and a NaN in one lane of a pair
+      makes its partner NaN too;
+    - "blockscale": x is scaled in blocks of 8 channels by its largest magnitude (a power
+      of two, as block floating point does): exact for finite blocks, but an Inf or NaN
+      makes its whole block NaN;
+    - "skipzero": products with an input below the smallest normal (zeros, subnormals) are
+      skipped, so 0 * Inf and subnormal * Inf never give NaN;
+    or one of SIZE_BUGS, planted in a blocked split-K kernel that sums in float32 (a correct
+    kernel with bug ""). The program leaves `acc` (the float64 result) and `y` (the output).
+    Unless a bug needs the suite, it reads only the case's fields and `geometry`, so it runs
+    where a repro script passes the case as a plain namespace and conv-conformance is not
+    installed (`NoRepro`)."""
     if not case.is_valid:
         if bug == "accept" and 0 in case.output_shape:
             return f"import numpy as np\ny = np.zeros({tuple(case.output_shape)}, dtype=x.dtype)  # the bug: no error\n"
@@ -190,10 +207,33 @@ def _buggy_snippet(case, bug: str) -> str:
         from conformance.spec import conv_geometry
 
         g = conv_geometry((case.height, case.width), case.kernel, case.strides, (dh, dw), case.padding)
+    tiny = None
+    if bug in ("flush", "skipzero"):
+        from conformance.dtypes import fmt
+
+        tiny = fmt(case.dtype).smallest_normal
     fires = bug in SIZE_BUGS and _fires(case, bug)
     lines = ["import numpy as np",
-             f"xp = np.pad(np.asarray(x, dtype=np.float64), ((0, 0), {g.pads[0]}, {g.pads[1]}, (0, 0)))",
-             "w = np.array(filters, dtype=np.float64)  # a copy: the bugs below write into it"]
+             "def f64(a):",
+             "    if a.dtype.name == 'bfloat16':",
+             "        return (a.view(np.uint16).astype(np.uint32) << 16).view(np.float32).astype(np.float64)",
+             "    return np.array(a, dtype=np.float64)  # a copy: the caller's arrays stay as they are",
+             "xx, w = f64(x), f64(filters)",
+             "saved = np.seterr(invalid='ignore', over='ignore', divide='ignore')  # restored below"]
+    groups, cg, og = (case.groups, case.in_channels // case.groups, case.out_channels // case.groups) \
+        if case.op == "conv2d" else (1, case.in_channels, 0)
+    if bug == "oddpad" and case.op == "conv2d" and groups == 1 and cg % 2:
+        lines += ["nxt = np.append(xx.reshape(-1)[xx.shape[-1]::xx.shape[-1]], 0.0)  # the element after each pixel",
+                  "xx = np.concatenate([xx, nxt.reshape(xx.shape[:3] + (1,))], axis=-1)  # the bug: a pad lane",
+                  "w = np.concatenate([w, np.zeros(w.shape[:2] + (1,) + w.shape[3:])], axis=2)  # times a zero weight"]
+        cg += 1
+    if bug == "blockscale":
+        lines += ["c = xx.shape[-1]",
+                  "blocks = np.pad(xx, ((0, 0),) * 3 + ((0, -c % 8),)).reshape(xx.shape[:3] + (-1, 8))",
+                  "top = np.max(np.abs(blocks), axis=-1, keepdims=True)",
+                  "scale = np.where(top > 0, np.exp2(np.ceil(np.log2(np.where(top > 0, top, 1.0)))), 1.0)",
+                  "xx = ((blocks / scale) * scale).reshape(xx.shape[:3] + (-1,))[..., :c]  # the bug: Inf/Inf, 0 * Inf"]
+    lines.append(f"xp = np.pad(xx, ((0, 0), {g.pads[0]}, {g.pads[1]}, (0, 0)))")
     if fires and bug == "size_one":
         for a in (0, 1):
             if _one_tap_axis(case, a):
@@ -201,30 +241,41 @@ def _buggy_snippet(case, bug: str) -> str:
                              f"np.zeros_like(xp.take([0], axis={a + 1}))], axis={a + 1})  # the bug: one row late")
     if bug in SIZE_BUGS:
         lines += _split_k_lines(case, bug, g, fires)
-        lines.append("y = np.asarray(acc).astype(x.dtype)")
+        lines += ["y = np.asarray(acc).astype(x.dtype)", "np.seterr(**saved)"]
         return "\n".join(lines) + "\n"
     if bug == "flush":
-        from conformance.dtypes import fmt
-
-        tiny = fmt(case.dtype).smallest_normal
         lines += [f"xp[np.abs(xp) < {tiny!r}] = 0  # the bug: subnormals flushed", f"w[np.abs(w) < {tiny!r}] = 0"]
     lines.append("acc = 0")
     lines.append(f"for di in range({kh}):")
     lines.append(f"    for dj in range({kw}):")
     lines.append(f"        patch = xp[:, di * {dh}: di * {dh} + {sh} * ({g.out_h} - 1) + 1: {sh}, "
                  f"dj * {dw}: dj * {dw} + {sw} * ({g.out_w} - 1) + 1: {sw}, :]")
-    if case.op == "conv2d":
-        cg, og = case.in_channels // case.groups, case.out_channels // case.groups
+    if bug == "skipzero":  # products formed one by one, the skipped ones left out
+        lines.append(f"        skip = np.abs(patch) < {tiny!r}  # the bug: zeros and subnormals skipped")
+        if case.op == "conv2d":
+            lines.append(f"        prod = [np.where(skip[..., k * {cg}:(k + 1) * {cg}, None], 0.0, "
+                         f"patch[..., k * {cg}:(k + 1) * {cg}, None] * w[di, dj][:, k * {og}:(k + 1) * {og}])"
+                         f".sum(axis=3) for k in range({groups})]")
+            lines.append("        acc = acc + np.concatenate(prod, axis=-1)")
+        else:
+            lines.append("        prod = np.where(skip[..., None], 0.0, patch[..., None] * w[di, dj])")
+            lines.append("        acc = acc + prod.reshape(patch.shape[:3] + (-1,))")
+    elif case.op == "conv2d":
         lines.append(f"        acc = acc + np.concatenate([np.einsum('nhwc,co->nhwo', patch[..., k * {cg}:(k + 1) * {cg}], "
-                     f"w[di, dj][:, k * {og}:(k + 1) * {og}]) for k in range({case.groups})], axis=-1)")
+                     f"w[di, dj][:, k * {og}:(k + 1) * {og}]) for k in range({groups})], axis=-1)")
     else:
         lines.append("        acc = acc + np.einsum('nhwc,cm->nhwcm', patch, w[di, dj]).reshape(patch.shape[:3] + (-1,))")
     if bug == "ownacc":
         lines.append("        acc = np.asarray(acc).astype(x.dtype).astype(np.float64)  # the bug: summed in the dtype")
-    lines.append("if bias is not None:\n    acc = acc + np.asarray(bias, dtype=np.float64)")
+    lines.append("if bias is not None:\n    acc = acc + f64(bias)")
+    if bug == "lanepair":
+        lines += ["o = acc.shape[-1]",
+                  "pairs = np.pad(acc, ((0, 0),) * 3 + ((0, o % 2),)).reshape(acc.shape[:3] + (-1, 2))",
+                  "pairs = np.where(np.isnan(pairs).any(axis=-1, keepdims=True), np.nan, pairs)  # the bug",
+                  "acc = pairs.reshape(acc.shape[:3] + (-1,))[..., :o]"]
     if bug == "flush":
         lines.append(f"acc[np.abs(acc) < {tiny!r}] = 0")
-    lines.append("y = np.asarray(acc).astype(x.dtype)")
+    lines += ["y = np.asarray(acc).astype(x.dtype)", "np.seterr(**saved)"]
     return "\n".join(lines) + "\n"
 
 
@@ -317,3 +368,36 @@ class SizeOneAxis(_OneBug):
     """SplitKFloat32 whose 1-tap axis with stride > 1, dilation > 1 and padding starts one padded row late."""
 
     bug, name = "size_one", "size-one-axis"
+
+
+# ---- the same program without a bug, and with one lane bug (LANE_BUGS) --------------
+
+class Faithful(_OneBug):
+    """The same program with no bug: float64 products and sums, one rounding to the dtype."""
+
+    bug, name = "none", "faithful-program"
+
+
+class OddChannelPadLane(_OneBug):
+    """conv2d over an odd channel count reads the next pixel's channel 0 into its pad lane
+    (times a zero weight): an Inf or NaN there gives NaN in the neighbouring pixel."""
+
+    bug, name = "oddpad", "odd-pad-lane"
+
+
+class NanLanePairs(_OneBug):
+    """Output channels processed in pairs: a NaN in one lane makes its partner NaN."""
+
+    bug, name = "lanepair", "nan-lane-pairs"
+
+
+class BlockScaled(_OneBug):
+    """x scaled in blocks of 8 channels by its largest magnitude: an Inf or NaN poisons its block."""
+
+    bug, name = "blockscale", "block-scaled"
+
+
+class SkipsZeros(_OneBug):
+    """Skips inputs below the smallest normal (zeros, subnormals): 0 * Inf and subnormal * Inf never formed."""
+
+    bug, name = "skipzero", "skips-zeros"

@@ -95,7 +95,7 @@ def test_repro_messages_follow_the_verdict(tmp_path, capsys):
     passing = capsys.readouterr().err
     assert f"{PLAIN.id} passes on numpy here, so python {tmp_path / 'ok.py'} exits 0" in passing
     assert "exits 1 while" not in passing
-    assert cli.main(["repro", PLAIN.id, "--backend", f"{BROKEN}:FlippedKernel", "--out", str(tmp_path / "bad.py")]) == 0
+    assert cli.main(["repro", PLAIN.id, "--backend", f"{BROKEN}:FlippedKernel", "--out", str(tmp_path / "bad.py")]) == 1  # the verdict: it diverges
     diverging = capsys.readouterr().err
     assert f"exits 1 while {PLAIN.id} diverges on flipped (value, as here)" in diverging
 

@@ -3,8 +3,7 @@
 Pinned here: the arrays depend only on the case id (same twice, pinned values so that a
 change of generator is noticed); they come in the case dtype and canonical shapes;
 `small_integers` makes every result exact in the dtype whatever the summation order
-(per-element bound sum |x||w| + |b| <= 2**p); `special` puts NaN/Inf/-0/subnormals
-exactly where `special_positions` says; `subnormal` makes every x value a non-zero
+(per-element bound sum |x||w| + |b| <= 2**p); `subnormal` makes every x value a non-zero
 subnormal; `wide_range` spans many binades and cannot overflow the dtype.
 """
 
@@ -15,7 +14,7 @@ import pytest
 
 from conformance import oracle
 from conformance.dtypes import fmt, np_dtype
-from conformance.inputs import make_inputs, special_filter_position, special_positions, wide_range_exponents
+from conformance.inputs import make_inputs, wide_range_exponents
 from conformance.spec import DTYPES, PROFILES, Case
 from tests.reference import conv_terms
 
@@ -142,62 +141,12 @@ def test_small_integers_result_is_the_same_in_the_dtype_in_any_order(case):
         assert np.array_equal(got, exact), f"{case.id}: {name} summation in {case.dtype} is not exact"
 
 
-# ---- special ----------------------------------------------------------------------------
+# ---- subnormal ---------------------------------------------------------------------------
 
 
 def is_subnormal(v: np.ndarray, dtype: str) -> np.ndarray:
     a = np.abs(as64(v))
     return (a > 0) & (a < fmt(dtype).smallest_normal)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("op", OPS)
-def test_special_values_sit_where_special_positions_says(op, dtype):
-    case = Case(**OPS[op], profile="special", dtype=dtype)
-    x, w, _ = make_inputs(case)
-    x = as64(x)
-    pos = special_positions(case)
-    assert [len(pos[k]) for k in ("nan", "+inf", "-inf", "-0", "subnormal")] == [1, 1, 1, 4, 4]
-    assert all(np.isnan(x[p]) for p in pos["nan"])
-    assert all(x[p] == np.inf for p in pos["+inf"])
-    assert all(x[p] == -np.inf for p in pos["-inf"])
-    assert all(x[p] == 0 and np.signbit(x[p]) for p in pos["-0"])
-    assert all(is_subnormal(x[p], dtype) for p in pos["subnormal"])
-    # Nothing special anywhere else.
-    others = np.ones(x.shape, dtype=bool)
-    for kind in pos.values():
-        for p in kind:
-            others[p] = False
-    assert np.isfinite(x[others]).all() and not is_subnormal(x[others], dtype).any()
-    assert len({p for kind in pos.values() for p in kind}) == 11, "positions must be distinct"
-
-
-@pytest.mark.parametrize("op", OPS)
-def test_special_filter_has_one_inf_in_the_last_output_channel(op):
-    case = Case(**OPS[op], profile="special")
-    w = as64(make_inputs(case).filters)
-    pos = special_filter_position(case)
-    assert pos == (0, 0, case.filter_shape[2] - 1, case.filter_shape[3] - 1)
-    assert w[pos] == np.inf
-    assert np.isfinite(w).sum() == w.size - 1
-
-
-def test_special_with_one_output_channel_keeps_filters_finite():
-    case = Case(op="conv2d", batch=1, height=3, width=3, in_channels=2, kernel=2, out_channels=1, profile="special")
-    assert special_filter_position(case) is None
-    assert np.isfinite(as64(make_inputs(case).filters)).all()
-
-
-def test_special_on_a_tiny_input_keeps_the_priority_order():
-    case = Case(op="depthwise_conv2d", batch=1, height=2, width=2, in_channels=1, kernel=1, channel_multiplier=1,
-                profile="special")
-    pos = special_positions(case)
-    assert {k: len(v) for k, v in pos.items()} == {"nan": 1, "+inf": 1, "-inf": 1, "-0": 1}
-    x = as64(make_inputs(case).x)
-    assert np.isnan(x).sum() == 1 and (x == np.inf).sum() == 1 and (x == -np.inf).sum() == 1
-
-
-# ---- subnormal ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -258,14 +207,3 @@ def test_wide_range_cannot_overflow_the_dtype(case):
     assert np.isfinite(as64(x)).all() and np.isfinite(as64(w)).all()
     assert ref.magnitude.max() < limit, f"{case.id}: magnitude {ref.magnitude.max()} reaches {limit}"
     assert np.isfinite(ref.value.astype(np_dtype(case.dtype)).astype(np.float64)).all()
-
-
-def test_special_profile_puts_exact_zeros_in_the_filters_away_from_the_infinite_tap():
-    case = Case(op="conv2d", batch=1, height=5, width=5, in_channels=3, kernel=3, out_channels=4,
-                padding="SAME", profile="special")
-    from conformance.inputs import special_filter_position, special_filter_zeros
-    _, w, _ = make_inputs(case)
-    zeros = special_filter_zeros(case)
-    assert 1 <= len(zeros) <= 4 and special_filter_position(case) not in zeros
-    assert all(w[p] == 0 for p in zeros)
-    assert {bool(np.signbit(w[p])) for p in zeros} == ({False, True} if len(zeros) > 1 else {False})

@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("vocabulary", ("conformance.vocabulary", "conformance.text", "conformance.usage", "conformance.dtypes",
                     "conformance._rule", "conformance.hypothesis_profiles", "conformance.templates")),
     ("case", ("conformance", "conformance.spec", "conformance.cases", "conformance.cases.*")),
-    ("inputs", ("conformance.inputs", "conformance.tolerance")),
+    ("inputs", ("conformance.inputs", "conformance.tolerance", "conformance.transforms")),
     ("oracle / adapter call", ("conformance.oracle", "conformance.oracle.*", "conformance.oracle_*",
                                "conformance.exact", "conformance.patches",
                                "conformance.adapters", "conformance.adapters.*", "conformance.protocol",

@@ -28,6 +28,7 @@ import pytest
 
 from conformance import oracle, tolerance
 from conformance.compare import compare
+from conformance.compare import sign_test as compare_sign_test
 from conformance.dtypes import flush_subnormals, fmt, np_dtype, round_mantissa
 from conformance.inputs import make_inputs
 from conformance.spec import Case
@@ -584,3 +585,74 @@ def test_a_correctly_rounded_bfloat16_layer_of_33_million_outputs_shows_no_round
     truncated = np.ldexp(np.trunc(np.ldexp(m, 8)), e - 8)  # toward zero, to bfloat16's 8 bits
     assert not compare(case, truncated.astype(dt), ref, inputs).passed  # beyond `strict`'s half ulp, too
     assert tolerance.rounding_bias_z(case, truncated, ref) > 100
+
+
+# ---- the sign test applies the contract in force -----------------------------------------
+
+#: The default set's largest 16-bit layer (ResNet-50's first conv at bfloat16: 802,816 outputs, K = 147).
+RESNET_STEM_BF16 = Case(op="conv2d", batch=1, height=224, width=224, in_channels=3, kernel=7, out_channels=64,
+                        strides=2, padding=((3, 3), (3, 3)), dtype="bfloat16")
+
+
+def accumulated_16bit(case, x, w, how):
+    """A 16-bit conv2d (one group, no dilation) summed tap by tap and channel by channel:
+    `own` accumulates in the dtype (every product and addition rounded to nearest),
+    `own-truncating` the same rounding toward zero, `float32-truncated` accumulates in
+    float32 and converts toward zero (dropping the low bits: a classic conversion bug)."""
+    dt, bits = np_dtype(case.dtype), fmt(case.dtype).precision
+    g = case.geometry
+    (t, b), (l, r) = g.pads
+    xp = np.pad(x.astype(np.float32), ((0, 0), (t, b), (l, r), (0, 0)))
+    w32 = w.astype(np.float32)
+    (kh, kw), (sh, sw) = case.kernel, case.strides
+    nearest = lambda v: v.astype(dt).astype(np.float32)  # noqa: E731
+    toward_zero = lambda v: _truncate(v.astype(np.float64), bits).astype(np.float32)  # noqa: E731
+    rnd = nearest if how == "own" else toward_zero
+    acc = np.zeros(case.output_shape, np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            window = xp[:, i: i + sh * (g.out_h - 1) + 1: sh, j: j + sw * (g.out_w - 1) + 1: sw]
+            for c in range(case.in_channels):
+                term = window[..., c:c + 1] * w32[i, j, c]
+                acc = acc + term if how == "float32-truncated" else rnd(acc + rnd(term))
+    return (toward_zero(acc) if how == "float32-truncated" else acc).astype(dt)
+
+
+@functools.lru_cache(maxsize=None)
+def _stem(how):
+    x, w, b = make_inputs(RESNET_STEM_BF16)
+    ref = oracle.reference(RESNET_STEM_BF16, x, w, b)
+    return ref, (x, w, b), accumulated_16bit(RESNET_STEM_BF16, x, w, how)
+
+
+def test_bfloat16_accumulation_rounding_to_nearest_is_no_rounding_bias_under_any():
+    # Each rounding to nearest of a partial sum leans toward zero where values thin out:
+    # over 147 of them, 1.2% more of the inexact elements lean in than out (z = 9.6 at
+    # 700,000 of them). `any` accepts accumulation in the dtype, so its lean as well.
+    ref, inputs, y = _stem("own")
+    c = compare(RESNET_STEM_BF16, y, ref, inputs, "any")
+    assert c.passed, c.message
+    z, biased = compare_sign_test(RESNET_STEM_BF16, y.astype(np.float64), ref, "strict")
+    assert z > tolerance.BIAS_Z and biased, "the lean must be real: the strict sign test sees it"
+
+
+@pytest.mark.parametrize("level", ["relaxed", "any"])
+def test_a_truncating_conversion_is_a_rounding_bias_under_the_16_bit_contracts(level):
+    ref, inputs, y = _stem("float32-truncated")
+    c = compare(RESNET_STEM_BF16, y, ref, inputs, level)
+    assert (c.passed, c.kind) == (False, "rounding_bias"), (c.kind, c.message)
+
+
+def test_accumulating_with_truncation_is_flagged_under_any():
+    # Every addition rounded toward zero: a gain of -44 bfloat16 unit roundoffs, beyond
+    # even `any`'s element limits (a wrong value), and a lean of 0.63 beyond its 0.1.
+    ref, inputs, y = _stem("own-truncating")
+    c = compare(RESNET_STEM_BF16, y, ref, inputs, "any")
+    assert not c.passed and c.kind in ("rounding_bias", "value"), (c.kind, c.message)
+    assert compare_sign_test(RESNET_STEM_BF16, y.astype(np.float64), ref, "any")[1]
+
+
+def test_truncating_the_conversion_is_flagged_under_strict():
+    ref, inputs, y = _stem("float32-truncated")
+    c = compare(RESNET_STEM_BF16, y, ref, inputs)
+    assert not c.passed and c.precision_met is None, (c.kind, c.precision_met, c.message)

@@ -85,7 +85,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="repeat every case, not only the small ones and the sample (--repeats N times)")
     p.add_argument("--precision", type=one_of(PRECISIONS), choices=PRECISIONS, default=DEFAULT_PRECISION,
                    help="precision contract of the verdict: strict (default: 16-bit types accumulate in float32), "
-                        "relaxed, any (accumulation in the dtype accepted), tf32 (docs/tolerance.md)")
+                        "relaxed, any (accumulation in the dtype accepted), tf32, and the transform algorithms' "
+                        "winograd, fft, winograd4, winograd6 (docs/tolerance.md, docs/contracts-transforms.md)")
 
 
 def _specs(args) -> list[str]:

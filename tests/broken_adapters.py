@@ -82,50 +82,112 @@ class NoRepro:
 
 
 
-# ---- one bug each, for the findings tests ----------------------------------------------
+# ---- planted bugs, for the findings tests ---------------------------------------------
+#
+# One correct program (im2col + one product per group, float64, one rounding to the dtype)
+# with bugs planted by name. Each bug's condition is written here in plain Python, so that
+# a test can compare a finding's members with the cases the bug really covers.
 
-def _buggy_snippet(case, bug: str) -> str:
-    """NumPy source computing `case` right except for `bug`: "dilation" (ignored by
-    depthwise with strides > 1 and dilations > 1), "flush" (subnormal inputs and results
-    flushed to zero) or "accept" (an empty-output invalid case returns an empty array)."""
+def _effective_dilation(case) -> int:
+    return max([d for d, k in zip(case.dilations, case.kernel) if k > 1], default=1)
+
+
+def _chaos(case) -> bool:
+    import zlib
+
+    return zlib.crc32(case.id.encode()) % 3 == 0
+
+
+#: name -> the condition under which the bug changes the result (valid cases), or, for the
+#: bugs on invalid cases, under which the program returns an output instead of raising.
+PLANTED = {
+    # depthwise with strides > 1 ignores the dilation: a wrong shape (VALID) or wrong values (SAME)
+    "dilation": lambda c: c.op == "depthwise_conv2d" and max(c.strides) > 1 and _effective_dilation(c) > 1,
+    # subnormal inputs, filters and results flushed to zero: it shows wherever there is one
+    "flush": lambda c: True,
+    "accept": lambda c: 0 in c.output_shape,  # an empty-output invalid case returns an empty array
+    # a vector tail: the last input channel of each group is skipped when there are 8k + 3
+    "tail8": lambda c: c.op == "conv2d" and c.filter_in_channels % 8 == 3,
+    # split-K in slices of 256 products: the last, partial slice is dropped once K > 2304
+    "splitk": lambda c: c.reduction_size >= 2305 and c.reduction_size % 256 != 0,
+    # bfloat16 with a bias: the bias is added twice
+    "bf16bias": lambda c: c.dtype == "bfloat16" and c.bias,
+    # dilations of 6 and more are taken as one less
+    "dilation6": lambda c: _effective_dilation(c) >= 6,
+    # outputs of 2^16 pixels and more get their last row wrong
+    "bigout": lambda c: c.geometry.out_h * c.geometry.out_w >= 65536,
+    # invalid groups (not dividing in_channels) are accepted: zeros come back
+    "groups": lambda c: c.op == "conv2d" and c.in_channels % c.groups != 0,
+    # only groups > in_channels are accepted
+    "groups_exceed": lambda c: c.op == "conv2d" and c.groups > c.in_channels,
+    # a condition no feature of a case describes: one in three case ids, by hash
+    "chaos": _chaos,
+}
+_ON_INVALID = ("accept", "groups", "groups_exceed")
+
+
+def _buggy_snippet(case, bugs) -> str:
+    """NumPy source computing `case` right except for the planted `bugs` (names in PLANTED,
+    or one name) whose conditions hold. Invalid cases raise unless a bug accepts them."""
     from conformance.dtypes import fmt
     from conformance.spec import conv_geometry
 
+    bugs = (bugs,) if isinstance(bugs, str) else tuple(bugs)
+    unknown = [b for b in bugs if b not in PLANTED]
+    if unknown:
+        raise ValueError(f"planted bugs: expected names in {sorted(PLANTED)}, received {unknown}")
+    active = {b for b in bugs if PLANTED[b](case)}
     if not case.is_valid:
-        if bug == "accept" and 0 in case.output_shape:
-            return f"import numpy as np\ny = np.zeros({tuple(case.output_shape)}, dtype=x.dtype)  # the bug: no error\n"
+        if active & set(_ON_INVALID):
+            shape = tuple(case.output_shape)
+            return f"import numpy as np\ny = np.zeros({shape}, dtype=x.dtype)  # the bug: no error\n"
         return f"raise ValueError({('invalid case: ' + case.invalid_reason)!r})\n"
     (kh, kw), (sh, sw), (dh, dw) = case.kernel, case.strides, case.dilations
-    if bug == "dilation" and case.op == "depthwise_conv2d" and max(case.strides) > 1 and max(case.dilations) > 1:
+    if "dilation" in active:
         dh = dw = 1  # the bug: the dilation is dropped
+    if "dilation6" in active:
+        dh, dw = (d - 1 if d >= 6 else d for d in (dh, dw))  # the bug: one less
     g = conv_geometry((case.height, case.width), case.kernel, case.strides, (dh, dw), case.padding)
+    tiny = fmt(case.dtype).smallest_normal
     lines = ["import numpy as np",
              f"xp = np.pad(np.asarray(x, dtype=np.float64), ((0, 0), {g.pads[0]}, {g.pads[1]}, (0, 0)))",
              "w = np.asarray(filters, dtype=np.float64)"]
-    tiny = fmt(case.dtype).smallest_normal
-    if bug == "flush":
+    if "flush" in active:
         lines += [f"xp[np.abs(xp) < {tiny!r}] = 0  # the bug: subnormals flushed", f"w[np.abs(w) < {tiny!r}] = 0"]
-    lines.append("acc = 0")
-    lines.append(f"for di in range({kh}):")
-    lines.append(f"    for dj in range({kw}):")
-    lines.append(f"        patch = xp[:, di * {dh}: di * {dh} + {sh} * ({g.out_h} - 1) + 1: {sh}, "
-                 f"dj * {dw}: dj * {dw} + {sw} * ({g.out_w} - 1) + 1: {sw}, :]")
+    lines.append(f"cols = np.stack([xp[:, di * {dh}: di * {dh} + {sh} * ({g.out_h} - 1) + 1: {sh}, "
+                 f"dj * {dw}: dj * {dw} + {sw} * ({g.out_w} - 1) + 1: {sw}, :] "
+                 f"for di in range({kh}) for dj in range({kw})], axis=3)  # (N, OH, OW, taps, C)")
     if case.op == "conv2d":
-        cg, og = case.filter_in_channels, case.out_channels // case.groups
-        lines.append(f"        acc = acc + np.concatenate([np.einsum('nhwc,co->nhwo', patch[..., k * {cg}:(k + 1) * {cg}], "
-                     f"w[di, dj][:, k * {og}:(k + 1) * {og}]) for k in range({case.groups})], axis=-1)")
+        cg, og, k = case.filter_in_channels, case.out_channels // case.groups, case.reduction_size
+        lines += ["parts = []", f"for grp in range({case.groups}):",
+                  f"    a = cols[..., grp * {cg}:(grp + 1) * {cg}].reshape(cols.shape[:3] + ({k},))",
+                  f"    wg = w[..., grp * {og}:(grp + 1) * {og}].reshape({k}, {og}).copy()"]
+        if "tail8" in active:
+            lines.append(f"    wg[{cg - 1}::{cg}] = 0  # the bug: the vector tail's last channel is skipped")
+        if "splitk" in active:
+            lines.append(f"    wg[{k - k % 256}:] = 0  # the bug: the last partial slice of 256 is dropped")
+        lines += ["    parts.append(a @ wg)", "acc = np.concatenate(parts, axis=-1)"]
     else:
-        lines.append("        acc = acc + np.einsum('nhwc,cm->nhwcm', patch, w[di, dj]).reshape(patch.shape[:3] + (-1,))")
+        lines.append("acc = np.einsum('nhwtc,tcm->nhwcm', cols, w.reshape((-1,) + w.shape[2:]))"
+                     ".reshape(cols.shape[:3] + (-1,))")
     lines.append("if bias is not None:\n    acc = acc + np.asarray(bias, dtype=np.float64)")
-    if bug == "flush":
+    if "bf16bias" in active:
+        lines.append("acc = acc + np.asarray(bias, dtype=np.float64)  # the bug: the bias twice")
+    if "bigout" in active:
+        lines.append("acc[:, -1] += 1  # the bug: the last row is off by one")
+    if "chaos" in active:
+        lines.append("acc = acc + 1  # the bug")
+    if "flush" in active:
         lines.append(f"acc[np.abs(acc) < {tiny!r}] = 0")
     lines.append("y = np.asarray(acc).astype(x.dtype)")
     return "\n".join(lines) + "\n"
 
 
-class _OneBug:
-    bug = ""
-    name = ""
+class Planted:
+    """A backend computing every case right except for its planted `bugs` (PLANTED names)."""
+
+    bugs: tuple[str, ...] = ()
+    name = "planted"
 
     def version(self) -> str:
         return "0.1"
@@ -137,27 +199,51 @@ class _OneBug:
         return None
 
     def repro_code(self, case) -> str:
-        return _buggy_snippet(case, self.bug)
+        return _buggy_snippet(case, self.bugs)
 
     def run(self, case, x, filters, bias):
         ns = {"x": x, "filters": filters, "bias": bias}
-        exec(_buggy_snippet(case, self.bug), ns)  # noqa: S102 (our own generated source)
+        exec(_buggy_snippet(case, self.bugs), ns)  # noqa: S102 (our own generated source)
         return ns["y"]
 
 
-class DropsDilation(_OneBug):
+class DropsDilation(Planted):
     """Depthwise with strides > 1 and dilations > 1 ignores the dilation (a wrong shape or wrong values)."""
 
-    bug, name = "dilation", "drops-dilation"
+    bugs, name = ("dilation",), "drops-dilation"
 
 
-class FlushesSubnormals(_OneBug):
+class FlushesSubnormals(Planted):
     """Flushes subnormal inputs, filters and results to zero (FTZ/DAZ)."""
 
-    bug, name = "flush", "flushes-subnormals"
+    bugs, name = ("flush",), "flushes-subnormals"
 
 
-class AcceptsEmptyOutput(_OneBug):
+class AcceptsEmptyOutput(Planted):
     """Returns an empty array for an invalid case whose output would be empty."""
 
-    bug, name = "accept", "accepts-empty"
+    bugs, name = ("accept",), "accepts-empty"
+
+
+class FourBugs(Planted):
+    """The depthwise stride x dilation bug, a vector tail, bfloat16 + bias and invalid groups accepted."""
+
+    bugs, name = ("dilation", "tail8", "bf16bias", "groups"), "four-bugs"
+
+
+class ThresholdBugs(Planted):
+    """Split-K past K = 2304, dilations >= 6, outputs of 2^16 pixels, groups > in_channels accepted."""
+
+    bugs, name = ("splitk", "dilation6", "bigout", "groups_exceed"), "threshold-bugs"
+
+
+class Chaotic(Planted):
+    """One in three cases wrong, by a hash of the case id: no predicate describes it."""
+
+    bugs, name = ("chaos",), "chaotic"
+
+
+class Correct(Planted):
+    """No bug at all."""
+
+    name = "correct"

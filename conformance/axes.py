@@ -1,0 +1,403 @@
+"""The parameters an experiment moves, one at a time, and how a case moves along each.
+
+An experiment asks "does the divergence survive when this parameter takes a neutral
+value?" (stride -> 1, dtype -> float32, ...). A *parameter* here is what a user would
+name: `strides`, `in_channels`, `dtype`. A *line* is one integer direction of a numeric
+parameter that a scan walks along: `strides.h`, `strides.w`, `strides.hw` (both axes
+together); `in_channels` (per group for a valid grouped conv2d, so that a move keeps
+the grouping valid).
+
+Invariants
+- `move(case, value)` returns a well-formed Case of the same validity category as
+  `case` (`predicate.validity`), or None: an experiment never turns a valid case into an
+  invalid one by accident, nor the reverse. The `validity` parameter is the one move
+  whose purpose is to change it. A move that would empty the output of a valid case
+  grows the input to the smallest size that keeps it valid instead.
+- Moves are pure and deterministic (no randomness; callers bring their own).
+- Nothing here runs a backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .predicate import BY_NAME, validity
+from .spec import ALL_PROFILES, DATA_FORMATS, DTYPES, Case, CaseError
+
+
+def _same_validity(before: Case, after: Case) -> bool:
+    return validity(before) == validity(after)
+
+
+def grown(c: Case) -> Case | None:
+    """`c`, or `c` with the smallest larger input that gives a non-empty output where only
+    the output's emptiness made it invalid."""
+    if validity(c) != "empty_output":
+        return c
+    (pt, pb), (pl, pr) = c.padding if not isinstance(c.padding, str) else ((0, 0), (0, 0))
+    eff_h, eff_w = c.geometry.effective_kernel
+    try:
+        c = c.replace(height=max(c.height, eff_h - pt - pb), width=max(c.width, eff_w - pl - pr))
+    except CaseError:
+        return None
+    return c if validity(c) != "empty_output" else None
+
+
+def roomy(c: Case, out: int = 4) -> Case | None:
+    """`c` with an input at least as large as its effective kernel and an output of at
+    least `out` rows and columns (grown, never shrunk), or None: a case where every filter
+    tap reads real input somewhere, so that a bug in any tap can show."""
+    eff_h, eff_w = c.geometry.effective_kernel
+    h, w = max(c.height, eff_h), max(c.width, eff_w)
+    for _ in range(4096):
+        try:
+            grown_c = c.replace(height=h, width=w)
+        except CaseError:
+            return None
+        g = grown_c.geometry
+        if g.out_h >= out and g.out_w >= out:
+            return grown_c
+        h += g.out_h < out
+        w += g.out_w < out
+    return None
+
+
+def replace(c: Case, keep_validity: bool = True, **changes: Any) -> Case | None:
+    """`c.replace(**changes)` of the same validity category (see the invariants), or None."""
+    try:
+        out = c.replace(**changes)
+    except (CaseError, TypeError, ValueError):
+        return None
+    if keep_validity and validity(c) == "valid" and validity(out) == "empty_output":
+        out = grown(out)
+    if out is None or (keep_validity and not _same_validity(c, out)):
+        return None
+    return out
+
+
+def _grouped(c: Case) -> bool:
+    return c.op == "conv2d" and validity(c) == "valid" and c.filter_channels is None
+
+
+# ---- lines: integer directions --------------------------------------------------------
+
+@dataclass(frozen=True)
+class Line:
+    """One integer direction: `get(case)` its value, `set(case, v)` the moved case or None."""
+
+    name: str
+    get: Callable[[Case], int]
+    set: Callable[[Case, int], Case | None]
+    low: int = 1  # the smallest value the line takes
+    cap: int = 4096  # scans never go past this
+
+    def move(self, c: Case, v: int) -> Case | None:
+        if v < self.low or v > self.cap:
+            return None
+        return self.set(c, v)
+
+
+def _set_in(c: Case, v: int) -> Case | None:
+    if _grouped(c):
+        return replace(c, in_channels=c.groups * v)
+    return replace(c, in_channels=v)
+
+
+def _get_in(c: Case) -> int:
+    return c.in_channels // c.groups if _grouped(c) else c.in_channels
+
+
+def _set_out(c: Case, v: int) -> Case | None:
+    if c.op != "conv2d":
+        return replace(c, channel_multiplier=v)
+    if _grouped(c):
+        return replace(c, out_channels=c.groups * v)
+    return replace(c, out_channels=v)
+
+
+def _get_out(c: Case) -> int:
+    if c.op != "conv2d":
+        return c.channel_multiplier
+    return c.out_channels // c.groups if _grouped(c) else c.out_channels
+
+
+def _set_groups(c: Case, v: int) -> Case | None:
+    if c.op != "conv2d":
+        return None
+    if _grouped(c):  # keep the channels per group: a valid grouping stays valid
+        return replace(c, groups=v, in_channels=v * (c.in_channels // c.groups),
+                        out_channels=v * (c.out_channels // c.groups))
+    return replace(c, groups=v)
+
+
+def _pair_line(field: str, part: str, cap: int) -> Line:
+    def get(c: Case) -> int:
+        h, w = getattr(c, field)
+        return h if part == "h" else w if part == "w" else max(h, w)
+
+    def set_(c: Case, v: int) -> Case | None:
+        h, w = getattr(c, field)
+        new = (v, w) if part == "h" else (h, v) if part == "w" else (v, v)
+        return replace(c, **{field: new})
+
+    return Line(f"{field}.{part}", get, set_, 1, cap)
+
+
+LINES: dict[str, Line] = {line.name: line for line in (
+    Line("batch", lambda c: c.batch, lambda c, v: replace(c, batch=v), 1, 256),
+    Line("height", lambda c: c.height, lambda c, v: replace(c, height=v), 1, 4096),
+    Line("width", lambda c: c.width, lambda c, v: replace(c, width=v), 1, 4096),
+    Line("in_channels", _get_in, _set_in, 1, 8192),
+    Line("out_channels", _get_out, _set_out, 1, 8192),
+    Line("groups", lambda c: c.groups, _set_groups, 1, 256),
+    *(_pair_line("kernel", p, 32) for p in ("h", "w", "hw")),
+    *(_pair_line("strides", p, 32) for p in ("h", "w", "hw")),
+    *(_pair_line("dilations", p, 32) for p in ("h", "w", "hw")),
+)}
+
+def solve(base: Case, line: Line, name: str, target: int) -> list[Case]:
+    """Cases along `line` from `base` whose feature `name` is nearest `target` (from
+    below and from above), assuming the feature is monotone along the line."""
+    feature = BY_NAME[name]
+
+    def f(x: int) -> Any:
+        c = line.move(base, x)
+        return None if c is None else feature.get(c, c.geometry)
+
+    lo = line.low
+    f_lo = f(lo)
+    if f_lo is None:
+        return []
+    # Exponential search for a value on the other side of the target, then bisection.
+    hi, f_hi = lo, f_lo
+    step = 1
+    while True:
+        nxt = min(lo + step, line.cap)
+        f_nxt = f(nxt)
+        if f_nxt is None:
+            return []
+        hi, f_hi = nxt, f_nxt
+        if (f_lo < target) != (f_hi < target) or nxt == line.cap:
+            break
+        step *= 2
+    if (f_lo < target) == (f_hi < target):
+        return []
+    a, b = lo, hi  # f(a) and f(b) lie on either side of the target
+    below_a = f_lo < target
+    while b - a > 1:
+        mid = (a + b) // 2
+        fm = f(mid)
+        if fm is None:
+            return []
+        a, b = (mid, b) if (fm < target) == below_a else (a, mid)
+    return [c for c in (line.move(base, a), line.move(base, b), line.move(base, b + 1)) if c is not None]
+
+
+#: Which lines change a feature (predicate.FEATURES), most direct first: where a repair
+#: (confirmation) or a solver (experiments) moves a case to change that feature.
+FEATURE_LINES: dict[str, tuple[str, ...]] = {
+    "batch": ("batch",), "height": ("height",), "width": ("width",),
+    "in_channels": ("in_channels", "groups"), "per_group_channels": ("in_channels",),
+    "out_channels": ("out_channels", "in_channels"), "per_group_out_channels": ("out_channels",),
+    "groups": ("groups",), "multiplier": ("out_channels",),
+    "kernel": ("kernel.hw",), "kernel_h": ("kernel.h",), "kernel_w": ("kernel.w",),
+    "stride": ("strides.h", "strides.w", "strides.hw"), "stride_h": ("strides.h",), "stride_w": ("strides.w",),
+    "dilation": ("dilations.h", "dilations.w", "dilations.hw"), "dilation_h": ("dilations.h",),
+    "dilation_w": ("dilations.w",),
+    "out_h": ("height",), "out_w": ("width",), "output_pixels": ("height", "width"),
+    "K": ("in_channels", "kernel.hw", "kernel.h"), "input_elements": ("height", "in_channels", "batch"),
+    "output_elements": ("height", "width", "out_channels", "batch"),
+    "pad": (), "asymmetric_pad": (),
+}
+
+
+# ---- parameters: what an experiment neutralises -----------------------------------------
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter an experiment moves. `kind`: "int" (one line), "pair" (three lines:
+    .h, .w, .hw) or "cat" (values tried as alternatives)."""
+
+    name: str
+    kind: str
+    neutrals: Callable[[Case], list[Case]]  # the case with this parameter neutral, candidates in order
+    alternatives: Callable[[Case], list[Case]] = lambda c: []  # "cat": the case with every other value
+
+
+def _cases(*maybe: Case | None) -> list[Case]:
+    out, seen = [], set()
+    for c in maybe:
+        if c is not None and c.id not in seen:
+            out.append(c)
+            seen.add(c.id)
+    return out
+
+
+def _smallest(c: Case, line: str) -> Case | None:
+    """`c` moved along `line` to the smallest value that keeps its validity category."""
+    ln = LINES[line]
+    for v in range(ln.low, ln.get(c)):
+        moved = ln.move(c, v)
+        if moved is not None:
+            return moved
+    return None
+
+
+def _typical_spatial(c: Case, name: str) -> Case | None:
+    """An input `name` (height/width) with an output of 8 along it: not one row or column, not big."""
+    line = LINES[name]
+    for v in range(line.get(c), line.get(c) + 64):
+        moved = line.move(c, v)
+        if moved is not None and (moved.geometry.out_h if name == "height" else moved.geometry.out_w) >= 8:
+            return moved
+    return None
+
+
+def convert_op(c: Case, keep_validity: bool = True) -> Case | None:
+    """The same computation under the other op, where one exists: depthwise (C, M) is
+    conv2d with groups = C and C*M outputs; conv2d with groups = in_channels (or one
+    input channel) is depthwise. Otherwise the other op with the closest shape."""
+    if c.op == "depthwise_conv2d":
+        return replace(c, op="conv2d", channel_multiplier=None, groups=c.in_channels,
+                        out_channels=c.in_channels * c.channel_multiplier, keep_validity=keep_validity)
+    m = max(1, c.out_channels // c.in_channels)
+    return replace(c, op="depthwise_conv2d", out_channels=None, groups=1, filter_channels=None,
+                    channel_multiplier=m, keep_validity=keep_validity)
+
+
+def to_validity(c: Case, category: str) -> Case | None:
+    """The case nearest `c` whose validity category is `category` (predicate.VALIDITY), or None."""
+    if validity(c) == category:
+        return c
+    candidates: list[Case | None] = []
+    if category == "valid":
+        if validity(c) == "empty_output":
+            candidates.append(grown(c))
+        if c.op == "conv2d":
+            g = c.groups
+            candidates += [replace(c, keep_validity=False, filter_channels=None,
+                                    in_channels=max(g, -(-c.in_channels // g) * g),
+                                    out_channels=max(g, -(-c.out_channels // g) * g)),
+                           replace(c, keep_validity=False, groups=1, filter_channels=None)]
+    elif category == "empty_output":
+        for name in ("width", "height"):
+            line = LINES[name]
+            v = line.get(c)
+            while v > 1:
+                v -= 1
+                candidates.append(replace(c, keep_validity=False, **{name: v}))
+    else:
+        base = c if c.op == "conv2d" else convert_op(c, keep_validity=False)
+        if base is None:
+            return None
+        g, cin = base.groups, base.in_channels
+        if category == "groups_exceed_in_channels":
+            candidates.append(replace(base, keep_validity=False, groups=cin + 1, out_channels=cin + 1,
+                                       filter_channels=None))
+        elif category == "groups_not_dividing_in_channels":
+            gg = max(g, 2)
+            candidates.append(replace(base, keep_validity=False, groups=gg, in_channels=gg * max(1, cin // gg) + 1,
+                                       out_channels=gg * max(1, base.out_channels // gg), filter_channels=None))
+        elif category == "groups_not_dividing_out_channels":
+            gg = max(g, 2)
+            candidates.append(replace(base, keep_validity=False, groups=gg, in_channels=gg * max(1, cin // gg),
+                                       out_channels=gg * max(1, base.out_channels // gg) + 1, filter_channels=None))
+        elif category == "filter_channels_mismatch":
+            candidates.append(replace(base, keep_validity=False, filter_channels=base.filter_in_channels + 1))
+    for cand in candidates:
+        if cand is not None and validity(cand) == category:
+            return cand
+    return None
+
+
+def _explicit_like_same(c: Case) -> Case | None:
+    pads = replace(c, padding="SAME", keep_validity=False)
+    return replace(c, padding=pads.geometry.pads) if pads is not None else None
+
+
+def _padding_values(c: Case) -> list[Case]:
+    sym = replace(c, padding=((1, 1), (1, 1)))
+    return _cases(replace(c, padding="VALID"), replace(c, padding="SAME"), sym, _explicit_like_same(c))
+
+
+def _pair_neutral(field: str, values: tuple[tuple[int, int], ...]) -> Callable[[Case], list[Case]]:
+    return lambda c: _cases(*(replace(c, **{field: v}) for v in values if getattr(c, field) != v))
+
+
+def _field_values(field: str, values: tuple) -> Callable[[Case], list[Case]]:
+    return lambda c: _cases(*(replace(c, **{field: v}) for v in values if getattr(c, field) != v))
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("validity", "cat", lambda c: _cases(to_validity(c, "valid")) if validity(c) != "valid" else [],
+          lambda c: _cases(*(to_validity(c, v) for v in ("valid", "empty_output", "groups_exceed_in_channels",
+                                                          "groups_not_dividing_in_channels",
+                                                          "groups_not_dividing_out_channels",
+                                                          "filter_channels_mismatch")))
+          if validity(c) != "valid" else []),
+    Param("op", "cat", lambda c: _cases(convert_op(c)), lambda c: _cases(convert_op(c))),
+    Param("dtype", "cat", _field_values("dtype", ("float32",)), _field_values("dtype", DTYPES)),
+    Param("profile", "cat", _field_values("profile", ("normal",)),
+          lambda c: _field_values("profile", ALL_PROFILES)(c) if c.profile != "normal" else []),
+    Param("data_format", "cat", _field_values("data_format", ("NHWC",)), _field_values("data_format", DATA_FORMATS)),
+    Param("bias", "cat", _field_values("bias", (False,)), _field_values("bias", (False, True))),
+    Param("padding", "cat", lambda c: _cases(replace(c, padding="VALID")) if c.padding != "VALID" else [],
+          _padding_values),
+    Param("batch", "int", lambda c: _cases(_smallest(c, "batch"))),
+    Param("height", "int", lambda c: _cases(_smallest(c, "height"), _typical_spatial(c, "height"))),
+    Param("width", "int", lambda c: _cases(_smallest(c, "width"), _typical_spatial(c, "width"))),
+    Param("in_channels", "int", lambda c: _cases(LINES["in_channels"].move(c, 1), LINES["in_channels"].move(c, 16))),
+    Param("out_channels", "int", lambda c: _cases(LINES["out_channels"].move(c, 1), LINES["out_channels"].move(c, 16))),
+    Param("groups", "int", lambda c: _cases(LINES["groups"].move(c, 1)) if c.op == "conv2d" else []),
+    Param("kernel", "pair", _pair_neutral("kernel", ((1, 1), (3, 3)))),
+    Param("strides", "pair", _pair_neutral("strides", ((1, 1),))),
+    Param("dilations", "pair", _pair_neutral("dilations", ((1, 1),))),
+)
+BY_PARAM: dict[str, Param] = {p.name: p for p in PARAMS}
+#: The line of an "int" parameter.
+PARAM_LINE = {"batch": "batch", "height": "height", "width": "width", "in_channels": "in_channels",
+              "out_channels": "out_channels", "groups": "groups"}
+
+
+def transposed(c: Case) -> Case | None:
+    """`c` with its two spatial axes swapped (sizes, kernel, strides, dilations, pads): what
+    tells a bug on one axis from one on either."""
+    pad = c.padding if isinstance(c.padding, str) else (c.padding[1], c.padding[0])
+    return replace(c, height=c.width, width=c.height, kernel=c.kernel[::-1], strides=c.strides[::-1],
+                    dilations=c.dilations[::-1], padding=pad)
+
+
+def differing_params(a: Case, b: Case) -> list[str]:
+    """The PARAMS whose fields differ between `a` and `b` (in PARAMS order)."""
+    out = []
+    fields = {"validity": (), "op": ("op",), "dtype": ("dtype",), "profile": ("profile",),
+              "data_format": ("data_format",), "bias": ("bias",), "padding": ("padding",), "batch": ("batch",),
+              "height": ("height",), "width": ("width",), "in_channels": ("in_channels",),
+              "out_channels": ("out_channels", "channel_multiplier"), "groups": ("groups",),
+              "kernel": ("kernel",), "strides": ("strides",), "dilations": ("dilations",)}
+    for p in PARAMS:
+        if p.name == "validity":
+            if validity(a) != validity(b):
+                out.append(p.name)
+        elif any(getattr(a, f) != getattr(b, f) for f in fields[p.name]):
+            out.append(p.name)
+    return out
+
+
+def take(a: Case, b: Case, param: str) -> Case | None:
+    """`a` with `param` as `b` has it (fields copied; same validity category as `a`), or None."""
+    fields = {"op": None, "dtype": ("dtype",), "profile": ("profile",), "data_format": ("data_format",),
+              "bias": ("bias",), "padding": ("padding",), "batch": ("batch",), "height": ("height",),
+              "width": ("width",), "kernel": ("kernel",), "strides": ("strides",), "dilations": ("dilations",)}
+    if param == "op":
+        return convert_op(a) if a.op != b.op else a
+    if param == "validity":
+        return to_validity(a, validity(b))
+    if param == "in_channels":
+        return LINES["in_channels"].move(a, LINES["in_channels"].get(b))
+    if param == "out_channels":
+        return LINES["out_channels"].move(a, LINES["out_channels"].get(b)) if a.op == b.op else None
+    if param == "groups":
+        return LINES["groups"].move(a, b.groups) if a.op == b.op == "conv2d" else None
+    return replace(a, **{f: getattr(b, f) for f in fields[param]})

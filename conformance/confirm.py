@@ -1,0 +1,251 @@
+"""Confirm a predicate on fresh cases: inside it must diverge, just outside it must pass.
+
+Inside cases are random cases repaired until every atom holds; an outside case is an
+inside one with exactly one atom made false by the smallest move (a bound crossed by
+one step, a residue broken by one, the nearest value outside a set). Both are judged by
+the one verdict, through the probe.
+
+Invariants
+- Fresh cases depend on the predicate and the backend's framework only (the random
+  generator is seeded by both), never on the run's records or the variant: two variants
+  whose outputs are bitwise identical get identical confirmations.
+- A row counts `for` (inside diverged, outside passed), `against` (inside passed;
+  outside diverged in the same way), or `neither`: unsupported, errors, crashes and
+  timeouts; an outside case another finding's predicate covers; an outside case that
+  still diverges when any other condition of the predicate is taken away too (it
+  diverges in another way, not through this mechanism).
+- `confirmed`: at least one row for and none against. `refuted`: a row against.
+  `unconfirmed`: no row for (nothing could be judged within the budget).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any, Iterable
+
+from . import axes
+from .predicate import BY_NAME, Atom, Predicate, features
+from .probe import BudgetSpent, Prober
+from .minimise import cost
+from .spec import DATA_FORMATS, DTYPES, OPS, Case, CaseError
+
+#: Fresh inside cases per predicate; every atom also gets one just-outside case.
+INSIDE = 4
+#: Random draws tried per inside case before giving up on it.
+DRAWS = 60
+#: Fresh cases stay small: multiply-adds + elements (minimise.cost) at most this.
+MAX_COST = 2e7
+
+
+def seed(framework: str, predicate: Predicate, salt: str = "") -> int:
+    text = "\x1f".join([framework, predicate.text(), salt])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def random_case(rng: random.Random) -> Case | None:
+    """A small random valid case: the starting point an inside case is repaired from."""
+    op = rng.choice(OPS)
+    kernel = (rng.choice((1, 2, 3, 3, 4)), rng.choice((1, 2, 3, 3, 4)))
+    common = dict(batch=rng.choice((1, 1, 2)), height=rng.randint(4, 12), width=rng.randint(4, 12), kernel=kernel,
+                  strides=(rng.choice((1, 1, 2)), rng.choice((1, 1, 2))),
+                  dilations=(rng.choice((1, 1, 2)), rng.choice((1, 1, 2))),
+                  padding=rng.choice(("VALID", "SAME", ((1, 1), (1, 1)), ((0, 1), (1, 0)))),
+                  dtype=rng.choice(("float32", "float32") + DTYPES), data_format=rng.choice(DATA_FORMATS),
+                  bias=rng.random() < 0.5)
+    try:
+        if op == "conv2d":
+            g = rng.choice((1, 1, 1, 2))
+            c = Case(op=op, in_channels=g * rng.randint(1, 6), out_channels=g * rng.randint(1, 6), groups=g, **common)
+        else:
+            c = Case(op=op, in_channels=rng.randint(1, 6), channel_multiplier=rng.randint(1, 3), **common)
+    except CaseError:
+        return None
+    return axes.grown(c) if not c.is_valid else c
+
+
+def _moves_for(case: Case, atom: Atom, rng: random.Random | None, make_true: bool,
+               pred: Predicate) -> list[Case]:
+    """Cases one move from `case` on which `atom` holds (make_true) or fails, the smallest
+    moves first; the other atoms on the same feature are kept true."""
+    f = BY_NAME[atom.feature]
+    same = [a for a in pred.atoms if a.feature == atom.feature and a != atom]
+
+    def wanted(c: Case) -> bool:
+        v = features(c)
+        return atom.holds(v) == make_true and all(a.holds(v) for a in same)
+
+    out: list[Case] = []
+    if f.kind == "cat":
+        values = [v for v in f.domain if (v in atom.value) == make_true]
+        if rng is not None:
+            rng.shuffle(values)
+        for v in values:
+            out += [c for c in _set_cat(case, atom.feature, v) if wanted(c)]
+        return out
+    if f.kind == "bool":
+        out = [c for c in _set_bool(case, atom.feature, not features(case)[atom.feature]) if wanted(c)]
+        return out
+    return _int_moves(case, atom, same, wanted, rng)
+
+
+def _int_moves(case: Case, atom: Atom, same: list[Atom], wanted, rng: random.Random | None) -> list[Case]:
+    """Moves along the feature's lines (solved for each bound, then a few steps either way
+    for residues); where one line cannot reach, another of its lines is doubled first."""
+    names = axes.FEATURE_LINES.get(atom.feature, ())
+    steps = 2 * max([a.value[0] if a.form == "%=" else a.value for a in same + [atom] if a.form in ("%=", "%!=")],
+                    default=1) + 4
+    out: list[Case] = []
+    for name in names:
+        line = axes.LINES[name]
+        bases = [case]
+        for other in names:
+            if other != name:
+                ol = axes.LINES[other]
+                bases += [ol.move(case, ol.get(case) * 2 ** k) for k in range(1, 9)]
+        for base in bases:
+            if base is None:
+                continue
+            starts = [line.get(base)]
+            for b in same + [atom]:
+                if b.form in ("=", ">=", "<="):
+                    starts += [line.get(c) for c in axes.solve(base, line, atom.feature, b.value)]
+            found = []
+            for s0 in dict.fromkeys(starts):
+                for d in range(steps):
+                    for x in ((s0 + d, s0 - d) if d else (s0,)):
+                        c = line.move(base, x)
+                        if c is not None and c.id != case.id and wanted(c) and cost(c) <= MAX_COST:
+                            found.append(c)
+                    if found:
+                        break
+                if found:
+                    break
+            if found:
+                if rng is not None:
+                    rng.shuffle(found)
+                out += found
+                break
+    return out
+
+
+def _set_cat(case: Case, name: str, value: str) -> list[Case]:
+    if name == "op":
+        return [c for c in [axes.convert_op(case, keep_validity=False)] if c is not None and c.op == value]
+    if name == "validity":
+        return [c for c in [axes.to_validity(case, value)] if c is not None]
+    if name == "padding":
+        specs = {"VALID": ["VALID"], "SAME": ["SAME"], "explicit": [((1, 1), (1, 1)), ((0, 1), (1, 0))]}[value]
+        return [c for c in (axes.replace(case, padding=p) for p in specs) if c is not None]
+    c = axes.replace(case, **{name: value})
+    return [c] if c is not None else []
+
+
+def _set_bool(case: Case, name: str, value: bool) -> list[Case]:
+    if name == "bias":
+        c = axes.replace(case, bias=value)
+        return [c] if c is not None else []
+    if name == "asymmetric_pad":
+        specs = [((0, 1), (1, 0)), ((1, 2), (0, 1))] if value else [((1, 1), (1, 1)), "VALID"]
+        return [c for c in (axes.replace(case, padding=p) for p in specs) if c is not None]
+    return []
+
+
+def inside_case(pred: Predicate, rng: random.Random) -> Case | None:
+    """A fresh random case on which every atom holds (None after DRAWS failed draws)."""
+    for _ in range(DRAWS):
+        c = random_case(rng)
+        if c is None:
+            continue
+        for _ in range(3):
+            bad = [a for a in pred.atoms if not a.holds(features(c))]
+            if not bad:
+                break
+            moved = _moves_for(c, bad[0], rng, True, pred)
+            if not moved:
+                break
+            c = moved[0]
+        if c is None or not pred.holds(c):
+            continue
+        room = axes.roomy(c, 3) if c.is_valid else None
+        if room is not None and pred.holds(room) and cost(room) <= MAX_COST:
+            return room
+        if cost(c) <= MAX_COST:
+            return c
+    return None
+
+
+def outside_case(c: Case, pred: Predicate, atom: Atom) -> Case | None:
+    """`c` with `atom` made false by the smallest move, every other atom still true."""
+    others = pred.without(atom)
+    for moved in _moves_for(c, atom, None, False, pred):
+        f = features(moved)
+        if not atom.holds(f) and all(a.holds(f) for a in others.atoms) and \
+                (any(a.feature == "validity" for a in pred.atoms) or f["validity"] == "valid"):
+            return moved
+    return None
+
+
+def _another_way(c: Case, pred: Predicate, negated: Atom, prober: Prober) -> str | None:
+    """Why the diverging outside case `c` says nothing against `pred`, or None: it still
+    diverges with another of the predicate's conditions taken away as well."""
+    for b in pred.atoms:
+        if b == negated:
+            continue
+        c2 = next(iter(_moves_for(c, b, None, False, pred.without(negated))), None)
+        if c2 is None:
+            continue
+        if prober(c2, f"confirm: outside, without {b.text()} too").diverges:
+            return f"diverges without {b.text()} too: another way"
+    return None
+
+
+def confirm(pred: Predicate, framework: str, prober: Prober, others: Iterable[Predicate] = ()) -> dict[str, Any]:
+    """The `confirmation` of `pred` on this backend (see the module docstring)."""
+    rng = random.Random(seed(framework, pred))
+    others = [o for o in others if o != pred]
+    rows: list[dict[str, Any]] = []
+    inside: list[Case] = []
+    try:
+        while len(inside) < INSIDE:
+            c = inside_case(pred, rng)
+            if c is None:
+                break
+            if c.id in {x.id for x in inside}:
+                continue
+            inside.append(c)
+            obs = prober(c, "confirm: inside")
+            counts = {True: "for", False: "against", None: "neither"}[obs.diverges]
+            rows.append(_row("inside", c, obs, counts))
+        for i, atom in enumerate(pred.atoms):
+            if not inside:
+                break
+            c = outside_case(inside[i % len(inside)], pred, atom)
+            if c is None:
+                continue
+            obs = prober(c, f"confirm: outside, not {atom.text()}")
+            why = None
+            if obs.diverges is False:
+                counts = "for"
+            elif obs.diverges is None:
+                counts = "neither"
+            elif any(o.holds(c) for o in others):
+                counts, why = "neither", "another finding's predicate covers it"
+            else:
+                why = _another_way(c, pred, atom, prober)
+                counts = "neither" if why else "against"
+            rows.append(_row("outside", c, obs, counts, negated=atom.text(), why=why))
+    except BudgetSpent as exc:
+        rows.append({"side": "budget", "note": str(exc)})
+    judged = [r for r in rows if r.get("counts") in ("for", "against")]
+    status = ("refuted" if any(r["counts"] == "against" for r in judged)
+              else "confirmed" if any(r["counts"] == "for" and r["side"] == "inside" for r in judged)
+              else "unconfirmed")
+    return {"status": status, "rows": rows}
+
+
+def _row(side: str, c: Case, obs, counts: str, **extra: Any) -> dict[str, Any]:
+    row = {"side": side, "case_id": c.id, "case": c.to_dict(), "status": obs.status, "kind": obs.kind,
+           "counts": counts}
+    row.update({k: v for k, v in extra.items() if v is not None})
+    return row

@@ -19,11 +19,19 @@ Invariants
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable
 
-from .predicate import BY_NAME, validity
+from .minimise import cost
+from .predicate import BY_NAME, Atom, Predicate, features
 from .spec import ALL_PROFILES, DATA_FORMATS, DTYPES, Case, CaseError
+
+
+def validity(c: Case) -> str:
+    """predicate.validity, from the cached features."""
+    return features(c)["validity"]
 
 
 def _same_validity(before: Case, after: Case) -> bool:
@@ -64,7 +72,15 @@ def roomy(c: Case, out: int = 4) -> Case | None:
 
 
 def replace(c: Case, keep_validity: bool = True, **changes: Any) -> Case | None:
-    """`c.replace(**changes)` of the same validity category (see the invariants), or None."""
+    """`c.replace(**changes)` of the same validity category (see the invariants), or None.
+    Cached: experiments move the same case the same way many times, and building a Case
+    (validated) is what they spend most of their own time on."""
+    return _replace(c, keep_validity, tuple(sorted(changes.items())))
+
+
+@lru_cache(maxsize=1 << 16)
+def _replace(c: Case, keep_validity: bool, items: tuple) -> Case | None:
+    changes = dict(items)
     try:
         out = c.replace(**changes)
     except (CaseError, TypeError, ValueError):
@@ -154,6 +170,8 @@ LINES: dict[str, Line] = {line.name: line for line in (
     *(_pair_line("kernel", p, 32) for p in ("h", "w", "hw")),
     *(_pair_line("strides", p, 32) for p in ("h", "w", "hw")),
     *(_pair_line("dilations", p, 32) for p in ("h", "w", "hw")),
+    Line("pads", lambda c: max(max(p) for p in c.geometry.pads),
+         lambda c, v: replace(c, padding=((v, v), (v, v))), 0, 32),
 )}
 
 def solve(base: Case, line: Line, name: str, target: int) -> list[Case]:
@@ -208,7 +226,7 @@ FEATURE_LINES: dict[str, tuple[str, ...]] = {
     "out_h": ("height",), "out_w": ("width",), "output_pixels": ("height", "width"),
     "K": ("in_channels", "kernel.hw", "kernel.h"), "input_elements": ("height", "in_channels", "batch"),
     "output_elements": ("height", "width", "out_channels", "batch"),
-    "pad": (), "asymmetric_pad": (),
+    "pad": ("pads",), "asymmetric_pad": (),
 }
 
 
@@ -360,12 +378,121 @@ PARAM_LINE = {"batch": "batch", "height": "height", "width": "width", "in_channe
               "out_channels": "out_channels", "groups": "groups"}
 
 
+def odd_multiple(v: int, k: int) -> int:
+    """The smallest odd multiple of 2^k above v (divisible by 2^k, not by 2^(k+1))."""
+    x = (v // 2 ** k + 1) * 2 ** k
+    return x if (x >> k) % 2 else x + 2 ** k
+
+
 def transposed(c: Case) -> Case | None:
     """`c` with its two spatial axes swapped (sizes, kernel, strides, dilations, pads): what
     tells a bug on one axis from one on either."""
     pad = c.padding if isinstance(c.padding, str) else (c.padding[1], c.padding[0])
     return replace(c, height=c.width, width=c.height, kernel=c.kernel[::-1], strides=c.strides[::-1],
                     dilations=c.dilations[::-1], padding=pad)
+
+
+# ---- moves that make one atom true or false ------------------------------------------------
+
+#: Moves never make a case costlier than this (minimise.cost: multiply-adds + elements).
+MAX_MOVE_COST = 2e7
+#: Values tried either way along a line to meet a residue.
+MAX_RESIDUE_STEPS = 520
+
+
+def making(case: Case, atom: Atom, make_true: bool, keep: Predicate, rng: random.Random | None = None,
+           max_cost: float = MAX_MOVE_COST) -> list[Case]:
+    """Cases one move from `case` on which `atom` holds (`make_true`) or fails, the
+    smallest moves first (shuffled a little with `rng`); the other atoms of `keep` on the
+    same feature are kept true."""
+    f = BY_NAME[atom.feature]
+    same = [a for a in keep.atoms if a.feature == atom.feature and a != atom]
+
+    def wanted(c: Case) -> bool:
+        v = features(c)
+        return atom.holds(v) == make_true and all(a.holds(v) for a in same)
+
+    out: list[Case] = []
+    if f.kind == "cat":
+        values = [v for v in f.domain if (v in atom.value) == make_true]
+        if rng is not None:
+            rng.shuffle(values)
+        for v in values:
+            out += [c for c in _set_cat(case, atom.feature, v) if wanted(c)]
+        return out
+    if f.kind == "bool":
+        out = [c for c in _set_bool(case, atom.feature, not features(case)[atom.feature]) if wanted(c)]
+        return out
+    return _int_moves(case, atom, same, wanted, rng, max_cost)
+
+
+def _int_moves(case: Case, atom: Atom, same: list[Atom], wanted, rng: random.Random | None,
+               max_cost: float) -> list[Case]:
+    """Moves along the feature's lines (solved for each bound, then a few steps either way
+    for residues); where one line cannot reach, another of its lines is doubled first."""
+    names = FEATURE_LINES.get(atom.feature, ())
+    steps = min(2 * max([a.value[0] if a.form == "%=" else a.value for a in same + [atom]
+                         if a.form in ("%=", "%!=")], default=1) + 4, MAX_RESIDUE_STEPS)
+    bounded = any(a.form in ("=", ">=", "<=") for a in same + [atom])
+    out: list[Case] = []
+    for name in names:
+        line = LINES[name]
+
+        def bases():
+            yield case
+            if not bounded:
+                return
+            for other in names:  # a bound one line cannot reach alone
+                if other != name:
+                    ol = LINES[other]
+                    yield from (ol.move(case, ol.get(case) * 2 ** k) for k in range(1, 9))
+
+        for base in bases():
+            if base is None:
+                continue
+            starts = [line.get(base)]
+            for b in same + [atom]:
+                if b.form in ("=", ">=", "<="):
+                    starts += [line.get(c) for c in solve(base, line, atom.feature, b.value)]
+            found = []
+            for s0 in dict.fromkeys(starts):
+                for d in range(steps):
+                    for x in ((s0 + d, s0 - d) if d else (s0,)):
+                        c = line.move(base, x)
+                        if c is not None and c.id != case.id and wanted(c) and cost(c) <= max_cost:
+                            found.append(c)
+                    if found:
+                        break
+                if found:
+                    break
+            if found:
+                if rng is not None:
+                    rng.shuffle(found)
+                out += found
+                break
+    return out
+
+
+def _set_cat(case: Case, name: str, value: str) -> list[Case]:
+    if name == "op":
+        return [c for c in [convert_op(case, keep_validity=False)] if c is not None and c.op == value]
+    if name == "validity":
+        return [c for c in [to_validity(case, value)] if c is not None]
+    if name == "padding":
+        specs = {"VALID": ["VALID"], "SAME": ["SAME"], "explicit": [((1, 1), (1, 1)), ((0, 1), (1, 0))]}[value]
+        return [c for c in (replace(case, padding=p) for p in specs) if c is not None]
+    c = replace(case, **{name: value})
+    return [c] if c is not None else []
+
+
+def _set_bool(case: Case, name: str, value: bool) -> list[Case]:
+    if name == "bias":
+        c = replace(case, bias=value)
+        return [c] if c is not None else []
+    if name == "asymmetric_pad":
+        specs = [((0, 1), (1, 0)), ((1, 2), (0, 1))] if value else [((1, 1), (1, 1)), "VALID"]
+        return [c for c in (replace(case, padding=p) for p in specs) if c is not None]
+    return []
 
 
 def differing_params(a: Case, b: Case) -> list[str]:

@@ -25,7 +25,7 @@ import random
 from typing import Any, Iterable
 
 from . import axes
-from .predicate import BY_NAME, Atom, Predicate, features
+from .predicate import Atom, Predicate, features
 from .probe import BudgetSpent, Prober
 from .minimise import cost
 from .spec import DATA_FORMATS, DTYPES, OPS, Case, CaseError
@@ -64,93 +64,6 @@ def random_case(rng: random.Random) -> Case | None:
     return axes.grown(c) if not c.is_valid else c
 
 
-def _moves_for(case: Case, atom: Atom, rng: random.Random | None, make_true: bool,
-               pred: Predicate) -> list[Case]:
-    """Cases one move from `case` on which `atom` holds (make_true) or fails, the smallest
-    moves first; the other atoms on the same feature are kept true."""
-    f = BY_NAME[atom.feature]
-    same = [a for a in pred.atoms if a.feature == atom.feature and a != atom]
-
-    def wanted(c: Case) -> bool:
-        v = features(c)
-        return atom.holds(v) == make_true and all(a.holds(v) for a in same)
-
-    out: list[Case] = []
-    if f.kind == "cat":
-        values = [v for v in f.domain if (v in atom.value) == make_true]
-        if rng is not None:
-            rng.shuffle(values)
-        for v in values:
-            out += [c for c in _set_cat(case, atom.feature, v) if wanted(c)]
-        return out
-    if f.kind == "bool":
-        out = [c for c in _set_bool(case, atom.feature, not features(case)[atom.feature]) if wanted(c)]
-        return out
-    return _int_moves(case, atom, same, wanted, rng)
-
-
-def _int_moves(case: Case, atom: Atom, same: list[Atom], wanted, rng: random.Random | None) -> list[Case]:
-    """Moves along the feature's lines (solved for each bound, then a few steps either way
-    for residues); where one line cannot reach, another of its lines is doubled first."""
-    names = axes.FEATURE_LINES.get(atom.feature, ())
-    steps = 2 * max([a.value[0] if a.form == "%=" else a.value for a in same + [atom] if a.form in ("%=", "%!=")],
-                    default=1) + 4
-    out: list[Case] = []
-    for name in names:
-        line = axes.LINES[name]
-        bases = [case]
-        for other in names:
-            if other != name:
-                ol = axes.LINES[other]
-                bases += [ol.move(case, ol.get(case) * 2 ** k) for k in range(1, 9)]
-        for base in bases:
-            if base is None:
-                continue
-            starts = [line.get(base)]
-            for b in same + [atom]:
-                if b.form in ("=", ">=", "<="):
-                    starts += [line.get(c) for c in axes.solve(base, line, atom.feature, b.value)]
-            found = []
-            for s0 in dict.fromkeys(starts):
-                for d in range(steps):
-                    for x in ((s0 + d, s0 - d) if d else (s0,)):
-                        c = line.move(base, x)
-                        if c is not None and c.id != case.id and wanted(c) and cost(c) <= MAX_COST:
-                            found.append(c)
-                    if found:
-                        break
-                if found:
-                    break
-            if found:
-                if rng is not None:
-                    rng.shuffle(found)
-                out += found
-                break
-    return out
-
-
-def _set_cat(case: Case, name: str, value: str) -> list[Case]:
-    if name == "op":
-        return [c for c in [axes.convert_op(case, keep_validity=False)] if c is not None and c.op == value]
-    if name == "validity":
-        return [c for c in [axes.to_validity(case, value)] if c is not None]
-    if name == "padding":
-        specs = {"VALID": ["VALID"], "SAME": ["SAME"], "explicit": [((1, 1), (1, 1)), ((0, 1), (1, 0))]}[value]
-        return [c for c in (axes.replace(case, padding=p) for p in specs) if c is not None]
-    c = axes.replace(case, **{name: value})
-    return [c] if c is not None else []
-
-
-def _set_bool(case: Case, name: str, value: bool) -> list[Case]:
-    if name == "bias":
-        c = axes.replace(case, bias=value)
-        return [c] if c is not None else []
-    if name == "asymmetric_pad":
-        specs = [((0, 1), (1, 0)), ((1, 2), (0, 1))] if value else [((1, 1), (1, 1)), "VALID"]
-        return [c for c in (axes.replace(case, padding=p) for p in specs) if c is not None]
-    return []
-
-
 def inside_case(pred: Predicate, rng: random.Random) -> Case | None:
     """A fresh random case on which every atom holds (None after DRAWS failed draws)."""
     for _ in range(DRAWS):
@@ -161,7 +74,7 @@ def inside_case(pred: Predicate, rng: random.Random) -> Case | None:
             bad = [a for a in pred.atoms if not a.holds(features(c))]
             if not bad:
                 break
-            moved = _moves_for(c, bad[0], rng, True, pred)
+            moved = axes.making(c, bad[0], True, pred, rng)
             if not moved:
                 break
             c = moved[0]
@@ -178,7 +91,7 @@ def inside_case(pred: Predicate, rng: random.Random) -> Case | None:
 def outside_case(c: Case, pred: Predicate, atom: Atom) -> Case | None:
     """`c` with `atom` made false by the smallest move, every other atom still true."""
     others = pred.without(atom)
-    for moved in _moves_for(c, atom, None, False, pred):
+    for moved in axes.making(c, atom, False, pred):
         f = features(moved)
         if not atom.holds(f) and all(a.holds(f) for a in others.atoms) and \
                 (any(a.feature == "validity" for a in pred.atoms) or f["validity"] == "valid"):
@@ -192,7 +105,7 @@ def _another_way(c: Case, pred: Predicate, negated: Atom, prober: Prober) -> str
     for b in pred.atoms:
         if b == negated:
             continue
-        c2 = next(iter(_moves_for(c, b, None, False, pred.without(negated))), None)
+        c2 = next(iter(axes.making(c, b, False, pred.without(negated))), None)
         if c2 is None:
             continue
         if prober(c2, f"confirm: outside, without {b.text()} too").diverges:

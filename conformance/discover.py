@@ -140,7 +140,7 @@ class _Attempt:
         except BudgetSpent as exc:
             self.reason = str(exc)
             return None
-        res = experiments.characterise(self.minimal, self.prober, experiments.Evidence())
+        res = experiments.characterise(self.minimal, self.prober)
         for _ in range(2):
             self.result = res
             if res.predicate is None:

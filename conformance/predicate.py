@@ -24,6 +24,7 @@ Invariants
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 from .spec import ALL_PROFILES, DATA_FORMATS, DTYPES, OPS, Case, Geometry
@@ -116,8 +117,9 @@ _ORDER = {f.name: i for i, f in enumerate(FEATURES)}
 FORMS = ("in", "is", "not", "=", ">=", "<=", "%=", "%!=")
 
 
+@lru_cache(maxsize=1 << 16)
 def features(case: Case) -> dict[str, Any]:
-    """Every feature of `case`, by name."""
+    """Every feature of `case`, by name (cached: treat the dict as read-only)."""
     g = case.geometry
     return {f.name: f.get(case, g) for f in FEATURES}
 

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .predicate import features
 from .spec import Case
 
 
@@ -131,3 +132,32 @@ def seen_from_records(records: list[dict[str, Any]]) -> dict[str, Observation]:
         if r.get("status") in ("pass", "diverge") and r.get("case_id"):
             out[r["case_id"]] = Observation(r["status"], r.get("kind"))
     return out
+
+
+class Evidence:
+    """Conclusive observations (diverges True/False) gathered while characterising."""
+
+    def __init__(self) -> None:
+        self.cases: dict[str, Case] = {}
+        self.div: dict[str, bool] = {}
+        self.feats: dict[str, dict[str, Any]] = {}
+
+    def add(self, case: Case, diverges: bool | None) -> None:
+        if diverges is None:
+            return
+        self.cases[case.id] = case
+        self.div[case.id] = diverges
+        if case.id not in self.feats:
+            self.feats[case.id] = features(case)
+
+    def passing(self) -> list[dict[str, Any]]:
+        return [self.feats[i] for i, d in self.div.items() if not d]
+
+
+def observe(prober: Prober, ev: Evidence, case: Case | None, move: str) -> bool | None:
+    """Run `case` (None: nothing) through `prober`, record it in `ev`; whether it diverged."""
+    if case is None:
+        return None
+    obs = prober(case, move)
+    ev.add(case, obs.diverges)
+    return obs.diverges

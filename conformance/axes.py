@@ -24,9 +24,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
-from .minimise import cost
+from . import minimise
 from .predicate import BY_NAME, Atom, Predicate, features
 from .spec import ALL_PROFILES, DATA_FORMATS, DTYPES, Case, CaseError
+
+
+#: minimise.cost (multiply-adds + elements), cached: experiments ask it of the same cases often.
+cost = lru_cache(maxsize=1 << 16)(minimise.cost)
 
 
 def validity(c: Case) -> str:

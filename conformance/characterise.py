@@ -17,10 +17,11 @@ parities nobody files). `shrink` and `refine` serve the discovery loop (`discove
 bisection to a small case, and more experiments after a refuted confirmation.
 
 Invariants
-- The predicate holds for `m` and for no case observed to pass (the run's own records
-  included): it is never wider than the evidence allows.
+- The predicate holds for `m` and for no case these experiments observed to pass. The
+  run's records are not evidence here (a shard holds other records than the whole run);
+  `discover` checks the predicate against them afterwards.
 - Deterministic: the same case and the same backend give the same experiments and the
-  same predicate (no randomness; ties broken by case id).
+  same predicate (no randomness; ties broken by case id), whatever the run's records.
 - Every backend call goes through the Prober (budget, cache, log); a spent budget ends the
   characterisation without a predicate, and its reason says so.
 """
@@ -32,7 +33,6 @@ from typing import Any
 
 from . import axes, hypotheses
 from .predicate import Atom, Predicate
-from .minimise import cost
 from .probe import BudgetSpent, Evidence, Prober, observe
 from .spec import Case
 
@@ -130,7 +130,7 @@ def _scan(m: Case, line: axes.Line, u: int, prober: Prober, ev: Evidence, tag: s
 
     def at(x: int) -> bool | None:
         c = line.move(m, x)
-        if c is None or cost(c) > hypotheses.MAX_PROBE_COST:
+        if c is None or axes.cost(c) > hypotheses.MAX_PROBE_COST:
             return None
         d = observe(prober, ev, c, f"{tag}: {line.name} = {x}")
         if d is not None:

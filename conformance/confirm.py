@@ -27,7 +27,6 @@ from typing import Any, Iterable
 from . import axes
 from .predicate import Atom, Predicate, features
 from .probe import BudgetSpent, Prober
-from .minimise import cost
 from .spec import DATA_FORMATS, DTYPES, OPS, Case, CaseError
 
 #: Fresh inside cases per predicate; every atom also gets one just-outside case.
@@ -81,9 +80,9 @@ def inside_case(pred: Predicate, rng: random.Random) -> Case | None:
         if c is None or not pred.holds(c):
             continue
         room = axes.roomy(c, 3) if c.is_valid else None
-        if room is not None and pred.holds(room) and cost(room) <= MAX_COST:
+        if room is not None and pred.holds(room) and axes.cost(room) <= MAX_COST:
             return room
-        if cost(c) <= MAX_COST:
+        if axes.cost(c) <= MAX_COST:
             return c
     return None
 

@@ -5,8 +5,10 @@
 1. The smallest divergence no finding covers yet is shrunk to a minimal case (bisection
    per parameter, then `minimise.minimise`), never into a known finding's predicate.
 2. `characterise` finds its necessary conditions by experiment; `confirm` tries the
-   predicate on fresh cases. A refuted predicate is refined once by more experiments
-   (`characterise.refine`) and confirmed again; if it still fails it is not published.
+   predicate on fresh cases. A predicate that covers a case the run saw pass, or that a
+   fresh case refutes, is refined by more experiments (`characterise.refine`: the
+   parameter that made that case pass is necessary too) and tried again, twice at most;
+   if it still fails it is not published.
 3. Every diverging record whose case the predicate covers is a member, whatever its
    kind: one bug that returns a wrong shape on some cases and wrong values on others is
    one finding. Repeat until every divergence is covered or the budget is spent.
@@ -120,8 +122,10 @@ def title(predicate: Predicate, kinds: dict[str, int]) -> str:
 class _Attempt:
     """One minimise + characterise + confirm (+ refine) from one diverging case."""
 
-    def __init__(self, start: Case, prober: Prober, known: list[Predicate], framework: str):
+    def __init__(self, start: Case, prober: Prober, known: list[Predicate], framework: str,
+                 passing: list[Case]):
         self.start, self.prober, self.known, self.framework = start, prober, known, framework
+        self.passing = passing  # the backend's passing records: a predicate covering one is refuted
         self.minimal: Case | None = None
         self.result: experiments.Result | None = None
         self.confirmation: dict[str, Any] | None = None
@@ -141,21 +145,25 @@ class _Attempt:
             self.reason = str(exc)
             return None
         res = experiments.characterise(self.minimal, self.prober)
-        for _ in range(2):
+        for _ in range(3):
             self.result = res
             if res.predicate is None:
                 self.reason = res.reason
                 return None
-            self.confirmation = confirm(res.predicate, self.framework, self.prober, self.known)
-            if self.confirmation["status"] == "confirmed":
-                return res.predicate
-            against = [r for r in self.confirmation["rows"] if r.get("counts") == "against" and r["side"] == "inside"]
-            refined = experiments.refine(res, Case.from_dict(against[0]["case"]), self.prober) if against else None
+            counter = next((c for c in self.passing if res.predicate.holds(c)), None)
+            if counter is None:
+                self.confirmation = confirm(res.predicate, self.framework, self.prober, self.known)
+                if self.confirmation["status"] == "confirmed":
+                    return res.predicate
+                against = [r for r in self.confirmation["rows"]
+                           if r.get("counts") == "against" and r["side"] == "inside"]
+                counter = Case.from_dict(against[0]["case"]) if against else None
+            refined = experiments.refine(res, counter, self.prober) if counter is not None else None
             if refined is None:
                 break
             res = refined
         self.reason = (f"the confirmation was {self.confirmation['status']}" if self.confirmation
-                       else "not confirmed")
+                       else "a passing case of the run contradicted every predicate the experiments gave")
         return None
 
 
@@ -171,6 +179,7 @@ def discover(records: list[dict[str, Any]], probe: Callable[[Case], Observation]
         prober.cache.update(seen_from_records(recs))
     framework = framework_of(backend)
     diverging = _diverging(recs)
+    passing = [c for c in (_case(r) for r in recs if r.get("status") == "pass") if c is not None]
     known: list[Predicate] = []
     found: list[dict[str, Any]] = []
     failed: list[_Attempt] = []
@@ -186,7 +195,7 @@ def discover(records: list[dict[str, Any]], probe: Callable[[Case], Observation]
         r, start = min(left, key=lambda t: (cost(t[1]), t[1].id))
         tried.add(start.id)
         prober.start_finding()
-        attempt = _Attempt(start, prober, known, framework)
+        attempt = _Attempt(start, prober, known, framework, passing)
         pred = attempt.run()
         spent = {"probes": prober.finding.probes, "seconds": round(prober.finding.seconds, 3)}
         if pred is None:

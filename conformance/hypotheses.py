@@ -19,7 +19,8 @@ here, feature by feature, and the fits conjoined into hypotheses:
 
 Invariants
 - Every hypothesis holds for the base case and for no case observed to pass.
-- Deterministic: ties are broken by simplicity, then by text or case id.
+- Deterministic: ties are broken by simplicity, then by text or case id; which cases the
+  Prober's cache already holds (the run's records, other shards) never changes a choice.
 - Every backend call goes through the Prober (budget, cache, log), and long computations
   check the budget (`Prober.check`).
 """
@@ -30,7 +31,6 @@ import itertools
 from typing import Any, Iterable
 
 from . import axes
-from .minimise import cost
 from .predicate import BY_NAME, FEATURES, Atom, Predicate, features
 from .probe import Evidence, Prober, observe
 from .spec import Case
@@ -214,14 +214,14 @@ _SECONDARY = ("batch", "height", "width", "in_channels", "out_channels", "groups
               "strides.hw", "dilations.hw")
 
 
-def _put(out: dict[str, Case], c: Case | None) -> None:
-    if c is not None and c.id not in out and cost(c) <= MAX_PROBE_COST:
-        out[c.id] = c
+def _put(out: dict[Case, None], c: Case | None) -> None:
+    if c is not None and c not in out and axes.cost(c) <= MAX_PROBE_COST:
+        out[c] = None
 
 
 def near_cases(m: Case) -> list[Case]:
     """Cases one move from `m`: each line over a grid of values, each categorical alternative."""
-    out: dict[str, Case] = {}
+    out: dict[Case, None] = {}
     for line in axes.LINES.values():
         for x in _grid(line.get(m), line):
             _put(out, line.move(m, x))
@@ -234,7 +234,7 @@ def near_cases(m: Case) -> list[Case]:
         if flipped is not None:
             for x in _grid(line.get(flipped), line)[:6]:
                 _put(out, line.move(flipped, x))
-    return sorted(out.values(), key=lambda c: (cost(c), c.id))
+    return sorted(out, key=lambda c: (axes.cost(c), c.id))
 
 
 def solved_cases(m: Case, targets: Iterable[tuple[str, int]], wide: bool = False,
@@ -243,7 +243,7 @@ def solved_cases(m: Case, targets: Iterable[tuple[str, int]], wide: bool = False
     line that changes the feature solved for each target value. `wide`: the lines of the
     target features themselves move over a wide grid too (powers of two, three times
     them), so that a product feature (pixels, K) can be hit exactly."""
-    out: dict[str, Case] = {}
+    out: dict[Case, None] = {}
     targets = sorted(set(targets))
     if not targets:
         return []
@@ -268,7 +268,7 @@ def solved_cases(m: Case, targets: Iterable[tuple[str, int]], wide: bool = False
             for line_name in axes.FEATURE_LINES.get(name, ()):
                 for c in axes.solve(base, axes.LINES[line_name], name, t):
                     _put(out, c)
-    return sorted(out.values(), key=lambda c: (cost(c), c.id))
+    return sorted(out, key=lambda c: (axes.cost(c), c.id))
 
 
 #: Hypotheses a designed probe is chosen for at once (the simplest); a probe's outcome
@@ -276,12 +276,12 @@ def solved_cases(m: Case, targets: Iterable[tuple[str, int]], wide: bool = False
 SPLIT_AMONG = 24
 
 
-def _best_split(cases: list[Case], live: list[Predicate], prober: Prober, ev: Evidence) -> Case | None:
+def _best_split(cases: list[Case], live: list[Predicate], ev: Evidence) -> Case | None:
     """The unprobed case on which the simplest live hypotheses disagree most evenly."""
     among = live[:SPLIT_AMONG]
     best, best_split = None, 0
     for c in cases:
-        if c.id in ev.div or prober.known(c) is not None:
+        if c.id in ev.div:  # what the backend's cache happens to know must not steer the choice
             continue
         f = features(c)
         n_in = sum(1 for p in among if p.holds(f))
@@ -308,7 +308,7 @@ def split_case(m: Case, h1: Predicate, h2: Predicate, seen: Iterable[str] = ()) 
                     if not fixes:
                         break
                     c = fixes[0]
-                if yes.holds(c) and not no.holds(c) and c.id not in seen and cost(c) <= MAX_PROBE_COST:
+                if yes.holds(c) and not no.holds(c) and c.id not in seen and axes.cost(c) <= MAX_PROBE_COST:
                     return c
     return None
 
@@ -321,9 +321,9 @@ def disambiguate(m: Case, preds: list[Predicate], prober: Prober, ev: Evidence) 
     near = near_cases(m)
     while len(live) > 1:
         prober.check()
-        best = _best_split(near, live, prober, ev)
+        best = _best_split(near, live, ev)
         if best is None:
-            known = set(ev.div) | set(prober.cache)
+            known = set(ev.div)
             best = next((c for other in live[1:] for c in [split_case(m, live[0], other, known)] if c is not None),
                         None)
         if best is None:
@@ -403,7 +403,7 @@ def _nearest_in_gap(cases: list[Case], pred: Predicate, atom: Atom, lo: int, hi:
         v = f[atom.feature]
         if c.id in ev.div or v is None or not lo < v < hi or not ok(v) or not others.holds(f):
             continue
-        key = (abs(v - target), cost(c), c.id)
+        key = (abs(v - target), axes.cost(c), c.id)
         if best is None or key < best[0]:
             best = (key, c)
     return best[1] if best else None

@@ -121,9 +121,6 @@ class Prober:
         self.rows.append({"move": move, "case_id": case.id, "status": obs.status, "kind": obs.kind})
         return obs
 
-    def known(self, case: Case) -> Observation | None:
-        return self.cache.get(case.id)
-
 
 def seen_from_records(records: list[dict[str, Any]]) -> dict[str, Observation]:
     """The observations a backend's records already hold (pass and diverge only), by case id."""

@@ -114,14 +114,17 @@ PLANTED = {
     "bf16bias": lambda c: c.dtype == "bfloat16" and c.bias,
     # dilations of 6 and more are taken as one less
     "dilation6": lambda c: _effective_dilation(c) >= 6,
-    # outputs of 2^16 pixels and more get their last row wrong
-    "bigout": lambda c: c.geometry.out_h * c.geometry.out_w >= 65536,
+    # outputs of 2^14 pixels and more get their last row wrong
+    "bigout": lambda c: c.geometry.out_h * c.geometry.out_w >= 16384,
     # invalid groups (not dividing in_channels) are accepted: zeros come back
     "groups": lambda c: c.op == "conv2d" and c.in_channels % c.groups != 0,
     # only groups > in_channels are accepted
     "groups_exceed": lambda c: c.op == "conv2d" and c.groups > c.in_channels,
     # a condition no feature of a case describes: one in three case ids, by hash
     "chaos": _chaos,
+    # kernels of at most 3 x 3 (on a path of their own) are off by one: the neutral kernels
+    # (1 x 1 and 3 x 3) both show it, only a larger one tells
+    "small_kernel": lambda c: max(c.kernel) <= 3,
 }
 _ON_INVALID = ("accept", "groups", "groups_exceed")
 
@@ -175,7 +178,7 @@ def _buggy_snippet(case, bugs) -> str:
         lines.append("acc = acc + np.asarray(bias, dtype=np.float64)  # the bug: the bias twice")
     if "bigout" in active:
         lines.append("acc[:, -1] += 1  # the bug: the last row is off by one")
-    if "chaos" in active:
+    if "chaos" in active or "small_kernel" in active:
         lines.append("acc = acc + 1  # the bug")
     if "flush" in active:
         lines.append(f"acc[np.abs(acc) < {tiny!r}] = 0")
@@ -232,7 +235,7 @@ class FourBugs(Planted):
 
 
 class ThresholdBugs(Planted):
-    """Split-K past K = 2304, dilations >= 6, outputs of 2^16 pixels, groups > in_channels accepted."""
+    """Split-K past K = 2304, dilations >= 6, outputs of 2^14 pixels, groups > in_channels accepted."""
 
     bugs, name = ("splitk", "dilation6", "bigout", "groups_exceed"), "threshold-bugs"
 
@@ -241,6 +244,12 @@ class Chaotic(Planted):
     """One in three cases wrong, by a hash of the case id: no predicate describes it."""
 
     bugs, name = ("chaos",), "chaotic"
+
+
+class SmallKernels(Planted):
+    """Off by one on every kernel of at most 3 x 3."""
+
+    bugs, name = ("small_kernel",), "small-kernels"
 
 
 class Correct(Planted):

@@ -88,11 +88,11 @@ THRESHOLD_CASES = _cases(
     (_DW, dict(dilations=5, height=20, width=20)), (_CV, dict(dilations=6, height=14, width=14)),
     (_CV, dict(dilations=(1, 9), kernel=(1, 2), height=14, width=14)),
     (_CV, dict(dilations=(9, 1), kernel=(1, 2), height=14, width=14)),
-    # outputs of 2^16 pixels and more
-    (_CV, dict(height=300, width=260, in_channels=1, out_channels=1, padding="SAME")),
-    (_CV, dict(height=256, width=256, in_channels=1, out_channels=1, kernel=1)),
-    (_CV, dict(height=256, width=258, in_channels=1, out_channels=1)),
-    (_CV, dict(height=255, width=255, in_channels=1, out_channels=1, padding="SAME")),
+    # outputs of 2^14 pixels and more
+    (_CV, dict(height=150, width=130, in_channels=1, out_channels=1, padding="SAME")),
+    (_CV, dict(height=128, width=128, in_channels=1, out_channels=1, kernel=1)),
+    (_CV, dict(height=128, width=130, in_channels=1, out_channels=1)),
+    (_CV, dict(height=127, width=127, in_channels=1, out_channels=1, padding="SAME")),
     # invalid: only groups > in_channels are accepted
     (_CV, dict(in_channels=3, groups=4, out_channels=4)), (_CV, dict(in_channels=4, groups=3, out_channels=3)),
     (_CV, dict(in_channels=2, groups=2)), (_CV, dict(strides=2)),
@@ -100,7 +100,7 @@ THRESHOLD_CASES = _cases(
 THRESHOLD = {
     "splitk": "op = conv2d and K >= 2305 and K % 256 != 0",
     "dilation6": "dilation >= 6",
-    "bigout": "output_pixels >= 65536",
+    "bigout": "output_pixels >= 16384",
     "groups_exceed": "validity = groups_exceed_in_channels",
 }
 
@@ -194,6 +194,23 @@ def test_variants_with_identical_outputs_get_identical_confirmations(four):
                        for f in fs}
     assert rows(theirs) == rows(found)
     assert {f["id"] for f in theirs}.isdisjoint({f["id"] for f in found})  # the id names the backend
+
+
+def test_a_predicate_a_passing_case_contradicts_is_refined_by_more_experiments():
+    adapter = planted.SmallKernels()
+    cases = FOUR_CASES + [Case(**{**_CV, "kernel": 5, "height": 9, "width": 9})]
+    found = find(adapter, records_for(adapter, cases))
+    assert [(f["status"], f["predicate"]["text"]) for f in found] == [("confirmed", "kernel <= 3")]
+    assert "kernel" in found[0]["necessary"]
+
+
+def test_members_are_recomputed_from_the_predicate_on_any_records(four):
+    adapter, recs, found = four
+    f = _the_finding(found, FOUR["tail8"])
+    more = records_for(adapter, [Case(**{**_CV, "in_channels": 27, "groups": 1})])
+    pred = Predicate.from_list(f["predicate"]["atoms"])
+    assert [m["case_id"] for m in engine.members(pred, recs + more)] == \
+           sorted([m["case_id"] for m in f["members"]] + [more[0]["case_id"]])
 
 
 def test_a_correct_backend_has_no_finding():

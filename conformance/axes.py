@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from . import minimise
-from .predicate import BY_NAME, Atom, Predicate, features
+from .predicate import AXIS, BY_NAME, Atom, Predicate, features
 from .spec import ALL_PROFILES, DATA_FORMATS, DTYPES, Case, CaseError
 
 
@@ -73,6 +73,37 @@ def roomy(c: Case, out: int = 4) -> Case | None:
         h += g.out_h < out
         w += g.out_w < out
     return None
+
+
+def roomy_as(c: Case, base: Case, out: int = 4) -> bool:
+    """Whether `c`'s output has at least as many rows and columns as `base`'s, up to `out`
+    (always, where either is invalid)."""
+    if not (c.is_valid and base.is_valid):
+        return True
+    g, b = c.geometry, base.geometry
+    return g.out_h >= min(out, b.out_h) and g.out_w >= min(out, b.out_w)
+
+
+def with_room(c: Case | None, base: Case, out: int = 4) -> Case | None:
+    """`c` with its input grown (never shrunk) until its output has at least as many rows
+    and columns as `base`'s, up to `out`: a move of the stride, the kernel or the dilation
+    should not also make the output one pixel wide, where most bugs cannot show."""
+    if c is None or not (c.is_valid and base.is_valid):
+        return c
+    want_h, want_w = min(out, base.geometry.out_h), min(out, base.geometry.out_w)
+    h, w = c.height, c.width
+    for _ in range(512):
+        g = c.geometry if (h, w) == (c.height, c.width) else None
+        try:
+            moved = c if g is not None else c.replace(height=h, width=w)
+        except CaseError:
+            return c
+        g = moved.geometry
+        if g.out_h >= want_h and g.out_w >= want_w:
+            return moved
+        h += g.out_h < want_h
+        w += g.out_w < want_w
+    return c
 
 
 def replace(c: Case, keep_validity: bool = True, **changes: Any) -> Case | None:
@@ -409,12 +440,16 @@ def making(case: Case, atom: Atom, make_true: bool, keep: Predicate, rng: random
     """Cases one move from `case` on which `atom` holds (`make_true`) or fails, the
     smallest moves first (shuffled a little with `rng`); the other atoms of `keep` on the
     same feature are kept true."""
+    if atom.feature == AXIS:
+        return _axis_moves(case, atom, make_true, rng, max_cost)
     f = BY_NAME[atom.feature]
     same = [a for a in keep.atoms if a.feature == atom.feature and a != atom]
 
     def wanted(c: Case) -> bool:
         v = features(c)
         return atom.holds(v) == make_true and all(a.holds(v) for a in same)
+
+    wanted.make_true = make_true
 
     out: list[Case] = []
     if f.kind == "cat":
@@ -430,14 +465,46 @@ def making(case: Case, atom: Atom, make_true: bool, keep: Predicate, rng: random
     return _int_moves(case, atom, same, wanted, rng, max_cost)
 
 
+def _axis_moves(case: Case, atom: Atom, make_true: bool, rng: random.Random | None,
+                max_cost: float) -> list[Case]:
+    """An AXIS atom made true on one axis (the one nearer to it first), or false on every
+    axis where it holds, one sub-atom at a time."""
+    out = []
+    if make_true:
+        nearer = sorted((0, 1), key=lambda i: -sum(a.holds(features(case)) for a in atom.on_axis(i)))
+        for side in nearer:
+            subs, c = atom.on_axis(side), case
+            for a in subs:
+                if c is not None and not a.holds(features(c)):
+                    moved = making(c, a, True, Predicate(subs), rng, max_cost)
+                    c = moved[0] if moved else None
+            if c is not None and atom.holds(features(c)):
+                out.append(c)
+        return out
+    c = case
+    for side in (0, 1):
+        subs = atom.on_axis(side)
+        if all(a.holds(features(c)) for a in subs):
+            c = next((m for a in subs for m in making(c, a, False, Predicate(subs), None, max_cost)[:1]), c)
+    return [c] if c != case and not atom.holds(features(c)) else []
+
+
 def _int_moves(case: Case, atom: Atom, same: list[Atom], wanted, rng: random.Random | None,
                max_cost: float) -> list[Case]:
-    """Moves along the feature's lines (solved for each bound, then a few steps either way
-    for residues); where one line cannot reach, another of its lines is doubled first."""
+    """Moves along the feature's lines: solved for each bound (and, for a lower bound made
+    false, for a half and a quarter of it too: a case far below a K threshold can climb
+    back above it by its kernel), then a few steps either way for residues; where one
+    line cannot reach a bound, another of its lines is doubled first. Nearest first."""
     names = FEATURE_LINES.get(atom.feature, ())
     steps = min(2 * max([a.value[0] if a.form == "%=" else a.value for a in same + [atom]
                          if a.form in ("%=", "%!=")], default=1) + 4, MAX_RESIDUE_STEPS)
     bounded = any(a.form in ("=", ">=", "<=") for a in same + [atom])
+    targets = []
+    for b in same + [atom]:
+        if b.form in ("=", ">=", "<="):
+            targets.append(b.value)
+            if b is atom and not wanted.make_true and b.form == ">=":
+                targets += [b.value // 2, b.value // 4]
     out: list[Case] = []
     for name in names:
         line = LINES[name]
@@ -454,21 +521,16 @@ def _int_moves(case: Case, atom: Atom, same: list[Atom], wanted, rng: random.Ran
         for base in bases():
             if base is None:
                 continue
-            starts = [line.get(base)]
-            for b in same + [atom]:
-                if b.form in ("=", ">=", "<="):
-                    starts += [line.get(c) for c in solve(base, line, atom.feature, b.value)]
+            starts = [line.get(base)] + [line.get(c) for t in targets if t > 0
+                                         for c in solve(base, line, atom.feature, t)]
             found = []
             for s0 in dict.fromkeys(starts):
                 for d in range(steps):
-                    for x in ((s0 + d, s0 - d) if d else (s0,)):
-                        c = line.move(base, x)
-                        if c is not None and c.id != case.id and wanted(c) and cost(c) <= max_cost:
-                            found.append(c)
-                    if found:
+                    hit = [c for x in ((s0 + d, s0 - d) if d else (s0,)) for c in [line.move(base, x)]
+                           if c is not None and c.id != case.id and wanted(c) and cost(c) <= max_cost]
+                    if hit:
+                        found += [c for c in hit if c not in found]
                         break
-                if found:
-                    break
             if found:
                 if rng is not None:
                     rng.shuffle(found)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import axes, hypotheses
-from .predicate import Atom, Predicate
+from .predicate import Atom, Predicate, features
 from .probe import BudgetSpent, Evidence, Prober, observe
 from .spec import Case
 
@@ -56,15 +56,29 @@ class Result:
 
 # ---- 1. necessity ---------------------------------------------------------------------
 
+#: Parameters whose moves are the input's size itself (others keep the output roomy).
+_SIZES = ("height", "width")
+
+
 def _necessity(m: Case, prober: Prober, ev: Evidence) -> dict[str, dict[str, Any]]:
     """{param: {"cases": ids observed for it, "neutral": the passing neutral case or None}}
-    for every necessary parameter."""
+    for every necessary parameter.
+
+    A move of anything but the input's size keeps the output as roomy as `m`'s
+    (axes.with_room). The input's height or width is necessary when an input of ordinary
+    size (an output of 8 along it) passes; that the smallest input passes says only that a
+    one-pixel output hides the bug, and is tried only where no ordinary size can be."""
     found: dict[str, dict[str, Any]] = {}
     for p in axes.PARAMS:
         ids: list[str] = []
         neutral = None
-        for c in p.neutrals(m):
-            if c.id == m.id:
+        if p.name in _SIZES:
+            smallest, *typical = p.neutrals(m) + [None]
+            tries = [c for c in typical[:1] if c is not None] or [smallest]
+        else:
+            tries = [axes.with_room(c, m) for c in p.neutrals(m)]
+        for c in tries:
+            if c is None or c.id == m.id:
                 continue
             d = observe(prober, ev, c, f"{p.name} neutral")
             if d is not None:
@@ -73,8 +87,8 @@ def _necessity(m: Case, prober: Prober, ev: Evidence) -> dict[str, dict[str, Any
                 neutral = c
                 break
         if p.kind == "cat":
-            for c in p.alternatives(m):
-                if c.id != m.id and c.id not in ids:
+            for c in (axes.with_room(c, m) for c in p.alternatives(m)):
+                if c is not None and c.id != m.id and c.id not in ids:
                     d = observe(prober, ev, c, f"{p.name} alternative")
                     if d is not None:
                         ids.append(c.id)
@@ -130,6 +144,8 @@ def _scan(m: Case, line: axes.Line, u: int, prober: Prober, ev: Evidence, tag: s
 
     def at(x: int) -> bool | None:
         c = line.move(m, x)
+        if line.name not in _SIZES:
+            c = axes.with_room(c, m)
         if c is None or axes.cost(c) > hypotheses.MAX_PROBE_COST:
             return None
         d = observe(prober, ev, c, f"{tag}: {line.name} = {x}")
@@ -188,6 +204,7 @@ def _pair_scans(m: Case, param: str, neutral: Case, prober: Prober, ev: Evidence
     line_h, line_w, line_hw = (axes.LINES[f"{param}.{p}"] for p in ("h", "w", "hw"))
 
     def try_case(c: Case | None, why: str) -> bool | None:
+        c = axes.with_room(c, m)
         d = observe(prober, ev, c, f"{param} {why}")
         if d is not None:
             ids.append(c.id)
@@ -301,7 +318,7 @@ def characterise(m: Case, prober: Prober, evidence: Evidence | None = None,
             if not conds:
                 return Result(m, None, base, necessary, f"no condition in the vocabulary fits what {name} does", ev)
             conditions[name] = conds
-        preds = hypotheses.hypotheses(conditions, ev, base)
+        preds = hypotheses.with_axis_variants(base, hypotheses.hypotheses(conditions, ev, base), prober, ev)
         if not preds:
             return Result(m, None, base, necessary, "no conjunction of the fitted conditions agrees with "
                           "every passing case", ev)
@@ -313,9 +330,12 @@ def characterise(m: Case, prober: Prober, evidence: Evidence | None = None,
 
 
 def refine(res: Result, refuting: Case, prober: Prober) -> Result | None:
-    """After an inside case `refuting` passed: the parameters that, moved from the base to
-    `refuting`'s value one at a time, make the divergence vanish are necessary too;
-    characterise again with them. None when no single move explains it."""
+    """After a case inside the predicate passed (`refuting`): the parameters that, moved
+    from the base to `refuting`'s value one at a time, make the divergence vanish are
+    necessary too, so characterise again with them. Where none does, the categorical
+    value that `refuting` shares with the base is taken out of its atom's set, if the
+    predicate still holds for the base and for no passing case (a profile on which the
+    bug shows on some cases only). None when neither explains it."""
     extra: dict[str, Case] = {}
     base = res.base or res.minimal
     try:
@@ -327,6 +347,15 @@ def refine(res: Result, refuting: Case, prober: Prober) -> Result | None:
                 extra[param] = c
     except BudgetSpent:
         return None
-    if not extra or all(p in res.necessary for p in extra):
-        return None
-    return characterise(res.minimal, prober, res.evidence, extra)
+    if extra and not all(p in res.necessary for p in extra):
+        return characterise(res.minimal, prober, res.evidence, extra)
+    res.evidence.add(refuting, False)
+    pred = res.predicate
+    for atom in pred.atoms if pred is not None else ():
+        value = features(refuting).get(atom.feature)
+        if atom.form == "in" and value in atom.value and len(atom.value) > 1:
+            smaller = Predicate([a for a in pred.atoms if a != atom]
+                                + [Atom(atom.feature, "in", tuple(v for v in atom.value if v != value))])
+            if smaller.holds(base) and not any(smaller.holds(f) for f in res.evidence.passing()):
+                return Result(res.minimal, smaller, base, res.necessary, "", res.evidence)
+    return None

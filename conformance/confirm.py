@@ -12,8 +12,10 @@ Invariants
 - A row counts `for` (inside diverged, outside passed), `against` (inside passed;
   outside diverged in the same way), or `neither`: unsupported, errors, crashes and
   timeouts; an outside case another finding's predicate covers; an outside case that
-  still diverges when any other condition of the predicate is taken away too (it
-  diverges in another way, not through this mechanism).
+  diverges in another way, not through this mechanism: it still diverges when another
+  condition of the predicate is taken away too, or it passes once a parameter takes the
+  value it had where the bug was shown (its divergence needs something this bug does
+  not: a float16 precision bug met while confirming a stride bug).
 - `confirmed`: at least one row for and none against. `refuted`: a row against.
   `unconfirmed`: no row for (nothing could be judged within the budget).
 """
@@ -34,7 +36,7 @@ INSIDE = 4
 #: Random draws tried per inside case before giving up on it.
 DRAWS = 60
 #: Fresh cases stay small: multiply-adds + elements (minimise.cost) at most this.
-MAX_COST = 2e7
+MAX_COST = 8e6
 
 
 def seed(framework: str, predicate: Predicate, salt: str = "") -> int:
@@ -98,22 +100,49 @@ def outside_case(c: Case, pred: Predicate, atom: Atom) -> Case | None:
     return None
 
 
-def _another_way(c: Case, pred: Predicate, negated: Atom, prober: Prober) -> str | None:
-    """Why the diverging outside case `c` says nothing against `pred`, or None: it still
-    diverges with another of the predicate's conditions taken away as well."""
+#: Parameters tried first when asking whether an outside divergence needs something the
+#: bug does not (the value-dependent ones: another bug hides there most often).
+_SUSPECTS = ("dtype", "profile", "data_format", "bias", "padding", "op", "batch", "groups", "out_channels",
+             "in_channels", "kernel", "strides", "dilations", "height", "width")
+#: Backend calls one diverging outside case may cost to find out.
+ANOTHER_WAY_CALLS = 4
+
+
+def _another_way(c: Case, pred: Predicate, negated: Atom, prober: Prober, base: Case | None) -> str | None:
+    """Why the diverging outside case `c` says nothing against `pred`, or None:
+    - it still diverges with another of the predicate's conditions taken away as well; or
+    - it passes once a parameter takes the value it has in `base` (where the bug was
+      shown, so the bug does not need that parameter's value in `c`), while staying
+      outside: its divergence needs a condition this bug does not."""
+    calls = 0
     for b in pred.atoms:
-        if b == negated:
+        if b == negated or calls >= ANOTHER_WAY_CALLS:
             continue
         c2 = next(iter(axes.making(c, b, False, pred.without(negated))), None)
         if c2 is None:
             continue
+        calls += 1
         if prober(c2, f"confirm: outside, without {b.text()} too").diverges:
             return f"diverges without {b.text()} too: another way"
+    if base is None:
+        return None
+    differing = axes.differing_params(c, base)
+    for param in sorted(differing, key=lambda p: _SUSPECTS.index(p) if p in _SUSPECTS else len(_SUSPECTS)):
+        if calls >= ANOTHER_WAY_CALLS:
+            break
+        c2 = axes.take(c, base, param)
+        if c2 is None or c2 == c or negated.holds(features(c2)):
+            continue
+        calls += 1
+        if prober(c2, f"confirm: outside, {param} as where the bug was shown").diverges is False:
+            return f"diverges only with its {param}, which the bug does not need: another way"
     return None
 
 
-def confirm(pred: Predicate, framework: str, prober: Prober, others: Iterable[Predicate] = ()) -> dict[str, Any]:
-    """The `confirmation` of `pred` on this backend (see the module docstring)."""
+def confirm(pred: Predicate, framework: str, prober: Prober, others: Iterable[Predicate] = (),
+            base: Case | None = None) -> dict[str, Any]:
+    """The `confirmation` of `pred` on this backend (see the module docstring). `base`: a
+    case on which the bug was shown (the experiments' own), for the another-way test."""
     rng = random.Random(seed(framework, pred))
     others = [o for o in others if o != pred]
     rows: list[dict[str, Any]] = []
@@ -144,7 +173,7 @@ def confirm(pred: Predicate, framework: str, prober: Prober, others: Iterable[Pr
             elif any(o.holds(c) for o in others):
                 counts, why = "neither", "another finding's predicate covers it"
             else:
-                why = _another_way(c, pred, atom, prober)
+                why = _another_way(c, pred, atom, prober, base)
                 counts = "neither" if why else "against"
             rows.append(_row("outside", c, obs, counts, negated=atom.text(), why=why))
     except BudgetSpent as exc:

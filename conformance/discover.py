@@ -152,7 +152,7 @@ class _Attempt:
                 return None
             counter = next((c for c in self.passing if res.predicate.holds(c)), None)
             if counter is None:
-                self.confirmation = confirm(res.predicate, self.framework, self.prober, self.known)
+                self.confirmation = confirm(res.predicate, self.framework, self.prober, self.known, res.base)
                 if self.confirmation["status"] == "confirmed":
                     return res.predicate
                 against = [r for r in self.confirmation["rows"]

@@ -31,7 +31,7 @@ import itertools
 from typing import Any, Iterable
 
 from . import axes
-from .predicate import BY_NAME, FEATURES, Atom, Predicate, features
+from .predicate import AXIS, BY_NAME, FEATURES, PER_AXIS, Atom, Predicate, features
 from .probe import Evidence, Prober, observe
 from .spec import Case
 
@@ -43,7 +43,7 @@ MAX_HYPOTHESES = 600
 MAX_COMBINATIONS = 100_000
 MAX_CONDITIONS = 5
 #: Designed probes never cost more than this (minimise.cost: multiply-adds + elements).
-MAX_PROBE_COST = 5e7
+MAX_PROBE_COST = 4e6
 #: Rounds of bound narrowing per atom.
 MAX_NARROWING = 14
 
@@ -112,15 +112,27 @@ def fit_param(param: str, ids: list[str], ev: Evidence, m: Case) -> list[tuple[A
         else:
             for cond in _fit_int(name, points, m_feats[name]):
                 out.append((_order(cond), cond))
+                # Each part alone as well: along this parameter it admits cases that passed,
+                # but with another parameter's condition it may be the truth (a stride that
+                # shows only while the output keeps two columns: stride >= 2, out_w >= 2).
+                for r in range(1, len(cond)):
+                    for part in itertools.combinations(cond, r):
+                        out.append((_order(part) + 1, part))
     out.sort(key=lambda t: (len(t[1]), t[0], [a.text() for a in t[1]]))
-    return [cond for _, cond in out]
+    return list(dict.fromkeys(cond for _, cond in out))
+
+
+_RANK = {f.name: i for i, f in enumerate(FEATURES)}
 
 
 def _order(cond: Iterable[Atom]) -> int:
     """How far down FEATURES (primitive first) and how long a period a condition uses."""
     n = 0
     for a in cond:
-        n += [f.name for f in FEATURES].index(a.feature) * 4
+        if a.feature == AXIS:  # as simple as its sub-atoms on the height axis
+            n += _order(a.value)
+            continue
+        n += _RANK[a.feature] * 4
         if a.form in ("%=", "%!="):
             n += 1 + (a.value[0] if a.form == "%=" else a.value).bit_length()
     return n
@@ -146,7 +158,9 @@ def _key(cond: tuple[Atom, ...]) -> tuple:
 def hypotheses(conditions: dict[str, list[tuple[Atom, ...]]], ev: Evidence, m: Case) -> list[Predicate]:
     """Conjunctions of fitted conditions that explain every necessary parameter (each
     parameter by one of its own conditions; a condition on one feature found along several
-    parameters counts for all of them), with no passing case inside. Smallest covers first."""
+    parameters counts for all of them), with no passing case inside; fewest conditions
+    first (a condition may be needed beyond the cover: a stride that shows only while the
+    output keeps two columns needs both)."""
     params = list(conditions)
     merged: dict[tuple, list[Atom]] = {}
     covers: dict[tuple, int] = {}
@@ -159,7 +173,7 @@ def hypotheses(conditions: dict[str, list[tuple[Atom, ...]]], ev: Evidence, m: C
     full = (1 << len(params)) - 1
     out: dict[str, Predicate] = {}
     looked = 0
-    for size in range(1, min(len(params), MAX_CONDITIONS) + 1):
+    for size in range(1, min(len(params) + 1, MAX_CONDITIONS) + 1):
         for combo in itertools.combinations(keys, size):
             looked += 1
             if looked > MAX_COMBINATIONS:
@@ -167,7 +181,7 @@ def hypotheses(conditions: dict[str, list[tuple[Atom, ...]]], ev: Evidence, m: C
             mask = 0
             for k in combo:
                 mask |= covers[k]
-            if mask != full or any(_redundant(covers, combo, k) for k in combo):
+            if mask != full:
                 continue
             p = Predicate(a for k in combo for a in merged[k])
             if p.text() not in out and _consistent(p, ev, m):
@@ -179,14 +193,6 @@ def hypotheses(conditions: dict[str, list[tuple[Atom, ...]]], ev: Evidence, m: C
     if not params:
         out["true"] = Predicate()
     return sorted(out.values(), key=_simplicity)
-
-
-def _redundant(covers: dict[tuple, int], combo: tuple, k: tuple) -> bool:
-    rest = 0
-    for j in combo:
-        if j != k:
-            rest |= covers[j]
-    return covers[k] & ~rest == 0
 
 
 def _grid(v: int, line: axes.Line) -> list[int]:
@@ -220,20 +226,27 @@ def _put(out: dict[Case, None], c: Case | None) -> None:
 
 
 def near_cases(m: Case) -> list[Case]:
-    """Cases one move from `m`: each line over a grid of values, each categorical alternative."""
+    """Cases one move from `m`: each line over a grid of values, each categorical alternative.
+    None has an output narrower than `m`'s (up to 4 rows and columns): where a one-pixel
+    output hides a bug, a probe there would only mislead."""
     out: dict[Case, None] = {}
     for line in axes.LINES.values():
         for x in _grid(line.get(m), line):
-            _put(out, line.move(m, x))
+            c = line.move(m, x)
+            c = c if line.name in ("height", "width") else axes.with_room(c, m)
+            _put(out, c if c is not None and axes.roomy_as(c, m) else None)
     for p in axes.PARAMS:
         for c in p.neutrals(m) + p.alternatives(m):
-            _put(out, c)
+            c = c if p.name in ("height", "width") else axes.with_room(c, m)
+            _put(out, c if c is not None and axes.roomy_as(c, m) else None)
     flipped = axes.transposed(m)
     _put(out, flipped)
     for line in axes.LINES.values():
         if flipped is not None:
             for x in _grid(line.get(flipped), line)[:6]:
-                _put(out, line.move(flipped, x))
+                c = line.move(flipped, x)
+                c = c if line.name in ("height", "width") else axes.with_room(c, m)
+                _put(out, c if c is not None and axes.roomy_as(c, m) else None)
     return sorted(out, key=lambda c: (axes.cost(c), c.id))
 
 
@@ -299,7 +312,7 @@ def split_case(m: Case, h1: Predicate, h2: Predicate, seen: Iterable[str] = ()) 
         for atom in no.atoms:
             if atom in yes.atoms:
                 continue
-            for c in axes.making(m, atom, False, no)[:3]:
+            for c in axes.making(m, atom, False, no)[:6]:
                 for _ in range(3):
                     bad = [a for a in yes.atoms if not a.holds(features(c))]
                     if not bad:
@@ -308,8 +321,10 @@ def split_case(m: Case, h1: Predicate, h2: Predicate, seen: Iterable[str] = ()) 
                     if not fixes:
                         break
                     c = fixes[0]
-                if yes.holds(c) and not no.holds(c) and c.id not in seen and axes.cost(c) <= MAX_PROBE_COST:
-                    return c
+                for c in (c, axes.with_room(c, m)):
+                    if c is not None and yes.holds(c) and not no.holds(c) and c.id not in seen \
+                            and axes.cost(c) <= MAX_PROBE_COST and axes.roomy_as(c, m):
+                        return c
     return None
 
 
@@ -382,6 +397,35 @@ def narrow(m: Case, pred: Predicate, prober: Prober, ev: Evidence) -> Predicate:
         if d:
             pred = _with_bound(pred, atom, features(pick)[atom.feature])
     return pred
+
+
+def _axis_variant(pred: Predicate) -> Predicate | None:
+    """`pred` with its atoms on one spatial axis's features (stride_w, dilation_w, out_w,
+    ...) as one `axis(...)` atom; None when it has none, or atoms on both axes."""
+    sided = [a for a in pred.atoms if a.feature in PER_AXIS_SIDE]
+    if not sided or len({PER_AXIS_SIDE[a.feature][1] for a in sided}) != 1:
+        return None
+    subs = tuple(Atom(PER_AXIS[PER_AXIS_SIDE[a.feature][0]][0], a.form, a.value) for a in sided)
+    return Predicate([a for a in pred.atoms if a not in sided] + [Atom(AXIS, "some", subs)])
+
+
+def with_axis_variants(m: Case, preds: list[Predicate], prober: Prober, ev: Evidence) -> list[Predicate]:
+    """`preds` and, when the transposed base diverges too, each one's `axis(...)` variant:
+    conditions that must hold on the same axis, either axis (a depthwise stride and
+    dilation), which the experiments along one axis cannot tell from that axis alone."""
+    variants = {p.text(): v for p in preds for v in [_axis_variant(p)] if v is not None}
+    if not variants:
+        return preds
+    flipped = axes.transposed(m)
+    if flipped is None or not observe(prober, ev, flipped, "the same on the other axis"):
+        return preds
+    out = {p.text(): p for p in preds}
+    out.update({v.text(): v for v in variants.values() if _consistent(v, ev, m)})
+    return sorted(out.values(), key=_simplicity)
+
+
+#: Per-axis feature -> (its generic name, 0 for height / 1 for width).
+PER_AXIS_SIDE = {name: (g, i) for g, names in PER_AXIS.items() for i, name in enumerate(names)}
 
 
 def _residue_ok(pred: Predicate, feature: str):

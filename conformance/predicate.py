@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterable
 
 from .spec import ALL_PROFILES, DATA_FORMATS, DTYPES, OPS, Case, Geometry
 
+#: The pseudo-feature of an atom that holds when its sub-atoms all hold on one spatial axis.
+AXIS = "axis"
 #: Why a case is invalid, as a category (`invalid_reason` in words, without the numbers).
 VALIDITY = ("valid", "empty_output", "groups_exceed_in_channels", "groups_not_dividing_in_channels",
             "groups_not_dividing_out_channels", "filter_channels_mismatch")
@@ -113,8 +115,14 @@ FEATURES: tuple[Feature, ...] = (
 )
 BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 _ORDER = {f.name: i for i, f in enumerate(FEATURES)}
+_ORDER[AXIS] = len(FEATURES)
+#: The features an `axis` atom tests on one spatial axis: generic name -> (height's, width's).
+PER_AXIS = {"size": ("height", "width"), "kernel": ("kernel_h", "kernel_w"), "stride": ("stride_h", "stride_w"),
+            "dilation": ("dilation_h", "dilation_w"), "out": ("out_h", "out_w")}
+_GENERIC = {h: g for g, (h, w) in PER_AXIS.items()} | {w: g for g, (h, w) in PER_AXIS.items()}
+_NOUNS = {"size": "input size", "kernel": "kernel", "stride": "stride", "dilation": "dilation", "out": "output size"}
 #: Atom forms in canonical order within one feature.
-FORMS = ("in", "is", "not", "=", ">=", "<=", "%=", "%!=")
+FORMS = ("in", "is", "not", "=", ">=", "<=", "%=", "%!=", "some")
 
 
 @lru_cache(maxsize=1 << 16)
@@ -127,13 +135,24 @@ def features(case: Case) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Atom:
     """One test of one feature. `value`: a tuple of domain values (`in`), an int (`=`,
-    `>=`, `<=`), (modulus, residue) (`%=`), the modulus (`%!=`), None (`is`, `not`)."""
+    `>=`, `<=`), (modulus, residue) (`%=`), the modulus (`%!=`), None (`is`, `not`).
+    Feature AXIS, form `some`: `value` is a tuple of integer atoms on height's features
+    (PER_AXIS), and the atom holds when they all hold on the height axis or all on the
+    width axis ("a stride and a dilation on the same axis")."""
 
     feature: str
     form: str
     value: Any = None
 
     def __post_init__(self) -> None:
+        if self.feature == AXIS:
+            subs = tuple(sorted(self.value, key=lambda a: (a.sort_key, a.text())))
+            if self.form != "some" or not subs or any(a.feature not in _GENERIC or a.feature != PER_AXIS[
+                    _GENERIC[a.feature]][0] for a in subs):
+                raise ValueError(f"atom on axis: expected form 'some' and atoms on {', '.join(PER_AXIS)}, "
+                                 f"received {self.form!r} {self.value!r}")
+            object.__setattr__(self, "value", subs)
+            return
         f = BY_NAME.get(self.feature)
         if f is None:
             raise ValueError(f"atom feature: expected one of {', '.join(BY_NAME)}, received {self.feature!r}")
@@ -146,7 +165,13 @@ class Atom:
                 raise ValueError(f"atom on {self.feature}: expected values among {f.domain}, received {self.value!r}")
             object.__setattr__(self, "value", values)
 
+    def on_axis(self, side: int) -> tuple["Atom", ...]:
+        """An AXIS atom's sub-atoms on the height (0) or width (1) axis's features."""
+        return tuple(Atom(PER_AXIS[_GENERIC[a.feature]][side], a.form, a.value) for a in self.value)
+
     def holds(self, values: dict[str, Any]) -> bool:
+        if self.feature == AXIS:
+            return any(all(a.holds(values) for a in self.on_axis(side)) for side in (0, 1))
         v = values[self.feature]
         if self.form == "in":
             return v in self.value
@@ -172,7 +197,9 @@ class Atom:
 
     def text(self) -> str:
         """Canonical, parseable: `op = conv2d`, `dtype in {float16, bfloat16}`, `bias`,
-        `K >= 2305`, `K % 256 != 0`, `per_group_channels % 8 = 3`."""
+        `K >= 2305`, `K % 256 != 0`, `per_group_channels % 8 = 3`, `axis(stride >= 2, dilation >= 2)`."""
+        if self.feature == AXIS:
+            return "axis(" + ", ".join(_GENERIC[a.feature] + a.text()[len(a.feature):] for a in self.value) + ")"
         f = BY_NAME[self.feature]
         if self.form == "in":
             if len(self.value) == 1:
@@ -193,6 +220,9 @@ class Atom:
 
     def words(self) -> str:
         """Plain language for titles: "depthwise_conv2d", "dtype float16 or bfloat16", "strides > 1"."""
+        if self.feature == AXIS:
+            parts = [f"{_NOUNS[_GENERIC[a.feature]]} {a.phrase()}" for a in self.value]
+            return (", ".join(parts[:-1]) + " and " if len(parts) > 1 else "") + parts[-1] + " on one axis"
         f = BY_NAME[self.feature]
         if self.form == "in":
             if self.feature == "op":
@@ -220,12 +250,16 @@ class Atom:
         return f"{self.form} {self.value}"
 
     def to_dict(self) -> dict[str, Any]:
+        if self.feature == AXIS:
+            return {"feature": AXIS, "form": self.form, "value": [a.to_dict() for a in self.value], "text": self.text()}
         value = list(self.value) if isinstance(self.value, tuple) else self.value
         return {"feature": self.feature, "form": self.form, "value": value, "text": self.text()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Atom":
         v = d.get("value")
+        if d.get("feature") == AXIS:
+            return cls(AXIS, d["form"], tuple(cls.from_dict(x) for x in v))
         return cls(d["feature"], d["form"], tuple(v) if isinstance(v, list) else v)
 
 
@@ -263,7 +297,7 @@ class Predicate:
             if a not in lead:
                 by_feature.setdefault(a.feature, []).append(a)
         for name, atoms in by_feature.items():
-            if BY_NAME[name].kind == "int" and len(atoms) > 1:
+            if name != AXIS and BY_NAME[name].kind == "int" and len(atoms) > 1:
                 rest.append(f"{BY_NAME[name].noun} {' and '.join(a.phrase() for a in atoms)}")
             else:
                 rest += [a.words() for a in atoms]
@@ -335,6 +369,14 @@ def _parse_atom(part: str, whole: str) -> Atom:
 
     words = part.split()
     try:
+        if part.startswith("axis(") and part.endswith(")"):
+            subs = []
+            for inner in part[5:-1].split(","):
+                name, _, rest = inner.strip().partition(" ")
+                if name not in PER_AXIS:
+                    raise bad()
+                subs.append(_parse_atom(f"{PER_AXIS[name][0]} {rest}", whole))
+            return Atom(AXIS, "some", tuple(subs))
         if len(words) == 1:
             return Atom(words[0], "is")
         if len(words) == 2 and words[0] == "not":

@@ -26,7 +26,9 @@ from pathlib import Path
 
 def measure(selector: str, specs: list[str] | None, timeout: float) -> dict:
     from conformance.adapters import registry
-    from conformance.runner import RunConfig, execute, select_cases
+    from conformance.run.config import RunConfig
+    from conformance.run.selection import select_cases
+    from conformance.runner import execute
 
     specs = specs or registry.default_specs()
     cases = select_cases(selector)

@@ -1,6 +1,6 @@
 """Case files: loading and validating the YAML catalogue, regressions and user files.
 
-A case file is a YAML mapping (see README, "Case files"):
+A case file is a YAML mapping (see docs/cases.md, "Case files"):
 
     description: one line about the file          # optional
     defaults:                                     # optional: case fields shared by every entry

@@ -10,7 +10,7 @@ Items (under one collector named `conformance`, so node ids read
 Invariants
 - Collection is deterministic (the case set is a deterministic list, backends keep their
   command-line order, duplicates are dropped), so pytest-xdist workers agree on the ids.
-- The verdict is `conformance.inprocess.judge`: the suite's one verdict, run in-process.
+- The verdict is `conformance.inprocess.run_case`: the suite's one verdict, run in-process.
 - A (case, backend) pair that an `--conformance-expected` manifest entry pins by its exact
   id is marked `xfail(strict=True, raises=KnownDivergence)`; a divergence that a glob
   entry explains is an imperative xfail, and a pass under a glob entry passes. For a
@@ -27,14 +27,14 @@ Invariants
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .inprocess import Outcome, judge
+from .inprocess import CaseOutcome, run_case
 from .spec import OPS, Case
+from .text import number, safe_filename
 
 FIGURE_KEYS = ("mismatched", "elements", "max_abs_error", "max_rel_error", "max_normalised_error", "threshold",
                "hard_bound", "max_ulp", "effective_bits", "dtype_bits", "expected_shape", "actual_shape")
@@ -52,7 +52,7 @@ class KnownDivergence(ConformanceFailure):
     """A divergence that an --conformance-expected manifest entry names (xfail's `raises`)."""
 
 
-class Backend:
+class InProcessBackend:
     """One backend under test: its spec, id label and the adapter, built once per process."""
 
     def __init__(self, spec: str, label: str, adapter: Any):
@@ -71,7 +71,7 @@ class Backend:
             self._facts = facts(fingerprint(self.adapter))
         return self._facts
 
-    def known(self, entries: list, case: Case, outcome: Outcome):
+    def known(self, entries: list, case: Case, outcome: CaseOutcome):
         """The manifest entry that explains `outcome` on `case`, or None."""
         name = str(self.adapter.name)
         for e in entries:
@@ -95,9 +95,9 @@ class ConformancePlugin:
         base = Path(config.invocation_params.dir)
         self.out_dir = base / config.getoption("conformance_out")
         self.precision = config.getoption("conformance_precision")
-        self.backends: list[Backend] | None = None
+        self.backends: list[InProcessBackend] | None = None
 
-    def load_backends(self) -> list[Backend]:
+    def load_backends(self) -> list[InProcessBackend]:
         if self.backends is None:
             from .adapters import registry
 
@@ -107,7 +107,7 @@ class ConformancePlugin:
                     adapter = registry.load(spec)
                 except ValueError as exc:
                     raise pytest.UsageError(f"--backend/--adapter {spec!r}: {exc}") from None
-                backends.append(Backend(spec, _label(spec, adapter, registry.BUILTINS), adapter))
+                backends.append(InProcessBackend(spec, _label(spec, adapter, registry.BUILTINS), adapter))
             self.backends = backends
         return self.backends
 
@@ -181,9 +181,9 @@ class ConformanceCollector(pytest.Collector):
 
 
 class _ConformanceItem(pytest.Item):
-    backend: Backend
+    backend: InProcessBackend
 
-    def __init__(self, *, backend: Backend, **kwargs: Any):
+    def __init__(self, *, backend: InProcessBackend, **kwargs: Any):
         super().__init__(**kwargs)
         self.backend = backend
         self.add_marker("conformance")
@@ -200,14 +200,14 @@ class _ConformanceItem(pytest.Item):
     def reportinfo(self):
         return Path(__file__), None, self.name
 
-    def check(self, case: Case, *, entries=()) -> Outcome:
+    def check(self, case: Case, *, entries=()) -> CaseOutcome:
         """Judge `case`; raise ConformanceFailure (or KnownDivergence) unless it passes.
 
         A divergence a covering manifest entry explains is a KnownDivergence (the xfail of a
         pinned pair); under a glob entry it is an imperative xfail instead, so a pass there
         is simply a pass.
         """
-        outcome = judge(case, self.backend.adapter, precision=self.plugin.precision)
+        outcome = run_case(case, self.backend.adapter, precision=self.plugin.precision)
         if outcome.status == "unsupported":
             pytest.skip(f"{self.backend.label} does not support {case.id}: {outcome.message}")
         if outcome.status == "pass":
@@ -218,27 +218,27 @@ class _ConformanceItem(pytest.Item):
         exc_type = ConformanceFailure if explaining is None else KnownDivergence
         raise exc_type(failure_message(self.backend, outcome, self.write_artifacts(outcome)), case)
 
-    def write_artifacts(self, outcome: Outcome) -> list[str]:
+    def write_artifacts(self, outcome: CaseOutcome) -> list[str]:
         """Write the repro script and bug report; return lines naming them (or why not)."""
-        from . import repro
+        from . import bug_reports, scripts
 
         case, adapter = outcome.case, self.backend.adapter
-        stem = _safe(f"{self.backend.label}-{case.id}")
+        stem = safe_filename(f"{self.backend.label}-{case.id}")
         lines = []
         try:
             self.plugin.out_dir.mkdir(parents=True, exist_ok=True)
             script = self.plugin.out_dir / f"{stem}.py"
-            script.write_text(repro.make_script(case, adapter, spec=self.backend.spec,
+            script.write_text(scripts.make_script(case, adapter, spec=self.backend.spec,
                                                   precision=self.plugin.precision), encoding="utf-8")
             lines.append(f"repro: {script}  (run: python {script})")
-        except (repro.ReproError, OSError) as exc:
+        except (scripts.ReproError, OSError) as exc:
             lines.append(f"repro: not written ({exc})")
         try:
             report = self.plugin.out_dir / f"{stem}.md"
-            report.write_text(repro.bug_report(case, adapter, outcome.comparison, outcome.diagnosis,
+            report.write_text(bug_reports.bug_report(case, adapter, outcome.comparison, outcome.diagnosis,
                                                outcome=outcome, spec=self.backend.spec), encoding="utf-8")
             lines.append(f"bug report: {report}")
-        except (repro.ReproError, OSError) as exc:
+        except (scripts.ReproError, OSError) as exc:
             lines.append(f"bug report: not written ({exc})")
         return lines
 
@@ -279,7 +279,7 @@ class PropertyItem(_ConformanceItem):
                                                         HealthCheck.filter_too_much])
         @given(case=strategy)
         def prop(case: Case) -> None:
-            outcome = judge(case, self.backend.adapter, precision=self.plugin.precision)
+            outcome = run_case(case, self.backend.adapter, precision=self.plugin.precision)
             if outcome.status in ("pass", "unsupported"):
                 return
             entry = self.backend.known(self.manifest, case, outcome)
@@ -294,20 +294,12 @@ class PropertyItem(_ConformanceItem):
                 self.user_properties.append(("known_divergences", f"{len(known)}, first {known[0]}"))
         except ConformanceFailure as exc:
             # Artifacts only for the final, shrunk case (not for every shrinking step).
-            outcome = judge(exc.case, self.backend.adapter, precision=self.plugin.precision)
+            outcome = run_case(exc.case, self.backend.adapter, precision=self.plugin.precision)
             raise ConformanceFailure(failure_message(self.backend, outcome, self.write_artifacts(outcome)),
                                      exc.case) from None
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.\-\[\]]+", "_", text)
-
-
-def _num(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def failure_message(backend: Backend, outcome: Outcome, artifacts: list[str]) -> str:
+def failure_message(backend: InProcessBackend, outcome: CaseOutcome, artifacts: list[str]) -> str:
     """The failure text: what, where, how badly, probably why, how to reproduce."""
     case = outcome.case
     adapter = backend.adapter
@@ -318,14 +310,14 @@ def failure_message(backend: Backend, outcome: Outcome, artifacts: list[str]) ->
              f"{outcome.message}"]
     comp = outcome.comparison
     if comp is not None and comp.figures:
-        shown = ", ".join(f"{k}={_num(comp.figures[k])}" for k in FIGURE_KEYS if k in comp.figures)
+        shown = ", ".join(f"{k}={number(comp.figures[k])}" for k in FIGURE_KEYS if k in comp.figures)
         lines.append(f"figures: {shown}")
         if "threshold" in comp.figures and comp.figures.get("max_normalised_error") is not None:
-            lines.append(f"bound: max normalised error {_num(comp.figures['max_normalised_error'])} vs threshold "
-                         f"{_num(comp.figures['threshold'])} (hard bound {_num(comp.figures['hard_bound'])})")
+            lines.append(f"bound: max normalised error {number(comp.figures['max_normalised_error'])} vs threshold "
+                         f"{number(comp.figures['threshold'])} (hard bound {number(comp.figures['hard_bound'])})")
         for w in comp.worst[:3]:
             lines.append(f"  at {w['index']}: expected {w['expected']}, actual {w['actual']}, "
-                         f"normalised error {_num(w['normalised_error'])}")
+                         f"normalised error {number(w['normalised_error'])}")
     if outcome.error:
         lines.append(outcome.error.rstrip().splitlines()[-1])
     diag = outcome.diagnosis

@@ -1,7 +1,7 @@
 """The per-element judging rule, in NumPy alone: the one implementation of the verdict's arithmetic.
 
 This file imports nothing but NumPy and `math`, and nothing of the package, because its
-source is embedded verbatim into every generated repro script (`conformance.repro`):
+source is embedded verbatim into every generated repro script (`conformance.scripts`):
 the script then applies exactly the suite's rule. Everything about one case is in the
 parameter dict `P` that `conformance.tolerance.rule_params(case)` builds (the constants,
 the dtype's unit roundoff, the thresholds); the error models and their calibration are

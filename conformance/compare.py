@@ -35,12 +35,13 @@ from typing import Any
 import numpy as np
 
 from . import tolerance
-from .dtypes import dtype_name, fmt, np_dtype
+from .dtypes import dtype_name, fmt, has_subnormal, np_dtype
 from .oracle import Reference, reference
+from .protocol import NotAnArray, not_an_array
 from .spec import Case
+from .text import json_safe, number
+from .vocabulary import KINDS
 
-KINDS = ("shape", "dtype", "nonfinite", "subnormal_flush", "inexact", "precision", "value", "rounding_bias",
-         "invalid_accepted")
 #: Profiles whose inputs hold no subnormal in the dtypes with float32's exponent range or
 #: more: integers, standard normals (far above 2**-126 in magnitude) and huge values.
 #: float16's smallest normal (6.1e-5) is within reach of a standard normal: not float16.
@@ -88,53 +89,6 @@ class Comparison:
         return {"passed": self.passed, "kind": self.kind, "message": self.message, "figures": self.figures,
                 "worst": self.worst, "heatmap": self.heatmap, "channel_errors": self.channel_errors,
                 "notes": self.notes, "precision": self.precision, "precision_met": self.precision_met}
-
-
-@dataclass(frozen=True)
-class NotAnArray:
-    """What a worker sends in place of an adapter output that is not a numpy.ndarray.
-
-    `returned` names it ("a list", "None", "an object of type torch.Tensor"); `values` is
-    numpy.asarray of it when that gives a numeric array (so the values can still be
-    judged), else None. Pickled to the parent, which imports no framework.
-    """
-    returned: str
-    values: np.ndarray | None = None
-
-
-def returned_object(actual: Any) -> str | None:
-    """None for a numpy.ndarray; otherwise what the adapter returned, for a message:
-    "None", "a list", "a tuple", "an object of type torch.Tensor"."""
-    if isinstance(actual, NotAnArray):
-        return actual.returned
-    if isinstance(actual, np.ndarray):
-        return None
-    if actual is None:
-        return "None"
-    if isinstance(actual, (list, tuple)):
-        return f"a {type(actual).__name__}"
-    t = type(actual)
-    module = "" if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}."
-    return f"an object of type {module}{t.__qualname__}"
-
-
-def not_an_array(actual: Any) -> NotAnArray | None:
-    """A NotAnArray for whatever is not a numpy.ndarray (None for an ndarray): the check
-    made where an adapter's return value is first examined (worker, compare)."""
-    if isinstance(actual, NotAnArray):
-        return actual
-    returned = returned_object(actual)
-    if returned is None:
-        return None
-    values = None
-    if actual is not None:
-        try:
-            values = np.asarray(actual)
-        except Exception:  # noqa: BLE001 (anything that does not convert has no values to judge)
-            values = None
-        if values is not None and values.dtype.kind not in "fiu" and dtype_name(values) != "bfloat16":
-            values = None
-    return NotAnArray(returned, values)
 
 
 def _not_an_array(case: Case, wrapped: NotAnArray, ref: Reference | None, inputs, precision: str) -> Comparison:
@@ -307,23 +261,14 @@ def _worst(y: np.ndarray, ref: Reference, e: np.ndarray, limit: np.ndarray,
     out = []
     for flat in idx:
         pos = tuple(int(i) for i in np.unravel_index(int(flat), e.shape))
-        row = {"index": list(pos), "expected": _num(ref.value[pos]), "actual": _num(y[pos]),
-               "magnitude": _num(ref.magnitude[pos]), "normalised_error": _num(e[pos]), "limit": _num(limit[pos])}
+        row = json_safe({"index": list(pos), "expected": float(ref.value[pos]), "actual": float(y[pos]),
+                         "magnitude": float(ref.magnitude[pos]), "normalised_error": float(e[pos]),
+                         "limit": float(limit[pos])})
         if sigma is not None:  # the error in standard deviations of a correct sum's rounding error
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-                row["sigma_error"] = _num(abs(float(y[pos]) - float(ref.value[pos])) / float(sigma[pos]))
+                row["sigma_error"] = json_safe(abs(float(y[pos]) - float(ref.value[pos])) / float(sigma[pos]))
         out.append(row)
     return out
-
-
-def _num(v) -> float | str:
-    """A JSON-safe number: NaN and infinities as strings."""
-    v = float(v)
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return v
 
 
 def _maps(e: np.ndarray, limit: np.ndarray):
@@ -422,9 +367,9 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None,
         ratio = np.where(bad, e / np.where(limit > 0, limit, 1e-300), -1.0)
     at = np.unravel_index(int(np.argmax(np.where(np.isnan(ratio), np.inf, ratio))), e.shape)
     message = (f"{figures['mismatched']} of {figures['elements']} elements beyond the `{precision}` contract; "
-               f"max normalised error {_fmt(figures['max_normalised_error'])} (the worst element's limit "
+               f"max normalised error {number(figures['max_normalised_error'])} (the worst element's limit "
                f"{float(limit[at]):.3g}; sqrt(K) threshold {figures['threshold']:.3g}, hard bound "
-               f"{_fmt(figures['hard_bound'])}); {effective_bits_text(figures)}")
+               f"{number(figures['hard_bound'])}); {effective_bits_text(figures)}")
     cancel_only = not (e > t).any() and not tolerance.is_exact(case)
     any_model = tolerance.dtype_class(case.dtype) != "half" or tolerance.canonical(case, precision) == "any"
     if cancel_only and any_model and figures.get("max_sigma_error") is not None:
@@ -444,10 +389,6 @@ def effective_bits_text(figures: dict[str, Any]) -> str:
     if nonfinite:
         return f"effective bits {bits} of {of} over the finite elements only ({nonfinite} non-finite mismatches)"
     return f"effective bits {bits} of {of}"
-
-
-def _fmt(v) -> str:
-    return "inf" if v is None else f"{v:.4g}"
 
 
 def _kind(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, bad: np.ndarray, inputs,
@@ -476,23 +417,10 @@ def _kind(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, bad: np.ndar
     return "value", None
 
 
-def has_subnormal(case: Case, arrays) -> bool:
-    """Is any finite, nonzero value of `arrays` (None entries skipped) subnormal in the case dtype?"""
-    tiny = fmt(case.dtype).smallest_normal
-    for a in arrays:
-        if a is None:
-            continue
-        v = np.abs(np.asarray(a, dtype=np.float64))
-        v = v[np.isfinite(v)]
-        if ((v > 0) & (v < tiny)).any():
-            return True
-    return False
-
-
 def flushed_reference(case: Case, inputs) -> Reference | None:
     """The oracle on inputs and outputs flushed to zero (FTZ/DAZ), or None without inputs or
     when nothing is subnormal in them (then flushing cannot change anything)."""
-    if inputs is None or not has_subnormal(case, inputs):
+    if inputs is None or not has_subnormal(inputs, case.dtype):
         return None
     return reference(case, *inputs, flush_subnormals=True)
 

@@ -15,15 +15,15 @@ Invariants
   The exceptions are the *facts* (`nan_not_propagated`, right after `subnormal_flush`; `border_only`,
   `channel_subset`, `batch_subset` last, after every tested hypothesis), which describe
   where the errors are, and `float16_accumulation`, an error-size consistency test.
-- `wrong_shape_subblock` / `wrong_sampling` search, for each candidate geometry (the
-  true one, strides or dilations ignored, VALID, SAME, SAME_LOWER), a row and column
-  selection of that output equal to the backend's (TensorFlow's depthwise_conv2d with
+- `wrong_shape_subblock` / `wrong_sampling` (`diagnose_geometry`) search, for each
+  candidate geometry (the true one, strides or dilations ignored, VALID, SAME,
+  SAME_LOWER), a row and column selection of that output equal to the backend's (TensorFlow's depthwise_conv2d with
   strides > 1 and dilations > 1 keeps rows/columns r % 4 < 2 of the stride-1 output).
 - Pads and output sizes come from `spec.conv_geometry` only; a geometric hypothesis
   (stride ignored, SAME's odd pixel swapped, ...) first predicts the output shape and
   is only recomputed when that shape equals the backend's.
 - Cost is bounded: a recomputation above `MAX_MACS` multiply-adds or `MAX_OUTPUTS`
-  output elements is skipped; every diagnosis lists what it skipped at this size
+  output elements (`diagnose_context`) is skipped; every diagnosis lists what it skipped at this size
   (`Diagnosis.skipped`, and in the explanation when nothing else explains the output).
 - Hypothesis names are a stable vocabulary (`HYPOTHESES`); `None` means unexplained and
   the explanation then lists the facts found (which channels, batch items, pixels).
@@ -31,32 +31,27 @@ Invariants
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-from . import oracle, tolerance
+from . import tolerance
 from .compare import flush_explains
-from .dtypes import dtype_name, fmt, np_dtype, round_mantissa, round_to
+from .diagnose_context import DiagnosisContext, Skip, need_same_shape
+from .diagnose_geometry import wrong_sampling, wrong_shape_subblock
+from .dtypes import (count_subnormals, dtype_name, flush_subnormals, fmt, has_subnormal, np_dtype, round_mantissa,
+                     round_to)
 from .oracle import Reference
-from .spec import Case, conv_geometry
+from .spec import Case
+from .text import number, ranges
 
-#: A recomputation (value and magnitude) above this many multiply-adds is skipped (about
-#: a second of the float64 oracle on one core: real layers up to ResNet scale are tested).
-MAX_MACS = 10**9
-#: ... and one of more output elements (each recomputation holds a few float64 arrays of
-#: the output's size: this bounds diagnosis memory at a few hundred MB).
-MAX_OUTPUTS = 10**7
 #: A reduced-precision hypothesis explains the output when the backend's error against
 #: it is at most this fraction of its error against the exact result (or within tolerance).
 REDUCED_PRECISION_RATIO = 1 / 16
 #: float16 accumulation leaves errors of the order of float16 rounding: at least this
 #: many float16 unit roundoffs of the magnitude somewhere (and at most the threshold).
 F16_ACCUMULATION_FLOOR = 0.05
-#: Sub-block search compares every backend pixel with every candidate pixel; bounded.
-MAX_PIXEL_PAIRS = 2 * 10**7
 
 
 @dataclass
@@ -71,162 +66,60 @@ class Diagnosis:
                 "skipped": list(self.skipped)}
 
 
-class _Skip(Exception):
-    """A hypothesis that does not apply to this case (not listed as checked)."""
-
-
-class _Context:
-    """The case, the backend output and the true reference, plus helpers shared by tests."""
-
-    def __init__(self, case: Case, y: np.ndarray, x, w, b, precision: str = tolerance.DEFAULT_PRECISION):
-        self.case, self.y, self.x, self.w, self.b = case, y, x, w, b
-        self.precision = precision
-        self.ref = oracle.reference(case, x, w, b)
-        self.same_shape = tuple(y.shape) == tuple(case.output_shape)
-        self.threshold = tolerance.threshold(case)
-        self.skipped: list[str] = []
-        if self.same_shape:
-            self.e_true = self.error(self.ref)
-            self.bad = self.e_true > self.limit(self.ref)
-        else:
-            self.e_true = self.bad = None
-
-    # ---- judging against a hypothesis -----------------------------------------
-
-    def limit(self, ref: Reference) -> np.ndarray:
-        # The verdict's own per-element limit (with the cancellation-aware bound where the
-        # reference carries its product norm).
-        return tolerance.element_limit(self.case, ref, self.precision)
-
-    def error(self, ref: Reference) -> np.ndarray:
-        return tolerance.elementwise_error(self.case, self.y, ref, self.precision)
-
-    def matches(self, ref: Reference) -> bool:
-        if tuple(ref.value.shape) != tuple(self.y.shape):
-            return False
-        return not (self.error(ref) > self.limit(ref)).any()
-
-    # ---- recomputing the oracle under a hypothesis -------------------------------
-
-    def shape_for(self, strides, dilations, padding) -> tuple[int, ...] | None:
-        c = self.case
-        g = conv_geometry((c.height, c.width), c.kernel, strides, dilations, padding)
-        if g.out_h <= 0 or g.out_w <= 0:
-            return None
-        return (c.batch, g.out_h, g.out_w, c.output_channels)
-
-    def affordable(self, name: str, out_shape) -> bool:
-        macs = 2 * math.prod(out_shape) * self.case.reduction_size
-        why = (f"{macs:.2g} multiply-adds > {MAX_MACS:.0g}" if macs > MAX_MACS else
-               f"{math.prod(out_shape):.2g} outputs > {MAX_OUTPUTS:.0g}" if math.prod(out_shape) > MAX_OUTPUTS else None)
-        if why is None:
-            return True
-        if f"{name} ({why})" not in self.skipped:  # variants of one hypothesis share a name
-            self.skipped.append(f"{name} ({why})")
-        return False
-
-    def reference(self, x, w, b, *, strides=None, dilations=None, padding=None) -> Reference:
-        """The oracle on the given inputs and geometry (with the product norm, so that a
-        hypothesis is judged as strictly as the verdict)."""
-        return oracle.reference(self.case, x, w, b, strides=strides, dilations=dilations, padding=padding)
-
-    def geometry_matches(self, name: str, *, strides=None, dilations=None, padding=None) -> bool:
-        c = self.case
-        strides, dilations = tuple(strides or c.strides), tuple(dilations or c.dilations)
-        padding = c.padding if padding is None else padding
-        shape = self.shape_for(strides, dilations, padding)
-        if shape is None or shape != tuple(self.y.shape) or not self.affordable(name, shape):
-            return False
-        return self.matches(self.reference(self.x, self.w, self.b, strides=strides, dilations=dilations,
-                                           padding=padding))
-
-
-def _pads(case: Case):
-    return case.geometry.pads
-
-
 def _fmt_pads(p) -> str:
     (t, b), (l, r) = p
     return f"top {t}, bottom {b}, left {l}, right {r}"
 
 
 # ---- the hypotheses (each returns an explanation, None when it does not match, or
-#      raises _Skip when it does not apply) ----------------------------------------
+#      raises Skip when it does not apply; wrong_shape_subblock and wrong_sampling are
+#      in diagnose_geometry) ---------------------------------------------------------
 
-def _need_same_shape(ctx: _Context) -> None:
-    if not ctx.same_shape:
-        raise _Skip
-
-
-def _nan_not_propagated(ctx: _Context):
-    _need_same_shape(ctx)
+def _nan_not_propagated(ctx: DiagnosisContext):
+    need_same_shape(ctx)
     special = ~np.isfinite(ctx.ref.value)
     if not special.any():
-        raise _Skip
+        raise Skip
     bad = ctx.bad
     if not (bad & ~special).any():
         n = int(bad.sum())
         got = ctx.y[bad]
         finite = int(np.isfinite(got).sum())
         return (f"errors only where the exact result is NaN or Inf: {n} of {int(special.sum())} such elements "
-                f"came back wrong ({finite} of them finite, e.g. {_num(got[0])} where {_num(ctx.ref.value[bad][0])} "
+                f"came back wrong ({finite} of them finite, e.g. {number(got[0])} where {number(ctx.ref.value[bad][0])} "
                 f"was expected); every finite result is within tolerance")
     return None
 
 
-def _has_subnormal(case: Case, arrays) -> bool:
-    tiny = fmt(case.dtype).smallest_normal
-    for a in arrays:
-        if a is None:
-            continue
-        v = np.abs(a[np.isfinite(a)])
-        if ((v > 0) & (v < tiny)).any():
-            return True
-    return False
-
-
-def _subnormal_flush(ctx: _Context):
-    _need_same_shape(ctx)
+def _subnormal_flush(ctx: DiagnosisContext):
+    need_same_shape(ctx)
     value = ctx.ref.value
     tiny = fmt(ctx.case.dtype).smallest_normal
-    if not (_has_subnormal(ctx.case, (ctx.x, ctx.w, ctx.b)) or ((np.abs(value) < tiny) & (value != 0)).any()):
-        raise _Skip
+    if not (has_subnormal((ctx.x, ctx.w, ctx.b), ctx.case.dtype) or ((np.abs(value) < tiny) & (value != 0)).any()):
+        raise Skip
     if flush_explains(ctx.case, ctx.y, (ctx.x, ctx.w, ctx.b), ctx.precision):
         return (f"output equals the oracle with subnormal inputs and results flushed to zero "
                 f"(FTZ/DAZ: values below {tiny:.3g} in {ctx.case.dtype} treated as 0)")
     return None
 
 
-def _flush_array(a, dtype: str):
-    if a is None:
-        return None
-    tiny = fmt(dtype).smallest_normal
-    return np.where(np.isfinite(a) & (np.abs(a) < tiny), 0.0 * a, a)
-
-
-def _count_subnormal(a, dtype: str) -> int:
-    if a is None:
-        return 0
-    v = np.abs(a[np.isfinite(a)])
-    return int(((v > 0) & (v < fmt(dtype).smallest_normal)).sum())
-
-
 def _constants_flushed(which: str):
     """Hypothesis: subnormal constants flushed to zero while subnormal activations (x) are
     kept. `which` is "bias" (only the bias) or "filters" (the filters and the bias): what a
     runtime that folds weights into a compiled model and fuses the bias may do (OpenVINO)."""
-    def test(ctx: _Context):
-        _need_same_shape(ctx)
+    def test(ctx: DiagnosisContext):
+        need_same_shape(ctx)
         c = ctx.case
-        n_w, n_b = _count_subnormal(ctx.w, c.dtype), _count_subnormal(ctx.b, c.dtype)
+        n_w, n_b = count_subnormals(ctx.w, c.dtype), count_subnormals(ctx.b, c.dtype)
         if (which == "bias" and n_b == 0) or (which == "filters" and n_w == 0):
-            raise _Skip
-        w = _flush_array(ctx.w, c.dtype) if which == "filters" else ctx.w
+            raise Skip
+        w = flush_subnormals(ctx.w, c.dtype) if which == "filters" else ctx.w
+        b = None if ctx.b is None else flush_subnormals(ctx.b, c.dtype)
         if not ctx.affordable(f"subnormal_{which}_flushed", ctx.y.shape):
             return None
-        if not ctx.matches(ctx.reference(ctx.x, w, _flush_array(ctx.b, c.dtype))):
+        if not ctx.matches(ctx.reference(ctx.x, w, b)):
             return None
-        n_x = _count_subnormal(ctx.x, c.dtype)
+        n_x = count_subnormals(ctx.x, c.dtype)
         kept = (f"; the {n_x} subnormal input values of x were kept" if n_x else "")
         tiny = fmt(c.dtype).smallest_normal
         if which == "bias":
@@ -238,11 +131,11 @@ def _constants_flushed(which: str):
     return test
 
 
-def _depthwise_channel_order(ctx: _Context):
-    _need_same_shape(ctx)
+def _depthwise_channel_order(ctx: DiagnosisContext):
+    need_same_shape(ctx)
     c = ctx.case
     if c.op != "depthwise_conv2d" or c.in_channels < 2 or c.channel_multiplier < 2:
-        raise _Skip
+        raise Skip
     C, M = c.in_channels, c.channel_multiplier
 
     def reorder(a):  # channel k*M + q of the truth placed at q*C + k
@@ -256,20 +149,20 @@ def _depthwise_channel_order(ctx: _Context):
     return None
 
 
-def _bias_ignored(ctx: _Context):
-    _need_same_shape(ctx)
+def _bias_ignored(ctx: DiagnosisContext):
+    need_same_shape(ctx)
     if not ctx.case.bias or ctx.b is None or not np.any(ctx.b != 0):
-        raise _Skip
+        raise Skip
     if ctx.matches(ctx.reference(ctx.x, ctx.w, None)):
         return "output equals the oracle without the bias: the bias was not added"
     return None
 
 
 def _flipped(axes: tuple[int, ...], words: str):
-    def test(ctx: _Context):
-        _need_same_shape(ctx)
+    def test(ctx: DiagnosisContext):
+        need_same_shape(ctx)
         if any(ctx.case.kernel[a] < 2 for a in axes):
-            raise _Skip
+            raise Skip
         if not ctx.affordable("flipped_kernel", ctx.y.shape):
             return None
         w = np.flip(ctx.w, axis=axes)
@@ -280,13 +173,13 @@ def _flipped(axes: tuple[int, ...], words: str):
     return test
 
 
-def _same_split_swapped(ctx: _Context):
+def _same_split_swapped(ctx: DiagnosisContext):
     c = ctx.case
     if c.padding != "SAME":
-        raise _Skip
-    (t, b), (l, r) = _pads(c)
+        raise Skip
+    (t, b), (l, r) = c.geometry.pads
     if t == b and l == r:
-        raise _Skip
+        raise Skip
     swapped = ((b, t), (r, l))
     if ctx.geometry_matches("same_split_swapped", padding=swapped):
         return (f"output equals the oracle with SAME's odd padding pixel on the top/left "
@@ -295,13 +188,13 @@ def _same_split_swapped(ctx: _Context):
     return None
 
 
-def _explicit_padding_symmetric(ctx: _Context):
+def _explicit_padding_symmetric(ctx: DiagnosisContext):
     c = ctx.case
     if isinstance(c.padding, str):
-        raise _Skip
+        raise Skip
     (t, b), (l, r) = c.padding
     if t == b and l == r:
-        raise _Skip
+        raise Skip
     options_h = {(t, b), (t, t), (b, b)}
     options_w = {(l, r), (l, l), (r, r)}
     for ph in sorted(options_h):
@@ -317,10 +210,10 @@ def _explicit_padding_symmetric(ctx: _Context):
 
 def _swapped(field: str):
     """Hypothesis: the (H, W) pair of `field` ("strides" or "dilations") was used as (W, H)."""
-    def test(ctx: _Context):
+    def test(ctx: DiagnosisContext):
         h, w = getattr(ctx.case, field)
         if h == w:
-            raise _Skip
+            raise Skip
         if ctx.geometry_matches(f"{field}_swapped", **{field: (w, h)}):
             return f"output equals the oracle with {field} ({w}, {h}) instead of ({h}, {w}): H and W swapped"
         return None
@@ -330,11 +223,11 @@ def _swapped(field: str):
 def _ignored(field: str, axis: int):
     """Hypothesis: `field` ("strides" or "dilations") was taken as 1 along one axis."""
     noun = field[:-1]  # stride, dilation
-    def test(ctx: _Context):
+    def test(ctx: DiagnosisContext):
         values = list(getattr(ctx.case, field))
         # A dilation along an axis with a one-tap kernel changes nothing: nothing to test.
         if values[axis] == 1 or (field == "dilations" and ctx.case.kernel[axis] == 1):
-            raise _Skip
+            raise Skip
         old = tuple(values)
         values[axis] = 1
         if ctx.geometry_matches(f"{noun}_ignored_{'hw'[axis]}", **{field: tuple(values)}):
@@ -347,11 +240,11 @@ def _ignored(field: str, axis: int):
 def _ignored_both(field: str):
     """Hypothesis: `field` ("dilations") taken as 1 along both axes at once."""
     noun = field[:-1]
-    def test(ctx: _Context):
+    def test(ctx: DiagnosisContext):
         values = tuple(getattr(ctx.case, field))
         effective = [v > 1 and (field != "dilations" or ctx.case.kernel[a] > 1) for a, v in enumerate(values)]
         if not all(effective):  # along one axis only: the one-axis hypotheses say it
-            raise _Skip
+            raise Skip
         if ctx.geometry_matches(f"{noun}_ignored", **{field: (1, 1)}):
             return (f"output equals the oracle with {field} (1, 1) instead of {values}: the {noun} was ignored "
                     f"along both axes")
@@ -359,10 +252,10 @@ def _ignored_both(field: str):
     return test
 
 
-def _padding_ignored(ctx: _Context):
-    pads = _pads(ctx.case)
+def _padding_ignored(ctx: DiagnosisContext):
+    pads = ctx.case.geometry.pads
     if not any(sum(p) for p in pads):
-        raise _Skip
+        raise Skip
     if ctx.geometry_matches("padding_ignored", padding="VALID"):
         return (f"output equals the oracle with no padding (VALID) instead of {ctx.case.padding!r} "
                 f"({_fmt_pads(pads)}): the padding was ignored")
@@ -370,17 +263,17 @@ def _padding_ignored(ctx: _Context):
 
 
 def _reduced_precision(name: str, bits: int, label: str, rounder: Callable[[np.ndarray], np.ndarray]):
-    def test(ctx: _Context):
-        _need_same_shape(ctx)
+    def test(ctx: DiagnosisContext):
+        need_same_shape(ctx)
         if fmt(ctx.case.dtype).precision <= bits:
-            raise _Skip
+            raise Skip
         if name == "reduced_precision_float16":
             # In the float16 range this is the TF32 hypothesis again (11 bits both): only
             # worth testing where float16's range changes the inputs.
             same = all(np.array_equal(round_mantissa(a, 11), rounder(a), equal_nan=True)
                        for a in (ctx.x, ctx.w) if a is not None)
             if same:
-                raise _Skip
+                raise Skip
         if not ctx.affordable(name, ctx.y.shape):
             return None
         hyp = ctx.reference(rounder(ctx.x), rounder(ctx.w), None if ctx.b is None else rounder(ctx.b))
@@ -398,12 +291,12 @@ def _reduced_precision(name: str, bits: int, label: str, rounder: Callable[[np.n
             if all(np.array_equal(a, round_mantissa(b, 11), equal_nan=True) for a, b in zip(f16, (ctx.x, ctx.w))):
                 note = " (float16 inputs give the same values here)"
         return (f"output matches the oracle on inputs rounded to {label}{note}: max normalised error "
-                f"{float(e_hyp.max()):.3g} against that, {_num(ctx.e_true.max())} against the exact result "
+                f"{float(e_hyp.max()):.3g} against that, {number(ctx.e_true.max())} against the exact result "
                 f"(threshold {ctx.threshold:.3g})")
     return test
 
 
-def _roundoff_consistent(ctx: _Context, precision: str) -> float | None:
+def _roundoff_consistent(ctx: DiagnosisContext, precision: str) -> float | None:
     """The backend's worst error in units of `precision`'s roundoff of the magnitude, when it
     lies between a clear excess over the dtype's own and the sqrt(K) threshold; else None."""
     c = ctx.case
@@ -427,56 +320,56 @@ def _roundoff_consistent(ctx: _Context, precision: str) -> float | None:
     return worst
 
 
-def _float16_accumulation(ctx: _Context):
-    _need_same_shape(ctx)
+def _float16_accumulation(ctx: DiagnosisContext):
+    need_same_shape(ctx)
     c = ctx.case
     if fmt(c.dtype).precision <= 11 or tolerance.is_exact(c):
-        raise _Skip
+        raise Skip
     worst = _roundoff_consistent(ctx, "float16")
     if worst is None:
         return None
     return (f"errors are consistent with accumulation in float16 (unit roundoff 2**-11): max error "
             f"{worst:.3g} float16 roundoffs of the magnitude, within the sqrt(K) threshold {ctx.threshold:.3g} "
-            f"for K={tolerance.k_eff(c)}; {_num(ctx.e_true.max())} in {c.dtype} roundoffs")
+            f"for K={tolerance.k_eff(c)}; {number(ctx.e_true.max())} in {c.dtype} roundoffs")
 
 
-def _computed_in_float32(ctx: _Context):
-    _need_same_shape(ctx)
+def _computed_in_float32(ctx: DiagnosisContext):
+    need_same_shape(ctx)
     c = ctx.case
     if c.dtype != "float64" or tolerance.is_exact(c):
-        raise _Skip
+        raise Skip
     worst = _roundoff_consistent(ctx, "float32")
     if worst is None:
         return None
     return (f"errors are consistent with computing this float64 case in float32 (unit roundoff 2**-24): "
             f"max error {worst:.3g} float32 roundoffs of the magnitude, within the threshold "
-            f"{ctx.threshold:.3g}; {_num(ctx.e_true.max())} in float64 roundoffs")
+            f"{ctx.threshold:.3g}; {number(ctx.e_true.max())} in float64 roundoffs")
 
 
-def _nonfinite_leak(ctx: _Context):
-    _need_same_shape(ctx)
+def _nonfinite_leak(ctx: DiagnosisContext):
+    need_same_shape(ctx)
     finite_ref = np.isfinite(ctx.ref.value)
     leaked = ctx.bad & finite_ref & ~np.isfinite(ctx.y)
     if not leaked.any():
-        raise _Skip
+        raise Skip
     # Every other wrong element must be a special-value one too: this is about where NaN/Inf go.
     if (ctx.bad & finite_ref & np.isfinite(ctx.y)).any():
         return None
     chans = np.nonzero(leaked.any(axis=(0, 1, 2)))[0].tolist()
     first = tuple(int(i) for i in np.argwhere(leaked)[0])
     return (f"NaN/Inf where the exact result is finite: {int(leaked.sum())} elements (output channels "
-            f"{_ranges(chans)}; e.g. {_num(ctx.y[first])} at {first} where {_num(ctx.ref.value[first])} was "
+            f"{ranges(chans)}; e.g. {number(ctx.y[first])} at {first} where {number(ctx.ref.value[first])} was "
             f"expected), whose terms hold no NaN or Inf: a NaN or Inf reached outputs that do not depend on it, "
             f"through products the formula does not form (0 * Inf across groups, channels or batch items, e.g. a "
             f"dense block-diagonal weight for grouped/depthwise convolution, or zeros inserted into the kernel "
             f"for dilation)")
 
 
-def _output_layout_nchw(ctx: _Context):
+def _output_layout_nchw(ctx: DiagnosisContext):
     c, y = ctx.case, ctx.y
     n, oh, ow, o = c.output_shape
     if y.size != n * oh * ow * o or (oh == 1 and ow == 1) or o == 1:
-        raise _Skip
+        raise Skip
     candidate = y.reshape(n, o, oh, ow).transpose(0, 2, 3, 1)
     if tolerance.within_tolerance(c, candidate, ctx.ref, ctx.precision):
         return (f"the values are right but laid out NCHW: the output, read as (N, C, H, W) = {(n, o, oh, ow)} and "
@@ -497,14 +390,14 @@ def _border_masks(case: Case):
     return out  # [(top, bottom), (left, right)]
 
 
-def _border_only(ctx: _Context):
-    _need_same_shape(ctx)
-    if not any(sum(p) for p in _pads(ctx.case)):
-        raise _Skip
+def _border_only(ctx: DiagnosisContext):
+    need_same_shape(ctx)
+    if not any(sum(p) for p in ctx.case.geometry.pads):
+        raise Skip
     (top, bottom), (left, right) = _border_masks(ctx.case)
     border = top[:, None] | bottom[:, None] | left[None, :] | right[None, :]
     if border.all():
-        raise _Skip  # every output pixel touches the padding: nothing to tell apart
+        raise Skip  # every output pixel touches the padding: nothing to tell apart
     bad_px = ctx.bad.any(axis=(0, 3))
     if (bad_px & ~border).any():
         return None
@@ -520,127 +413,24 @@ def _border_only(ctx: _Context):
     rows, cols = np.nonzero(bad_px)
     return (f"errors confined to output pixels whose receptive field touches the padding: the "
             f"{', '.join(names)} border{'s' if len(names) > 1 else ''} ({int(bad_px.sum())} pixels, rows "
-            f"{_ranges(sorted(set(rows.tolist())))}, columns {_ranges(sorted(set(cols.tolist())))}); interior pixels are within tolerance")
-
-
-def _candidate_geometries(case: Case):
-    """Alternative geometries a wrong-shaped output may come from, true geometry first."""
-    s, d, p = case.strides, case.dilations, case.padding
-    out = [("the true output", s, d, p)]
-    if s != (1, 1):
-        out.append(("the stride-(1, 1) output (strides ignored)", (1, 1), d, p))
-    if d != (1, 1):
-        out.append(("the dilation-(1, 1) output (dilations ignored)", s, (1, 1), p))
-    if s != (1, 1) and d != (1, 1):
-        out.append(("the output with strides and dilations ignored", (1, 1), (1, 1), p))
-    if p != "VALID":
-        out.append(("the VALID output", s, d, "VALID"))
-    if p != "SAME":
-        out.append(("the SAME output", s, d, "SAME"))
-    if p == "SAME":
-        (t, b), (l, r) = _pads(case)
-        if (t, l) != (b, r):
-            out.append(("the SAME_LOWER output (odd pixel top/left)", s, d, ((b, t), (r, l))))
-    return out
-
-
-def _pixel_map(ctx: _Context, ref: Reference):
-    """Row and column indices (rows, cols) with y == ref[:, rows][:, :, cols], or None."""
-    y = ctx.y
-    n, hy, wy, ch = y.shape
-    _, ha, wa, _ = ref.value.shape
-    if hy * wy * ha * wa * n * ch > MAX_PIXEL_PAIRS:
-        ctx.skipped.append(f"wrong_shape_subblock pixel search ({hy}x{wy} against {ha}x{wa})")
-        return None
-    yv = y.transpose(1, 2, 0, 3).reshape(hy * wy, n * ch)
-    av = ref.value.transpose(1, 2, 0, 3).reshape(ha * wa, n * ch)
-    am = ref.magnitude.transpose(1, 2, 0, 3).reshape(ha * wa, n * ch)
-    scale = tolerance.unit_roundoff(ctx.case) * am + tolerance.underflow_floor(ctx.case)
-    match = np.zeros((hy * wy, ha * wa), dtype=bool)
-    step = max(1, MAX_PIXEL_PAIRS // max(ha * wa * n * ch, 1) // 4)
-    with np.errstate(invalid="ignore", over="ignore"):
-        for start in range(0, hy * wy, step):
-            diff = np.abs(yv[start:start + step, None, :] - av[None, :, :])
-            same = (diff <= ctx.threshold * scale[None]) | (yv[start:start + step, None, :] == av[None, :, :])
-            match[start:start + step] = same.all(axis=2)
-    match = match.reshape(hy, wy, ha, wa)
-    rows, cols = [], []
-    for i in range(hy):
-        cand = match[i].any(axis=2).all(axis=0)  # rows of A matching every pixel of row i somewhere
-        if not cand.any():
-            return None
-        rows.append(int(np.argmax(cand)))
-    for j in range(wy):
-        cand = match[:, j].any(axis=1).all(axis=0)
-        if not cand.any():
-            return None
-        cols.append(int(np.argmax(cand)))
-    sub = Reference(*(None if a is None else a[:, rows][:, :, cols] for a in ref._replace(alternative=None)))
-    return (rows, cols) if ctx.matches(sub) else None
-
-
-def _search_alternatives(ctx: _Context, name: str):
-    """(label, geometry, shape, rows, cols) of the first candidate output that, with some row
-    and column selection, equals the backend's output; None when none does."""
-    c, y = ctx.case, ctx.y
-    if y.ndim != 4 or y.shape[0] != c.batch or y.shape[3] != c.output_channels:
-        return None
-    for label, s, d, p in _candidate_geometries(c):
-        shape = ctx.shape_for(s, d, p)
-        if shape is None or shape[1] < y.shape[1] or shape[2] < y.shape[2] or not ctx.affordable(name, shape):
-            continue
-        ref = ctx.reference(ctx.x, ctx.w, ctx.b, strides=s, dilations=d, padding=p)
-        if tuple(shape) == tuple(y.shape) and ctx.matches(ref):
-            return label, (s, d, p), shape, None, None
-        found = _pixel_map(ctx, ref)
-        if found:
-            return label, (s, d, p), shape, found[0], found[1]
-    return None
-
-
-def _wrong_shape_subblock(ctx: _Context):
-    if ctx.same_shape:
-        raise _Skip
-    found = _search_alternatives(ctx, "wrong_shape_subblock")
-    if found is None:
-        return None
-    label, (s, d, p), shape, rows, cols = found
-    head = f"expected shape {tuple(ctx.case.output_shape)}, received {tuple(ctx.y.shape)}: the output "
-    if rows is None:
-        return head + f"equals {label} (strides {s}, dilations {d}, padding {p!r})"
-    return head + (f"is a sub-block of {label} (strides {s}, dilations {d}, padding {p!r}, shape {tuple(shape)}): "
-                   f"rows {_ranges(rows)}, columns {_ranges(cols)}")
-
-
-def _wrong_sampling(ctx: _Context):
-    """Right shape, wrong pixels: the rows/columns of some candidate output, wrongly chosen."""
-    _need_same_shape(ctx)
-    found = _search_alternatives(ctx, "wrong_sampling")
-    if found is None:
-        return None
-    label, (s, d, p), shape, rows, cols = found
-    if rows is None:  # a whole alternative geometry of the same shape: not a resampling
-        return None
-    return (f"the output has the right shape {tuple(ctx.y.shape)} but its pixels are rows {_ranges(rows)} and "
-            f"columns {_ranges(cols)} of {label} (strides {s}, dilations {d}, padding {p!r}, shape "
-            f"{tuple(shape)})")
+            f"{ranges(sorted(set(rows.tolist())))}, columns {ranges(sorted(set(cols.tolist())))}); interior pixels are within tolerance")
 
 
 def _subset(axis_name: str, axis: int, noun: str):
-    def test(ctx: _Context):
-        _need_same_shape(ctx)
+    def test(ctx: DiagnosisContext):
+        need_same_shape(ctx)
         other = tuple(a for a in range(4) if a != axis)
         wrong = ctx.bad.any(axis=other)
         if wrong.size < 2 or wrong.all():
-            raise _Skip
+            raise Skip
         idx = np.nonzero(wrong)[0].tolist()
-        return (f"only {len(idx)} of {wrong.size} {noun} are wrong: {_ranges(idx)}; the others are within "
+        return (f"only {len(idx)} of {wrong.size} {noun} are wrong: {ranges(idx)}; the others are within "
                 f"tolerance")
     return test
 
 
 #: The hypotheses in the order they are tried (cheapest and most specific first).
-HYPOTHESES: tuple[tuple[str, Callable[[_Context], str | None]], ...] = (
+HYPOTHESES: tuple[tuple[str, Callable[[DiagnosisContext], str | None]], ...] = (
     # Flushing subnormals turns subnormal * Inf into 0 * Inf = NaN: the tested hypothesis
     # that explains the whole output goes before the fact about where the errors are.
     ("subnormal_flush", _subnormal_flush),
@@ -676,8 +466,8 @@ HYPOTHESES: tuple[tuple[str, Callable[[_Context], str | None]], ...] = (
                                                       lambda a: round_mantissa(a, 8))),
     ("float32_computation", _computed_in_float32),
     ("float16_accumulation", _float16_accumulation),
-    ("wrong_shape_subblock", _wrong_shape_subblock),
-    ("wrong_sampling", _wrong_sampling),
+    ("wrong_shape_subblock", wrong_shape_subblock),
+    ("wrong_sampling", wrong_sampling),
     ("border_only", _border_only),
     ("channel_subset", _subset("channel_subset", 3, "output channels")),
     ("batch_subset", _subset("batch_subset", 0, "batch items")),
@@ -702,14 +492,14 @@ def diagnose(case: Case, actual: Any, inputs, precision: str = tolerance.DEFAULT
         return Diagnosis(None, f"unexplained: expected a floating-point array, received dtype {y.dtype}")
     if dtype_name(y) != case.dtype:
         y = y.astype(np_dtype(case.dtype))  # judged in the case dtype, as compare does
-    ctx = _Context(case, y.astype(np.float64), x, w, b, precision)
+    ctx = DiagnosisContext(case, y.astype(np.float64), x, w, b, precision)
     if ctx.same_shape and not ctx.bad.any():
         return Diagnosis(None, "nothing to diagnose: the output is within tolerance")
     checked: list[str] = []
     for name, test in HYPOTHESES:
         try:
             found = test(ctx)
-        except _Skip:
+        except Skip:
             continue
         checked.append(name)
         if found:
@@ -717,7 +507,7 @@ def diagnose(case: Case, actual: Any, inputs, precision: str = tolerance.DEFAULT
     return Diagnosis(None, _unexplained(ctx), checked, list(ctx.skipped))
 
 
-def _unexplained(ctx: _Context) -> str:
+def _unexplained(ctx: DiagnosisContext) -> str:
     c, y = ctx.case, ctx.y
     parts = ["unexplained"]
     if not ctx.same_shape:
@@ -726,36 +516,15 @@ def _unexplained(ctx: _Context) -> str:
     else:
         bad = ctx.bad
         parts.append(f"{int(bad.sum())} of {bad.size} elements beyond tolerance (max normalised error "
-                     f"{_num(ctx.e_true.max())}, threshold {ctx.threshold:.3g})")
+                     f"{number(ctx.e_true.max())}, threshold {ctx.threshold:.3g})")
         chans = np.nonzero(bad.any(axis=(0, 1, 2)))[0].tolist()
-        parts.append(f"output channels {_ranges(chans)} of {bad.shape[3]}")
+        parts.append(f"output channels {ranges(chans)} of {bad.shape[3]}")
         batches = np.nonzero(bad.any(axis=(1, 2, 3)))[0].tolist()
-        parts.append(f"batch items {_ranges(batches)} of {bad.shape[0]}")
+        parts.append(f"batch items {ranges(batches)} of {bad.shape[0]}")
         px = bad.any(axis=(0, 3))
         rows = np.nonzero(px.any(axis=1))[0].tolist()
         cols = np.nonzero(px.any(axis=0))[0].tolist()
-        parts.append(f"{int(px.sum())} of {px.size} pixels (rows {_ranges(rows)}, columns {_ranges(cols)})")
+        parts.append(f"{int(px.sum())} of {px.size} pixels (rows {ranges(rows)}, columns {ranges(cols)})")
     if ctx.skipped:
         parts.append("not tested at this size (too costly): " + ", ".join(ctx.skipped))
     return "; ".join(parts)
-
-
-def _num(v) -> str:
-    v = float(v)
-    return "inf" if math.isinf(v) else "nan" if math.isnan(v) else f"{v:.4g}"
-
-
-def _ranges(idx: list[int], limit: int = 12) -> str:
-    """[0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8' (at most `limit` runs)."""
-    if not idx:
-        return "none"
-    runs, start, prev = [], idx[0], idx[0]
-    for i in idx[1:] + [None]:
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        runs.append(f"{start}" if start == prev else f"{start}-{prev}")
-        if i is not None:
-            start = prev = i
-    more = f", ... ({len(runs) - limit} more runs)" if len(runs) > limit else ""
-    return ", ".join(runs[:limit]) + more

@@ -1,4 +1,4 @@
-"""Facts about the floating-point formats in scope, in one place.
+"""Facts about the floating-point formats in scope, in one place, with their subnormals.
 
 bfloat16 comes from `ml_dtypes` (imported only when a bfloat16 array is needed, so the
 engine runs with NumPy alone for the other dtypes).
@@ -82,6 +82,24 @@ def round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:
         scaled = np.ldexp(m, bits)
         out = np.ldexp(np.rint(scaled), e - bits)
     return np.where(np.isfinite(v), out, v)
+
+
+# ---- subnormals: the values FTZ/DAZ flush to zero ------------------------------------
+
+def _subnormal_mask(a, dtype: str) -> np.ndarray:
+    v = np.abs(np.asarray(a, dtype=np.float64))
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(v) & (v > 0) & (v < fmt(dtype).smallest_normal)
+
+
+def has_subnormal(arrays, dtype: str) -> bool:
+    """Is any finite, nonzero value of `arrays` (None entries skipped) subnormal in `dtype`?"""
+    return any(_subnormal_mask(a, dtype).any() for a in arrays if a is not None)
+
+
+def count_subnormals(a, dtype: str) -> int:
+    """How many values of `a` (None: none) are subnormal in `dtype`."""
+    return 0 if a is None else int(_subnormal_mask(a, dtype).sum())
 
 
 def flush_subnormals(values: np.ndarray, dtype: str) -> np.ndarray:

@@ -53,12 +53,11 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from .fingerprint import CONDITIONS
-from .results import FAILING
+from .vocabulary import FAILING_STATUSES, KINDS
 
 ENTRY_KEYS = ("backend", "version", "cases", "kind", "precision", "reason", "link", "finding", "when")
 #: What `kind` may name: a divergence kind, or a failing status (for errors, crashes, timeouts).
-KNOWN_KINDS = ("shape", "dtype", "nonfinite", "subnormal_flush", "inexact", "precision", "value", "rounding_bias",
-               "invalid_accepted", *FAILING)
+KNOWN_KINDS = (*KINDS, *FAILING_STATUSES)
 #: Conditions that take a set of names (each must be present; "!name": absent).
 SET_CONDITIONS = ("cpu.flags", "onnxruntime.providers")
 
@@ -124,7 +123,7 @@ class Entry:
         return self.kinds is None or kind in self.kinds
 
     def explains(self, rec: dict[str, Any], facts: dict[str, Any] | None = None) -> bool:
-        if rec["status"] not in FAILING or not self.covers(rec["backend"], rec["backend_version"], rec["case_id"],
+        if rec["status"] not in FAILING_STATUSES or not self.covers(rec["backend"], rec["backend_version"], rec["case_id"],
                                                              facts):
             return False
         if self.precisions is not None and (rec.get("precision") or "strict") not in self.precisions:
@@ -289,7 +288,7 @@ def pin_findings(entries: list[Entry], records: list[dict[str, Any]], found: lis
                 continue
             for cid in f["cases"]:
                 rec = by_pair.get((cid, f["backend"]))
-                if rec is not None and rec["status"] in FAILING and not rec.get("known") \
+                if rec is not None and rec["status"] in FAILING_STATUSES and not rec.get("known") \
                         and e.covers(rec["backend"], rec["backend_version"], cid,
                                      facts_of(fingerprints.get(rec.get("fingerprint") or ""))) \
                         and e.matches_kind(rec["kind"]):
@@ -380,8 +379,8 @@ def baseline_diff(baseline: dict[str, Any], records: list[dict[str, Any]]) -> di
     new, fixed = [], []
     for rec in records:
         old = before.get((rec["case_id"], rec["backend"]))
-        now_failing = rec["status"] in FAILING
-        was_failing = old is not None and old["status"] in FAILING
+        now_failing = rec["status"] in FAILING_STATUSES
+        was_failing = old is not None and old["status"] in FAILING_STATUSES
         row = {"case_id": rec["case_id"], "backend": rec["backend"], "status": rec["status"], "kind": rec["kind"],
                "was": None if old is None else old["status"], "message": rec["message"]}
         if now_failing and not was_failing:

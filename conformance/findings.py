@@ -10,38 +10,30 @@ records (case parameters, status, kind, diagnosis hypothesis, backend) only:
    A group that no conjunction separates is split (sequential covering: each rule covers
    what it can without admitting a passing case); what no rule covers becomes one finding
    recorded as "no simple predicate".
-3. Optionally confirm each predicate actively (`confirm`): new cases inside the predicate
-   (covered cases with free fields mutated) must diverge the same way (same kind), near
-   misses (one atom flipped) must not. The backend runs through the runner's worker
-   (`runner.Backend.ask`) and the record is judged by `runner.judge`, the verdict the run
-   itself uses.
+3. A run then confirms each predicate actively, on the live backend: that is the run's
+   findings step (`run.findings_step`), which only adds a finding's `confirmation` and
+   `short_repro` and may refine a refuted predicate; this module never runs a backend.
 
 Invariants
 - A finding's id depends only on (backend, kind, hypothesis, predicate text): the same bug
   found on two machines or in two runs has the same id, whatever the discovery order.
   `key` (kind, hypothesis, predicate) matches a finding across backends.
 - Findings only add to a run; they never change a record or a verdict.
-- Everything here is plain data (JSON types); the engine imports no framework.
+- Everything here is plain data (JSON types) computed from records alone: no backend,
+  worker or file is touched, so the reports, a merge and a manifest read findings freely.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .spec import ALL_PROFILES, DATA_FORMATS, DTYPES, OPS, PROFILES, Case, CaseError
+from .spec import ALL_PROFILES, DATA_FORMATS, DTYPES, OPS, Case, CaseError
+from .vocabulary import KIND_PHRASES
 
 #: Version of the results.json `findings` section (docs/results-schema.md).
 FINDINGS_VERSION = 1
-#: Default active-confirmation budget, seconds per finding.
-CONFIRM_BUDGET_S = 4.0
-#: New cases inside the predicate, and near misses, tried at most per finding.
-CONFIRM_INSIDE = 3
-CONFIRM_NEAR = 3
 #: Rules (split findings) learnt per (kind, hypothesis) group before the rest is "no simple predicate".
 MAX_RULES = 4
 #: A conjunction of more atoms than this is not a *simple* predicate.
@@ -49,18 +41,6 @@ MAX_ATOMS = 4
 #: Seeds tried per rule (sequential covering keeps the rule that covers the most).
 RULE_SEEDS = 6
 NO_PREDICATE = "no simple predicate"
-
-KIND_PHRASES = {
-    "shape": "returns an output of the wrong shape",
-    "dtype": "returns an output of the wrong dtype",
-    "nonfinite": "returns wrong NaN/Inf values",
-    "subnormal_flush": "flushes subnormals to zero",
-    "inexact": "is inexact where the exact result is representable",
-    "precision": "computes in a reduced precision",
-    "value": "returns wrong values",
-    "rounding_bias": "rounds with a systematic bias",
-    "invalid_accepted": "accepts an invalid case instead of raising an error",
-}
 
 HYPOTHESIS_PHRASES = {
     "wrong_sampling": "the wrong sampling of the stride-1 output",
@@ -407,7 +387,8 @@ def characterise(positives: list[dict[str, Any]], negatives: list[dict[str, Any]
 
 # ---- findings from records -----------------------------------------------------------
 
-def _case_of(rec: dict[str, Any]) -> Case | None:
+def case_of(rec: dict[str, Any]) -> Case | None:
+    """The Case of a record, None when its case dict is not one (a malformed results file)."""
     try:
         return Case.from_dict(rec["case"])
     except (CaseError, TypeError, KeyError):
@@ -442,7 +423,8 @@ def title(kind: str, hypothesis: str | None, atoms: list[Atom] | None) -> str:
     return f"{subject} {phrase}"
 
 
-def _macs(c: Case) -> int:
+def macs(c: Case) -> int:
+    """The size a finding orders cases by: multiply-adds plus input sizes."""
     shape = c.output_shape
     return shape[0] * shape[1] * shape[2] * shape[3] * max(c.reduction_size, 1) + sum(c.input_shape)
 
@@ -454,11 +436,11 @@ def build(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         by_backend.setdefault(rec["backend"], []).append(rec)
     out = []
     for backend, recs in by_backend.items():
-        passed = [c for c in (_case_of(r) for r in recs if r["status"] == "pass") if c is not None]
+        passed = [c for c in (case_of(r) for r in recs if r["status"] == "pass") if c is not None]
         negatives = [features(c) for c in passed]
         groups: dict[tuple[str, str | None], list[tuple[dict, Case]]] = {}
         for r in recs:
-            c = _case_of(r) if r["status"] == "diverge" else None
+            c = case_of(r) if r["status"] == "diverge" else None
             if c is None:
                 continue
             groups.setdefault((r["kind"] or "diverge", _hypothesis(r)), []).append((r, c))
@@ -497,7 +479,7 @@ def _finding(backend: str, kind: str, atoms: list[Atom] | None, members: list[tu
         tally[_hypothesis(r) or ""] = tally.get(_hypothesis(r) or "", 0) + 1
     hyp = min(tally, key=lambda h: (-tally[h], h == "", h)) or None
     minimal = _minimal_case(atoms, members)
-    first = min(members, key=lambda m: _macs(m[1]))[0]
+    first = min(members, key=lambda m: macs(m[1]))[0]
     return {
         "id": finding_id(backend, kind, hyp, pred), "key": shared_key(kind, hyp, pred),
         "backend": backend, "backend_version": recs[0].get("backend_version"),
@@ -516,7 +498,7 @@ def _finding(backend: str, kind: str, atoms: list[Atom] | None, members: list[tu
 
 
 def _minimal_case(atoms: list[Atom] | None, members: list[tuple[dict, Case]]) -> Case:
-    """The runner's minimised case when one of the group has it (and the predicate holds
+    """The run's minimised case when one of the group has it (and the predicate holds
     for it), else the smallest covered case."""
     for r, _ in members:
         if r.get("minimised"):
@@ -526,325 +508,7 @@ def _minimal_case(atoms: list[Atom] | None, members: list[tuple[dict, Case]]) ->
                 continue
             if atoms is None or holds(atoms, m):
                 return m
-    return min((c for _, c in members), key=_macs)
-
-
-# ---- active confirmation -------------------------------------------------------------
-
-def _mutations(c: Case, rng: random.Random) -> Case | None:
-    """One random single-field change of `c` (validated), or None when it makes no case."""
-    field = rng.choice(("batch", "height", "width", "channels", "kernel", "strides", "dilations", "padding",
-                        "dtype", "profile", "bias", "data_format", "multiplier"))
-    ch: dict[str, Any] = {}
-    if field in ("batch", "height", "width"):
-        ch[field] = getattr(c, field) + rng.choice((1, 2))  # growing keeps the bug in view
-    elif field == "channels":
-        if c.op == "conv2d":
-            g = c.groups
-            ch.update(in_channels=g * rng.randint(1, 4), out_channels=g * rng.randint(1, 4))
-        else:
-            ch["in_channels"] = rng.randint(1, 6)
-    elif field == "multiplier" and c.op == "depthwise_conv2d":
-        ch["channel_multiplier"] = rng.randint(1, 3)
-    elif field in ("kernel", "strides", "dilations"):
-        v = list(getattr(c, field))
-        axis = rng.randrange(2)
-        v[axis] = max(1, v[axis] + rng.choice((-1, 1)))
-        ch[field] = tuple(v)
-    elif field == "padding":
-        ch["padding"] = rng.choice(("SAME", "VALID", ((1, 0), (0, 1)), ((1, 1), (1, 1))))
-    elif field == "dtype":
-        ch["dtype"] = rng.choice(DTYPES)
-    elif field == "profile":
-        ch["profile"] = rng.choice(PROFILES)
-    elif field == "bias":
-        ch["bias"] = not c.bias
-    elif field == "data_format":
-        ch["data_format"] = rng.choice(DATA_FORMATS)
-    if not ch:
-        return None
-    try:
-        return c.replace(**ch)
-    except (CaseError, TypeError, ValueError):
-        return None
-
-
-def candidates(finding: dict[str, Any], seen: set[str], bases: list[Case] | None = None, *, tries: int = 600
-               ) -> tuple[list[Case], list[tuple[Case, str]]]:
-    """(inside, near misses) for a finding: new cases (ids not in `seen`) obtained by
-    mutating covered cases (`bases`, default the minimal case) one to three fields at a
-    time; inside cases satisfy the predicate, near misses falsify exactly one atom
-    (returned with that atom's text). Deterministic: seeded by the finding id."""
-    atoms = [Atom.from_dict(a) for a in finding["atoms"] or []]
-    rng = random.Random(finding["id"])
-    bases = sorted(bases or [Case.from_dict(finding["minimal_case"])], key=lambda c: c.id)
-    inside: list[Case] = []
-    near: dict[str, Case] = {}
-    used = set(seen)
-    for _ in range(tries):
-        if len(inside) >= CONFIRM_INSIDE and len(near) >= min(CONFIRM_NEAR, len(atoms)):
-            break
-        c: Case | None = rng.choice(bases)
-        for _ in range(rng.randint(1, 3)):
-            c = _mutations(c, rng) if c is not None else None
-        if c is None or c.id in used or sum(c.input_shape) > 10_000:
-            continue
-        values = features(c)
-        false = [a for a in atoms if not a.holds(values)]
-        if not false and len(inside) < CONFIRM_INSIDE:
-            inside.append(c)
-            used.add(c.id)
-        elif len(false) == 1 and false[0].text() not in near and len(near) < CONFIRM_NEAR:
-            near[false[0].text()] = c
-            used.add(c.id)
-    return inside, [(c, t) for t, c in near.items()]
-
-
-#: The confirmation step of a run stops after this many per-finding budgets in all.
-CONFIRM_RUN_FACTOR = 15
-
-
-def confirm(finding: dict[str, Any], judge_case: Callable[[Case], dict[str, Any]], seen: set[str],
-            bases: list[Case] | None = None, *, budget_s: float = CONFIRM_BUDGET_S,
-            also_kinds: Iterable[str] = ()) -> dict[str, Any]:
-    """Try the finding's predicate on new cases; returns the `confirmation` dict (and sets it).
-
-    `judge_case(case)` runs the backend and returns its record (the runner's verdict).
-    confirmed: every inside case tried diverged with the finding's kind and no near miss
-    did; refuted: one of them did not; unconfirmed: nothing could be tried in the budget.
-    Unsupported cases and errors count for neither side. `also_kinds`: kinds that count as
-    the same divergence (those of the backend's other findings with the same predicate: a
-    dropped dilation is a wrong shape or wrong values, whichever the geometry gives).
-    """
-    kinds = {finding["kind"], *also_kinds}
-    t0 = time.monotonic()
-    conf: dict[str, Any] = {"status": "unconfirmed", "budget_s": budget_s, "inside": [], "near_misses": [],
-                            "seconds": 0.0}
-    if finding["atoms"] is None:
-        conf["status"] = "skipped"
-        conf["reason"] = NO_PREDICATE
-        finding["confirmation"] = conf
-        return conf
-    inside, near = candidates(finding, seen, bases)
-    # Interleaved, so that a short budget tries both sides.
-    plan = []
-    for i in range(max(len(inside), len(near))):
-        plan += [("inside", c, None) for c in inside[i:i + 1]] + [("near", c, t) for c, t in near[i:i + 1]]
-    for side, case, flipped in plan:
-        if time.monotonic() - t0 > budget_s:
-            break
-        rec = judge_case(case)
-        same = rec["status"] == "diverge" and rec["kind"] in kinds
-        row = {"case_id": case.id, "case": case.to_dict(), "status": rec["status"], "kind": rec["kind"],
-               "as_expected": None}
-        if rec["status"] in ("pass", "diverge"):
-            row["as_expected"] = same if side == "inside" else not same
-        if side == "inside":
-            conf["inside"].append(row)
-        else:
-            row["flipped"] = flipped
-            conf["near_misses"].append(row)
-    judged = [r for r in conf["inside"] + conf["near_misses"] if r["as_expected"] is not None]
-    if any(r["as_expected"] is False for r in judged):
-        conf["status"] = "refuted"
-    elif any(r["as_expected"] for r in conf["inside"]):
-        conf["status"] = "confirmed"
-    conf["seconds"] = round(time.monotonic() - t0, 3)
-    finding["confirmation"] = conf
-    return conf
-
-
-# ---- with the run's workers: confirmation and the short repro ---------------------------
-
-#: Kinds whose bug shows with small integer inputs (not tied to the values' magnitudes).
-SMALL_INTEGER_KINDS = ("value", "shape", "invalid_accepted", "dtype")
-
-
-def judge_on(backend: Any, case: Case, *, with_output: bool = False, timeout: float | None = None,
-             precision: str | None = None) -> Any:
-    """The run's record for `case` on a runner.Backend: its worker, runner.judge's verdict
-    under the run's precision contract (with `with_output`, (record, the backend's output
-    or None)); `timeout` caps the wait."""
-    from . import runner, tolerance
-
-    oracle = runner.oracle_for(case)
-    limit = backend.timeout if timeout is None else min(backend.timeout, timeout)
-    rec, y = runner.judge(case, backend.name, backend.info, backend.ask(case, limit), oracle, limit,
-                          precision or tolerance.DEFAULT_PRECISION)
-    return (rec, y) if with_output else rec
-
-
-def refine(finding: dict[str, Any], records: list[dict[str, Any]], also_kinds: Iterable[str] = ()) -> bool:
-    """After a refutation: characterise again with the confirmation's cases as evidence
-    (those that diverged the same way join the group, those that passed join the passing
-    cases) and take the rule that covers most of the finding's own cases. Updates the
-    finding (id, predicate, title; the old predicate under "refined_from") and returns
-    True when the predicate changed."""
-    kinds = {finding["kind"], *also_kinds}
-    conf = finding["confirmation"]
-    mine = set(finding["cases"])
-    pos = [c for c in (_case_of(r) for r in records if r["case_id"] in mine) if c is not None]
-    neg = [c for c in (_case_of(r) for r in records if r["status"] == "pass") if c is not None]
-    for row in conf["inside"] + conf["near_misses"]:
-        if row["status"] == "diverge" and row["kind"] in kinds:
-            pos.append(Case.from_dict(row["case"]))
-        elif row["status"] == "pass":
-            neg.append(Case.from_dict(row["case"]))
-    pf = [features(c) for c in pos]
-    rules = [(a, idx) for a, idx in characterise(pf, [features(c) for c in neg]) if a is not None]
-    if not rules:
-        return False
-    atoms, idx = max(rules, key=lambda r: sum(1 for i in r[1] if pos[i].id in mine))
-    pred = predicate_text(atoms)
-    held = sum(1 for i in idx if pos[i].id in mine)
-    if held < len(mine):
-        finding.setdefault("notes", []).append(f"refined predicate holds for {held} of the {len(mine)} cases")
-    if pred == finding["predicate"]:
-        return False
-    finding["refined_from"] = {"predicate": finding["predicate"], "id": finding["id"], "confirmation": conf}
-    finding.update(id=finding_id(finding["backend"], finding["kind"], finding["hypothesis"], pred),
-                   key=shared_key(finding["kind"], finding["hypothesis"], pred), predicate=pred,
-                   atoms=[a.to_dict() for a in atoms], title=title(finding["kind"], finding["hypothesis"], atoms))
-    return True
-
-
-def short_repro_for(finding: dict[str, Any], backend: Any, judge_case: Callable[[Case], Any],
-                    out: Any = None, bases: list[Case] = ()) -> dict[str, Any] | None:
-    """Choose the short repro's case and write its script; sets and returns finding["short_repro"].
-
-    The case is one the suite judged diverging with the finding's kind on this backend:
-    the minimal case re-run with small integer inputs (where the kind allows and the
-    predicate does not name the profile), else the minimal case itself, else the smallest
-    covered cases. The script comes from the backend's worker (its adapter's repro_code),
-    and is kept only when, given the output the suite judged, it exits 1 too (its check is
-    shorter than the verdict's: where they disagree, the next case is tried).
-    `judge_case(case)` returns (record, output).
-    """
-    from .short_repro import exit_code_for
-    minimal = Case.from_dict(finding["minimal_case"])
-    names_profile = any(a["feature"] == "profile" for a in finding["atoms"] or [])
-    tries: list[Case] = []
-    if finding["kind"] in SMALL_INTEGER_KINDS and minimal.profile != "small_integers" and not names_profile:
-        try:
-            tries.append(minimal.replace(profile="small_integers"))
-        except CaseError:
-            pass
-    tries.append(minimal)
-    tries += sorted((c for c in bases if c.id != minimal.id), key=_macs)[:3]
-    problems = []
-    for case in tries:
-        rec, y = judge_case(case)
-        if rec["status"] != "diverge" or rec["kind"] != finding["kind"]:
-            problems.append(f"{case.id}: {rec['status']}{'/' + rec['kind'] if rec['kind'] else ''}")
-            continue
-        header = (f"{finding['title']}\nconv-conformance finding {finding['id']} on {finding['backend']} "
-                  f"{finding.get('backend_version') or ''}, case {case.id}\n"
-                  f"python this_file.py exits 1 while the bug is present")
-        text, err = backend.repro(case, short_header=header)
-        if not text:
-            problems.append(f"{case.id}: {err or 'no script'}")
-            continue
-        if y is not None and exit_code_for(text, y) == 0:
-            problems.append(f"{case.id}: the short check passes what the verdict does not")
-            continue
-        sr = {"case_id": case.id, "case": case.to_dict(), "status": rec["status"], "kind": rec["kind"],
-              "script": text, "path": None}
-        if out is not None:
-            from pathlib import Path
-
-            rel = Path("repro") / _safe(finding["backend"]) / f"finding-{finding['id']}.py"
-            (Path(out) / rel).parent.mkdir(parents=True, exist_ok=True)
-            (Path(out) / rel).write_text(text, encoding="utf-8")
-            sr["path"] = rel.as_posix()
-        finding["short_repro"] = sr
-        return sr
-    finding["short_repro"] = None
-    finding.setdefault("notes", []).append("no short repro: " + "; ".join(problems))
-    return None
-
-
-def _safe(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "backend"
-
-
-#: Findings of different backends are confirmed at once, this many at a time (each uses its
-#: own backend's worker; two findings of one backend never run together).
-ENRICH_THREADS = 2
-
-
-def enrich(found: list[dict[str, Any]], backends: dict[str, Any], records: list[dict[str, Any]], *,
-           out: Any = None, confirm_budget_s: float | None = CONFIRM_BUDGET_S, precision: str | None = None) -> None:
-    """Confirm each finding (unless `confirm_budget_s` is None) and give it a short repro,
-    with the live runner.Backend of its backend (findings of other backends stay as built).
-
-    Findings are taken in their order; `ENRICH_THREADS` threads work on findings of
-    different backends at once (the workers compute in their own processes)."""
-    seen: dict[str, set[str]] = {}
-    cases: dict[tuple[str, str], dict] = {}
-    # The whole step is bounded too: a run with many findings (a dozen backends, each with
-    # its own) must not spend minutes confirming them; the rest say so ("skipped").
-    deadline = time.monotonic() + CONFIRM_RUN_FACTOR * (confirm_budget_s or 0.0)
-    for r in records:
-        seen.setdefault(r["backend"], set()).add(r["case_id"])
-        cases[(r["backend"], r["case_id"])] = r["case"]
-    pending = [f for f in found if backends.get(f["backend"]) is not None and not backends[f["backend"]].failed]
-    busy: set[str] = set()
-    lock = threading.Condition()
-
-    def one(f: dict[str, Any]) -> None:
-        b = backends[f["backend"]]
-        # A new case that hangs must not cost the per-case timeout many times over.
-        cap = max(confirm_budget_s or 0.0, 10.0)
-        judge_case = lambda c, b=b: judge_on(b, c, timeout=cap, precision=precision)  # noqa: E731
-        siblings = {g["kind"] for g in found if g["backend"] == f["backend"] and g["predicate"] == f["predicate"]}
-        try:
-            bases = [Case.from_dict(cases[(f["backend"], cid)]) for cid in f["cases"][:20]]
-            if confirm_budget_s is not None and time.monotonic() >= deadline:
-                f["confirmation"] = {"status": "skipped", "budget_s": confirm_budget_s, "inside": [],
-                                     "near_misses": [], "seconds": 0.0,
-                                     "reason": f"the run's confirmation time ({CONFIRM_RUN_FACTOR} x "
-                                               f"{confirm_budget_s:g} s) was spent on earlier findings"}
-            elif confirm_budget_s is not None:
-                tried = seen.setdefault(f["backend"], set())
-                conf = confirm(f, judge_case, tried, bases, budget_s=confirm_budget_s, also_kinds=siblings)
-                tried |= {r["case_id"] for r in conf["inside"] + conf["near_misses"]}
-                mine = [r for r in records if r["backend"] == f["backend"]]
-                if conf["status"] == "refuted" and refine(f, mine, siblings):
-                    confirm(f, judge_case, tried, bases, budget_s=confirm_budget_s, also_kinds=siblings)
-            short_repro_for(f, b, lambda c, b=b: judge_on(b, c, with_output=True, precision=precision), out,
-                            [Case.from_dict(cases[(f["backend"], cid)]) for cid in f["cases"]])
-        except Exception as exc:  # a finding's extras must never lose the run
-            f.setdefault("notes", []).append(f"confirmation or short repro failed: {type(exc).__name__}: {exc}")
-
-    def take() -> dict[str, Any] | None:
-        """The first pending finding whose backend is free (waits for one); None when none is left."""
-        with lock:
-            while pending:
-                f = next((g for g in pending if g["backend"] not in busy), None)
-                if f is not None:
-                    pending.remove(f)
-                    busy.add(f["backend"])
-                    return f
-                lock.wait()
-            return None
-
-    def loop() -> None:
-        while (f := take()) is not None:
-            try:
-                one(f)
-            finally:
-                with lock:
-                    busy.discard(f["backend"])
-                    lock.notify_all()
-
-    threads = [threading.Thread(target=loop, name=f"findings-{i}", daemon=True) for i in range(ENRICH_THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(0.2)  # in slices, so that Ctrl-C reaches the run
+    return min((c for _, c in members), key=macs)
 
 
 # ---- comparing runs, console -----------------------------------------------------------
@@ -877,7 +541,7 @@ def baseline_diff(baseline: dict[str, Any], now: list[dict[str, Any]],
 
 
 def console_lines(findings: list[dict[str, Any]], limit: int = 40) -> list[str]:
-    """One line per finding, for the end-of-run summary (cli.summary prints these first)."""
+    """One line per finding, for the end-of-run summary (`cli.console.summary` prints these first)."""
     if not findings:
         return []
     lines = [f"{len(findings)} finding{'s' if len(findings) != 1 else ''}:"]

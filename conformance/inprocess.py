@@ -6,7 +6,7 @@ simplicity and speed: a backend that segfaults takes the calling process with it
 one that hangs hangs it. Use `conformance run` when that matters.
 
 Invariants
-- The verdict is the suite's one verdict: the adapter is called by `worker.answer`, as
+- The verdict is the suite's one verdict: the adapter is called by `protocol.answer`, as
   in a worker process, and the reply judged by `verdict.judge`, as the runner does.
   Nothing here loosens, re-derives or relabels it: `run` and the in-process tools give
   every (case, backend) pair the same status and kind.
@@ -28,18 +28,17 @@ import numpy as np
 from . import tolerance
 from .compare import Comparison
 from .diagnose import diagnose
-from .inputs import Inputs
+from .inputs import Inputs, make_inputs
+from .oracle import reference
+from .protocol import answer
 from .spec import Case
-from .verdict import judge_adapter
-
-STATUSES = ("pass", "diverge", "unsupported", "error")
-
+from .verdict import judge
 
 @dataclass
-class Outcome:
+class CaseOutcome:
     case: Case
-    status: str  # one of STATUSES
-    kind: str | None  # the divergence kind (compare.KINDS) for status "diverge"
+    status: str  # pass | diverge | unsupported | error (vocabulary.STATUSES)
+    kind: str | None  # the divergence kind (vocabulary.KINDS) for status "diverge"
     message: str
     comparison: Comparison | None = None
     diagnosis: dict[str, Any] | None = None  # {"hypothesis", "explanation"}
@@ -55,15 +54,19 @@ class Outcome:
         return (self.status, self.kind, hyp)
 
 
-def judge(case: Case, adapter: Any, *, want_diagnosis: bool = True,
-          precision: str = tolerance.DEFAULT_PRECISION) -> Outcome:
+def run_case(case: Case, adapter: Any, *, want_diagnosis: bool = True,
+             precision: str = tolerance.DEFAULT_PRECISION) -> CaseOutcome:
     """Run `adapter` on `case` here and judge the output. See the module invariants."""
-    v, y, inputs = judge_adapter(case, adapter, precision)
+    inputs = make_inputs(case)
+    reply = answer(adapter, case, inputs)
+    ref = reference(case, *inputs) if case.is_valid and reply[0] == "output" else None
+    y = reply[1] if reply[0] == "output" else None
+    v = judge(case, reply, ref, inputs, precision)
     error = None
     if v.error is not None:
         error = v.error.get("traceback") or f"{v.error['type']}: {v.error['message']}"
     diag = None
     if v.status == "diverge" and case.is_valid and want_diagnosis and y is not None:
         diag = diagnose(case, np.asarray(y), inputs, precision).to_dict()
-    return Outcome(case, v.status, v.kind, v.message, v.comparison, diag, error if v.status == "error" else None,
+    return CaseOutcome(case, v.status, v.kind, v.message, v.comparison, diag, error if v.status == "error" else None,
                    output=y, inputs=inputs, precision=precision)

@@ -17,7 +17,7 @@ Invariants
 - Deterministic: the same case and predicate give the same result whenever neither
   limit is reached (moves are tried in a fixed order, no randomness).
 - Backend-agnostic: the predicate wraps whatever runs the case; `same_divergence`
-  builds the usual one from an adapter with the one verdict (`verdict.judge_adapter`), in process.
+  builds the usual one from an adapter with the one verdict (`inprocess.run_case`), in process.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Iterator
 
 from . import tolerance
 from .spec import Case, CaseError
-from .verdict import judge_adapter
+from .inprocess import run_case
 
 #: Default bound on predicate calls (each runs the backend once).
 MAX_STEPS = 500
@@ -216,12 +216,12 @@ def same_divergence(adapter, kind: str | None, precision: str = tolerance.DEFAUL
     """Predicate: `adapter` still diverges on a case, with divergence `kind` (None: any),
     under the contract `precision`.
 
-    The case is judged by the one verdict (`verdict.judge_adapter`, as the runner judges a
+    The case is judged by the one verdict (`inprocess.run_case`, as the runner judges a
     worker's reply): a case the adapter does not support, or on which it (or its
     supports()) raises, is *not* the same divergence.
     """
     def diverges(case: Case) -> bool:
-        v, _, _ = judge_adapter(case, adapter, precision)
+        v = run_case(case, adapter, want_diagnosis=False, precision=precision)
         return v.status == "diverge" and (kind is None or v.kind == kind)
 
     return diverges

@@ -1,8 +1,8 @@
 """HTML reports of a run: one page per backend and an index, from results.json alone.
 
 `write_reports(run, out_dir)` renders `<out_dir>/<backend>.html` for every backend and
-`<out_dir>/index.html`; `conformance report RESULTS.json --out DIR` does the same for a
-saved run (`add_arguments(parser)` and `run(args)` wire it into the CLI).
+`<out_dir>/index.html`; `conformance report RESULTS.json --out DIR` (`conformance.cli.report`)
+does the same for a saved run.
 
 Invariants
 - Self-contained pages: inline CSS, JS and SVG only; no network, no CDN, no fonts.
@@ -20,20 +20,20 @@ Invariants
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
 import math
 import os
 import re
-import sys
 import urllib.parse
 from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
 
-STATUSES = ("pass", "diverge", "unsupported", "error", "crash", "timeout")
+from .text import cell_number, safe_filename
+from .vocabulary import STATUSES
+
 #: Divergences beyond this many (most severe first) are listed in the table only.
 DETAIL_LIMIT = 200
 #: Heatmaps are max-pooled to at most this many cells per axis for display.
@@ -64,7 +64,7 @@ def page_names(backends: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     used = {"index"}
     for name in backends:
-        base = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._-") or "backend"
+        base = safe_filename(name)
         stem, n = base, 2
         while stem.lower() in used:
             stem, n = f"{base}-{n}", n + 1
@@ -86,23 +86,6 @@ def _fig(figures: dict, key: str) -> float | None:
         return float(v)
     except (TypeError, ValueError):
         return None
-
-
-def _num(v: Any) -> str:
-    if v is None or v == "":
-        return ""
-    if isinstance(v, str):
-        return v
-    v = float(v)
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    if math.isnan(v):
-        return "nan"
-    if v == 0:
-        return "0"
-    if 1e-3 <= abs(v) < 1e5:
-        return f"{v:.4g}"
-    return f"{v:.3e}"
 
 
 def _padding_kind(case: dict) -> str:
@@ -283,7 +266,7 @@ def _bits(f: dict) -> str:
         return ""
     if f.get("effective_bits") is None:
         return "n/a"
-    text = _num(f.get("effective_bits"))
+    text = cell_number(f.get("effective_bits"))
     return f"{text}*" if f.get("nonfinite_mismatches") else text
 
 
@@ -298,9 +281,9 @@ def _row(rec: dict, anchor: str | None) -> dict:
         kind = f"{kind} (known)" if kind else "known"
     t = (rec.get("time") or {}).get("backend_s")
     return {"id": str(rec.get("case_id", "")), "op": c.get("op", ""), "dtype": c.get("dtype", ""),
-            "status": status, "kind": kind, "err": _num(_fig(f, "max_normalised_error")),
-            "thr": _num(_fig(f, "threshold")), "bits": _bits(f),
-            "time": "" if t is None else _num(t), "anchor": anchor}
+            "status": status, "kind": kind, "err": cell_number(_fig(f, "max_normalised_error")),
+            "thr": cell_number(_fig(f, "threshold")), "bits": _bits(f),
+            "time": "" if t is None else cell_number(t), "anchor": anchor}
 
 
 def _criteria_defaults() -> tuple[float, float]:
@@ -328,8 +311,8 @@ def criteria(f: dict) -> dict:
         failed.append("sigma")
     if z is not None and abs(z) > bias_lim:
         failed.append("sign test")
-    return {"threshold": _num(thr), "hard_bound": _num(_fig(f, "hard_bound")) or "none", "sigma_limit": _num(sig_lim),
-            "bias_limit": _num(bias_lim), "z": _num(z), "sigma": _num(sig), "failed": failed,
+    return {"threshold": cell_number(thr), "hard_bound": cell_number(_fig(f, "hard_bound")) or "none", "sigma_limit": cell_number(sig_lim),
+            "bias_limit": cell_number(bias_lim), "z": cell_number(z), "sigma": cell_number(sig), "failed": failed,
             "has_threshold": thr is not None}
 
 
@@ -346,10 +329,10 @@ def _worst_rows(rec: dict) -> list[dict]:
             sev = e
         else:
             sev = e / lim if lim > 0 else (math.inf if e > 0 else 0.0)
-        rows.append({"index": str(tuple(w.get("index", ()))), "expected": _num(w.get("expected")),
-                     "actual": _num(w.get("actual")), "magnitude": _num(w.get("magnitude")),
-                     "error": _num(e), "limit": _num(lim), "sigma": _num(_fig(w, "sigma_error")),
-                     "severity": _num(sev) if lim is not None else "", "_sev": sev})
+        rows.append({"index": str(tuple(w.get("index", ()))), "expected": cell_number(w.get("expected")),
+                     "actual": cell_number(w.get("actual")), "magnitude": cell_number(w.get("magnitude")),
+                     "error": cell_number(e), "limit": cell_number(lim), "sigma": cell_number(_fig(w, "sigma_error")),
+                     "severity": cell_number(sev) if lim is not None else "", "_sev": sev})
     rows.sort(key=lambda r: -r["_sev"])
     return rows
 
@@ -373,7 +356,7 @@ def _detail(rec: dict, anchor: str, base: Path, full: bool, out: Path | None = N
     kind = rec.get("kind") or ""
     d = {"anchor": anchor, "id": str(rec.get("case_id", "")), "kind": kind,
          "message": rec.get("message") or "", "case": _case_dict(rec), "expected_shape": expected,
-         "actual_shape": actual, "figures": [(k, _num(v) if not isinstance(v, list) else str(v)) for k, v in f.items()],
+         "actual_shape": actual, "figures": [(k, cell_number(v) if not isinstance(v, list) else str(v)) for k, v in f.items()],
          "diagnosis": rec.get("diagnosis") if isinstance(rec.get("diagnosis"), dict) else None,
          "known": _known(rec), "notes": [str(n) for n in rec.get("notes") or []], "full": full,
          "invalid": None, "criteria": criteria(f) if f and kind != "shape" else None,
@@ -441,8 +424,8 @@ def _table_criteria(records: list[dict]) -> dict:
     sigma_default, bias_default = _criteria_defaults()
     sig = sorted({v for v in (_fig(r.get("figures") or {}, "sigma_limit") for r in records) if v is not None})
     bias = sorted({v for v in (_fig(r.get("figures") or {}, "rounding_bias_z_limit") for r in records) if v is not None})
-    return {"sigma_limit": ", ".join(_num(v) for v in sig or [sigma_default]),
-            "bias_limit": ", ".join(_num(v) for v in bias or [bias_default])}
+    return {"sigma_limit": ", ".join(cell_number(v) for v in sig or [sigma_default]),
+            "bias_limit": ", ".join(cell_number(v) for v in bias or [bias_default])}
 
 
 def backend_page(name: str, info: dict, records: list[dict], base: Path, out: Path | None = None) -> dict:
@@ -579,8 +562,7 @@ def _environment():
     # so even markup that slipped past escaping could not run a script.
     script = env.loader.get_source(env, "report.js")[0]
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
-    env.globals.update(STATUSES=STATUSES, BINS=BINS, script=Markup(script), script_hash=f"sha256-{digest}",
-                       FAILING=("diverge", "error", "crash", "timeout"))
+    env.globals.update(STATUSES=STATUSES, BINS=BINS, script=Markup(script), script_hash=f"sha256-{digest}")
     return env
 
 
@@ -659,43 +641,3 @@ def write_reports(run: dict, out_dir, *, repro_dir=None) -> list[Path]:
     path.write_text(index, encoding="utf-8")
     written.append(path)
     return written
-
-
-# ---- command line -----------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`conformance report RESULTS.json [--out DIR]`."""
-    parser.add_argument("results", metavar="RESULTS.json", help="a results.json written by `conformance run`")
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="where to write the HTML (default: the directory of RESULTS.json)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Render the reports of a saved run; 0 on success, 2 when the results file is unusable."""
-    from .results import ResultsError, load
-
-    src = Path(args.results)
-    try:
-        data = load(src)
-    except ResultsError as exc:
-        print(f"conformance report: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out) if args.out else src.parent
-    try:
-        paths = write_reports(data, out, repro_dir=src.parent)
-    except OSError as exc:
-        print(f"conformance report: cannot write to {out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    for p in paths:
-        print(p)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="conformance report", description="HTML reports of a results.json")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,12 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
+from .vocabulary import FAILING_STATUSES, STATUSES
+
 SCHEMA_VERSION = 2  # 2: precision contracts, findings, environment fingerprints
 #: Versions `load` reads (the fingerprint fields are optional: absent = not recorded).
 READABLE_VERSIONS = (SCHEMA_VERSION,)
-STATUSES = ("pass", "diverge", "unsupported", "error", "crash", "timeout")
-#: Statuses that make a (case, backend) pair non-conformant unless a manifest entry knows it.
-FAILING = ("diverge", "error", "crash", "timeout")
 
 RECORD_FIELDS = ("case_id", "case", "backend", "backend_version", "device", "status", "kind", "known",
                  "message", "figures", "worst", "heatmap", "channel_errors", "diagnosis", "minimised",
@@ -279,7 +278,7 @@ def read_jsonl(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, 
 
 def is_unexpected(rec: dict[str, Any]) -> bool:
     """A record that makes the run fail: a failing status no manifest entry knows."""
-    return rec["status"] in FAILING and not rec.get("known")
+    return rec["status"] in FAILING_STATUSES and not rec.get("known")
 
 
 def counts(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:

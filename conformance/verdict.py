@@ -1,9 +1,10 @@
 """The verdict: (case, the backend's reply, the reference, the contract) -> a record's fields.
 
-Every path that judges a backend calls `judge` here: the runner on worker replies, the
-in-process tools (pytest plugin, explore, `repro --report`) and the minimiser's
-predicate. They all obtain the reply from `worker.answer(adapter, case)`, so an adapter
-is called, and its output judged, in one way only.
+Every path that judges a backend calls `judge` here: the run on worker replies (through
+`record.record_reply`), the in-process tools (pytest plugin, explore, `repro --report`,
+through `inprocess.run_case`) and the minimiser's predicate. They all obtain the reply
+from `protocol.answer(adapter, case)`, so an adapter is called, and its output judged,
+in one way only.
 
 Invariants
 - The status and the divergence kind are decided here, once (the kind by
@@ -15,7 +16,7 @@ Invariants
                                              returned neither None nor a str
     ("raised", error, backend_s)          -> error for a valid case; pass for an invalid one
     ("output", y, backend_s, notes)       -> pass or diverge, by `compare`
-  (a crash or a timeout exists only in worker processes: the runner records those).
+  (a crash or a timeout exists only in worker processes: `record.record_reply` records those).
 - Every field is plain JSON-safe data except `comparison`, the `compare.Comparison`
   itself, for in-process callers.
 - The verdict is a function of (case, output, reference, contract) alone. A caller that
@@ -28,7 +29,6 @@ Invariants
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -38,6 +38,8 @@ import numpy as np
 from . import tolerance
 from .compare import Comparison, compare
 from .spec import Case
+from .text import json_safe
+from .vocabulary import NOT_PRECISION_KINDS
 
 
 @dataclass
@@ -60,25 +62,9 @@ class Verdict:
         if self.error is not None:
             out["error"] = self.error
         if c is not None:
-            out.update(figures=safe(c.figures), worst=safe(c.worst), heatmap=safe(c.heatmap),
-                       channel_errors=safe(c.channel_errors))
+            out.update(figures=json_safe(c.figures), worst=json_safe(c.worst), heatmap=json_safe(c.heatmap),
+                       channel_errors=json_safe(c.channel_errors))
         return out
-
-
-def safe(obj: Any) -> Any:
-    """JSON-safe copy: non-finite floats become "nan"/"inf"/"-inf" (results.json forbids NaN)."""
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        if math.isfinite(v):
-            return v
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(obj, dict):
-        return {k: safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [safe(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def output_key(y: Any, precision: str) -> tuple | None:
@@ -125,24 +111,6 @@ def judge(case: Case, reply: tuple, ref: Any, inputs: Any,
     return v
 
 
-def judge_adapter(case: Case, adapter: Any, precision: str = tolerance.DEFAULT_PRECISION):
-    """(Verdict, output or None, inputs) of `case` run on `adapter` in this process."""
-    from .inputs import make_inputs
-    from .oracle import reference
-    from .worker import answer
-
-    inputs = make_inputs(case)
-    reply = answer(adapter, case, inputs)
-    ref = reference(case, *inputs) if case.is_valid and reply[0] == "output" else None
-    y = reply[1] if reply[0] == "output" else None
-    return judge(case, reply, ref, inputs, precision), y, inputs
-
-
-#: Divergence kinds that say nothing about a backend's precision: such records are counted
-#: in a profile (`other`) but do not rank it.
-_NOT_PRECISION = ("shape", "dtype", "nonfinite", "subnormal_flush", "inexact", "value", "invalid_accepted")
-
-
 def precision_profile(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Per backend and dtype: the strongest contract every judged case meets (`meets`, None:
     not even the weakest), the largest normalised error, and the counts behind them.
@@ -161,7 +129,7 @@ def precision_profile(records: list[dict[str, Any]]) -> dict[str, dict[str, dict
             continue
         row = out.setdefault(rec["backend"], {}).setdefault(
             dtype, {"meets": tolerance.chain(dtype)[0], "max_normalised_error": 0.0, "cases": 0, "other": 0})
-        if rec["status"] == "diverge" and rec.get("kind") in _NOT_PRECISION:
+        if rec["status"] == "diverge" and rec.get("kind") in NOT_PRECISION_KINDS:
             row["other"] += 1
             continue
         row["cases"] += 1

@@ -6,8 +6,8 @@
 - Adapter options reach the adapter in its worker and are recorded in results.json
   (`--adapter file.py:Class --adapter-option k=v`, `--backend 'torch[memory=channels_last]'`).
 - `probe_reason` / `framework_reason` give the framework's first meaningful line.
-- The registry is derived from the adapter classes; the README's backend table and the
-  pyproject extras agree with it.
+- The registry is derived from the adapter classes; the pyproject extras and tox agree with
+  it (the docs' backend tables: tests/test_docs.py).
 None of these tests needs a framework.
 """
 
@@ -259,24 +259,6 @@ def test_every_extra_has_a_tox_env():
     every = {b.extra for b in registry.BUILTINS.values() if b.extra}
     missing = sorted(e for e in every if f"testenv:{e}" not in ini or e not in ini[f"testenv:{e}"]["extras"])
     assert not missing, f"tox.ini: expected a [testenv:EXTRA] installing each extra, missing {missing}"
-
-
-def test_the_readme_backend_table_lists_every_cpu_builtin_and_its_extra():
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("### Backends"):]
-    start = section.index("| backend |")
-    table = section[start:section.index("\n\n", start)]
-    rows = {}
-    for line in table.splitlines()[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if cells and cells[0].startswith("`"):
-            rows[cells[0].strip("`")] = cells
-    cpu = [n for n, b in registry.BUILTINS.items() if b.device == "cpu"]
-    assert sorted(rows) == sorted(cpu)
-    for name, cells in rows.items():
-        extra = registry.BUILTINS[name].extra
-        assert (f"`{extra}`" in cells[1]) if extra else cells[1] in ("-", "(none)"), (name, cells[1])
-        assert ("no" in cells[2]) == (registry.BUILTINS[name].excluded is not None), (name, cells[2])
 
 
 def test_an_adapter_file_may_import_a_helper_module_beside_it(tmp_path):

@@ -187,7 +187,7 @@ def test_cases_lists_the_ids_of_a_selector(capsys, cases):
 def test_an_empty_shard_is_a_run_of_nothing_not_an_error(tmp_path, cases):
     # With 3 cases and 50 shards most shards are empty; a CI matrix must not fail on them.
     from conformance.cases.catalogue import load_file
-    from conformance.runner import shard_of
+    from conformance.run.selection import shard_of
 
     used = {shard_of(c.id, 50) for c in load_file(cases)}
     empty = next(i for i in range(1, 51) if i not in used)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conformance import cli
+from conformance import cli, text
+from conformance.cli import console
 from conformance.cases.sets import select
 from conformance.results import new_record
-from conformance.runner import Progress
+from conformance.run.progress import Progress
 
 BROKEN = str(Path(__file__).with_name("broken_adapters.py"))
 SMOKE = select("smoke")
@@ -42,32 +43,32 @@ def _cut_at_a_word(clipped: str) -> bool:
 
 @pytest.mark.parametrize("limit", [20, 50, 160])
 def test_clip_ends_at_a_word_boundary(limit):
-    out = cli.clip(LONG, limit)
+    out = text.clip(LONG, limit)
     assert len(out) <= limit and _cut_at_a_word(out), out
 
 
 def test_clip_leaves_a_short_text_alone():
-    assert cli.clip("returned a list", 160) == "returned a list"
+    assert text.clip("returned a list", 160) == "returned a list"
 
 
 def test_a_summary_line_is_cut_at_a_word_and_names_the_diagnosis():
     recs = [_rec(message=LONG, hypothesis="wrong_shape_subblock"), _rec(case_id="c2", kind="value", message="ok")]
-    line = cli.unexpected_lines(recs, recs[:1])[0]
+    line = console.unexpected_lines(recs, recs[:1])[0]
     assert line.startswith("  tf  c1  shape (wrong_shape_subblock): "), line
     assert _cut_at_a_word(line.split("): ", 1)[1]), line
 
 
 def test_a_diagnosis_equal_to_the_kind_is_not_repeated():
     recs = [_rec(kind="subnormal_flush", message="flushed", hypothesis="subnormal_flush")]
-    assert "subnormal_flush: flushed" in cli.unexpected_lines(recs, recs)[0]
-    assert "subnormal_flush (subnormal_flush)" not in cli.unexpected_lines(recs, recs)[0]
+    assert "subnormal_flush: flushed" in console.unexpected_lines(recs, recs)[0]
+    assert "subnormal_flush (subnormal_flush)" not in console.unexpected_lines(recs, recs)[0]
 
 
 def test_unsupported_reasons_are_one_line_per_backend_and_reason_with_a_count():
     recs = ([_rec(status="unsupported", message="float64 is not supported", case_id=f"a{i}") for i in range(5)]
             + [_rec(status="unsupported", message="dilations > 1 with strides > 1", case_id=f"b{i}") for i in range(2)]
             + [_rec(backend="jax", status="unsupported", message="float64 is not supported", case_id="c")])
-    assert cli.unsupported_lines(recs) == [
+    assert console.unsupported_lines(recs) == [
         "  tf  5 cases: float64 is not supported",
         "  tf  2 cases: dilations > 1 with strides > 1",
         "  jax  1 case: float64 is not supported",
@@ -76,8 +77,8 @@ def test_unsupported_reasons_are_one_line_per_backend_and_reason_with_a_count():
 
 def test_a_backend_with_many_reasons_lists_the_most_frequent_and_counts_the_rest():
     recs = [_rec(status="unsupported", message=f"reason {i}", case_id=f"{i}-{j}") for i in range(12) for j in range(i + 1)]
-    lines = cli.unsupported_lines(recs)
-    assert len(lines) == cli.UNSUPPORTED_ROWS + 1 and lines[0] == "  tf  12 cases: reason 11"
+    lines = console.unsupported_lines(recs)
+    assert len(lines) == console.UNSUPPORTED_ROWS + 1 and lines[0] == "  tf  12 cases: reason 11"
     assert lines[-1].startswith("  tf  10 more cases for 4 other reasons")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance import diagnose as diagnose_module
+from conformance import diagnose_context
 from conformance import oracle
 from conformance.diagnose import NAMES, Diagnosis, diagnose
 from conformance.dtypes import flush_subnormals, np_dtype, round_mantissa, round_to
@@ -316,7 +316,7 @@ def test_checked_lists_the_hypotheses_tried_in_order_up_to_the_match():
 
 
 def test_costly_recomputations_are_skipped_and_reported(monkeypatch):
-    monkeypatch.setattr(diagnose_module, "MAX_MACS", 10)
+    monkeypatch.setattr(diagnose_context, "MAX_MACS", 10)
     inputs = make_inputs(CONV_S)
     d = diagnose(CONV_S, with_geometry(strides=(1, 3))(CONV_S, *inputs), inputs)
     assert d.hypothesis is None and "not tested at this size (too costly): stride_ignored_h" in d.explanation, (
@@ -325,7 +325,7 @@ def test_costly_recomputations_are_skipped_and_reported(monkeypatch):
 
 
 def test_recomputations_with_too_many_outputs_are_skipped_and_listed(monkeypatch):
-    monkeypatch.setattr(diagnose_module, "MAX_OUTPUTS", 1)
+    monkeypatch.setattr(diagnose_context, "MAX_OUTPUTS", 1)
     inputs = make_inputs(CONV_S)
     d = diagnose(CONV_S, with_geometry(strides=(1, 3))(CONV_S, *inputs), inputs)
     assert d.skipped and all("outputs > 1" in s for s in d.skipped), d.skipped

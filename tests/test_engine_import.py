@@ -1,7 +1,7 @@
 """The engine imports and runs with NumPy alone: no framework is pulled in.
 
-Every module under conformance/ (the package directory itself, not the adapters or
-cases packages that install beneath it) is imported in a fresh interpreter, which then
+Every module under conformance/ (the package directory and its sub-packages, not the
+adapters or cases packages that install beneath it) is imported in a fresh interpreter, which then
 reports which frameworks ended up in sys.modules. A framework imported at module level
 anywhere in the engine, even indirectly, makes this fail and names the culprit.
 """
@@ -32,10 +32,10 @@ print(json.dumps(sorted(m for m in {frameworks!r} if m in sys.modules)))
 
 
 def engine_modules() -> list[str]:
+    """conformance and every module beneath its directory, sub-packages (cli, process, run) included."""
     names = ["conformance"]
-    for info in pkgutil.iter_modules([str(ENGINE_DIR)]):
-        if not info.ispkg:
-            names.append(f"conformance.{info.name}")
+    for info in pkgutil.walk_packages([str(ENGINE_DIR)], prefix="conformance."):
+        names.append(info.name)
     return sorted(names)
 
 

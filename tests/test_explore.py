@@ -12,7 +12,7 @@ from conformance.adapters.registry import load
 from conformance.cases.catalogue import load_entries
 from conformance.cases.sets import select
 from conformance.cli import main
-from conformance.inprocess import judge
+from conformance.inprocess import run_case
 
 BROKEN = f"{Path(__file__).with_name('broken_adapters.py')}:FlippedKernel"
 FOUND_BY_KEYS = {"backend", "backend_version", "device", "date", "kind", "message"}
@@ -50,7 +50,7 @@ def test_conforming_backend_finds_nothing_and_writes_nothing(tmp_path, capsys):
 def test_a_case_already_in_the_catalogue_is_not_written_again(tmp_path):
     case = select("smoke")[0]
     adapter = load(BROKEN)
-    path, note = explore.write_regression(case, adapter, judge(case, adapter), tmp_path, spec=BROKEN, seed=0)
+    path, note = explore.write_regression(case, adapter, run_case(case, adapter), tmp_path, spec=BROKEN, seed=0)
     assert path is None and "already in" in note
     assert list(tmp_path.iterdir()) == []
 

@@ -16,9 +16,10 @@ import yaml
 
 from _runner_util import run_cli
 from conformance import findings
+from conformance.run import findings_step
 from conformance.adapters.registry import load
-from conformance.inprocess import judge
-from conformance.short_repro import make_short_script
+from conformance.inprocess import run_case
+from conformance.scripts import make_short_script
 from conformance.spec import Case
 
 BROKEN = Path(__file__).resolve().parent / "broken_adapters.py"
@@ -122,7 +123,7 @@ def test_every_finding_has_a_short_repro_of_a_case_the_suite_judged_diverging(ru
         assert (sr["status"], sr["kind"]) == ("diverge", f["kind"])
         assert (out / sr["path"]).read_text() == sr["script"]
         assert "conformance" not in sr["script"].replace("conv-conformance", "")  # NumPy and the framework only
-    small = [sr for f, sr in _short_scripts(doc) if f["kind"] in findings.SMALL_INTEGER_KINDS]
+    small = [sr for f, sr in _short_scripts(doc) if f["kind"] in findings_step.SMALL_INTEGER_KINDS]
     assert small and all(sr["case"]["profile"] == "small_integers" for sr in small)
 
 
@@ -144,7 +145,7 @@ def test_short_scripts_exit_as_the_suite_judges(run, cls, tmp_path):
     for adapter in (getattr(module, cls)(), load("numpy")):
         for f, sr in _short_scripts(run[1]):
             case = Case.from_dict(sr["case"])
-            verdict = judge(case, adapter, want_diagnosis=False)
+            verdict = run_case(case, adapter, want_diagnosis=False)
             if verdict.status == "unsupported":
                 continue
             code = _exit_code(make_short_script(case, adapter), tmp_path)
@@ -297,7 +298,7 @@ def test_pages_open_with_the_findings_escaped_and_linked(tmp_path):
 def test_a_short_script_judges_a_given_output_without_the_framework():
     from conformance.inputs import make_inputs
     from conformance.oracle import convolve
-    from conformance.short_repro import exit_code_for
+    from conformance.scripts import exit_code_for
 
     case = _dw(strides=(2, 2), profile="small_integers")
     script = make_short_script(case, load("numpy"))
@@ -347,7 +348,7 @@ def test_findings_of_different_backends_are_worked_on_together_never_two_of_one_
     overlap = {"same": 0, "other": 0}
     lock = threading.Lock()
 
-    def fake_confirm(f, judge_case, tried, bases, *, budget_s, also_kinds):
+    def fake_confirm(f, record_case, tried, bases, *, budget_s, also_kinds):
         with lock:
             if active.get(f["backend"]):
                 overlap["same"] += 1
@@ -360,7 +361,7 @@ def test_findings_of_different_backends_are_worked_on_together_never_two_of_one_
         f["confirmation"] = {"status": "confirmed", "inside": [], "near_misses": []}
         return f["confirmation"]
 
-    def fake_short_repro(f, b, judge_case, out, bases):
+    def fake_short_repro(f, b, record_case, out, bases):
         f["short_repro"] = {"backend": b.name}
 
     class Live:
@@ -369,12 +370,12 @@ def test_findings_of_different_backends_are_worked_on_together_never_two_of_one_
         def __init__(self, name):
             self.name = name
 
-    monkeypatch.setattr(findings, "confirm", fake_confirm)
-    monkeypatch.setattr(findings, "short_repro_for", fake_short_repro)
+    monkeypatch.setattr(findings_step, "confirm", fake_confirm)
+    monkeypatch.setattr(findings_step, "short_repro_for", fake_short_repro)
     found = [{"backend": name, "predicate": f"p{i}", "kind": "value", "cases": [], "id": f"{name}-{i}"}
              for i in range(4) for name in ("a", "b", "c")]
     stdout = sys.stdout
-    findings.enrich(found, {n: Live(n) for n in "abc"}, [], confirm_budget_s=4.0)
+    findings_step.enrich(found, {n: Live(n) for n in "abc"}, [], confirm_budget_s=4.0)
     assert sys.stdout is stdout
     assert all(f["confirmation"]["status"] == "confirmed" and f["short_repro"]["backend"] == f["backend"]
                for f in found)

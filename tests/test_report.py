@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from conformance import oracle, report
+from conformance.cli import report as report_cli
 from conformance.compare import compare
 from conformance.diagnose import diagnose
 from conformance.dtypes import np_dtype
@@ -288,8 +289,8 @@ def test_report_command_renders_a_saved_results_file(tmp_path, capsys):
     src = tmp_path / "results.json"
     src.write_text(json.dumps(run), encoding="utf-8")
     parser = argparse.ArgumentParser()
-    report.add_arguments(parser)
-    code = report.run(parser.parse_args([str(src), "--out", str(tmp_path / "html")]))
+    report_cli.add_arguments(parser)
+    code = report_cli.run(parser.parse_args([str(src), "--out", str(tmp_path / "html")]))
     assert code == 0 and (tmp_path / "html" / "index.html").is_file()
     text = (tmp_path / "html" / report.page_names([EVIL])[EVIL]).read_text(encoding="utf-8")
     assert "# repro for" in text, "expected repro scripts read relative to the results file"
@@ -298,5 +299,5 @@ def test_report_command_renders_a_saved_results_file(tmp_path, capsys):
 def test_report_command_rejects_an_unreadable_results_file(tmp_path, capsys):
     bad = tmp_path / "results.json"
     bad.write_text("{not json", encoding="utf-8")
-    assert report.main([str(bad)]) == 2
+    assert report_cli.main([str(bad)]) == 2
     assert "results.json" in capsys.readouterr().err

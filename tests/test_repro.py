@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from conformance import repro
+from conformance import bug_reports, scripts
 from conformance.adapters.registry import load
 from conformance.cases.sets import select
 from conformance.cli import main
-from conformance.inprocess import judge
+from conformance.inprocess import run_case
 from conformance.spec import Case
 
 BROKEN = str(Path(__file__).with_name("broken_adapters.py"))
@@ -50,7 +50,7 @@ PLAIN = _smoke(lambda c: c.op == "conv2d" and c.kernel == (3, 3) and c.profile =
 
 
 def test_broken_adapter_script_prints_the_divergence_and_exits_1(tmp_path):
-    script = repro.make_script(PLAIN, load(f"{BROKEN}:FlippedKernel"))
+    script = scripts.make_script(PLAIN, load(f"{BROKEN}:FlippedKernel"))
     done = run_script(tmp_path, script)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "DIVERGES" in done.stdout
@@ -59,7 +59,7 @@ def test_broken_adapter_script_prints_the_divergence_and_exits_1(tmp_path):
 
 def test_adapter_without_repro_code_is_loaded_by_spec(tmp_path):
     spec = f"{BROKEN}:NoRepro"
-    script = repro.make_script(PLAIN, load(spec), spec=spec)
+    script = scripts.make_script(PLAIN, load(spec), spec=spec)
     assert f"SPEC = {spec!r}" in script
     done = run_script(tmp_path, script)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -68,7 +68,7 @@ def test_adapter_without_repro_code_is_loaded_by_spec(tmp_path):
 
 def test_spec_of_a_file_adapter_defaults_to_its_file():
     # What the runner's workers get: make_script(case, adapter) with no spec.
-    script = repro.make_script(PLAIN, load(f"{BROKEN}:NoRepro"))
+    script = scripts.make_script(PLAIN, load(f"{BROKEN}:NoRepro"))
     assert f"SPEC = {BROKEN + ':NoRepro'!r}" in script
 
 
@@ -86,7 +86,7 @@ NUMPY_CASES = {
 @pytest.mark.parametrize("case", NUMPY_CASES.values(), ids=NUMPY_CASES.keys())
 def test_numpy_backend_script_passes(tmp_path, case):
     # The NumPy backend's repro imports our oracle (it *is* the oracle), so no blocking here.
-    done = run_script(tmp_path, repro.make_script(case, load("numpy")), block_ours=False)
+    done = run_script(tmp_path, scripts.make_script(case, load("numpy")), block_ours=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK" in done.stdout
 
@@ -98,7 +98,7 @@ TORCH_CASES = {"plain-f32": PLAIN, "bf16-bias": NUMPY_CASES["bf16-bias"]}
 @pytest.mark.parametrize("case", TORCH_CASES.values(), ids=TORCH_CASES.keys())
 def test_torch_script_passes_without_conformance(tmp_path, case):
     pytest.importorskip("torch")
-    script = repro.make_script(case, load("torch"))
+    script = scripts.make_script(case, load("torch"))
     done = run_script(tmp_path, script)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK: within tolerance" in done.stdout
@@ -107,7 +107,7 @@ def test_torch_script_passes_without_conformance(tmp_path, case):
 @pytest.mark.framework
 def test_torch_script_imports_only_numpy_and_torch():
     pytest.importorskip("torch")
-    tree = ast.parse(repro.make_script(PLAIN, load("torch")))
+    tree = ast.parse(scripts.make_script(PLAIN, load("torch")))
     modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                for alias in node.names}
     modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
@@ -124,7 +124,7 @@ def test_tensorflow_depthwise_stride_and_dilation_reproduces_the_wrong_shape(tmp
         pytest.skip("tensorflow is not installed")
     case = Case(op="depthwise_conv2d", batch=1, height=10, width=10, in_channels=2, kernel=3, channel_multiplier=1,
                 strides=2, dilations=2, padding="SAME")
-    done = run_script(tmp_path, repro.make_script(case, load("tensorflow")))
+    done = run_script(tmp_path, scripts.make_script(case, load("tensorflow")))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "DIVERGES: expected output shape (1, 5, 5, 2), received (1, 6, 6, 2)" in done.stdout
 
@@ -135,7 +135,7 @@ BIG = Case(op="conv2d", batch=1, height=256, width=256, in_channels=8, kernel=3,
 
 
 def test_large_inputs_are_regenerated_from_the_seed_and_checked_not_inlined(tmp_path):
-    script = repro.make_script(BIG, load(f"{BROKEN}:FlippedKernel"))
+    script = scripts.make_script(BIG, load(f"{BROKEN}:FlippedKernel"))
     # The script carries the suite's rule (~20 kB of source) but not the 2 MiB of inputs.
     assert len(script) < 64_000, "megabytes of inputs must not be inlined"
     assert "SEED = 0x" in script and "INPUTS_SHA256" in script
@@ -147,8 +147,8 @@ def test_large_inputs_are_regenerated_from_the_seed_and_checked_not_inlined(tmp_
 def test_large_inputs_the_script_cannot_regenerate_exactly_stop_it_with_exit_2(tmp_path):
     from conformance.inputs import make_inputs
 
-    script = repro.make_script(BIG, load(f"{BROKEN}:FlippedKernel"))
-    good = repro.inputs_checksum(*make_inputs(BIG))
+    script = scripts.make_script(BIG, load(f"{BROKEN}:FlippedKernel"))
+    good = scripts.inputs_checksum(*make_inputs(BIG))
     assert good in script  # the checksum is of the very inputs the suite judged
     done = run_script(tmp_path, script.replace(good, "0" * 64))
     assert done.returncode == 2, done.stdout + done.stderr
@@ -157,14 +157,14 @@ def test_large_inputs_the_script_cannot_regenerate_exactly_stop_it_with_exit_2(t
 
 def test_large_inputs_of_a_profile_the_script_cannot_regenerate_are_refused_with_advice():
     big = BIG.replace(profile="wide_range")
-    with pytest.raises(repro.ReproError, match="minimised case"):
-        repro.make_script(big, load("numpy"))
+    with pytest.raises(scripts.ReproError, match="minimised case"):
+        scripts.make_script(big, load("numpy"))
 
 
 def test_bug_report_carries_environment_case_figures_and_diagnosis():
     adapter = load(f"{BROKEN}:FlippedKernel")
-    outcome = judge(PLAIN, adapter)
-    text = repro.bug_report(PLAIN, adapter, outcome.comparison, outcome.diagnosis, outcome=outcome)
+    outcome = run_case(PLAIN, adapter)
+    text = bug_reports.bug_report(PLAIN, adapter, outcome.comparison, outcome.diagnosis, outcome=outcome)
     for expected in ("### Environment", "| flipped | 0.1 |", "| Device | cpu |", PLAIN.id, "max_normalised_error",
                      "| threshold |", "### Diagnosis", "flipped", "[::-1, ::-1]", "<summary>repro.py</summary>"):
         assert expected in text, f"expected {expected!r} in the bug report"

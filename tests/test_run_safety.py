@@ -26,6 +26,9 @@ import pytest
 import yaml
 
 from conformance import runner
+from conformance.cli import console
+from conformance.run import memory
+from conformance.run.config import RunConfig
 from tests._runner_util import BASE, adapter, case_file, run_cli
 
 
@@ -38,7 +41,7 @@ def _one_line_exit_2(code: int, err: str) -> str:
 def test_a_second_run_into_the_same_out_exits_2_naming_the_first(tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from conformance.runner import OutLock; l = OutLock(Path(sys.argv[1])); l.acquire(); "
+                               "from conformance.run.out_dir import OutLock; l = OutLock(Path(sys.argv[1])); l.acquire(); "
                                "print('locked', flush=True); time.sleep(60)", str(out)],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -102,24 +105,24 @@ def test_memory_estimate_grows_with_input_and_output():
 
     small = Case(op="conv2d", batch=1, height=8, width=8, in_channels=1, kernel=(3, 3), out_channels=1)
     wide = small.replace(height=8192, width=8192)
-    assert runner.memory_estimate(wide) - runner.memory_estimate(small) >= 8192 * 8192 * 128
-    assert runner.memory_estimate(small.replace(out_channels=16)) > runner.memory_estimate(small)
-    assert runner.parse_memory("1.5G") == 3 << 29 and runner.parse_memory("512M") == 512 << 20
+    assert memory.memory_estimate(wide) - memory.memory_estimate(small) >= 8192 * 8192 * 128
+    assert memory.memory_estimate(small.replace(out_channels=16)) > memory.memory_estimate(small)
+    assert memory.parse_memory("1.5G") == 3 << 29 and memory.parse_memory("512M") == 512 << 20
 
 
 _PEAK = """
 import json, resource, sys
 import numpy as np
-from conformance import runner
+from conformance import record
 from conformance.spec import Case
 case = Case(**json.loads(sys.argv[1]))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-oracle = runner.oracle_for(case)
+oracle = record.oracle_for(case)
 y = oracle.ref.value.astype(np.float64 if case.dtype == "float64" else np.float32)
 y.reshape(-1)[::997] += 1.0  # a divergence: the full comparison and the diagnosis
-rec, got = runner.judge(case, "x", {}, ("output", y, 0.0, []), oracle, 600.0)
+rec, got = record.record_reply(case, "x", {}, ("output", y, 0.0, []), oracle, 600.0)
 assert rec["status"] == "diverge", rec
-runner.diagnose_into(rec, case, got, oracle)
+record.diagnose_into(rec, case, got, oracle)
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
 """
 
@@ -142,7 +145,7 @@ def test_the_memory_estimate_bounds_the_referees_measured_peak(spec):
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     peak = int(out.stdout.split()[-1])
-    assert peak <= runner.memory_estimate(case) - runner.ORACLE_FIXED_BYTES, (peak, runner.memory_estimate(case))
+    assert peak <= memory.memory_estimate(case) - memory.ORACLE_FIXED_BYTES, (peak, memory.memory_estimate(case))
 
 
 @pytest.mark.parametrize("text", ["lots", "-1G", "0"])
@@ -167,15 +170,14 @@ def test_a_named_backend_on_which_no_case_ran_exits_2_saying_why(tmp_path):
 def test_the_default_run_summary_names_a_backend_that_ran_nothing(tmp_path):
     cases = case_file(tmp_path / "cases.yaml", ["unsupported-a", "ok-b"])
     spec = adapter("Misbehaving")
-    cfg = runner.RunConfig(specs=[spec, "numpy"], selector=str(cases), out=tmp_path / "out", report=False,
+    cfg = RunConfig(specs=[spec, "numpy"], selector=str(cases), out=tmp_path / "out", report=False,
                            quiet=True, named=False)
-    from conformance import cli
     from conformance.cases.catalogue import load_file
 
     only_unsupported = [c for c in load_file(cases) if c.name.startswith("unsupported")]
     outcome = runner.execute(cfg, only_unsupported)
     assert outcome.exit_code == 0 and outcome.errors == []
-    assert "! misbehaving: 0 of 1 cases supported: this backend has no such kernel" in cli.summary(outcome)
+    assert "! misbehaving: 0 of 1 cases supported: this backend has no such kernel" in console.summary(outcome)
 
 
 def test_a_reused_out_loses_the_previous_runs_pages_and_scripts_and_says_so(tmp_path):

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance import runner
+from conformance.run.progress import Progress
+from conformance.run.selection import shard_of
 from conformance.spec import Case
 from tests._runner_util import adapter, by_name, case_file, run_cli, verdicts
 
@@ -232,12 +233,12 @@ SHARD_NAMES = ["ok-a", "segv-b", "raise-c", "wrong-d", "ok-e", "accept-f", "inva
 
 def test_shards_partition_the_cases_by_a_stable_hash():
     ids = [f"case-{i}" for i in range(200)]
-    shards = [runner.shard_of(i, 3) for i in ids]
+    shards = [shard_of(i, 3) for i in ids]
     assert set(shards) == {1, 2, 3}
-    assert shards == [runner.shard_of(i, 3) for i in ids]  # no dependence on Python's hash seed
+    assert shards == [shard_of(i, 3) for i in ids]  # no dependence on Python's hash seed
     # The documented formula (docs/running.md): first 8 bytes of SHA-256(id), big-endian, mod N, plus 1.
     digest = hashlib.sha256(b"conv-n1-5x5x2-k3x3-o2-s1x1-d1x1-valid-f32").digest()
-    assert runner.shard_of("conv-n1-5x5x2-k3x3-o2-s1x1-d1x1-valid-f32", 4) == int.from_bytes(digest[:8], "big") % 4 + 1
+    assert shard_of("conv-n1-5x5x2-k3x3-o2-s1x1-d1x1-valid-f32", 4) == int.from_bytes(digest[:8], "big") % 4 + 1
 
 
 def test_merged_shards_give_the_verdicts_of_one_run(tmp_path):
@@ -283,7 +284,7 @@ def test_progress_in_a_log_is_plain_lines_per_backend_with_counts():
     import io
 
     stream = io.StringIO()
-    progress = runner.Progress(4, stream)
+    progress = Progress(4, stream)
     _feed(progress)
     progress.draw(final=True)
     lines = stream.getvalue().splitlines()
@@ -294,7 +295,7 @@ def test_progress_in_a_log_is_plain_lines_per_backend_with_counts():
 
 def test_progress_on_a_terminal_redraws_its_lines_in_place():
     tty = _Tty()
-    progress = runner.Progress(4, tty)
+    progress = Progress(4, tty)
     _feed(progress)
     # The second draw moves the cursor up over the two backend lines it drew before.
     assert tty.text.count("\x1b[2F") == 1
@@ -305,7 +306,7 @@ def test_quiet_progress_writes_nothing():
     import io
 
     stream = io.StringIO()
-    progress = runner.Progress(4, stream, quiet=True)
+    progress = Progress(4, stream, quiet=True)
     _feed(progress)
     progress.draw(final=True)
     assert stream.getvalue() == ""

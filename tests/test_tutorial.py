@@ -1,8 +1,7 @@
-"""The README tutorial runs as written, and the shipped CI and tox recipes are well-formed.
+"""The adapter tutorial runs as written, and the shipped CI and tox recipes are well-formed.
 
-The tutorial's code is taken from README.md (the block after `<!-- tutorial:adapter -->`;
-before the README sections are merged, from the team's README-tools.md draft), so the
-text a user copies is the text that is tested.
+The tutorial's code is taken from docs/adapters.md (the block after
+`<!-- tutorial:adapter -->`), so the text a user copies is the text that is tested.
 """
 
 from __future__ import annotations
@@ -18,31 +17,28 @@ import yaml
 from conformance.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-README_CANDIDATES = (ROOT / "README.md", Path("/work/team/README-tools.md"))
+TUTORIAL = ROOT / "docs" / "adapters.md"
 TOY = ROOT / "examples" / "tutorial" / "toy_backend.py"
 
 
-def readme_block(marker: str) -> str:
-    """The fenced block right after `<!-- tutorial:MARKER -->` in the first README that has it."""
+def tutorial_block(marker: str) -> str:
+    """The fenced block right after `<!-- tutorial:MARKER -->` in the tutorial."""
     tag = f"<!-- tutorial:{marker} -->"
-    for path in README_CANDIDATES:
-        if path.is_file() and tag in (text := path.read_text(encoding="utf-8")):
-            found = re.search(re.escape(tag) + r"\s*```[a-z]*\n(.*?)```", text, re.S)
-            assert found, f"{path}: expected a fenced code block right after {tag}"
-            return found.group(1)
-    raise AssertionError(f"expected {tag} in one of {[str(p) for p in README_CANDIDATES]}, received none")
+    found = re.search(re.escape(tag) + r"\s*```[a-z]*\n(.*?)```", TUTORIAL.read_text(encoding="utf-8"), re.S)
+    assert found, f"{TUTORIAL}: expected a fenced code block right after {tag}"
+    return found.group(1)
 
 
-def test_readme_adapter_is_the_shipped_file():
-    assert readme_block("adapter") == TOY.read_text(encoding="utf-8")
+def test_tutorial_adapter_is_the_shipped_file():
+    assert tutorial_block("adapter") == TOY.read_text(encoding="utf-8")
 
 
-def test_readme_run_command_passes_on_the_smoke_set(tmp_path, monkeypatch):
-    (command,) = [line for line in readme_block("run").splitlines() if line.strip()]
+def test_tutorial_run_command_passes_on_the_smoke_set(tmp_path, monkeypatch):
+    (command,) = [line for line in tutorial_block("run").splitlines() if line.strip()]
     argv = shlex.split(command)
     assert argv[:2] == ["conformance", "run"]
     adapter = tmp_path / "toy_backend.py"
-    adapter.write_text(readme_block("adapter"), encoding="utf-8")  # the README's code, not the file
+    adapter.write_text(tutorial_block("adapter"), encoding="utf-8")  # the tutorial's code, not the file
     argv = [str(adapter) + a[a.index(":"):] if a.startswith("examples/tutorial/") else a for a in argv[1:]]
     monkeypatch.chdir(tmp_path)
     assert main(argv + ["--out", "reports", "--quiet"]) == 0

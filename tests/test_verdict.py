@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance import inprocess, repro, runner
+from conformance import inprocess, runner, scripts
+from conformance.cli import console
+from conformance.run.config import RunConfig
 from conformance.minimise import minimise, same_divergence
 from conformance.spec import Case
 
@@ -80,7 +82,7 @@ BACKENDS = [_spec("kind_adapters.py", "Kinds"), _spec("kind_adapters.py", "Suppo
 
 @pytest.mark.parametrize("case, kind", KIND_CASES, ids=[c.name for c in CASES])
 def test_the_kind_adapter_produces_each_kind(case, kind):
-    outcome = inprocess.judge(case, Kinds(), want_diagnosis=False)
+    outcome = inprocess.run_case(case, Kinds(), want_diagnosis=False)
     assert (outcome.status, outcome.kind) == ("pass" if kind is None else "diverge", kind), outcome.message
 
 
@@ -88,7 +90,7 @@ def test_the_kind_adapter_produces_each_kind(case, kind):
 def test_run_and_the_in_process_path_agree_record_for_record(tmp_path, precision):
     from conformance.adapters.registry import load
 
-    cfg = runner.RunConfig(specs=BACKENDS, out=tmp_path, report=False, minimise=False, quiet=True, named=True,
+    cfg = RunConfig(specs=BACKENDS, out=tmp_path, report=False, minimise=False, quiet=True, named=True,
                            precision=precision)
     outcome = runner.execute(cfg, CASES)
     by_run = {(r["case_id"], r["backend"]): (r["status"], r["kind"]) for r in outcome.run["records"]}
@@ -98,27 +100,27 @@ def test_run_and_the_in_process_path_agree_record_for_record(tmp_path, precision
         adapter = load(spec)
         names[spec] = adapter.name
         for case in CASES:
-            got = inprocess.judge(case, adapter, want_diagnosis=False, precision=precision)
+            got = inprocess.run_case(case, adapter, want_diagnosis=False, precision=precision)
             assert by_run[(case.id, adapter.name)] == (got.status, got.kind), (spec, case.name, got.message)
     assert len(by_run) == len(BACKENDS) * len(CASES)
 
 
 def test_supports_that_raises_is_an_error_on_every_path():
     case = Case(**BASE, name="ok-f32")
-    assert inprocess.judge(case, SupportsRaises()).status == "error"
+    assert inprocess.run_case(case, SupportsRaises()).status == "error"
     assert not same_divergence(SupportsRaises(), None)(case)
 
 
 def test_any_accepts_accumulation_in_the_dtype_strict_names_it():
     case = Case(**DW, dtype="float16", name="ownacc-f16")
-    strict = inprocess.judge(case, Kinds(), want_diagnosis=False)
+    strict = inprocess.run_case(case, Kinds(), want_diagnosis=False)
     assert strict.kind == "precision" and "not `strict`: consistent with" in strict.message
-    assert inprocess.judge(case, Kinds(), want_diagnosis=False, precision="any").status == "pass"
+    assert inprocess.run_case(case, Kinds(), want_diagnosis=False, precision="any").status == "pass"
 
 
 def _run_script(tmp_path: Path, case: Case, precision: str) -> subprocess.CompletedProcess:
     script = tmp_path / f"{case.name}-{precision}.py"
-    script.write_text(repro.make_script(case, Kinds(), precision=precision), encoding="utf-8")
+    script.write_text(scripts.make_script(case, Kinds(), precision=precision), encoding="utf-8")
     return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path)
 
@@ -126,7 +128,7 @@ def _run_script(tmp_path: Path, case: Case, precision: str) -> subprocess.Comple
 @pytest.mark.parametrize("precision", ["strict", "any"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_a_repro_scripts_exit_code_is_the_suites_verdict(tmp_path, case, precision):
-    outcome = inprocess.judge(case, Kinds(), want_diagnosis=False, precision=precision)
+    outcome = inprocess.run_case(case, Kinds(), want_diagnosis=False, precision=precision)
     done = _run_script(tmp_path, case, precision)
     expected = 0 if outcome.status == "pass" else 1
     assert done.returncode == expected, (outcome.status, outcome.kind, done.stdout[-2000:], done.stderr[-2000:])
@@ -137,20 +139,19 @@ def test_a_repro_scripts_exit_code_is_the_suites_verdict(tmp_path, case, precisi
 def test_the_minimiser_shrinks_a_precision_divergence():
     case = Case(**{**DW, "height": 16, "width": 16, "in_channels": 16, "batch": 2}, dtype="float16")
     adapter = OwnAccumulation()
-    assert inprocess.judge(case, adapter, want_diagnosis=False).kind == "precision"
+    assert inprocess.run_case(case, adapter, want_diagnosis=False).kind == "precision"
     smaller = minimise(case, same_divergence(adapter, "precision"), time_limit=60)
     assert smaller.id != case.id
     assert smaller.batch * smaller.height * smaller.width * smaller.in_channels < \
         case.batch * case.height * case.width * case.in_channels
-    assert inprocess.judge(smaller, adapter, want_diagnosis=False).kind == "precision"
+    assert inprocess.run_case(smaller, adapter, want_diagnosis=False).kind == "precision"
 
 
 def test_the_precision_profile_is_in_results_console_and_every_page(tmp_path):
-    from conformance import cli
 
     cases = [Case(**dict(DW, height=12 + i), dtype="float16") for i in range(2)] + [Case(**BASE)]
     specs = [_spec("kind_adapters.py", "OwnAccumulation"), _spec("adapters_for_tests.py", "Faithful")]
-    cfg = runner.RunConfig(specs=specs, out=tmp_path, minimise=False, quiet=True, named=True)
+    cfg = RunConfig(specs=specs, out=tmp_path, minimise=False, quiet=True, named=True)
     outcome = runner.execute(cfg, cases)
     profile = outcome.run["precision_profile"]
     assert outcome.run["run"]["precision"] == "strict"
@@ -158,7 +159,7 @@ def test_the_precision_profile_is_in_results_console_and_every_page(tmp_path):
     own = profile["own-accumulation"]["float16"]
     assert own["meets"] in ("relaxed", "any") and own["max_normalised_error"] > 0
     assert profile["own-accumulation"]["float32"]["meets"] == "strict"
-    summary = cli.summary(outcome)
+    summary = console.summary(outcome)
     assert "precision profile" in summary and f"float16: {own['meets']}" in summary
     for page in ("index.html", "own-accumulation.html"):
         html = (tmp_path / page).read_text()
@@ -171,7 +172,7 @@ def test_bitwise_identical_outputs_share_one_verdict_and_nothing_else(tmp_path):
     specs = [_spec("adapters_for_tests.py", "Faithful"), _spec("adapters_for_tests.py", "Misbehaving"),
              _spec("adapters_for_tests.py", "OffByOne")]
     cases = [Case(**BASE, name="ok-a"), Case(**dict(BASE, height=7), name="wrong-b")]
-    cfg = runner.RunConfig(specs=specs, out=tmp_path, report=False, minimise=False, quiet=True, named=True)
+    cfg = RunConfig(specs=specs, out=tmp_path, report=False, minimise=False, quiet=True, named=True)
     recs = {(r["case"]["name"], r["backend"]): r for r in runner.execute(cfg, cases).run["records"]}
     verdict_fields = ("status", "kind", "message", "figures", "worst", "heatmap", "channel_errors", "diagnosis",
                       "precision_met")

@@ -1,7 +1,14 @@
-"""Standalone repro scripts and paste-ready bug reports (`conformance repro`).
+"""Repro scripts: the full one of a case and the short one of a finding.
 
-`make_script(case, adapter)` writes a Python script that a framework maintainer can run
-with nothing but NumPy and that one framework:
+Both are standalone Python scripts that need only NumPy and one framework, import
+nothing of conv-conformance, and exit with the suite's verdict: 0 while the result is
+right, 1 while it diverges. The framework call in each is `framework_code(case, adapter)`:
+exactly `adapter.repro_code(case)` (the very code the built-in adapters run), or for an
+adapter without it (a third-party one), code that loads the adapter by its spec
+(`module:Class` or `path/to/file.py:Class`) and calls its `run()`, so the script then
+also needs that adapter importable.
+
+The full script (`make_script(case, adapter)`, `conformance repro`, the run's repro/):
 1. the exact inputs, inlined as base64 of their raw little-endian bytes (zlib-compressed),
    decoded to the case dtype (bfloat16 arrays need `ml_dtypes`, which JAX and TensorFlow
    install; the reference reads the same bits as float32 by a 16-bit shift, no import).
@@ -9,10 +16,7 @@ with nothing but NumPy and that one framework:
    the script from the case's seed by the same few NumPy calls `conformance.inputs` makes
    (PCG64, `standard_normal`), and verified by their SHA-256: a NumPy whose generator
    gives other numbers makes the script stop with exit status 2, never judge other inputs;
-2. the framework call, exactly `adapter.repro_code(case)` (the very code the built-in
-   adapters run); an adapter without `repro_code` (a third-party one) is instead loaded by
-   its spec (`module:Class` or `path/to/file.py:Class`) and its `run()` called, so the
-   script then also needs that adapter importable;
+2. the framework call;
 3. a small reference: the DESIGN.md formula in NumPy, pads, strides and sizes written as
    literals, accumulated in float64 (`np.longdouble` for float64 cases, so the reference
    stays more precise than what it judges where the platform's long double is wider);
@@ -25,25 +29,44 @@ with nothing but NumPy and that one framework:
    worst elements) and exits 1 when the result diverges (or, for an invalid case, when
    the framework returns instead of raising), 0 otherwise: the suite's verdict.
 
+The short script (`make_short_script(case, adapter)`, a finding's, the ten lines a
+maintainer pastes into an issue):
+1. the case's own inputs (`make_inputs(case)`, the arrays the suite judged) as literals:
+   with the `small_integers` profile they are small integers, so the expected numbers are
+   obvious;
+2. the framework call;
+3. the expected output by a few-line NumPy loop over the output elements (the formula of
+   DESIGN.md, in float64), with the magnitude sum |x| |w| of each element;
+4. one print of expected vs observed (the worst element, or the shapes, or "an error").
+   Its check is the suite's element rule written out: |y - ref| <= T (U mag + FLOOR) with
+   the case's threshold T (0 for exact profiles such as small integers), NaN and Inf
+   exactly, the dtype exactly; where a padded zero meets an infinite tap (special
+   profile) either answer is accepted; a result beyond the dtype's range may be the
+   infinity of its sign (overflow profile). It trades the full script's figures for
+   brevity; `exit_code_for` checks that it agrees with the verdict on a given output.
+
 Invariants
-- The script imports nothing of conv-conformance (built-in adapters' repro code imports
+- A script imports nothing of conv-conformance (built-in adapters' repro code imports
   only NumPy and the framework; the NumPy backend's imports our oracle, being it).
-- A script carries its inputs or the means to regenerate them exactly (seed, generator,
-  checksum), so it reproduces on a machine without this suite. Large inputs of a profile
-  other than `normal` (`REGENERATED_PROFILES`) raise ReproError: run `conformance repro`
-  on the minimised case instead.
+- A full script carries its inputs or the means to regenerate them exactly (seed,
+  generator, checksum), so it reproduces on a machine without this suite. Large inputs
+  of a profile other than `normal` (`REGENERATED_PROFILES`) raise ReproError: run
+  `conformance repro` on the minimised case instead. A short script is only written for
+  small inputs (`MAX_ELEMENTS`, else ShortReproError).
+- This module is below the worker: a worker process writes the scripts of its own
+  adapter (`process.worker`), and the bug reports (`bug_reports`) embed them.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
+import contextlib
 import hashlib
-import json
+import io
 import math
-import platform
 import sys
 import textwrap
+import threading
 import zlib
 from pathlib import Path
 from typing import Any
@@ -51,12 +74,15 @@ from typing import Any
 import numpy as np
 
 from . import _rule, tolerance
+from .dtypes import fmt
+from .inputs import make_inputs
 from .spec import Case
+
+
+# ---- the full script of a case ----------------------------------------------------------
 
 #: Inputs larger than this (raw bytes of x, filters and bias together) are not inlined.
 MAX_INLINE_BYTES = 1 << 20
-#: A bug report embeds the script when it is at most this long (else: attach it).
-MAX_EMBED_CHARS = 64 << 10
 WORST_SHOWN = 5
 #: Profiles whose inputs a script can regenerate from the seed instead of inlining them.
 REGENERATED_PROFILES = ("normal",)
@@ -66,7 +92,6 @@ class ReproError(ValueError):
     """A repro script cannot be written for this case (too large, unusable adapter)."""
 
 
-# ---- the script ----------------------------------------------------------------------
 
 
 def _blob(arr: np.ndarray) -> str:
@@ -202,7 +227,9 @@ y = _load_adapter(SPEC).run(case, x, filters, bias)
 '''
 
 
-def _framework_code(case: Case, adapter: Any, spec: str | None) -> str:
+def framework_code(case: Case, adapter: Any, spec: str | None) -> str:
+    """The framework call of a script: `adapter.repro_code(case)`, or for an adapter without
+    it, code that loads the adapter by its spec and calls its run()."""
     repro_code = getattr(adapter, "repro_code", None)
     if callable(repro_code):
         return str(repro_code(case)).rstrip("\n") + "\n"
@@ -398,7 +425,6 @@ def make_script(case: Case, adapter: Any, *, spec: str | None = None,
     """
     tolerance.check_precision(precision)
     from . import __version__
-    from .inputs import make_inputs
 
     size = math.prod(case.input_shape) + math.prod(case.filter_shape) + (case.output_channels if case.bias else 0)
     nbytes = size * (2 if case.dtype in ("float16", "bfloat16") else 4 if case.dtype == "float32" else 8)
@@ -422,7 +448,7 @@ def make_script(case: Case, adapter: Any, *, spec: str | None = None,
     else:
         parts += [_array_literal("x", inputs.x, case), _array_literal("filters", inputs.filters, case),
                   _array_literal("bias", inputs.bias, case)]
-    code = _framework_code(case, adapter, spec)
+    code = framework_code(case, adapter, spec)
     parts.append(f"\n# ---- the framework call ({framework}) ----\n")
     if not case.is_valid:
         parts.append(_INVALID.format(reason=case.invalid_reason, body=textwrap.indent(code, "    ")))
@@ -440,222 +466,130 @@ def make_script(case: Case, adapter: Any, *, spec: str | None = None,
     return "".join(parts)
 
 
-# ---- the bug report ----------------------------------------------------------------
+# ---- the short script of a finding ------------------------------------------------------
+
+#: Inputs with more elements than this (x, filters and bias together) get no short script.
+MAX_ELEMENTS = 4096
+
+_DTYPES = {"float32": "np.float32", "float16": "np.float16", "float64": "np.float64", "bfloat16": "ml_dtypes.bfloat16"}
 
 
-def environment(adapter: Any) -> dict[str, str]:
-    """OS, CPU (with the kernel-selecting flags), Python, NumPy, the framework's version, the
-    device and its kernel path (FTZ/DAZ, oneDNN, ...: conformance.fingerprint), as display strings."""
-    from .fingerprint import fingerprint, machine_line, path_line
-
-    name = str(getattr(adapter, "name", "backend"))
-    version = str(adapter.version())  # imports the framework: the fingerprint then sees it
-    fp = fingerprint(adapter)
-    return {"OS": platform.platform(), "CPU": machine_line(fp),
-            "Python": sys.version.split()[0], "NumPy": np.__version__,
-            name: version, "Device": str(adapter.device()), "Kernel path": path_line(fp)}
+#: The lines around the framework call of a valid case's script (see `exit_code_for`).
+CALL_BEGIN = "# ---- the framework call ----\n"
+CALL_END = "# ---- end of the framework call ----\n"
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "inf"
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
+_EXEC_LOCK = threading.Lock()
 
 
-def _padding_text(case: Case) -> str:
-    (t, b), (l, r) = case.geometry.pads
-    return f"{case.padding} (pads top {t}, bottom {b}, left {l}, right {r})"
-
-
-def _parameters(case: Case) -> list[tuple[str, str]]:
-    rows = [("op", case.op), ("input x (N, H, W, C)", str(case.input_shape)),
-            ("filters " + ("(kh, kw, C/groups, O)" if case.op == "conv2d" else "(kh, kw, C, M)"),
-             str(case.filter_shape))]
-    if case.op == "conv2d":
-        rows.append(("groups", str(case.groups)))
-    else:
-        rows.append(("channel multiplier", str(case.channel_multiplier)))
-    rows += [("strides", str(tuple(case.strides))), ("dilations", str(tuple(case.dilations))),
-             ("padding", _padding_text(case)), ("dtype", case.dtype), ("data format (internal)", case.data_format),
-             ("value profile", case.profile), ("bias", "yes" if case.bias else "no"),
-             ("expected output (N, OH, OW, O)", str(case.output_shape))]
-    return rows
-
-
-def bug_report(case: Case, adapter: Any, comparison: Any, diagnosis: Any = None, *, outcome: Any = None,
-               spec: str | None = None) -> str:
-    """A Markdown issue body: environment, the minimal case, the call, observed vs expected, why.
-
-    `comparison` is a `compare.Comparison` (None when the backend raised: pass the
-    `inprocess.Outcome` as `outcome` for its message); `diagnosis` a Diagnosis or its dict.
-    """
-    if diagnosis is not None and not isinstance(diagnosis, dict):
-        diagnosis = diagnosis.to_dict()
-    name = str(getattr(adapter, "name", "backend"))
-    kind = getattr(comparison, "kind", None) or getattr(outcome, "status", None) or "divergence"
-    out = [f"## {name}: `{case.op}` gives a wrong result ({kind}) on a small case", ""]
-    summary = getattr(comparison, "message", None) or getattr(outcome, "message", "")
-    out += [f"`{case.op}` with the parameters below does not match the mathematically exact result: {summary}.",
-            "Found by conv-conformance, against an exact NumPy reference.", ""]
-    out += ["### Environment", "", "| | |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in environment(adapter).items()]
-    out += ["", "### Minimal case", "", f"Case id: `{case.id}`", "", "| parameter | value |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in _parameters(case)]
-    if not case.is_valid:
-        out += ["", f"This case is **invalid** ({case.invalid_reason}): no correct output exists, so the expected "
-                    "behaviour is an error."]
-    try:
-        code = _framework_code(case, adapter, spec)
-    except ReproError as exc:
-        code = f"# (no framework call available: {exc})\n"
-    out += ["", "### The framework call", "", "Given NumPy arrays `x` (N, H, W, C), `filters` and `bias` "
-            "(canonical TensorFlow layouts, in the case dtype), this computes `y`:", "", "```python", code.rstrip(),
-            "```", "", "### Observed vs expected", ""]
-    figures = getattr(comparison, "figures", None) or {}
-    if "expected_shape" in figures:
-        out.append(f"- expected output shape {tuple(figures['expected_shape'])}, observed "
-                   f"{tuple(figures['actual_shape'])}")
-    if summary:
-        out.append(f"- {summary}")
-    if outcome is not None and getattr(outcome, "error", None):
-        out += ["", "```", outcome.error.rstrip(), "```"]
-    shown = [k for k in ("elements", "mismatched", "max_abs_error", "max_rel_error", "max_ulp",
-                         "max_normalised_error", "threshold", "hard_bound", "effective_bits", "dtype_bits")
-             if k in figures]
-    if shown:
-        out += ["", "| figure | value |", "|---|---|"] + [
-            f"| {k} | {'n/a' if k == 'effective_bits' and figures[k] is None else _fmt(figures[k])} |" for k in shown]
-        precision = getattr(comparison, "precision", None) or tolerance.DEFAULT_PRECISION
-        out += ["", "The normalised error of an element is |y - exact| / (u · Σ|x||w| + underflow floor), u the "
-                    "unit roundoff of the dtype. A correct implementation, whatever its summation order, stays "
-                    f"below the threshold {tolerance.threshold_text()} (K products per output; zero for exactly "
-                    "representable results), within "
-                    f"{tolerance.SIGMA_LIMIT:g} standard deviations of a correct sum's rounding error, and can "
-                    "never exceed the hard bound ≈ K + 1 (the rigorous worst case). "
-                    f"Judged under the precision contract `{precision}`"
-                    + (" (16-bit types accumulated in at least float32 and rounded once to the dtype, once more "
-                       "for a separately added bias)" if precision == "strict" else "") + "."]
-    worst = getattr(comparison, "worst", None) or []
-    if worst:
-        out += ["", "Worst elements (index is (n, row, column, channel) of the NHWC output):", "",
-                "| index | expected | observed | normalised error |", "|---|---|---|---|"]
-        out += [f"| {tuple(w['index'])} | {_fmt(w['expected'])} | {_fmt(w['actual'])} | "
-                f"{_fmt(w['normalised_error'])} |" for w in worst[:WORST_SHOWN]]
-    if diagnosis:
-        out += ["", "### Diagnosis", "", f"Most likely: **{diagnosis.get('hypothesis') or 'unexplained'}**. "
-                f"{diagnosis.get('explanation') or ''}".rstrip()]
-    out += ["", "### Reproduce", ""]
-    try:
-        script = make_script(case, adapter, spec=spec,
-                             precision=getattr(comparison, "precision", None) or tolerance.DEFAULT_PRECISION)
-    except ReproError as exc:
-        out.append(f"No standalone script: {exc}.")
-    else:
-        if len(script) <= MAX_EMBED_CHARS:
-            out += ["Save as `repro.py` and run `python repro.py` (NumPy and the framework only; it embeds the "
-                    "exact inputs and exits 1 while the bug is present).", "",
-                    "<details><summary>repro.py</summary>", "", "```python", script.rstrip(), "```", "", "</details>"]
-        else:
-            out.append(f"The repro script is {len(script)} characters: attach it (`conformance repro {case.id} "
-                       f"--backend {spec or name} --out repro.py`).")
-    return "\n".join(out) + "\n"
-
-
-# ---- the CLI: conformance repro CASE --backend B ------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("case", metavar="CASE", nargs="?",
-                        help="a case id (of the default/full set or the catalogue) or a YAML case file with one case")
-    parser.add_argument("--finding", metavar="ID",
-                        help="instead of CASE: a finding of a run (its id); --report writes its bug report, "
-                             "--out its short repro script")
-    parser.add_argument("--results", metavar="RESULTS_JSON", default="reports/results.json",
-                        help="the run whose finding --finding names (default reports/results.json)")
-    parser.add_argument("--backend", required=True, metavar="SPEC",
-                        help="built-in name, entry-point name, module:Class or path/to/file.py:Class")
-    parser.add_argument("--out", metavar="FILE", help="write the script here (default: stdout)")
-    parser.add_argument("--precision", choices=tolerance.PRECISIONS, default=tolerance.DEFAULT_PRECISION,
-                        help=f"precision contract the script judges under (default {tolerance.DEFAULT_PRECISION})")
-    parser.add_argument("--report", metavar="FILE",
-                        help="also run the case here (in this process) and write a Markdown bug report")
-
-
-def resolve_case(selector: str) -> Case:
-    """The one case `selector` names (an id or a one-case file). ValueError with a clear message otherwise."""
-    from .cases.sets import select
-
-    cases = list(select(selector))
-    if not cases:
-        raise ValueError(f"case: expected an id of the default/full set or catalogue, or a case file, received "
-                         f"{selector!r}, which matches nothing")
-    if len(cases) > 1:
-        ids = ", ".join(c.id for c in cases[:5]) + (", ..." if len(cases) > 5 else "")
-        raise ValueError(f"case: expected one case, received {selector!r}, which matches {len(cases)} ({ids})")
-    return cases[0]
-
-
-def written_message(path: str, case_id: str, backend: str, outcome) -> str:
-    """What `python PATH` will do, from this process's verdict on the case (inprocess.Outcome)."""
-    if outcome.status == "diverge":
-        return f"python {path} exits 1 while {case_id} diverges on {backend} ({outcome.kind}, as here)"
-    if outcome.status == "pass":
-        return (f"{case_id} passes on {backend} here, so python {path} exits 0; it exits 1 where the case "
-                f"diverges (another version, device or machine)")
-    if outcome.status == "unsupported":
-        return f"{case_id} is unsupported on {backend} here ({outcome.message}); the script may not run"
-    return f"{case_id} raises on {backend} here, so python {path} fails with that exception ({outcome.message})"
-
-
-def load_backend(spec: str) -> Any:
-    """The adapter `--backend SPEC` names, or None after saying why on stderr (exit 2)."""
-    from .adapters.registry import load
-
-    try:
-        return load(spec)
-    except ValueError as exc:
-        print(f"conformance repro: --backend: {exc}", file=sys.stderr)
+def exit_code_for(script: str, y: Any) -> int | None:
+    """The exit status `script` gives when the framework returns `y`: the script run here
+    with its framework call replaced by `y` (no framework is imported). None for a script
+    without the markers (an invalid case's, which exits 1 whenever the call returns)."""
+    if CALL_BEGIN not in script or CALL_END not in script:
         return None
-
-
-def run(args: argparse.Namespace) -> int:
-    """0: script (and report) written; 2: unknown case or backend, or a case too large to inline."""
-    if args.finding:
-        from .short_repro import run_finding
-
-        return run_finding(args)
-    if not args.case:
-        print("conformance repro: expected a CASE (an id or a case file) or --finding ID, received neither",
-              file=sys.stderr)
-        return 2
+    head, rest = script.split(CALL_BEGIN, 1)
+    tail = rest.split(CALL_END, 1)[1]
+    ns: dict[str, Any] = {"__name__": "__short_repro__", "_y_given": y}
     try:
-        case = resolve_case(args.case)
-    except ValueError as exc:
-        print(f"conformance repro: {exc}", file=sys.stderr)
-        return 2
-    adapter = load_backend(args.backend)
-    if adapter is None:
-        return 2
-    try:
-        script = make_script(case, adapter, spec=args.backend, precision=args.precision)
-    except ReproError as exc:
-        print(f"conformance repro: {exc}", file=sys.stderr)
-        return 2
-    outcome = None
-    if args.out or args.report:
-        from .inprocess import judge
-
-        outcome = judge(case, adapter, precision=args.precision)
-    if args.out:
-        Path(args.out).write_text(script, encoding="utf-8")
-        print(f"wrote {args.out}: {written_message(args.out, case.id, adapter.name, outcome)}", file=sys.stderr)
-    else:
-        sys.stdout.write(script)
-    if args.report:
-        if outcome.status in ("pass", "unsupported"):
-            print(f"note: {case.id} gives {outcome.status} on {adapter.name} here ({outcome.message})",
-                  file=sys.stderr)
-        Path(args.report).write_text(bug_report(case, adapter, outcome.comparison, outcome.diagnosis,
-                                                outcome=outcome, spec=args.backend), encoding="utf-8")
-        print(f"wrote {args.report}", file=sys.stderr)
+        with _EXEC_LOCK, contextlib.redirect_stdout(io.StringIO()):  # sys.stdout is global: one at a time
+            exec(compile(head + "y = _y_given\n" + tail, "<short repro>", "exec"), ns)  # noqa: S102 (our script)
+    except SystemExit as exc:
+        return int(exc.code or 0)
     return 0
+
+
+class ShortReproError(ValueError):
+    """No short script for this case (inputs too large to write out)."""
+
+
+def _source_number(v: float) -> str:
+    """A float as Python source for a script (np.nan, -np.inf, -0.0, 3 for 3.0)."""
+    if math.isnan(v):
+        return "np.nan"
+    if math.isinf(v):
+        return "np.inf" if v > 0 else "-np.inf"
+    if v == 0 and math.copysign(1.0, v) < 0:
+        return "-0.0"
+    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+
+
+def _literal(name: str, arr: np.ndarray | None, dtype: str, comment: str) -> str:
+    if arr is None:
+        return f"{name} = None\n"
+    flat = np.asarray(arr, dtype=np.float64).ravel()
+    values = ", ".join(_source_number(float(v)) for v in flat)
+    return f"{name} = np.array([{values}], dtype={_DTYPES[dtype]}).reshape{tuple(arr.shape)}  # {comment}\n"
+
+
+def make_short_script(case: Case, adapter: Any, *, spec: str | None = None, header: str = "") -> str:
+    """The short script for `case` on `adapter` (module docstring); `header` goes first as comments."""
+    x, filters, bias = make_inputs(case)
+    size = x.size + filters.size + (0 if bias is None else bias.size)
+    if size > MAX_ELEMENTS:
+        raise ShortReproError(f"case {case.id}: {size} input elements, expected at most {MAX_ELEMENTS} "
+                              f"for a short repro")
+    out = [f"# {line}\n" for line in header.splitlines()]
+    out.append("import sys\n\nimport numpy as np\n")
+    if case.dtype == "bfloat16":
+        out.append("import ml_dtypes\n")
+    out.append("\n")
+    fshape = "(kh, kw, C/groups, O)" if case.op == "conv2d" else "(kh, kw, C, M)"
+    out += [_literal("x", x, case.dtype, "(N, H, W, C)"), _literal("filters", filters, case.dtype, fshape),
+            _literal("bias", bias, case.dtype, "(O,)")]
+    code = framework_code(case, adapter, spec).rstrip("\n") + "\n"
+    if not case.is_valid:
+        body = "".join("    " + line + "\n" if line.strip() else "\n" for line in code.splitlines())
+        out.append(f"try:\n{body}except Exception as exc:\n"
+                   f"    print(f'expected an error, observed an error: {{type(exc).__name__}}: {{exc}}')\n"
+                   f"    sys.exit(0)\n")
+        out.append(f"print(f'expected an error ({case.invalid_reason}), observed an output of shape "
+                   f"{{np.shape(y)}}')\nsys.exit(1)\n")
+        return "".join(out)
+    out += [CALL_BEGIN, code, CALL_END]
+    g = case.geometry
+    (kh, kw), (sh, sw), (dh, dw) = case.kernel, case.strides, case.dilations
+    rows, cols = f"i * {sh}:i * {sh} + {(kh - 1) * dh + 1}:{dh}", f"j * {sw}:j * {sw} + {(kw - 1) * dw + 1}:{dw}"
+    if case.op == "conv2d":
+        cg, og = case.filter_in_channels, case.out_channels // case.groups
+        chan = f"o // {og} * {cg}:(o // {og} + 1) * {cg}" if case.groups > 1 else ":"
+        tap = f"xp[n, {rows}, {cols}, {chan}] * w[..., o]"
+    else:
+        m = case.channel_multiplier
+        tap = f"xp[n, {rows}, {cols}, o // {m}] * w[:, :, o // {m}, o % {m}]"
+    b = " + b[o]" if case.bias else ""
+    ab = " + abs(b[o])" if case.bias else ""
+    special = case.profile == "special"
+    out.append(f"\n# expected: the convolution formula, element by element, in float64\n"
+               f"xp = np.pad(x.astype(np.float64), ((0, 0), {g.pads[0]}, {g.pads[1]}, (0, 0)))\n"
+               f"w = filters.astype(np.float64)\n" + ("b = bias.astype(np.float64)\n" if case.bias else "")
+               + f"ref, mag = np.zeros({tuple(case.output_shape)}), np.zeros({tuple(case.output_shape)})\n")
+    if special:  # a padded zero times an infinite tap: 0 (taps outside skipped) or NaN are both right
+        out.append(f"inside = np.pad(np.ones(x.shape[1:3]), ({g.pads[0]}, {g.pads[1]}))\nalt = np.zeros_like(ref)\n")
+    out.append("with np.errstate(invalid='ignore', over='ignore'):\n"
+               "    for n, i, j, o in np.ndindex(*ref.shape):\n"
+               f"        t = {tap}\n"
+               f"        ref[n, i, j, o], mag[n, i, j, o] = t.sum(){b}, np.abs(t).sum(){ab}\n")
+    if special:
+        keep = f"inside[{rows}, {cols}]"
+        out.append(f"        k = {keep}.reshape({keep}.shape + (1,) * (t.ndim - 2))\n"
+                   f"        alt[n, i, j, o] = np.where(k > 0, t, 0).sum(){b}\n")
+    f = fmt(case.dtype)
+    out.append(f"T, U, FLOOR = {tolerance.threshold(case)!r}, {f.unit_roundoff!r}, "
+               f"{tolerance.underflow_floor(case)!r}  # allowed error: T * (U * mag + FLOOR)\n"
+               "y = np.asarray(y)\n"
+               "if y.shape != ref.shape or y.dtype != x.dtype:\n"
+               "    print(f'expected shape {ref.shape} dtype {x.dtype}, observed shape {y.shape} dtype {y.dtype}')\n"
+               "    sys.exit(1)\n"
+               "y64 = y.astype(np.float64)\n"
+               "with np.errstate(invalid='ignore'):\n"
+               "    close = lambda r: (y64 == r) | (np.isnan(y64) & np.isnan(r)) | (np.abs(y64 - r) <= T * (U * mag + FLOOR))\n"
+               "    ok = close(ref)" + (" | close(alt)" if special else "") + "\n")
+    if case.profile == "overflow":
+        out.append(f"    ok |= np.isinf(y64) & (np.sign(y64) == np.sign(ref)) & "
+                   f"(np.abs(ref) + T * U * mag >= {f.max_finite!r})\n")
+    out.append("i = np.unravel_index(np.argmin(ok), ok.shape)\n"
+               "print(f'expected {float(ref[i])!r}, observed {float(y64[i])!r} at (n, h, w, c) = {tuple(map(int, i))}; '\n"
+               "      f'{ok.size - int(ok.sum())} of {ok.size} elements wrong')\n"
+               "sys.exit(0 if ok.all() else 1)\n")
+    return "".join(out)

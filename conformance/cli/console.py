@@ -1,0 +1,153 @@
+"""What a run or a merge prints at its end: findings, the status table, the unexpected
+results, unsupported reasons, the precision profile, the manifest's audit, the baseline.
+
+Invariants
+- Bounded: at most SUMMARY_ROWS lines of unexpected results and UNSUPPORTED_ROWS reasons
+  per backend, each message clipped (`text.clip`); the rest are counted, and
+  results.json, junit.xml and the reports list everything.
+"""
+
+from __future__ import annotations
+
+from ..findings import console_lines
+from ..results import counts, is_unexpected
+from ..run.outputs import RunOutcome
+from ..text import clip, number
+from ..usage import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK
+from ..vocabulary import STATUSES
+
+#: Lines of unexpected results in the summary (one per distinct backend, kind and message); the rest are counted.
+SUMMARY_ROWS = 60
+#: Unsupported reasons listed per backend in the summary (most frequent first); the rest are counted.
+UNSUPPORTED_ROWS = 8
+#: Characters of a message on one summary line: one result's, and one standing for many.
+MESSAGE_CHARS, GROUP_MESSAGE_CHARS = 160, 400
+
+
+def summary(outcome: RunOutcome) -> str:
+    """The end-of-run table: backend x status counts, the unexpected failures, fixed entries, paths."""
+    run = outcome.run
+    table = counts(run["records"])
+    cols = list(STATUSES) + ["known"]
+    width = max([len(b) for b in table] + [7])
+    lines = [""] + console_lines((run.get("findings") or {}).get("items") or [])
+    lines += ["", f"{'backend':<{width}}  " + "  ".join(f"{c:>11}" for c in cols)]
+    for backend, row in table.items():
+        lines.append(f"{backend:<{width}}  " + "  ".join(f"{row[c]:>11}" for c in cols))
+    for name, info in run["backends"].items():
+        if info.get("error"):
+            lines.append(f"! {name}: {info['error']}")
+        elif info.get("none_ran"):
+            lines.append(f"! {name}: {info['none_ran']}")
+    unsupported = unsupported_lines(run["records"])
+    if unsupported:
+        lines.append("\nunsupported (the backends' own reasons):")
+        lines += unsupported
+    bad = [r for r in run["records"] if is_unexpected(r)]
+    if bad:
+        lines.append(f"\n{len(bad)} unexpected:")
+        lines += unexpected_lines(run["records"], bad)
+    profile = run.get("precision_profile") or {}
+    if profile:
+        lines.append(f"\nprecision profile (contract in force: {run['run'].get('precision', 'strict')}):")
+        for backend, per_dtype in profile.items():
+            cells = [f"{d}: {p['meets'] or 'none'} (max e {number(p['max_normalised_error'], 3, none='n/a')})"
+                     for d, p in per_dtype.items()]
+            lines.append(f"  {backend:<{width}}  " + "; ".join(cells))
+    fixed = (run.get("expected") or {}).get("fixed") or []
+    if fixed:
+        lines.append(f"\n!!! {len(fixed)} KNOWN DIVERGENCE(S) NOW PASS: update the --expected manifest !!!")
+        for f in fixed:
+            lines.append(f"  {f['backend']}  {f['case_id']}  (entry {f['manifest_entry']}: {f['reason']})")
+    unmatched = (run.get("expected") or {}).get("unmatched") or []
+    gated = (run.get("expected") or {}).get("not_applicable") or []
+    if gated:
+        lines.append(f"note: manifest entries {gated} do not apply here: their `when` conditions do not hold "
+                     f"on this environment")
+    unmatched = [i for i in unmatched if i not in gated]
+    if unmatched:
+        lines.append(f"note: manifest entries {unmatched} match no case of this run")
+    untested = (run.get("expected") or {}).get("untested") or []
+    if untested:
+        lines.append(f"note: manifest entries {untested} cover no case of this run that could show their kind "
+                     f"(e.g. subnormal_flush without subnormal inputs, invalid_accepted without invalid cases)")
+    if "baseline" in run:
+        base = run["baseline"]
+        lines.append(f"\nagainst baseline {base['path']}: {len(base['new'])} new, {len(base['fixed'])} fixed")
+        for r in base["new"]:
+            lines.append(f"  new    {r['backend']}  {r['case_id']}  {r['kind'] or r['status']} (was {r['was']})")
+        for r in base["fixed"]:
+            lines.append(f"  fixed  {r['backend']}  {r['case_id']}  (was {r['was']})")
+        fb = base.get("findings")
+        if fb:
+            lines.append(f"findings against the baseline: {len(fb['new'])} new, {len(fb['fixed'])} fixed")
+            lines += [f"  new finding    {f['id']}  {f['backend']}  {f['title']}  ({f['predicate']})" for f in fb["new"]]
+            lines += [f"  fixed finding  {f['id']}  {f['backend']}  {f['title']}  ({f['predicate']})" for f in fb["fixed"]]
+        for name, diff in (base.get("fingerprints_differ") or {}).items():
+            lines.append(f"  environment differs from the baseline for {name}: {'; '.join(diff)}")
+    for name, diff in (run["run"].get("fingerprints_differ") or {}).items():
+        lines.append(f"note: the merged files ran {name} in different environments: {'; '.join(diff)}")
+    if run["run"].get("interrupted"):
+        lines.append("\ninterrupted: the results cover the cases finished before the interruption (--resume continues)")
+    where = f"  report: {outcome.reports}" if outcome.reports else ""
+    lines.append(f"\nresults: {outcome.out / 'results.json'}  junit: {outcome.out / 'junit.xml'}{where}")
+    verdict = {EXIT_OK: "OK", EXIT_FAIL: "FAILED", EXIT_INTERRUPTED: "INTERRUPTED"}.get(outcome.exit_code, "")
+    lines.append(f"conformance: {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+def unexpected_lines(records: list[dict], bad: list[dict]) -> list[str]:
+    """One line per distinct (backend, kind or status, message) among the unexpected `bad`
+    records, in order of first appearance: a single record names its case; a repeated
+    message gives its count and first case, or "all N cases" when it covers every record of
+    that backend (a backend that could not start, or fails the same way on everything).
+    At most SUMMARY_ROWS lines; the rest are counted."""
+    per_backend: dict[str, int] = {}
+    for r in records:
+        per_backend[r["backend"]] = per_backend.get(r["backend"], 0) + 1
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in bad:
+        msg = r["message"].splitlines()[0] if r["message"] else ""
+        groups.setdefault((r["backend"], _label(r), msg), []).append(r)
+    lines = []
+    for (backend, label, msg), recs in list(groups.items())[:SUMMARY_ROWS]:
+        if len(recs) == 1:
+            lines.append(f"  {backend}  {recs[0]['case_id']}  {label}: {clip(msg, MESSAGE_CHARS)}")
+        elif len(recs) == per_backend[backend]:  # one line stands for many: room for the whole reason
+            lines.append(f"  {backend}  all {len(recs)} cases: {label}: {clip(msg, GROUP_MESSAGE_CHARS)}")
+        else:
+            lines.append(f"  {backend}  {len(recs)} cases (first {recs[0]['case_id']}): {label}: "
+                         f"{clip(msg, GROUP_MESSAGE_CHARS)}")
+    left = sum(len(recs) for recs in list(groups.values())[SUMMARY_ROWS:])
+    if left:
+        lines.append(f"  ... and {left} more (results.json, junit.xml and the reports list them all)")
+    return lines
+
+
+def _label(rec: dict) -> str:
+    """The kind (or status), with the diagnosis hypothesis where it says more: "value (flipped_kernel)"."""
+    label = rec.get("kind") or rec["status"]
+    diag = rec.get("diagnosis") if isinstance(rec.get("diagnosis"), dict) else {}
+    hyp = diag.get("hypothesis")
+    return f"{label} ({hyp})" if hyp and hyp != label else label
+
+
+def unsupported_lines(records: list[dict]) -> list[str]:
+    """One line per backend and reason it gave for not running cases, with a count, most
+    frequent first; at most UNSUPPORTED_ROWS reasons per backend, the rest counted."""
+    per: dict[str, dict[str, int]] = {}
+    for r in records:
+        if r["status"] == "unsupported":
+            reason = (r["message"] or "").strip().splitlines()[0] if (r["message"] or "").strip() else "(no reason given)"
+            per.setdefault(r["backend"], {}).setdefault(reason, 0)
+            per[r["backend"]][reason] += 1
+    lines = []
+    for backend, reasons in per.items():
+        ranked = sorted(reasons.items(), key=lambda kv: -kv[1])
+        for reason, n in ranked[:UNSUPPORTED_ROWS]:
+            lines.append(f"  {backend}  {n} case{'s' if n != 1 else ''}: {clip(reason, GROUP_MESSAGE_CHARS)}")
+        rest = ranked[UNSUPPORTED_ROWS:]
+        if rest:
+            lines.append(f"  {backend}  {sum(n for _, n in rest)} more cases for {len(rest)} other reasons "
+                         f"(results.json and the reports list them)")
+    return lines

@@ -1,0 +1,93 @@
+"""One backend in its own process: the worker loop (`python -m conformance.process.worker FD SPEC`).
+
+Invariants
+- A worker is a fresh interpreter (`process.handle` starts it) that rebuilds its adapter
+  with `registry.load(spec)` once and keeps it for every case, so a framework is
+  imported once.
+- Only the case (as a dict) crosses to the worker; it regenerates the inputs with
+  `make_inputs(case)`, which are deterministic from the case id. The output array comes
+  back pickled over a socket pair (protocol 5: one copy of the buffer).
+- Every case is answered by `protocol.answer`, the one adapter call; the worker writes
+  the repro scripts of its own adapter (`scripts`), so the parent never loads it.
+- The worker ignores SIGINT (the parent decides when to stop) and exits when the parent
+  disappears (`process.child`); its stdout and stderr are its log.
+
+Messages (tuples): parent -> worker ("run", case_dict) | ("repro", case_dict, precision)
+| ("short_repro", case_dict, header) | ("stop",);
+worker -> parent ("ready", info) | ("failed", error) first (info: name, version, device and
+the environment fingerprint, conformance.fingerprint), then per request
+("unsupported", reason) | ("output", array, backend_s, notes) | ("raised", error, backend_s)
+| ("adapter_error", error) | ("repro", text_or_None, error_or_None). A run request is
+answered by ("phase", "run") once supports() has returned None, before run() starts: a
+worker that dies or hangs before it did so, died or hung inside supports() (`Worker.phase`).
+("adapter_error", error): supports() raised or returned neither None nor a str.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import sys
+from multiprocessing.connection import Connection
+
+from ..protocol import answer, error_dict
+from .child import requests, start_child
+
+
+def serve(conn: Connection, spec: str) -> None:
+    """Build the adapter from `spec`, then answer requests until told to stop or the parent leaves."""
+    start_child()
+    faulthandler.enable(all_threads=False)  # a segfault or abort leaves the Python stack in the log
+    try:
+        from conformance.adapters import registry
+
+        # The adapter is built before anything imports its framework here: a variant that
+        # must set the environment a framework reads at import (TF_ENABLE_ONEDNN_OPTS,
+        # XLA_FLAGS) does so in its constructor; version() then imports the framework.
+        adapter = registry.load(spec)
+        info = {"name": str(adapter.name), "version": str(adapter.version()), "device": str(adapter.device())}
+    except BaseException as exc:  # an import that fails any way at all is a failed start
+        conn.send(("failed", error_dict(exc)))
+        return
+    from conformance.fingerprint import fingerprint
+
+    try:
+        info["fingerprint"] = fingerprint(adapter)  # after version(): the framework is imported
+    except Exception as exc:  # the environment is worth recording, not worth a failed start
+        info["fingerprint"] = {"error": f"{type(exc).__name__}: {exc}"}
+    conn.send(("ready", info))
+
+    for msg, case in requests(conn):
+        if msg[0] == "repro":
+            conn.send(_repro(case, adapter, *msg[2:]))
+            continue
+        if msg[0] == "short_repro":
+            conn.send(_short_repro(case, adapter, msg[2]))
+            continue
+        conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run"))))
+
+
+def _repro(case, adapter, precision="strict"):
+    from conformance.scripts import make_script
+
+    try:
+        return ("repro", make_script(case, adapter, precision=precision), None)
+    except Exception as exc:
+        return ("repro", None, error_dict(exc))
+
+
+def _short_repro(case, adapter, header):
+    from conformance.scripts import make_short_script
+
+    try:
+        return ("repro", make_short_script(case, adapter, header=header), None)
+    except Exception as exc:
+        return ("repro", None, error_dict(exc))
+
+
+def _main(argv: list[str]) -> None:
+    fd, spec = int(argv[0]), argv[1]
+    serve(Connection(fd), spec)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -1,0 +1,57 @@
+"""What one `conformance run` is asked to do (`RunConfig`), from the command line or a caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import tolerance
+
+
+#: Minimising a divergence: at most this long per divergence and per backend in a run.
+MINIMISE_CASE_S = 10.0
+MINIMISE_BACKEND_S = 60.0
+#: The parameters (RunConfig.params) that must match for --resume to continue a stream.
+RESUME_KEYS = ("selector", "seed", "budget", "dtypes", "shard", "backends", "precision")
+
+
+@dataclass
+class RunConfig:
+    specs: list[str]
+    selector: str = "default"
+    seed: int = 0
+    budget: int | None = None
+    dtypes: list[str] | None = None
+    out: Path = Path("reports")
+    timeout: float = 60.0
+    expected: str | None = None
+    baseline: str | None = None
+    shard: tuple[int, int] | None = None
+    resume: bool = False
+    report: bool = True
+    minimise: bool = True
+    minimise_case_s: float = MINIMISE_CASE_S
+    minimise_backend_s: float = MINIMISE_BACKEND_S
+    strict_expected: bool = False
+    quiet: bool = False
+    #: Findings: confirm each predicate on new cases for at most this long (None: do not confirm).
+    confirm_budget_s: float | None = 4.0
+    argv: list[str] = field(default_factory=list)
+    #: The user named `specs` (--backend/--adapter): one that cannot be loaded stops the run
+    #: (LoadError) instead of giving an error record per case.
+    named: bool = False
+    #: The precision contract every verdict is judged under (tolerance.PRECISIONS).
+    precision: str = tolerance.DEFAULT_PRECISION
+    #: Cases whose oracle and comparison are estimated to need more bytes are `unsupported`
+    #: (None: no limit). The CLI's default is a fraction of the available memory.
+    max_memory: int | None = None
+    #: Write into a non-empty --out that does not hold an earlier run.
+    force: bool = False
+
+    def params(self) -> dict[str, Any]:
+        """What must match for --resume to continue a stream."""
+        return {"selector": self.selector, "seed": self.seed, "budget": self.budget,
+                "dtypes": sorted(self.dtypes) if self.dtypes else None,
+                "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None, "backends": list(self.specs),
+                "precision": self.precision}

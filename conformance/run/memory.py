@@ -1,0 +1,70 @@
+"""How much memory judging a case takes, and the --max-memory a run allows for it.
+
+Invariants
+- `memory_estimate(case)` is an upper estimate of what the referee process holds for a
+  case (inputs, reference, error arrays, diagnosis); tests/test_run_safety.py checks it
+  against the measured peak. A case over `RunConfig.max_memory` is `unsupported` for
+  every backend before anything runs.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..spec import Case
+from ..usage import UsageError
+
+
+#: Bytes the referee holds per input and per output element, oracle, comparison and
+#: diagnosis of a divergence included: measured at most 46 and 165 (fitted over 4 Mi-element
+#: float16/32/64 conv2d and depthwise cases, in-heavy and out-heavy; a passing output needs
+#: under a third of it, being judged block by block); rounded up. tests/test_run_safety.py
+#: checks the estimate against the measured peak.
+ORACLE_BYTES_PER_INPUT = 64
+ORACLE_BYTES_PER_OUTPUT = 192
+#: Fixed part: the im2col chunks (oracle._CHUNK_BYTES each) and the interpreter.
+ORACLE_FIXED_BYTES = 256 << 20
+#: --max-memory default: this fraction of the memory available when the run starts.
+MAX_MEMORY_FRACTION = 0.5
+
+
+def memory_estimate(case: Case) -> int:
+    """Bytes the referee needs for `case` (inputs, reference, error arrays); an upper estimate."""
+    inputs = case.batch * case.height * case.width * case.in_channels
+    outputs = 0
+    try:
+        out = case.output_shape
+        outputs = int(np.prod(out)) if all(d > 0 for d in out) else 0
+    except Exception:  # an invalid case has no output to judge: its input is all there is
+        pass
+    return ORACLE_BYTES_PER_INPUT * inputs + ORACLE_BYTES_PER_OUTPUT * outputs + ORACLE_FIXED_BYTES
+
+
+def available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux), else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def default_max_memory() -> int | None:
+    avail = available_memory()
+    return int(avail * MAX_MEMORY_FRACTION) if avail else None
+
+
+def parse_memory(text: str) -> int:
+    """'8G', '512M', '1.5GiB', '123456789' (bytes) -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text or "", re.IGNORECASE)
+    if not m:
+        raise UsageError(f"--max-memory: expected a size like 8G, 512M or a number of bytes, received {text!r}")
+    value = float(m.group(1)) * (1 << (10 * " KMGT".index(m.group(2).upper() or " ")))
+    if value <= 0:
+        raise UsageError(f"--max-memory: expected a positive size, received {text!r}")
+    return int(value)

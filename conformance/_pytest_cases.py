@@ -74,8 +74,8 @@ class InProcessBackend:
     def known(self, entries: list, case: Case, outcome: CaseOutcome):
         """The manifest entry that explains `outcome` on `case`, or None."""
         name = str(self.adapter.name)
-        for e in entries:
-            if e.covers(name, self.version, case.id, self.facts) and e.matches_kind(outcome.kind or outcome.status):
+        for e in entries:  # a `finding:` predicate pin covers whatever case it holds for
+            if e.explains_case(name, self.version, case, outcome.kind or outcome.status, self.facts):
                 return e
         return None
 
@@ -161,7 +161,8 @@ class ConformanceCollector(pytest.Collector):
                 item = CaseItem.from_parent(self, name=f"test_conformance[{backend.label}-{case.id}]",
                                             backend=backend, case=case)
                 name = str(backend.adapter.name)
-                item.entries = [e for e in manifest if e.covers(name, backend.version, case.id, backend.facts)]
+                item.entries = [e for e in manifest if e.covers(name, backend.version, case.id, backend.facts)
+                                and (e.finding is None or e.predicate_covers(case))]
                 pin = next((e for e in item.entries if e.pins(name, backend.version, case.id, backend.facts)), None)
                 if pin is not None:
                     # Pinned by its exact id: a pass is XPASS(strict), the bug was fixed upstream.

@@ -22,7 +22,8 @@ Invariants
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .predicate import features
@@ -63,28 +64,39 @@ class BudgetSpent(Exception):
 
 @dataclass
 class Tally:
+    """Backend calls and seconds; one run's may be shared by the Probers of several
+    backends working at once (`add` holds its lock)."""
+
     probes: int = 0
     seconds: float = 0.0  # in backend calls
     wall: float = 0.0  # closed findings' wall-clock seconds (the run's tally only)
+    lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, probes: int = 0, seconds: float = 0.0, wall: float = 0.0) -> None:
+        with self.lock:
+            self.probes += probes
+            self.seconds += seconds
+            self.wall += wall
 
 
 class Prober:
     """`probe` with a cache, a budget and a log. `seen`: observations known without a call
-    (the run's own records), by case id."""
+    (the run's own records), by case id. `run`: the run's tally, shared with the Probers
+    of its other backends (default: this Prober's own)."""
 
     def __init__(self, probe: Callable[[Case], Observation], budget: Budget,
-                 seen: dict[str, Observation] | None = None):
+                 seen: dict[str, Observation] | None = None, run: Tally | None = None):
         self._probe = probe
         self.budget = budget
         self.cache: dict[str, Observation] = dict(seen or {})
-        self.run = Tally()
+        self.run = run if run is not None else Tally()
         self.finding = Tally()
         self.rows: list[dict[str, Any]] = []
         self._t0 = time.monotonic()
 
     def start_finding(self) -> None:
         """Count and log afresh for the next finding (the run's totals carry on)."""
-        self.run.wall += self.finding_wall()
+        self.run.add(wall=self.finding_wall())
         self.finding = Tally()
         self.rows = []
         self._t0 = time.monotonic()
@@ -97,6 +109,11 @@ class Prober:
         b, wall = self.budget, self.finding_wall()
         return (self.finding.probes < b.probes_per_finding and wall < b.seconds_per_finding
                 and self.run.probes < b.probes_per_run and self.run.wall + wall < b.seconds_per_run)
+
+    def run_left(self) -> bool:
+        """Whether the run's budget allows another finding."""
+        b = self.budget
+        return self.run.probes < b.probes_per_run and self.run.wall + self.finding_wall() < b.seconds_per_run
 
     def check(self) -> None:
         """Raise BudgetSpent when the budget is spent."""
@@ -114,9 +131,8 @@ class Prober:
             t0 = time.perf_counter()
             obs = self._probe(case)
             dt = time.perf_counter() - t0
-            for t in (self.run, self.finding):
-                t.probes += 1
-                t.seconds += dt
+            self.run.add(1, dt)
+            self.finding.add(1, dt)
             self.cache[case.id] = obs
         self.rows.append({"move": move, "case_id": case.id, "status": obs.status, "kind": obs.kind})
         return obs

@@ -62,7 +62,6 @@ from .process.referee import Referee
 from .protocol import WorkerDied, WorkerTimeout
 from .run.config import RunConfig
 from .run.context import BackendState, RunContext
-from .run.divergences import enrich_divergence
 from .run.findings_step import findings_step
 from .run.memory import memory_estimate
 from .run.out_dir import OutLock, previous_run, remove_paths
@@ -106,7 +105,7 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
     t_start = time.monotonic()
     startup_s = cases_s = None
     backends = [Backend(spec, cfg.out / "logs" / f"{safe_filename(spec)}.log", cfg.timeout) for spec in cfg.specs]
-    states = {b: BackendState(minimise_left=cfg.minimise_backend_s) for b in backends}
+    states = {b: BackendState() for b in backends}
     for b in backends:
         b.worker.start()  # all import their frameworks at once
     referee = Referee(cfg.out, cfg.timeout, cfg.precision)
@@ -151,11 +150,6 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
             # starts now, its records are under its name and the old errors are superseded.
             current = {b.name for b in backends}
             previous = [r for r in previous if r["backend"] in current]
-            for b in backends:  # what the interrupted part minimised is not minimised again
-                for m in header_before.get("minimised", []):
-                    if m.get("backend") == b.name and isinstance(m.get("key"), list) and len(m["key"]) == 2:
-                        states[b].minimised[tuple(m["key"])] = str(m.get("case_id"))
-                        states[b].minimise_left -= float(m.get("seconds") or 0)
         done = {(r["case_id"], r["backend"]) for r in previous or []}
         for r in previous or []:
             progress.add(r)
@@ -267,8 +261,6 @@ def _dispatch(ctx: RunContext, case: Case, todo: list[Backend], nxt: Case | None
             reply = exc
         rec = ctx.referee.record(case, b.name, b.info, reply)
         rec["fingerprint"] = b.info.get("fingerprint")
-        if rec["status"] == "diverge":
-            enrich_divergence(ctx, case, b, rec)
         if rec["status"] in ("crash", "timeout") and not isinstance(reply, tuple):
             rec["notes"].append("the worker is restarted for the next case")
         _emit(ctx, rec)

@@ -1,7 +1,7 @@
 """The findings engine: one finding per bug, characterised by experiment, never refuted.
 
 Backends with several independent planted bugs (tests/broken_adapters.py PLANTED) are
-judged in this process by the suite's one verdict (`verdict.judge_adapter`). Each bug's
+judged in this process by the suite's one verdict (`inprocess.run_case`). Each bug's
 condition is known exactly, so a finding's predicate can be compared with it on every
 case of the set, and its text with the condition's wording.
 """
@@ -12,10 +12,11 @@ import pytest
 
 import broken_adapters as planted
 from conformance import discover as engine
+from conformance import findings as data
 from conformance.predicate import Predicate
 from conformance.probe import Budget, Observation
 from conformance.spec import Case
-from conformance.verdict import judge_adapter
+from conformance.inprocess import run_case
 
 #: Room enough for every bug of these backends (the default budget is sized for a run).
 BUDGET = Budget(probes_per_finding=400, seconds_per_finding=120.0, probes_per_run=4000, seconds_per_run=900.0)
@@ -24,7 +25,7 @@ BUDGET = Budget(probes_per_finding=400, seconds_per_finding=120.0, probes_per_ru
 def probe_on(adapter):
     """`probe(case)`: the one verdict on `adapter`, in this process."""
     def probe(case: Case) -> Observation:
-        v, _, _ = judge_adapter(case, adapter)
+        v = run_case(case, adapter, want_diagnosis=False)
         return Observation(v.status, v.kind)
     return probe
 
@@ -33,7 +34,7 @@ def records_for(adapter, cases: list[Case], backend: str | None = None) -> list[
     """results.json-like records of `cases` on `adapter` (the fields the engine reads)."""
     out = []
     for c in cases:
-        v, _, _ = judge_adapter(c, adapter)
+        v = run_case(c, adapter, want_diagnosis=False)
         out.append({"case_id": c.id, "case": c.to_dict(), "backend": backend or adapter.name, "status": v.status,
                     "kind": v.kind, "diagnosis": None, "backend_version": adapter.version()})
     return out
@@ -209,7 +210,7 @@ def test_members_are_recomputed_from_the_predicate_on_any_records(four):
     f = _the_finding(found, FOUR["tail8"])
     more = records_for(adapter, [Case(**{**_CV, "in_channels": 27, "groups": 1})])
     pred = Predicate.from_list(f["predicate"]["atoms"])
-    assert [m["case_id"] for m in engine.members(pred, recs + more)] == \
+    assert [m["case_id"] for m in data.members(pred, recs + more)] == \
            sorted([m["case_id"] for m in f["members"]] + [more[0]["case_id"]])
 
 

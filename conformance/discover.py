@@ -94,6 +94,17 @@ class _Attempt:
         return None
 
 
+def _next_start(left: list[tuple[dict[str, Any], Case]]) -> tuple[dict[str, Any], Case]:
+    """Where the next attempt starts: the smallest divergence of the commonest (kind,
+    diagnosis) among those left, so that the budget goes to the bug with most cases first."""
+    groups: dict[tuple, list[tuple[dict[str, Any], Case]]] = {}
+    for r, c in left:
+        d = r.get("diagnosis") if isinstance(r.get("diagnosis"), dict) else {}
+        groups.setdefault((r.get("kind"), d.get("hypothesis")), []).append((r, c))
+    biggest = max(groups.values(), key=lambda g: (len(g), -min(cost(c) for _, c in g)))
+    return min(biggest, key=lambda t: (cost(t[1]), t[1].id))
+
+
 def discover(records: list[dict[str, Any]], probe: Callable[[Case], Observation] | None, backend: str, *,
              budget: Budget | None = None, prober: Prober | None = None, shrink: bool = True) -> list[dict[str, Any]]:
     """The findings of `backend` from its records (others are ignored), by experiment with
@@ -122,7 +133,7 @@ def discover(records: list[dict[str, Any]], probe: Callable[[Case], Observation]
         if not prober.run_left():
             budget_note = "the run's experiment budget was spent before these were characterised"
             break
-        r, start = min(left, key=lambda t: (cost(t[1]), t[1].id))
+        r, start = _next_start(left)
         tried.add(start.id)
         attempt = _Attempt(start, prober, known, framework, passing, shrink)
         pred = attempt.run()

@@ -137,11 +137,12 @@ def run_finding(args: Any) -> int:
         return 2
     finding = found[0]
     if args.report:
-        Path(args.report).write_text(finding_report(finding, adapter, spec=args.backend), encoding="utf-8")
+        Path(args.report).write_text(finding_report(finding, adapter, spec=args.backend, precision=args.precision),
+                                     encoding="utf-8")
         print(f"wrote {args.report}", file=sys.stderr)
-    case = Case.from_dict((finding.get("short_repro") or {}).get("case") or finding["minimal_case"])
+    case = Case.from_dict(finding["minimal_case"])
     try:
-        script = make_short_script(case, adapter, spec=args.backend,
+        script = make_short_script(case, adapter, spec=args.backend, precision=args.precision,
                                    header=f"{finding['title']}\nconv-conformance finding {finding['id']}, case {case.id}")
     except ShortReproError as exc:
         print(f"conformance repro: {exc}", file=sys.stderr)

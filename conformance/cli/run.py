@@ -83,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="findings: run the experiments from the divergence itself")
     p.add_argument("--confirm-budget", type=_positive_float, default=FINDING_BUDGET_S, metavar="SECONDS",
                    help=f"findings: seconds of experiments (characterising and confirming) per finding "
-                        f"(default {FINDING_BUDGET_S:g}; six times that, at least 60, per run)")
+                        f"(default {FINDING_BUDGET_S:g}; twelve times that, at least 120, per run)")
     p.add_argument("--no-confirm", dest="confirm", action="store_false",
                    help="findings: no experiments; each backend's divergences are one uncharacterised finding")
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")

@@ -122,7 +122,7 @@ class Backend:
         if not self.ensure():
             return None, None
         self.worker.send(("repro", case.to_dict(), precision) if short_header is None else
-                         ("short_repro", case.to_dict(), short_header))
+                         ("short_repro", case.to_dict(), short_header, precision))
         try:
             _, text, err = self.worker.receive(time.monotonic() + self.timeout)
         except (WorkerDied, WorkerTimeout) as exc:

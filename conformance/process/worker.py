@@ -61,7 +61,7 @@ def serve(conn: Connection, spec: str) -> None:
             conn.send(_repro(case, adapter, *msg[2:]))
             continue
         if msg[0] == "short_repro":
-            conn.send(_short_repro(case, adapter, msg[2]))
+            conn.send(_short_repro(case, adapter, *msg[2:]))
             continue
         conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run"))))
 
@@ -75,11 +75,13 @@ def _repro(case, adapter, precision="strict"):
         return ("repro", None, error_dict(exc))
 
 
-def _short_repro(case, adapter, header):
+def _short_repro(case, adapter, header, precision="strict"):
+    from conformance.fingerprint import fingerprint, path_line
     from conformance.scripts import make_short_script
 
     try:
-        return ("repro", make_short_script(case, adapter, header=header), None)
+        path = path_line(fingerprint(adapter))
+        return ("repro", make_short_script(case, adapter, header=header, precision=precision, kernel_path=path), None)
     except Exception as exc:
         return ("repro", None, error_dict(exc))
 

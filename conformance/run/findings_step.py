@@ -14,8 +14,9 @@ Invariants
   stand as one uncharacterised finding, with a note), never the run its verdicts.
 - Bounded: `discover`'s budget (backend calls and seconds per finding and per run,
   `--confirm-budget` seconds per finding), and every probe's wait is capped.
-- Backends are characterised two at a time (each on its own worker), and a backend's
-  findings one after another.
+- Backends are characterised two at a time (each on its own worker), those with fewer
+  divergences first, each with an equal share of the budget left; a backend's findings
+  one after another.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ def build_findings(records: list[dict[str, Any]], entries: list,
 
 
 def budget_for(seconds_per_finding: float | None) -> Budget:
+    """The run's experiment budget: `seconds_per_finding` per finding, twelve times that (at
+    least 120) in all, spent THREADS at a time (so about half of it in wall-clock time)."""
     s = seconds_per_finding or FINDING_BUDGET_S
-    return Budget(seconds_per_finding=s, seconds_per_run=max(6 * s, 60.0))
+    return Budget(probes_per_finding=200, seconds_per_finding=s, probes_per_run=2000, seconds_per_run=max(12 * s, 120.0))
 
 
 def record_on(backend: Any, case: Case, *, with_output: bool = False, timeout: float | None = None,
@@ -106,13 +109,21 @@ def findings_step(cfg: Any, backends: list[Any], records: list[dict[str, Any]], 
 def _characterise_all(cfg: Any, live: dict[str, Any], todo: list[str], records: list[dict[str, Any]],
                       budget: Budget) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """discover() for every backend of `todo`, THREADS at a time; a backend without a live
-    worker, or whose experiments failed, keeps its divergences uncharacterised."""
-    run_tally = Tally()
-    results: dict[str, list[dict[str, Any]]] = {}
-    pending = list(todo)
-    lock = threading.Lock()
+    worker, or whose experiments failed, keeps its divergences uncharacterised.
 
-    def one(name: str) -> None:
+    The run's budget is shared fairly: backends with fewer divergences go first, and each
+    gets, when it starts, an equal share of what is left (in wall-clock seconds, THREADS
+    working at once), so that no backend is left without a single experiment."""
+    tallies: dict[str, Tally] = {}
+    results: dict[str, list[dict[str, Any]]] = {}
+    n_div = {name: sum(1 for r in records if r["backend"] == name and r["status"] == "diverge") for name in todo}
+    pending = sorted(todo, key=lambda n: (n_div[n], todo.index(n)))
+    lock = threading.Lock()
+    t0 = time.monotonic()
+    deadline = t0 + budget.seconds_per_run / THREADS
+    probes_left = [budget.probes_per_run]
+
+    def one(name: str, share: Budget) -> None:
         recs = [r for r in records if r["backend"] == name]
         b = live.get(name)
         if b is None:
@@ -120,13 +131,15 @@ def _characterise_all(cfg: Any, live: dict[str, Any], todo: list[str], records: 
             for f in results[name]:
                 f["notes"].append("not characterised: the backend's worker was not running")
             return
-        prober = Prober(_probe_of(b, cfg), budget, run=run_tally)
+        prober = Prober(_probe_of(b, cfg), share, run=tallies.setdefault(name, Tally()))
         try:
             results[name] = discover(recs, None, name, prober=prober, shrink=cfg.minimise)
         except Exception as exc:  # one backend's experiments must never lose the others
             results[name] = findings_mod.with_members([], recs)
             for f in results[name]:
                 f["notes"].append(f"experiments failed: {type(exc).__name__}: {exc}")
+        with lock:
+            probes_left[0] -= tallies[name].probes
 
     def loop() -> None:
         while True:
@@ -134,9 +147,12 @@ def _characterise_all(cfg: Any, live: dict[str, Any], todo: list[str], records: 
                 if not pending:
                     return
                 name = pending.pop(0)
-            one(name)
+                # An equal share of the time left, THREADS backends working at once.
+                seconds = max((deadline - time.monotonic()) * THREADS / (len(pending) + 1), 0.001)
+                share = Budget(budget.probes_per_finding, budget.seconds_per_finding,
+                               max(probes_left[0] // (len(pending) + 1), 1), seconds)
+            one(name, share)
 
-    t0 = time.monotonic()
     threads = [threading.Thread(target=loop, name=f"findings-{i}", daemon=True) for i in range(THREADS)]
     for t in threads:
         t.start()
@@ -144,7 +160,8 @@ def _characterise_all(cfg: Any, live: dict[str, Any], todo: list[str], records: 
         while t.is_alive():
             t.join(0.2)  # in slices, so that Ctrl-C reaches the run
     found = [f for name in todo for f in results.get(name, [])]
-    cost = {"backend_calls": run_tally.probes, "backend_s": round(run_tally.seconds, 3),
+    cost = {"backend_calls": sum(t.probes for t in tallies.values()),
+            "backend_s": round(sum(t.seconds for t in tallies.values()), 3),
             "wall_s": round(time.monotonic() - t0, 3)}
     return found, cost
 

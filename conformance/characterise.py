@@ -9,7 +9,8 @@ From a minimal diverging case `m`:
    starts and stops (bisection to the exact edge) and whether it recurs with a period
    (multiples of 2^k: vector tails, channel blocks, split-K slices).
 3. What was observed is fitted, conjoined, told apart by designed probes and narrowed
-   into one predicate by `hypotheses` (see there).
+   into one predicate by `hypotheses` (see there); each of its atoms is then checked to be
+   necessary on the base (made false by the smallest move, the divergence must vanish).
 
 Experiments start from `typical(m)`: the minimal case grown to a few output rows and
 columns, where it still diverges (a bug's visibility on a one-pixel input turns on
@@ -323,7 +324,7 @@ def characterise(m: Case, prober: Prober, evidence: Evidence | None = None,
             return Result(m, None, base, necessary, "no conjunction of the fitted conditions agrees with "
                           "every passing case", ev)
         live = hypotheses.disambiguate(base, preds, prober, ev)
-        pred = hypotheses.narrow(base, live[0], prober, ev)
+        pred = hypotheses.necessary_atoms(base, hypotheses.narrow(base, live[0], prober, ev), prober, ev)
         return Result(m, pred, base, necessary, "", ev)
     except BudgetSpent as exc:
         return Result(m, None, base, necessary, str(exc), ev)

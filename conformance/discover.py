@@ -77,6 +77,9 @@ class _Attempt:
             if res.predicate is None:
                 self.reason = res.reason
                 return None
+            if not res.predicate.holds(self.start):
+                self.reason = "the predicate the experiments gave does not cover the divergence they started from"
+                return None
             counter = next((c for c in self.passing if res.predicate.holds(c)), None)
             if counter is None:
                 self.confirmation = confirm(res.predicate, self.framework, self.prober, self.known, res.base)
@@ -105,12 +108,31 @@ def _next_start(left: list[tuple[dict[str, Any], Case]]) -> tuple[dict[str, Any]
     return min(biggest, key=lambda t: (cost(t[1]), t[1].id))
 
 
+def _try_sibling(pred: Predicate, covered: list[tuple[dict[str, Any], Case]], prober: Prober, known: list[Predicate],
+                 framework: str, passing: list[Case]) -> dict[str, Any] | None:
+    """A predicate another variant of this framework confirmed, confirmed here too (fresh
+    cases inside and just outside it, on this backend), or None. Far cheaper than
+    characterising the same bug again."""
+    if any(pred.holds(c) for c in passing):
+        return None
+    base = min((c for _, c in covered), key=lambda c: (cost(c), c.id))
+    try:
+        conf = confirm(pred, framework, prober, known, base)
+    except BudgetSpent:
+        return None
+    return {"base": base, "confirmation": conf} if conf["status"] == "confirmed" else None
+
+
 def discover(records: list[dict[str, Any]], probe: Callable[[Case], Observation] | None, backend: str, *,
-             budget: Budget | None = None, prober: Prober | None = None, shrink: bool = True) -> list[dict[str, Any]]:
+             budget: Budget | None = None, prober: Prober | None = None, shrink: bool = True,
+             siblings: Callable[[], list[Predicate]] | None = None,
+             confirmed: Callable[[Predicate], None] | None = None) -> list[dict[str, Any]]:
     """The findings of `backend` from its records (others are ignored), by experiment with
     `probe` (see the module docstring). `prober`: one made by the caller (a run shares one
     run budget across its backends); by default a new one with `budget`. `shrink`: False
-    starts the experiments from the divergence itself (`--no-minimise`)."""
+    starts the experiments from the divergence itself (`--no-minimise`). `siblings()`: the
+    predicates the framework's other variants confirmed so far, tried here first (each
+    confirmed on this backend before it counts); `confirmed(p)` is told each one found."""
     recs = [r for r in records if r.get("backend") == backend]
     if prober is None:
         prober = Prober(probe, budget or Budget(), seen_from_records(recs))
@@ -125,6 +147,20 @@ def discover(records: list[dict[str, Any]], probe: Callable[[Case], Observation]
     failed: list[_Attempt] = []
     tried: set[str] = set()
     budget_note = ""
+    for pred in (siblings() if siblings else []):
+        covered = [(r, c) for r, c in divergences if pred.holds(c) and not any(p.holds(c) for p in known)]
+        if not covered or not prober.run_left():
+            continue
+        prober.start_finding()
+        hit = _try_sibling(pred, covered, prober, known, framework, passing)
+        if hit is not None:
+            known.append(pred)
+            found.append(data.confirmed(
+                backend, pred, minimal=hit["base"], base=hit["base"], started_from=covered[0][1].id,
+                necessary=[], experiments=list(prober.rows), confirmation=hit["confirmation"],
+                cost={"probes": prober.finding.probes, "seconds": round(prober.finding.seconds, 3)}, version=version))
+            found[-1]["notes"].append("the condition another variant of this framework was found to have, "
+                                      "confirmed on this backend's fresh cases")
     while len(failed) < MAX_FAILED:
         left = [(r, c) for r, c in divergences if c.id not in tried and not any(p.holds(c) for p in known)]
         if not left:
@@ -141,6 +177,8 @@ def discover(records: list[dict[str, Any]], probe: Callable[[Case], Observation]
             failed.append(attempt)
             continue
         known.append(pred)
+        if confirmed is not None:
+            confirmed(pred)
         res = attempt.result
         # The published minimal case is the one the experiments moved from: the shrunk case
         # grown back to a few output pixels (on a one-pixel input most taps read padding).

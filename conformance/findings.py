@@ -160,8 +160,7 @@ def _set_rows(f: dict[str, Any], rows: list[dict[str, Any]], recs: list[dict[str
     if pred is not None:
         f["title"] = title(pred, kinds)
     else:
-        f["title"] = (f"{len(rows)} divergence{'s' if len(rows) != 1 else ''} no experiment could characterise"
-                      + (f" ({summary})" if summary else ""))
+        f["title"] = f"{len(rows)} divergence{'s' if len(rows) != 1 else ''} no experiment could characterise"
 
 
 def with_members(found: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -354,6 +354,24 @@ def disambiguate(m: Case, preds: list[Predicate], prober: Prober, ev: Evidence) 
 
 # ---- 5. bounds in the feature's own units ---------------------------------------------
 
+def necessary_atoms(m: Case, pred: Predicate, prober: Prober, ev: Evidence) -> Predicate:
+    """`pred` without the atoms that are not necessary: each atom made false on the base by
+    the smallest move (the others kept true) must make the divergence vanish; an atom whose
+    negation still diverges was picked among equals by the fits, not shown by the bug
+    (`output size % 32 == 4` beside a flush of subnormals), and is dropped."""
+    for atom in list(pred.atoms):
+        if len(pred.atoms) == 1:
+            break
+        others = pred.without(atom)
+        moved = next((c for c in axes.making(m, atom, False, pred)
+                      if others.holds(c) and not atom.holds(features(c)) and axes.roomy_as(c, m)), None)
+        if moved is None:
+            continue
+        if observe(prober, ev, moved, f"is {atom.text()} needed") is True and _consistent(others, ev, m):
+            pred = others
+    return pred
+
+
 def roundest(a: int, b: int, ok=lambda x: True) -> int | None:
     """The admitted integer in (a, b] divisible by the highest power of two (the smallest
     such): where a kernel's threshold most likely lies (2^16, 2304 = 9 * 256, 512)."""

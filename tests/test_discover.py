@@ -237,3 +237,14 @@ def test_a_spent_budget_leaves_the_rest_uncharacterised_and_says_so():
                             budget=Budget(probes_per_finding=10, probes_per_run=25))
     assert [f["status"] for f in found] == ["uncharacterised"]
     assert any("budget" in n for n in found[0]["notes"])
+
+
+def test_a_variant_confirms_its_siblings_predicates_before_characterising_anew(four):
+    adapter, recs, found = four
+    preds = [Predicate.from_list(f["predicate"]["atoms"]) for f in found]
+    variant = "four-bugs[other-kernel-path]"
+    theirs = engine.discover(records_for(adapter, FOUR_CASES, variant), probe_on(adapter), variant, budget=BUDGET,
+                             siblings=lambda: preds)
+    assert {f["predicate"]["text"] for f in theirs} == set(FOUR.values())
+    assert all(f["status"] == "confirmed" for f in theirs)
+    assert sum(f["cost"]["probes"] for f in theirs) < sum(f["cost"]["probes"] for f in found) / 2

@@ -116,6 +116,7 @@ def _characterise_all(cfg: Any, live: dict[str, Any], todo: list[str], records: 
     working at once), so that no backend is left without a single experiment."""
     tallies: dict[str, Tally] = {}
     results: dict[str, list[dict[str, Any]]] = {}
+    by_framework: dict[str, list[Any]] = {}  # predicates confirmed so far, tried first by the variants
     n_div = {name: sum(1 for r in records if r["backend"] == name and r["status"] == "diverge") for name in todo}
     pending = sorted(todo, key=lambda n: (n_div[n], todo.index(n)))
     lock = threading.Lock()
@@ -132,8 +133,11 @@ def _characterise_all(cfg: Any, live: dict[str, Any], todo: list[str], records: 
                 f["notes"].append("not characterised: the backend's worker was not running")
             return
         prober = Prober(_probe_of(b, cfg), share, run=tallies.setdefault(name, Tally()))
+        fw = findings_mod.framework_of(name)
         try:
-            results[name] = discover(recs, None, name, prober=prober, shrink=cfg.minimise)
+            results[name] = discover(recs, None, name, prober=prober, shrink=cfg.minimise,
+                                     siblings=lambda: list(by_framework.get(fw, [])),
+                                     confirmed=lambda p: by_framework.setdefault(fw, []).append(p))
         except Exception as exc:  # one backend's experiments must never lose the others
             results[name] = findings_mod.with_members([], recs)
             for f in results[name]:

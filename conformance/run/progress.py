@@ -74,9 +74,9 @@ class Progress:
             self.drawn = len(lines)
         else:
             step = self.done_cases * self.PLAIN_STEPS // max(self.total, 1)
-            if step <= self.plain_step and not final:
+            if step <= self.plain_step and not (final and self.plain_step < self.PLAIN_STEPS):
                 return
-            self.plain_step = step
+            self.plain_step = max(step, self.PLAIN_STEPS if final else step)
             self.stream.write(f"[{_duration(now - self.t0)}] {self.total_line()}\n")
         self.stream.flush()
 

@@ -152,6 +152,17 @@ def bug_report(case: Case, adapter: Any, comparison: Any, diagnosis: Any = None,
 
 # ---- the report of a finding ------------------------------------------------------------
 
+def finding_script(finding: dict[str, Any], adapter: Any, *, spec: str | None = None,
+                   precision: str = tolerance.DEFAULT_PRECISION, kernel_path: str | None = None) -> str:
+    """The short repro of a finding's minimal case (`scripts.make_short_script`), headed by its
+    title and id; `kernel_path` defaults to this machine's (the bug report's environment)."""
+    case = Case.from_dict(finding["minimal_case"])
+    if kernel_path is None:
+        kernel_path = environment(adapter).get("Kernel path", "")
+    return make_short_script(case, adapter, spec=spec, precision=precision, kernel_path=kernel_path,
+                             header=f"{finding['title']}\nconv-conformance finding {finding['id']}, case {case.id}")
+
+
 def finding_report(finding: dict[str, Any], adapter: Any, *, spec: str | None = None,
                    precision: str = tolerance.DEFAULT_PRECISION) -> str:
     """A Markdown issue body for one finding, at most about 80 lines (module docstring)."""
@@ -172,10 +183,9 @@ def finding_report(finding: dict[str, Any], adapter: Any, *, spec: str | None = 
     out += ["", "### Environment", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in env.items()]
     out += ["", f"### Minimal case `{case.id}`", ""]
     out += ["- " + "; ".join(f"{k} {v}" for k, v in _parameters(case))]
-    header = f"{finding['title']}\nconv-conformance finding {finding['id']}, case {case.id}"
     try:
-        script = make_short_script(case, adapter, spec=spec, header=header, precision=precision,
-                                   kernel_path=env.get("Kernel path", ""))
+        script = finding_script(finding, adapter, spec=spec, precision=precision,
+                                kernel_path=env.get("Kernel path", ""))
     except (ShortReproError, ValueError) as exc:
         script = None
         out += ["", f"No short script: {exc} (`conformance repro {case.id} --backend {name}` writes the full one)."]

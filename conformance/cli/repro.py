@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import tolerance
-from ..bug_reports import bug_report, finding_report
+from ..bug_reports import bug_report, finding_report, finding_script
 from ..inprocess import run_case
-from ..scripts import ReproError, ShortReproError, make_script, make_short_script
+from ..scripts import ReproError, ShortReproError, make_script
 from ..spec import Case
 
 
@@ -140,10 +140,8 @@ def run_finding(args: Any) -> int:
         Path(args.report).write_text(finding_report(finding, adapter, spec=args.backend, precision=args.precision),
                                      encoding="utf-8")
         print(f"wrote {args.report}", file=sys.stderr)
-    case = Case.from_dict(finding["minimal_case"])
     try:
-        script = make_short_script(case, adapter, spec=args.backend, precision=args.precision,
-                                   header=f"{finding['title']}\nconv-conformance finding {finding['id']}, case {case.id}")
+        script = finding_script(finding, adapter, spec=args.backend, precision=args.precision)
     except ShortReproError as exc:
         print(f"conformance repro: {exc}", file=sys.stderr)
         return 2

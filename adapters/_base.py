@@ -6,12 +6,16 @@ registry, the tests, tox and the docs need to know about it (one place per backe
 
     framework      module whose version is the adapter's version ("torch")
     requires       modules that must be importable (default: the framework)
+    executables    programs that must be on PATH (a compiler the framework calls)
     extra          the pip extra that installs them (pyproject [project.optional-dependencies])
     distributions  distributions that provide the framework (its version without importing it)
     parameters     name -> allowed values, the first one the default (`torch[memory=channels_last]`)
     variants       name -> Variant: a named parameter setting listed as its own backend
     devices        suffix -> Device: accelerator backends (`torch:cuda`) and their probe
     excluded       why the plain backend is left out of the default run (None: it is in)
+    facts          `when:` key -> Fact: the kernel-path facts `kernel_path()` reports
+                   ("torch.mkldnn" is {"torch": {"mkldnn": ...}}); the manifest's
+                   conditions are derived from them (registry.FACTS)
 
 Invariants
 - `run(case, x, filters, bias)` executes `repro_code(case)` (see `_program`): the repro
@@ -27,6 +31,12 @@ Invariants
   KERAS_BACKEND) are set by the program's own setup before its import, so the worker,
   a repro script and the tests all get the same path; a process that imported the
   framework with another setting is refused with that reason rather than run silently.
+- `kernel_path()` reports the path of *this adapter's* calls, variant included
+  (`torch[mkldnn_off]` says mkldnn off although the process default is on): it runs the
+  program of a tiny case first, so the framework is imported and configured exactly as
+  for a case, and reads the facts from that program's objects and the framework.
+  Every declared fact is present, of its declared type (None only where the framework
+  does not say; it then never satisfies a `when:`).
 """
 
 from __future__ import annotations
@@ -41,10 +51,25 @@ import numpy as np
 from conformance.inputs import make_inputs
 from conformance.spec import Case
 
-from ._program import Program, execute
+from ._program import Program, execute, namespace
 
 #: A tiny valid float32 case: if even this fails, the device (or the install) is unusable.
 _SMOKE = Case(op="conv2d", batch=1, height=3, width=3, in_channels=1, kernel=(1, 1), out_channels=1)
+#: The case whose program a kernel-path probe runs: float32 3x3 over 4 channels, the
+#: convolution kernels a framework picks for ordinary layers (1x1 may take a GEMM path).
+_PATH_CASE = Case(op="conv2d", batch=1, height=5, width=5, in_channels=4, kernel=(3, 3), out_channels=4)
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A fact of a backend's kernel path: `kernel_path()` reports it, a manifest `when:` names it.
+
+    type: bool, int, str (a `when:` glob matches it) or list (of names: a `when:` lists
+    names that must be present, `!name` absent); doc: what it is, in one line.
+    """
+
+    type: type
+    doc: str
 
 
 @dataclass(frozen=True)
@@ -192,12 +217,14 @@ class BuiltinAdapter:
     framework = ""
     base_name = ""
     requires: tuple[str, ...] = ()
+    executables: tuple[str, ...] = ()
     extra = ""
     distributions: tuple[str, ...] = ()
     parameters: dict[str, tuple] = {}
     variants: dict[str, Variant] = {}
     devices: dict[str, Device] = {}
     excluded: str | None = None
+    facts: dict[str, Fact] = {}
 
     def __init__(self, device: str = "cpu", **params: Any):
         unknown = set(params) - set(self.parameters)
@@ -249,10 +276,21 @@ class BuiltinAdapter:
     def repro_code(self, case: Case) -> str:
         return self._program(case).source
 
+    def kernel_path(self) -> dict[str, dict[str, Any]]:
+        """The framework's build and kernel path as this adapter computes, per framework:
+        {"torch": {"version": ..., "mkldnn": False, ...}}. The declared `facts` are among
+        them (`torch.mkldnn`); the rest is recorded, not matched. Imports the framework."""
+        x, f, b = make_inputs(_PATH_CASE)
+        return self._kernel_path(namespace(self._program(_PATH_CASE), self.name, x, f, b))
+
     # ---- for subclasses ---------------------------------------------------------
 
     def _program(self, case: Case) -> Program:
         raise NotImplementedError
+
+    def _kernel_path(self, ns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """`kernel_path()` from the namespace of the program that just computed `_PATH_CASE`."""
+        return {}
 
     def _probe(self, case: Case) -> Case | None:
         """A tiny valid case of the same kind (the traits this framework's support depends on)."""

@@ -49,6 +49,13 @@ def _compiled(text: str, label: str):
 
 def execute(program: Program, label: str, x: np.ndarray, filters: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """Run `program` on the arrays and return its `y`."""
+    return namespace(program, label, x, filters, bias)["y"]
+
+
+def namespace(program: Program, label: str, x: np.ndarray, filters: np.ndarray,
+              bias: np.ndarray | None) -> dict[str, Any]:
+    """Run `program` on the arrays and return every name it defined (`y`, and the model,
+    session or interpreter it built: what a kernel-path probe reads)."""
     base = _SETUPS.get(program.setup)
     if base is None:
         base = {"__name__": f"conformance_{label}"}
@@ -61,4 +68,4 @@ def execute(program: Program, label: str, x: np.ndarray, filters: np.ndarray, bi
     exec(_compiled(program.compute, label), ns)  # noqa: S102
     if "y" not in ns:
         raise RuntimeError(f"{label}: expected the program to define y, received names {sorted(ns)}")
-    return ns["y"]
+    return ns

@@ -10,15 +10,31 @@ Precision: float64 needs `jax_enable_x64` (set in the setup; it changes no float
 computation: arrays keep their dtype). `precision` is left at JAX's default, as a user
 would call it: on CPU that is full float32; on GPUs the default may use TF32 for float32,
 which the suite is meant to see, not to hide.
+Kernel path (`facts`): read after the program's setup ran (it enables x64), on the
+device the program computes on.
 """
 
 from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter, Device, tiny_case
+import os
+import sys
+from typing import Any
+
+from ._base import BuiltinAdapter, Device, Fact, tiny_case
 from ._layout import hwcm_to_hw1o, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
 from ._program import Program
+
+
+def jax_path(jax: Any, platform: str) -> dict[str, Any]:
+    """JAX's build and configuration in this process, computing on `platform` (also used by
+    keras[backend=jax])."""
+    jaxlib = sys.modules.get("jaxlib")
+    return {"version": jax.__version__, "jaxlib": getattr(jaxlib, "__version__", None), "backend": platform,
+            "x64": bool(jax.config.jax_enable_x64),
+            "matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
+            "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 class JaxAdapter(BuiltinAdapter):
@@ -30,6 +46,15 @@ class JaxAdapter(BuiltinAdapter):
     extra = "jax"
     distributions = ("jax",)
     devices = {"gpu": Device("gpu:0", "import jax; jax.devices('gpu')")}
+    facts = {
+        "jax.backend": Fact(str, "the platform the convolution runs on (cpu, gpu, tpu)"),
+        "jax.x64": Fact(bool, "jax_enable_x64 (the adapter enables it: float64 cases compute in float64)"),
+        "jax.matmul_precision": Fact(str, "jax_default_matmul_precision (default when unset; tensorfloat32 or "
+                                          "bfloat16 would narrow float32 convolutions)"),
+    }
+
+    def _kernel_path(self, ns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {"jax": jax_path(ns["jax"], ns["dev"].platform)}
 
     def _probe(self, case: Case) -> Case:
         return tiny_case(case, dtype=case.dtype, data_format=case.data_format)

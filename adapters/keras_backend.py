@@ -14,14 +14,21 @@ after the op (keras.ops.add, broadcast over the channel axis).
 bfloat16 enters as float32 and is cast with keras.ops.cast (exact), and leaves as
 float32 (exact) cast back to bfloat16 in NumPy; other dtypes are converted as they are.
 Keras refuses strides > 1 together with dilations > 1 itself: supports() quotes it.
+Kernel path (`facts`): the Keras backend, and that backend's own facts under its name
+(`tensorflow.onednn` ...: Keras computes with that framework's kernels, eagerly).
 """
 
 from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter, Variant, env_preamble, tiny_case
+from typing import Any
+
+from ._base import BuiltinAdapter, Fact, Variant, env_preamble, tiny_case
 from ._program import Program
+from .jax_backend import jax_path
+from .tensorflow_backend import tensorflow_path
+from .torch_backend import torch_path
 
 
 class KerasAdapter(BuiltinAdapter):
@@ -41,6 +48,8 @@ class KerasAdapter(BuiltinAdapter):
                                  excluded="over the default run's 5-minute budget: it computes with torch's kernels, "
                                           "which `torch` already runs; run it by name"),
     }
+    facts = {"keras.backend": Fact(str, "the Keras backend computing keras.ops (tensorflow, jax, torch); that "
+                                        "framework's facts (tensorflow.*, jax.*, torch.*) are reported too")}
 
     def __init__(self, device: str = "cpu", **params):
         super().__init__(device, **params)
@@ -59,6 +68,18 @@ class KerasAdapter(BuiltinAdapter):
         ns: dict = {}
         exec(self._preamble(), ns)  # noqa: S102 (KERAS_BACKEND before Keras's import reads it)
         return str(ns["keras"].__version__)  # the Keras backend is in the name: keras[backend=jax]
+
+    def _kernel_path(self, ns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        import importlib
+
+        keras = ns["keras"]
+        backend = keras.backend.backend()
+        framework = importlib.import_module(backend)  # imported by Keras already
+        if backend == "jax":
+            path = jax_path(framework, framework.default_backend())
+        else:  # Keras runs the ops eagerly: no jit_compile on TensorFlow, oneDNN as torch has it
+            path = tensorflow_path(framework) if backend == "tensorflow" else torch_path(framework)
+        return {"keras": {"version": keras.__version__, "backend": backend}, backend: path}
 
     def _probe(self, case: Case) -> Case:
         # Keras refuses strides > 1 with dilations > 1; its TensorFlow backend's depthwise

@@ -11,17 +11,21 @@ Variants select the Interpreter's op resolver: the plain backend uses OpResolver
 (builtin kernels with the default XNNPACK delegate, what `Interpreter(model)` gives a
 user); `reference` uses BUILTIN_REF (the reference kernels); `builtin` uses
 BUILTIN_WITHOUT_DEFAULT_DELEGATES (the optimised builtin kernels, no XNNPACK).
+Kernel path (`facts`): the op resolver, and whether the XNNPACK delegate took the
+convolution (the interpreter that just ran lists a DELEGATE node in place of the op).
 """
 
 from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter, Variant, tiny_case
+from typing import Any
+
+from ._base import BuiltinAdapter, Fact, Variant, tiny_case
 from ._program import Program
 
 _COSTLY = ("over the default run's 5-minute budget: each LiteRT variant converts a model per case, as much as "
-           "`litert` itself; run it by name (README: Backends)")
+           "`litert` itself; run it by name")
 _RESOLVERS = {"xnnpack": "AUTO", "reference": "BUILTIN_REF", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
 
 
@@ -40,6 +44,18 @@ class LitertAdapter(BuiltinAdapter):
         "builtin": Variant({"kernels": "builtin"}, "BUILTIN_WITHOUT_DEFAULT_DELEGATES: builtin kernels, no XNNPACK",
                            excluded=_COSTLY),
     }
+    facts = {
+        "litert.op_resolver": Fact(str, "the Interpreter's OpResolverType: AUTO (builtin kernels + default "
+                                        "delegates), BUILTIN_REF (litert[reference]), "
+                                        "BUILTIN_WITHOUT_DEFAULT_DELEGATES (litert[builtin])"),
+        "litert.xnnpack": Fact(bool, "the XNNPACK delegate computed the convolution (a DELEGATE node replaced it)"),
+    }
+
+    def _kernel_path(self, ns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        ops = [op["op_name"] for op in ns["interpreter"]._get_ops_details()]  # no public listing of the plan
+        return {"litert": {"version": self.version(),
+                           "op_resolver": _RESOLVERS[self.params["kernels"]], "xnnpack": "DELEGATE" in ops,
+                           "ops": ops, "converter": ns["tf"].__version__}}
 
     def _probe(self, case: Case) -> Case:
         return tiny_case(case, dtype=case.dtype, bias=case.bias)

@@ -3,13 +3,17 @@
 It must pass every valid case (a failure means the suite, not a framework, is wrong)
 and raise ValueError on every invalid case. Its repro imports the oracle, which is
 NumPy only.
+Kernel path (`facts`): the BLAS its float64 GEMMs run on (the oracle's sums are exact
+whatever the BLAS's order or FMA use: recorded to explain, not to excuse).
 """
 
 from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter
+from typing import Any
+
+from ._base import BuiltinAdapter, Fact
 from ._program import Program
 
 
@@ -19,11 +23,21 @@ class NumpyAdapter(BuiltinAdapter):
     framework = "numpy"
     base_name = "numpy"
     distributions = ("numpy",)
+    facts = {"numpy.blas": Fact(str, "the BLAS NumPy's matrix products run on (numpy.show_config: "
+                                     "scipy-openblas, mkl, accelerate, ...)")}
 
     def __init__(self, device: str = "cpu"):
         if device != "cpu":
             raise ValueError(f"device: expected 'cpu' for the NumPy backend, received {device!r}")
         super().__init__(device)
+
+    def _kernel_path(self, ns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        np = ns["np"]
+        try:
+            blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        except (TypeError, KeyError):  # NumPy < 1.26 prints its configuration only
+            blas = {}
+        return {"numpy": {"version": np.__version__, "blas": blas.get("name"), "blas_version": blas.get("version")}}
 
     def _program(self, case: Case) -> Program:
         setup = "import numpy as np\nfrom conformance.oracle import convolve\nfrom conformance.spec import Case\n"

@@ -19,13 +19,17 @@ Threads: the session's intra-op threads sleep between runs instead of spinning
 (`session.intra_op.allow_spinning` = 0, in the program and so in every repro script). It
 is a wait policy, not a kernel choice; spinning threads took four times the CPU of ONNX
 Runtime's own convolutions in a default run, from the other backends sharing the cores.
+Kernel path (`facts`): read from the session the program built, so the variant's level
+is what is reported and `onnxruntime` reports ORT's own default by its name.
 """
 
 from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter, Device, Variant, tiny_case
+from typing import Any
+
+from ._base import BuiltinAdapter, Device, Fact, Variant, tiny_case
 from ._layout import hwcm_to_oihw, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
 from ._program import Program
 
@@ -57,10 +61,27 @@ class OnnxruntimeAdapter(BuiltinAdapter):
     }
     devices = {"cuda": Device("cuda:0", "import onnxruntime as ort, sys; "
                                         "sys.exit(0 if 'CUDAExecutionProvider' in ort.get_available_providers() else 3)")}
+    facts = {
+        "onnxruntime.providers": Fact(list, "execution providers this ONNX Runtime offers "
+                                            "(ort.get_available_providers())"),
+        "onnxruntime.provider": Fact(str, "the execution provider the session computes on "
+                                          "(CPUExecutionProvider, CUDAExecutionProvider)"),
+        "onnxruntime.optimization": Fact(str, "the session's graph optimisation level (ORT_DISABLE_ALL, "
+                                              "ORT_ENABLE_BASIC, ORT_ENABLE_EXTENDED, ORT_ENABLE_ALL, ...): "
+                                              "onnxruntime[no_opt] says ORT_DISABLE_ALL"),
+    }
 
     @property
     def auto_pad(self) -> bool:
         return self.params["auto_pad"]
+
+    def _kernel_path(self, ns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        ort, session = ns["ort"], ns["session"]
+        return {"onnxruntime": {
+            "version": ort.__version__, "providers": list(ort.get_available_providers()),
+            "provider": session.get_providers()[0],
+            "optimization": session.get_session_options().graph_optimization_level.name,
+            "device": ort.get_device(), "build": ort.get_build_info() if hasattr(ort, "get_build_info") else None}}
 
     def _probe(self, case: Case) -> Case:
         # With auto_pad, ORT's padding rule is part of what may be refused (e.g. with dilations).

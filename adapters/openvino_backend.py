@@ -14,18 +14,22 @@ output converted back to float32 (both conversions are exact for bf16 values).
 Variant `f32` (precision=f32): the compile property INFERENCE_PRECISION_HINT=f32. The
 plain backend leaves the plugin's default hint, which is f32 on CPUs without native bf16
 and bf16 on CPUs with AMX / AVX-512 BF16: the suite reports what a user gets.
+Kernel path (`facts`): the compiled model's precision hint and device, and the CPU
+plugin's implementation of a float32 3x3 Convolution compiled with the same properties
+(its profiling `exec_type`, e.g. brgconv_avx512_bf16: the ISA and the type it computes in).
 """
 
 from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter, Variant, tiny_case
+from typing import Any
+
+from ._base import BuiltinAdapter, Fact, Variant, tiny_case
 from ._layout import hwcm_to_oihw, hwio_to_oihw, nchw_to_nhwc
 from ._program import Program
 
-_COSTLY = ("over the default run's 5-minute budget: it costs as much as {what}; run it by name "
-           "(README: Backends)")
+_COSTLY = "over the default run's 5-minute budget: it costs as much as {what}; run it by name"
 _OV_TYPES = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "float64": "f64"}
 
 
@@ -39,6 +43,23 @@ class OpenvinoAdapter(BuiltinAdapter):
     parameters = {"precision": ("default", "f32")}
     variants = {"f32": Variant({"precision": "f32"}, "INFERENCE_PRECISION_HINT=f32 forced",
                                excluded=_COSTLY.format(what="openvino (it builds and compiles a model per case)"))}
+    facts = {
+        "openvino.inference_precision": Fact(str, "the compiled model's INFERENCE_PRECISION_HINT: the type the "
+                                                  "CPU plugin computes float32 models in (bf16 by default on CPUs "
+                                                  "with native bfloat16; openvino[f32]: f32)"),
+        "openvino.conv_kernel": Fact(str, "the CPU plugin's implementation of a float32 3x3 convolution with the "
+                                          "adapter's properties (profiling exec_type: ISA and compute type, e.g. "
+                                          "brgconv_avx512_bf16)"),
+        "openvino.device": Fact(str, "the device the model is compiled for (CPU)"),
+        "openvino.denormals_optimization": Fact(bool, "CPU_DENORMALS_OPTIMIZATION: the plugin flushes "
+                                                      "subnormals (FTZ/DAZ) in its threads"),
+        "openvino.capabilities": Fact(list, "the device's OPTIMIZATION_CAPABILITIES (FP32, BF16, FP16, INT8, "
+                                            "WINOGRAD, ...)"),
+    }
+
+    def _config(self) -> dict[str, str]:
+        """compile_model's properties: the plugin's defaults, or the f32 precision hint."""
+        return {} if self.params["precision"] == "default" else {"INFERENCE_PRECISION_HINT": "f32"}
 
     def version(self) -> str:
         import importlib.metadata
@@ -47,13 +68,29 @@ class OpenvinoAdapter(BuiltinAdapter):
         # the distribution's version is the PEP 440 one manifests match.
         return importlib.metadata.version("openvino")
 
+    def _kernel_path(self, ns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        ov, core, compiled = ns["ov"], ns["core"], ns["compiled"]
+        # Profiling names the implementation each node ran with; the program's own compile
+        # does not ask for it, so the same model is compiled once more with PERF_COUNT.
+        request = core.compile_model(ns["model"], "CPU", {**self._config(), "PERF_COUNT": True}).create_infer_request()
+        request.infer([ns["xin"]])
+        kernels = [p.exec_type for p in request.profiling_info if p.node_type == "Convolution"]
+        return {"openvino": {
+            "version": self.version(), "build": ov.__version__,
+            "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+            "conv_kernel": kernels[0] if kernels else None,
+            "device": compiled.get_property("EXECUTION_DEVICES")[0],
+            "denormals_optimization": bool(core.get_property("CPU", "CPU_DENORMALS_OPTIMIZATION")),
+            "capabilities": list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
+            "full_device_name": core.get_property("CPU", "FULL_DEVICE_NAME")}}
+
     def _probe(self, case: Case) -> Case:
         return tiny_case(case, dtype=case.dtype, bias=case.bias)
 
     def _program(self, case: Case) -> Program:
         ty = _OV_TYPES[case.dtype]
         bf16 = case.dtype == "bfloat16"
-        config = "{}" if self.params["precision"] == "default" else "{'INFERENCE_PRECISION_HINT': 'f32'}"
+        config = repr(self._config())
         setup = ("import numpy as np\nimport openvino as ov\nimport openvino.opset13 as ops\n\n"
                  "core = ov.Core()\n")
         (t, b), (l, r) = case.geometry.pads

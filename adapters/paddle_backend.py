@@ -9,13 +9,17 @@ argument.
 bfloat16 enters as float32 and is cast with paddle.cast (exact) and leaves as float32
 (exact) cast back in NumPy; Paddle's CPU kernels for float16/bfloat16 are what supports()
 asks about.
+Kernel path (`facts`): the device, and Paddle's oneDNN switch (FLAGS_use_onednn, or its
+older name FLAGS_use_mkldnn) with whether this build has oneDNN at all.
 """
 
 from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter, tiny_case
+from typing import Any
+
+from ._base import BuiltinAdapter, Fact, tiny_case
 from ._layout import hwcm_to_oihw, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
 from ._program import Program
 
@@ -27,6 +31,27 @@ class PaddleAdapter(BuiltinAdapter):
     base_name = "paddle"
     extra = "paddle"
     distributions = ("paddlepaddle", "paddlepaddle-gpu")
+    facts = {
+        "paddle.device": Fact(str, "the device Paddle computes on (paddle.get_device(): cpu)"),
+        "paddle.use_onednn": Fact(bool, "Paddle's oneDNN switch is on (FLAGS_use_onednn or FLAGS_use_mkldnn) in "
+                                        "a build with oneDNN"),
+        "paddle.onednn_built": Fact(bool, "this Paddle build includes oneDNN"),
+    }
+
+    def _kernel_path(self, ns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        paddle = ns["paddle"]
+        core = paddle.base.core
+        built = bool(getattr(core, "is_compiled_with_onednn", getattr(core, "is_compiled_with_mkldnn", bool))())
+        flags = {}
+        for name in ("FLAGS_use_onednn", "FLAGS_use_mkldnn"):  # the newer name first; either may be absent
+            try:
+                flags.update(paddle.get_flags([name]))
+            except Exception:  # noqa: BLE001 (an unknown flag in this version)
+                continue
+        mkl = getattr(paddle.version, "with_mkl", None)
+        return {"paddle": {"version": paddle.__version__, "device": paddle.get_device(),
+                           "use_onednn": built and any(flags.values()), "onednn_built": built, "flags": flags,
+                           "mkl": str(mkl() if callable(mkl) else mkl)}}
 
     def _probe(self, case: Case) -> Case:
         return tiny_case(case, dtype=case.dtype, bias=case.bias, data_format=case.data_format)

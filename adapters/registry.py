@@ -15,6 +15,8 @@ Invariants
   is derived from each class's declarations (requires, extra, distributions, variants,
   devices, excluded: adapters/_base.py); the CLI, the runner, the pytest plugin, the
   tests and the reports read it (through `discover`/`default_specs`) and never repeat it.
+  `FACTS` (`when:` key -> Fact) is the union of the classes' declared kernel-path facts;
+  two classes declaring one key with different types is an error at import.
 - Importing this module, `load`-ing an adapter and `discover()` import no framework:
   availability comes from `importlib.util.find_spec`, versions from the installed
   distribution's metadata, device presence from device nodes and, only where a GPU
@@ -32,6 +34,7 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +79,7 @@ class Builtin:
     excluded: str | None = None  # why it is not part of the default run (still runnable by name)
     distributions: tuple[str, ...] = ()  # distributions that provide the framework
     doc: str = ""  # one line: what this backend is
+    executables: tuple[str, ...] = ()  # programs that must be on PATH (a compiler the framework calls)
 
     @property
     def framework(self) -> str:
@@ -105,18 +109,35 @@ def _derive() -> dict[str, Builtin]:
         target = f"{cls.__module__}:{cls.__name__}"
         requires = tuple(cls.requires) or ((cls.framework,) if cls.framework != "numpy" else ())
         dists = tuple(cls.distributions)
+        exes = tuple(cls.executables)
         builtins[cls.base_name] = Builtin(target, {}, requires, cls.extra, None, cls.excluded, dists,
-                                          _first_line(cls.__doc__))
+                                          _first_line(cls.__doc__), exes)
         for vname, v in cls.variants.items():
             builtins[f"{cls.base_name}[{vname}]"] = Builtin(target, dict(v.params), requires + tuple(v.requires),
-                                                            cls.extra, None, v.excluded, dists, v.doc)
+                                                            cls.extra, None, v.excluded, dists, v.doc, exes)
         for suffix, d in cls.devices.items():
             builtins[f"{cls.base_name}:{suffix}"] = Builtin(target, {"device": d.device}, requires, cls.extra,
-                                                            d.check, None, dists, f"{cls.base_name} on {d.device}")
+                                                            d.check, None, dists, f"{cls.base_name} on {d.device}",
+                                                            exes)
     return builtins
 
 
+def _facts() -> dict[str, Any]:
+    facts: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    for cls in adapter_classes():
+        for key, fact in cls.facts.items():
+            if key in facts and facts[key].type is not fact.type:
+                raise TypeError(f"{cls.__name__}.facts[{key!r}]: expected {facts[key].type.__name__} as "
+                                f"{owners[key]} declares it, received {fact.type.__name__}")
+            facts.setdefault(key, fact)
+            owners.setdefault(key, cls.__name__)
+    return facts
+
+
 BUILTINS: dict[str, Builtin] = _derive()
+#: Every kernel-path fact a built-in's probe reports: `when:` key -> Fact(type, doc).
+FACTS = _facts()
 _BASES = {b.partition("[")[0].partition(":")[0]: BUILTINS[b].target for b in BUILTINS}
 
 
@@ -219,6 +240,23 @@ def _missing_module(modules: tuple[str, ...]) -> str | None:
     return None
 
 
+def _missing(requires: tuple[str, ...], executables: tuple[str, ...] = ()) -> str | None:
+    """Why a backend cannot run here: a module not found, or a program not on PATH; else None."""
+    why = _missing_module(requires)
+    if why is None:
+        for exe in executables:
+            if shutil.which(exe) is None:
+                return f"not installed: no {exe!r} on PATH"
+    return why
+
+
+def unavailable(name: str) -> str | None:
+    """Why the built-in `name` cannot run on this machine (a required module or program is
+    missing), or None; whether its device is present is `discover`'s question."""
+    b = BUILTINS[name]
+    return _missing(b.requires, b.executables)
+
+
 def _instantiate(obj: Any, spec: str, options: dict[str, str] | None = None) -> Any:
     """A class is constructed, a factory called (with `options` as keyword arguments, their
     values strings); an object with the contract is used as is."""
@@ -238,10 +276,10 @@ def _instantiate(obj: Any, spec: str, options: dict[str, str] | None = None) -> 
     return obj
 
 
-def _not_installed(name: str, requires: tuple[str, ...], extra: str) -> None:
-    why = _missing_module(requires)
+def _not_installed(name: str, requires: tuple[str, ...], extra: str, executables: tuple[str, ...] = ()) -> None:
+    why = _missing(requires, executables)
     if why is not None:
-        hint = f" (pip install 'conv-conformance[{extra}]')" if why.startswith("not installed") else ""
+        hint = f" (pip install 'conv-conformance[{extra}]')" if why.startswith("not installed: No module") else ""
         raise BackendError(f"backend {name!r} is {why}{hint}" if why.startswith("not") else f"backend {name!r}: {why}")
 
 
@@ -260,7 +298,7 @@ def _construct(cls: type, name: str, kwargs: dict[str, Any]) -> Any:
 
 def _load_builtin(name: str) -> Any:
     b = BUILTINS[name]
-    _not_installed(name, b.requires, b.extra)
+    _not_installed(name, b.requires, b.extra, b.executables)
     return _construct(_builtin_class(b.target), name, dict(b.kwargs))
 
 
@@ -283,7 +321,7 @@ def _load_parameterised(spec: str, base: str, options: dict[str, str | None], su
             raise BackendError(f"backend {spec!r}: unknown device {suffix!r} of {base}: expected one of "
                                f"{', '.join(cls.devices) or 'none (CPU only)'}")
         kwargs["device"] = cls.devices[suffix].device
-    _not_installed(spec, requires, cls.extra)
+    _not_installed(spec, requires, cls.extra, tuple(cls.executables))
     return _construct(cls, spec, kwargs)
 
 
@@ -425,7 +463,7 @@ def _device_reason(b: Builtin) -> str | None:
 
 def _builtin_info(name: str, deep: bool) -> BackendInfo:
     b = BUILTINS[name]
-    reason = _missing_module(b.requires)
+    reason = _missing(b.requires, b.executables)
     version = None
     if reason is None:
         version = _dist_version(b.framework, b.distributions)

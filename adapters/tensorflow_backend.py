@@ -20,15 +20,44 @@ machine's default (oneDNN on x86 CPUs with AVX-512, Eigen without, in TF 2.21).
 Defaults are TensorFlow's: oneDNN kernels on x86 CPUs (which flush float32 subnormals
 to zero), TF32 for float32 on recent GPUs; the suite reports them, the adapter does
 not switch them off.
+Kernel path (`facts`): oneDNN on or off as TensorFlow decided it at import (its
+IsMklEnabled(): TF_ENABLE_ONEDNN_OPTS, which `onednn` / `eigen` set, or the CPU's
+default), and whether the convolution is compiled by XLA (`xla`'s jit_compile, or
+TensorFlow's global auto-jit).
 """
 
 from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter, Device, Variant, env_preamble, tiny_case
+from typing import Any
+
+from ._base import BuiltinAdapter, Device, Fact, Variant, env_preamble, tiny_case
 from ._layout import nchw_to_nhwc, nhwc_to_nchw
 from ._program import Program
+
+
+def tensorflow_path(tf: Any, *, jit_compile: bool = False) -> dict[str, Any]:
+    """TensorFlow's build and kernel path in this process; `jit_compile`: the caller's ops
+    run inside tf.function(jit_compile=True) (also used by keras, which runs them eagerly)."""
+    out: dict[str, Any] = {"version": getattr(tf, "__version__", None)}
+    try:
+        # TensorFlow has no public API for it; IsMklEnabled() is what its own tests ask.
+        from tensorflow.python.util import _pywrap_util_port as port  # noqa: PLC0415
+
+        out["onednn"] = bool(port.IsMklEnabled())
+        out["built_with_xla"] = bool(port.IsBuiltWithXLA())
+    except Exception as exc:  # a private module: it may move
+        out["onednn"] = None
+        out["onednn_error"] = f"{type(exc).__name__}: {exc}"
+    jit = tf.config.optimizer.get_jit()
+    out["xla"] = bool(jit_compile) or (bool(jit) and jit not in ("", "off"))
+    out["jit_compile"] = bool(jit_compile)
+    out["xla_jit"] = str(jit)
+    out["build"] = {k: v for k, v in dict(tf.sysconfig.get_build_info()).items() if isinstance(v, (str, bool, int))}
+    out["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+    out["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
+    return out
 
 
 class TensorflowAdapter(BuiltinAdapter):
@@ -49,6 +78,13 @@ class TensorflowAdapter(BuiltinAdapter):
     }
     devices = {"gpu": Device("gpu:0", "import tensorflow as tf, sys; "
                                       "sys.exit(0 if tf.config.list_physical_devices('GPU') else 3)")}
+    facts = {
+        "tensorflow.onednn": Fact(bool, "oneDNN kernels on (TensorFlow's IsMklEnabled(): TF_ENABLE_ONEDNN_OPTS "
+                                        "as read at import, which tensorflow[onednn] / [eigen] force, or the "
+                                        "CPU's default)"),
+        "tensorflow.xla": Fact(bool, "the convolution is compiled by XLA (tensorflow[xla]'s jit_compile=True, "
+                                     "or global auto-jit)"),
+    }
 
     @property
     def native_pad(self) -> bool:
@@ -61,6 +97,9 @@ class TensorflowAdapter(BuiltinAdapter):
     def version(self) -> str:
         exec(env_preamble("tensorflow", self._env()), {})  # before TensorFlow's import reads it
         return super().version()
+
+    def _kernel_path(self, ns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {"tensorflow": tensorflow_path(ns["tf"], jit_compile=self.params["jit_compile"])}
 
     def _probe(self, case: Case) -> Case:
         # Which kernel TF picks depends on dtype and layout, and some kernels refuse some

@@ -8,15 +8,20 @@ device from it; otherwise it takes the first usable device, which on a GPU machi
 not the CPU). bfloat16 enters as float32 and is cast (exact), and leaves as float32
 (exact) cast back in NumPy.
 Left out of the default run: tinygrad compiles one kernel per shape, and with a cold
-kernel cache the 375-case default set takes about 9 minutes on 2 cores, beyond the
-default run's 5-minute budget. Run it by name: `conformance run --backend tinygrad`.
+kernel cache the 375-case default set took about 9 minutes on 2 cores (2026-12-01),
+beyond the default run's 5-minute budget. Run it by name: `conformance run --backend tinygrad`.
+Kernel path (`facts`): the device, its compiler and target (`-march=native` is this
+CPU's ISA), BEAM search and Winograd convolutions, as tinygrad reads them after the
+program's setup selected the CPU device.
 """
 
 from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter, env_preamble, tiny_case
+from typing import Any
+
+from ._base import BuiltinAdapter, Fact, env_preamble, tiny_case
 from ._layout import hwcm_to_oihw, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
 from ._program import Program
 
@@ -29,9 +34,17 @@ class TinygradAdapter(BuiltinAdapter):
     framework = "tinygrad"
     base_name = "tinygrad"
     extra = "tinygrad"
+    executables = ("clang",)  # its CPU device compiles every kernel with clang
     distributions = ("tinygrad",)
-    excluded = ("over the default run's 5-minute budget: its default-set time is about 9 minutes on 2 cores with a cold "
-                "kernel cache (issue 13's figure); run it by name")
+    excluded = ("over the default run's 5-minute budget: it compiles a kernel per shape, and the default set took "
+                "about 9 minutes on 2 cores with a cold kernel cache; run it by name")
+    facts = {
+        "tinygrad.device": Fact(str, "tinygrad's device (Device.DEFAULT; the adapter sets DEV=CPU)"),
+        "tinygrad.compiler": Fact(str, "the device's compiler (ClangCompiler, LLVMCompiler, ...)"),
+        "tinygrad.arch": Fact(str, "the target the CPU device compiles for (x86_64,native: -march=native)"),
+        "tinygrad.beam": Fact(int, "BEAM kernel search width (0: tinygrad's heuristics)"),
+        "tinygrad.winograd": Fact(bool, "WINO: convolutions computed by Winograd transforms"),
+    }
 
     def _env(self) -> dict[str, str]:
         return {"DEV": "CPU"}
@@ -40,6 +53,17 @@ class TinygradAdapter(BuiltinAdapter):
         import importlib.metadata
 
         return importlib.metadata.version("tinygrad")  # tinygrad has no __version__
+
+    def _kernel_path(self, ns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        from tinygrad import Device
+        from tinygrad import helpers
+
+        device = Device[Device.DEFAULT]
+        arch = getattr(device, "arch", None)
+        return {"tinygrad": {"version": self.version(), "device": Device.DEFAULT,
+                             "compiler": type(device.compiler).__name__,
+                             "arch": ",".join(arch) if isinstance(arch, (list, tuple)) else arch,
+                             "beam": int(helpers.BEAM.value), "winograd": bool(helpers.WINO.value)}}
 
     def _probe(self, case: Case) -> Case:
         return tiny_case(case, dtype=case.dtype, bias=case.bias)

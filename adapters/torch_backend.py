@@ -18,15 +18,35 @@ PyTorch's native CPU kernels (im2col + GEMM, slow_conv2d) compute instead of one
 Defaults are PyTorch's: on CUDA, cuDNN may use TF32 for float32 convolutions
 (torch.backends.cudnn.allow_tf32 is True by default); the suite reports it, the
 adapter does not switch it off.
+Kernel path (`facts`): ATen's CPU capability, whether oneDNN may compute this adapter's
+convolutions (built, enabled, and not switched off by `mkldnn_off`: the variant's
+`flags(enabled=False)` is scoped to its call, so the process default says nothing about
+it), and oneDNN's float32 precision mode (`torch.backends.mkldnn.conv.fp32_precision`:
+"none" keeps float32; "bf16"/"tf32" let oneDNN compute float32 convolutions narrower).
 """
 
 from __future__ import annotations
 
 from conformance.spec import Case
 
-from ._base import BuiltinAdapter, Device, Variant, tiny_case
+from typing import Any
+
+from ._base import BuiltinAdapter, Device, Fact, Variant, tiny_case
 from ._layout import hwcm_to_oihw, hwio_to_oihw
 from ._program import Program
+
+
+def torch_path(torch: Any, *, mkldnn: bool = True) -> dict[str, Any]:
+    """torch's build and CPU kernel path in this process; `mkldnn=False`: the caller's
+    convolutions run with oneDNN switched off (also used by keras[backend=torch])."""
+    conv = getattr(getattr(torch.backends.mkldnn, "conv", None), "fp32_precision", None)
+    return {"version": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "mkldnn": bool(mkldnn and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
+            # Before torch 2.9 there was no such mode: oneDNN kept float32 as float32.
+            "mkldnn_fp32_precision": str(conv) if conv is not None else "none",
+            "mkl": bool(torch.backends.mkl.is_available()), "openmp": bool(torch.backends.openmp.is_available()),
+            "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+            "cuda": torch.version.cuda, "git": getattr(torch.version, "git_version", None)}
 
 
 class TorchAdapter(BuiltinAdapter):
@@ -47,10 +67,22 @@ class TorchAdapter(BuiltinAdapter):
         "mkldnn_off": Variant({"mkldnn": False}, "oneDNN off: PyTorch's native CPU conv kernels"),
     }
     devices = {"cuda": Device("cuda:0", "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 3)")}
+    facts = {
+        "torch.cpu_capability": Fact(str, "ATen's CPU kernel ISA (torch.backends.cpu.get_cpu_capability(): "
+                                          "DEFAULT, AVX2, AVX512, ...)"),
+        "torch.mkldnn": Fact(bool, "oneDNN (mkldnn) may compute the convolutions: built, enabled, and not "
+                                   "switched off by the variant (torch[mkldnn_off]: false)"),
+        "torch.mkldnn_fp32_precision": Fact(str, "oneDNN's float32 convolution precision "
+                                                 "(torch.backends.mkldnn.conv.fp32_precision): none keeps "
+                                                 "float32; bf16 or tf32 compute narrower"),
+    }
 
     @property
     def native_pad(self) -> bool:
         return self.params["native_pad"]
+
+    def _kernel_path(self, ns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {"torch": torch_path(ns["torch"], mkldnn=self.params["mkldnn"])}
 
     def _probe(self, case: Case) -> Case:
         strings = self.native_pad and isinstance(case.padding, str)

@@ -36,7 +36,8 @@ import time
 
 import numpy as np
 
-from conformance import oracle
+from conformance import exact as oracle_exact
+from conformance import oracle, patches
 from conformance.spec import Case
 
 SHAPES = [
@@ -60,19 +61,19 @@ SHAPES = [
 def dot2_conv(case: Case, x: np.ndarray, f: np.ndarray) -> np.ndarray:
     """conv2d by Dot2 over the im2col matrix: the exact path before the Ozaki one."""
     geo = case.geometry
-    xp = oracle._pad(x, geo.pads)
-    win = oracle._windows(xp, geo, case.kernel, case.strides, case.dilations)
+    xp = patches.pad(x, geo.pads)
+    win = patches.windows(xp, geo, case.kernel, case.strides, case.dilations)
     cols = win.reshape(-1, case.reduction_size)
-    return oracle._dot2(cols, f.reshape(case.reduction_size, -1))
+    return oracle_exact.dot2(cols, f.reshape(case.reduction_size, -1))
 
 
 def dot2_depthwise(case: Case, x: np.ndarray, f: np.ndarray) -> np.ndarray:
     """Depthwise by Dot2 per tap: the oracle's exact path for data outside its fast range."""
-    saved, oracle._FAST_EXP = oracle._FAST_EXP, -1  # no data is in range: Dot2 everywhere
+    saved, oracle_exact.FAST_EXP = oracle_exact.FAST_EXP, -1  # no data is in range: Dot2 everywhere
     try:
         return oracle.convolve(case, x, f, compensated=True)
     finally:
-        oracle._FAST_EXP = saved
+        oracle_exact.FAST_EXP = saved
 
 
 def best_times(fns: dict, repeat: int) -> dict:

@@ -59,7 +59,7 @@ ENTRY_KEYS = ("backend", "version", "cases", "kind", "precision", "reason", "lin
 #: What `kind` may name: a divergence kind, or a failing status (for errors, crashes, timeouts).
 KNOWN_KINDS = (*KINDS, *FAILING_STATUSES)
 #: Conditions that take a set of names (each must be present; "!name": absent).
-SET_CONDITIONS = ("cpu.flags", "onnxruntime.providers")
+SET_CONDITIONS = tuple(name for name, kind in CONDITIONS.items() if kind is list)
 
 
 class ManifestError(ValueError):

@@ -14,9 +14,11 @@ no more are found within `--max-examples`.
 
 Each minimal case is written to `<out-dir>/<backend>-<case id>.yaml` in the catalogue's
 case-file format with `found_by: {backend, backend_version, device, date, kind, message,
-...}`; the default out-dir is the catalogue's regressions directory, which every later
-`conformance run` loads. A case whose id is already in the catalogue or the regressions
-is not written again (the catalogue refuses duplicate ids; every run already has it).
+...}`; the default out-dir is ./explore-regressions in the working directory (never the
+installed package). `conformance run --cases FILE` runs a written case; moved into a
+checkout's cases/regressions/, it is part of every later run. A case whose id is already
+in the catalogue, the regressions or the out-dir is not written again (the catalogue
+refuses duplicate ids).
 
 Invariants
 - Deterministic: the same backend, options and `--seed` explore the same cases in the
@@ -94,11 +96,11 @@ def write_regression(case: Case, adapter: Any, outcome: CaseOutcome, out_dir: Pa
     """Write the case file; (path, note). Not written when the case id is already catalogued."""
     from .cases.catalogue import dump_cases, load_catalogue_entries, load_entries
 
-    known = {e.case.id: e.path for e in load_catalogue_entries()}
+    known = {e.case.id: f"{e.path}: every run includes it" for e in load_catalogue_entries()}
     for path in sorted(out_dir.glob("*.yaml")) if out_dir.is_dir() else []:
-        known.update({e.case.id: e.path for e in load_entries(path)})
+        known.update({e.case.id: str(e.path) for e in load_entries(path)})
     if case.id in known:
-        return None, f"already in {known[case.id]}: every run includes it"
+        return None, f"already in {known[case.id]}"
     meta = found_by(adapter, outcome, spec=spec, seed=seed)
     reason = clip(f"{meta['backend']} {meta['backend_version']}: {meta['kind']}"
                   + (f" ({meta['diagnosis']})" if meta["diagnosis"] else "") + f": {outcome.message}", 200)

@@ -9,9 +9,10 @@ it with its hello; every record points at the fingerprint of the worker that pro
 Invariants
 - Plain JSON data, deterministic for one process: the same machine and settings give the
   same fingerprint and the same `fingerprint_id`.
-- Imports no framework: framework facts come only from frameworks already in
-  `sys.modules` (the adapter imported them), plus the adapter's optional `fingerprint()`.
-  A probe that raises becomes `{"error": "..."}` for that part, never a failed worker.
+- Knows no framework: the framework part ("frameworks") is what a built-in adapter's own
+  probe reports (`kernel_path()`, declared in its class with the facts it defines), and a
+  third-party adapter's optional `fingerprint()` is recorded as "adapter". A probe that
+  raises becomes `{"error": "..."}` for that part, never a failed worker.
 - FTZ/DAZ is *measured* with NumPy float32 arithmetic on subnormals in the calling
   thread (the worker's main thread, where the adapter's Python code runs). Frameworks
   may set FTZ/DAZ only inside their own thread pools or for the duration of an op
@@ -19,7 +20,9 @@ Invariants
   is what the suite's `subnormal` cases measure.
 
 `facts(fp)` flattens a fingerprint into the names manifest conditions use
-(`when: {tensorflow.onednn: true, cpu.flags: avx512f}`); `CONDITIONS` lists them.
+(`when: {tensorflow.onednn: true, cpu.flags: avx512f}`); `CONDITIONS` lists them with
+their types: the engine's own (`ENGINE_FACTS`: cpu.*, os.system, ftz, daz, threads) and
+every fact a built-in declares (`conformance.adapters.registry.FACTS`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ import os
 import platform
 import sys
 from typing import Any
+
+from conformance.adapters._base import BuiltinAdapter, Fact
+from conformance.adapters.registry import FACTS
 
 #: CPU flags that select kernels (x86: /proc/cpuinfo spelling; ARM: the Features line).
 KERNEL_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx_vnni_int8", "avx_ne_convert",
@@ -42,15 +48,21 @@ KNOBS = ("TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "TF_NUM_INTRAOP_THREADS", "TF_
          "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
          "NVIDIA_TF32_OVERRIDE", "CUDA_VISIBLE_DEVICES")
 
-#: Condition names a manifest `when:` may use, and the type of value each takes.
-CONDITIONS: dict[str, type] = {
-    "cpu.vendor": str, "cpu.model": str, "cpu.arch": str, "cpu.flags": str,
-    "os.system": str, "ftz": bool, "daz": bool, "threads": int,
-    "tensorflow.onednn": bool, "tensorflow.xla": bool,
-    "torch.cpu_capability": str, "torch.mkldnn": bool,
-    "onnxruntime.providers": str,
-    "jax.backend": str, "jax.x64": bool,
+#: The facts of the machine and process every fingerprint has (`facts` reads them).
+ENGINE_FACTS: dict[str, Fact] = {
+    "cpu.vendor": Fact(str, "CPU vendor (GenuineIntel, AuthenticAMD, ARM, Apple, ...)"),
+    "cpu.model": Fact(str, "CPU model name"),
+    "cpu.arch": Fact(str, "machine architecture (x86_64, aarch64, arm64)"),
+    "cpu.flags": Fact(list, "kernel-selecting ISA flags (avx2, fma, avx512f, avx512_bf16, amx_tile, sve, ...)"),
+    "os.system": Fact(str, "operating system (Linux, Darwin, Windows)"),
+    "ftz": Fact(bool, "flush-to-zero, measured with NumPy float32 arithmetic in the worker's main thread"),
+    "daz": Fact(bool, "denormals-are-zero, measured likewise"),
+    "threads": Fact(int, "CPUs usable by the worker"),
 }
+#: Every condition a manifest `when:` may name: the engine's facts, then each built-in's.
+CONDITION_FACTS: dict[str, Fact] = {**ENGINE_FACTS, **FACTS}
+#: Condition name -> the type of value it takes (list: names, each present or `!absent`).
+CONDITIONS: dict[str, type] = {name: fact.type for name, fact in CONDITION_FACTS.items()}
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -113,74 +125,23 @@ def ftz_daz() -> dict[str, Any]:
                                                 "the adapter was built; framework thread pools may differ"}
 
 
-def _tensorflow(tf) -> dict[str, Any]:
-    out: dict[str, Any] = {"version": getattr(tf, "__version__", None)}
+def kernel_path(adapter: Any) -> dict[str, Any]:
+    """A built-in adapter's own kernel-path probe, per framework ({} for other adapters)."""
+    if not isinstance(adapter, BuiltinAdapter):
+        return {}
     try:
-        from tensorflow.python.util import _pywrap_util_port as port  # noqa: PLC0415
-
-        out["onednn"] = bool(port.IsMklEnabled())
-        out["built_with_xla"] = bool(port.IsBuiltWithXLA())
-    except Exception as exc:  # a private module: it may move
-        out["onednn"] = None
-        out["onednn_error"] = f"{type(exc).__name__}: {exc}"
-    jit = tf.config.optimizer.get_jit()
-    out["xla"] = bool(jit) and jit not in ("", "off")
-    out["xla_jit"] = str(jit)
-    out["build"] = {k: v for k, v in dict(tf.sysconfig.get_build_info()).items() if isinstance(v, (str, bool, int))}
-    out["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
-    out["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
-    return out
-
-
-def _torch(torch) -> dict[str, Any]:
-    return {"version": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "mkldnn": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
-            "mkl": bool(torch.backends.mkl.is_available()), "openmp": bool(torch.backends.openmp.is_available()),
-            "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
-            "cuda": torch.version.cuda, "git": getattr(torch.version, "git_version", None)}
-
-
-def _onnxruntime(ort) -> dict[str, Any]:
-    build = ort.get_build_info() if hasattr(ort, "get_build_info") else None
-    return {"version": ort.__version__, "providers": list(ort.get_available_providers()), "device": ort.get_device(),
-            "build": build}
-
-
-def _jax(jax) -> dict[str, Any]:
-    jaxlib = sys.modules.get("jaxlib")
-    return {"version": jax.__version__, "jaxlib": getattr(jaxlib, "__version__", None),
-            "backend": jax.default_backend(), "x64": bool(jax.config.jax_enable_x64),
-            "matmul_precision": jax.config.jax_default_matmul_precision,
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
-
-
-_PROBES = {"tensorflow": _tensorflow, "torch": _torch, "onnxruntime": _onnxruntime, "jax": _jax}
-
-
-def frameworks(only: str | None = None) -> dict[str, Any]:
-    """Build and kernel path of every probed framework already imported in this process
-    (of `only`, when the adapter names its framework: TensorFlow imports JAX, say, and
-    asking JAX for its backend would start one)."""
-    out: dict[str, Any] = {}
-    for name, probe in _PROBES.items():
-        module = sys.modules.get(name)
-        if module is None or (only is not None and name != only):
-            continue
-        try:
-            out[name] = probe(module)
-        except Exception as exc:  # a probe must not cost the run
-            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
-    return out
-
-
-def _framework_of(adapter: Any) -> str | None:
-    """The framework module an adapter declares (the built-ins' `framework`), if one of the probed."""
-    name = getattr(adapter, "framework", None)
-    return name if isinstance(name, str) and name in _PROBES else None
+        found = adapter.kernel_path()
+    except Exception as exc:  # a probe must not cost the run
+        return {adapter.base_name: {"error": f"{type(exc).__name__}: {exc}"}}
+    if not isinstance(found, dict):
+        return {adapter.base_name: {"error": f"kernel_path() returned {type(found).__name__}, expected a dict"}}
+    return found
 
 
 def fingerprint(adapter: Any = None) -> dict[str, Any]:
-    """This process's fingerprint; `adapter.fingerprint()` (optional, a dict) is added as "adapter"."""
+    """This process's fingerprint: the machine, the process, and the adapter's kernel path
+    (a built-in's `kernel_path()` as "frameworks"; any adapter's optional `fingerprint()`,
+    a dict, as "adapter")."""
     import numpy
 
     fp: dict[str, Any] = {
@@ -189,7 +150,7 @@ def fingerprint(adapter: Any = None) -> dict[str, Any]:
         "python": sys.version.split()[0], "numpy": numpy.__version__,
         "float": ftz_daz(),
         "env": {k: os.environ[k] for k in KNOBS if k in os.environ},
-        "frameworks": frameworks(_framework_of(adapter)),
+        "frameworks": kernel_path(adapter),
     }
     method = getattr(adapter, "fingerprint", None)
     if callable(method):
@@ -239,20 +200,26 @@ def facts(fp: dict[str, Any] | None) -> dict[str, Any]:
             out[key] = f[key]
     if isinstance((fp.get("threads") or {}).get("usable"), int):
         out["threads"] = fp["threads"]["usable"]
-    fw = fp.get("frameworks") or {}
-    pick = {"tensorflow.onednn": ("tensorflow", "onednn"), "tensorflow.xla": ("tensorflow", "xla"),
-            "torch.cpu_capability": ("torch", "cpu_capability"), "torch.mkldnn": ("torch", "mkldnn"),
-            "onnxruntime.providers": ("onnxruntime", "providers"), "jax.backend": ("jax", "backend"),
-            "jax.x64": ("jax", "x64")}
-    for name, (framework, key) in pick.items():
-        value = (fw.get(framework) or {}).get(key)
-        if value is not None:
-            out[name] = value
+    # A built-in's probe: {"torch": {"mkldnn": false, ...}} gives torch.mkldnn.
+    for framework, found in (fp.get("frameworks") or {}).items():
+        for key, value in (found.items() if isinstance(found, dict) else ()):
+            name = f"{framework}.{key}"
+            if name in CONDITIONS and _typed(value, CONDITIONS[name]):
+                out[name] = value
     # An adapter (or variant) may state its own kernel path, e.g. {"tensorflow.onednn": true}.
     for key, value in (fp.get("adapter") or {}).items():
         if key in CONDITIONS and value is not None:
             out[key] = value
     return out
+
+
+def _typed(value: Any, kind: type) -> bool:
+    """Whether a probe's value is of the condition's type (None, the framework did not say: no)."""
+    if kind is list:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
 
 
 def machine_line(fp: dict[str, Any] | None) -> str:
@@ -272,24 +239,25 @@ def path_line(fp: dict[str, Any] | None) -> str:
         return "kernel path not recorded"
     fl = fp["float"]
     parts = [f"FTZ {'on' if fl.get('ftz') else 'off'}, DAZ {'on' if fl.get('daz') else 'off'}"]
-    fw = fp.get("frameworks") or {}
-    if "tensorflow" in fw:
-        t = fw["tensorflow"]
-        parts.append(f"TensorFlow oneDNN {'on' if t.get('onednn') else 'off' if t.get('onednn') is False else '?'}, "
-                     f"XLA jit {'on' if t.get('xla') else 'off'}")
-    if "torch" in fw:
-        t = fw["torch"]
-        parts.append(f"torch CPU capability {t.get('cpu_capability')}, mkldnn {'on' if t.get('mkldnn') else 'off'}, "
-                     f"{t.get('threads')} threads")
-    if "onnxruntime" in fw:
-        parts.append("ONNX Runtime " + ", ".join(fw["onnxruntime"].get("providers") or []))
-    if "jax" in fw:
-        j = fw["jax"]
-        parts.append(f"jaxlib {j.get('jaxlib')} on {j.get('backend')}"
-                     + (f", XLA_FLAGS={j['xla_flags']}" if j.get("xla_flags") else ""))
+    for framework, found in (fp.get("frameworks") or {}).items():
+        if not isinstance(found, dict):
+            continue
+        if "error" in found:
+            parts.append(f"{framework} probe failed: {found['error']}")
+            continue
+        shown = [f"{key} {_shown(value)}" for key, value in found.items() if f"{framework}.{key}" in CONDITIONS]
+        parts.append(f"{framework} {found.get('version')}" + (f": {', '.join(shown)}" if shown else ""))
     for key, value in (fp.get("adapter") or {}).items():
         parts.append(f"{key}={value}")
     return "; ".join(parts)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return "+".join(map(str, value)) or "none"
+    return "?" if value is None else str(value)
 
 
 def summary(fp: dict[str, Any] | None) -> str:
@@ -301,11 +269,11 @@ def differences(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[str]
     """The condition facts that differ between two fingerprints, as 'name: A != B' lines."""
     fa, fb = facts(a), facts(b)
     out = []
-    for key in CONDITIONS:
-        if key == "cpu.flags":
+    for key, kind in CONDITIONS.items():
+        if kind is list:
             sa, sb = set(fa.get(key) or []), set(fb.get(key) or [])
             if sa != sb:
-                out.append(f"cpu.flags: {' '.join(sorted(sa - sb)) or '-'} only in one, "
+                out.append(f"{key}: {' '.join(sorted(sa - sb)) or '-'} only in one, "
                            f"{' '.join(sorted(sb - sa)) or '-'} only in the other")
         elif fa.get(key) != fb.get(key) and key in fa and key in fb:
             out.append(f"{key}: {fa[key]!r} != {fb[key]!r}")

@@ -42,7 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"where failing tests write repro scripts and bug reports (default {DEFAULT_OUT})")
     group.addoption("--conformance-precision", default="strict", choices=("strict", "relaxed", "any", "tf32"),
                     metavar="CONTRACT", help="precision contract of the verdict: strict (default), relaxed, any, "
-                                             "tf32 (the README's tolerance section)")
+                                             "tf32 (docs/tolerance.md)")
     group.addoption("--conformance-no-properties", action="store_true", default=False,
                     help="leave out the hypothesis property tests")
 

@@ -179,7 +179,8 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     except IsADirectoryError:
         raise ResultsError(f"{path}: expected a results.json file, received a directory") from None
     except OSError as exc:
-        raise ResultsError(f"{path}: cannot read results ({exc.strerror or exc})") from None
+        raise ResultsError(f"{path}: expected a results.json file to read, received an OS error "
+                           f"({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise ResultsError(f"{path}: expected a results.json document (UTF-8 JSON), received bytes that are not "
                            f"UTF-8 (at byte {exc.start})") from None

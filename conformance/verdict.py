@@ -112,48 +112,57 @@ def judge(case: Case, reply: tuple, ref: Any, inputs: Any,
 
 
 def precision_profile(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per backend and dtype: the strongest contract every judged case meets (`meets`, None:
-    not even the weakest), the largest normalised error, and the counts behind them.
+    """Per backend and dtype: the strongest contract every judged case meets (`meets`; None:
+    none met), the largest normalised error among them, and the counts behind them.
 
-    Judged: valid cases whose output was compared (pass, or a `precision`/`rounding_bias`
-    divergence); divergences of other kinds are counted as `other` and do not rank.
+    Judged: every valid case whose output was compared, that is every `pass` and every
+    `diverge` except `invalid_accepted` (an invalid case has no exact result to measure).
+    Every divergence counts (`diverged`, and per kind in `kinds`). One of a kind that says
+    nothing about precision (`value`, `shape`, `nonfinite`, ...: `other`) meets no contract,
+    so it makes `meets` None: the output is wrong, not merely imprecise, and the line must
+    not look clean. Its normalised error, where it has one, counts in the maximum (None
+    when no judged case has one, e.g. only shape divergences; "inf" for an infinite one).
     """
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for rec in records:
-        if rec.get("status") not in ("pass", "diverge") or "precision_met" not in rec:
-            continue
-        case = rec.get("case") or {}
-        dtype = case.get("dtype")
+        status, kind = rec.get("status"), rec.get("kind")
         figures = rec.get("figures") or {}
-        if dtype is None or not figures:
+        dtype = (rec.get("case") or {}).get("dtype")
+        if status not in ("pass", "diverge") or kind == "invalid_accepted" or dtype is None:
             continue
-        row = out.setdefault(rec["backend"], {}).setdefault(
-            dtype, {"meets": tolerance.chain(dtype)[0], "max_normalised_error": 0.0, "cases": 0, "other": 0})
-        if rec["status"] == "diverge" and rec.get("kind") in NOT_PRECISION_KINDS:
-            row["other"] += 1
+        if status == "pass" and not figures:  # an invalid case rejected as it should be: nothing measured
             continue
-        row["cases"] += 1
         chain = tolerance.chain(dtype)
-        met = rec.get("precision_met")
+        row = out.setdefault(rec["backend"], {}).setdefault(dtype, {
+            "meets": chain[0], "max_normalised_error": None, "cases": 0, "diverged": 0, "other": 0, "kinds": {}})
+        row["cases"] += 1
+        if status == "diverge":
+            row["diverged"] += 1
+            row["kinds"][kind] = row["kinds"].get(kind, 0) + 1
+            row["other"] += kind in NOT_PRECISION_KINDS
+        met = None if kind in NOT_PRECISION_KINDS else rec.get("precision_met")
         if row["meets"] is not None:
             row["meets"] = None if met is None else chain[max(chain.index(row["meets"]), chain.index(met))]
-        e = figures.get("max_normalised_error")
-        if e is None or isinstance(e, str):
-            row["max_normalised_error"] = "inf"
-        elif row["max_normalised_error"] != "inf":
-            row["max_normalised_error"] = max(row["max_normalised_error"], float(e))
+        if "max_normalised_error" in figures:
+            row["max_normalised_error"] = _larger_error(row["max_normalised_error"], figures["max_normalised_error"])
     for per_dtype in out.values():
         for dtype, row in per_dtype.items():
-            if row["cases"] == 0:
-                row["meets"] = None
             row["explanation"] = describe(dtype, row["meets"])
     return out
+
+
+def _larger_error(so_far: float | str | None, e: float | str | None) -> float | str:
+    """The larger of two normalised errors as figures record them: a number, or None/"inf"/"nan"
+    for an infinite or undefined one (`compare` records an infinite maximum as null)."""
+    if so_far == "inf" or e is None or isinstance(e, str):
+        return "inf"
+    return float(e) if so_far is None else max(float(so_far), float(e))
 
 
 def describe(dtype: str, meets: str | None) -> str:
     """One line for a profile cell: "meets `any` — consistent with float16 accumulation"."""
     if meets is None:
-        return "meets no contract"
+        return "none met"
     if meets == tolerance.chain(dtype)[0]:
         return f"meets `{meets}`"
     return f"meets `{meets}` — consistent with {tolerance.consistent_with(meets, dtype)}"

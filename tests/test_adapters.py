@@ -421,7 +421,7 @@ for entry in registry.ADAPTER_CLASSES:
     importlib.import_module("conformance.adapters." + entry.partition(":")[0])
 frameworks = {m for b in registry.BUILTINS.values() for m in b.requires}
 for name in registry.BUILTINS:
-    if not registry._missing_module(registry.BUILTINS[name].requires):
+    if not registry.unavailable(name):
         registry.load(name)
 registry.discover()
 print(json.dumps(sorted(m for m in frameworks if m in sys.modules)))

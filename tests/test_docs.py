@@ -113,6 +113,10 @@ def command_problems(text: str) -> list[str]:
     problems = []
     subcommands = set(next(a for a in build_parser()._actions if a.dest == "command").choices)
     for argv, whole in command_lines(text):
+        if argv[0].startswith("-"):  # an option of `conformance` itself (--version, --help)
+            top = {o for a in build_parser()._actions for o in a.option_strings}
+            problems += [f"conformance {' '.join(argv)}: no option {a}" for a in argv[:1] if a not in top]
+            continue
         if argv[0] not in subcommands:
             problems.append(f"conformance {argv[0]}: expected a subcommand ({', '.join(sorted(subcommands))})")
             continue

@@ -20,8 +20,7 @@ import conformance
 from conformance.adapters.registry import BUILTINS
 
 #: Every module a built-in adapter declares it needs (adapters/registry.py derives them).
-FRAMEWORKS = tuple(sorted({m for b in BUILTINS.values() for m in b.requires}
-                          | {"torch", "tensorflow", "jax", "jaxlib", "onnx", "onnxruntime"}))
+FRAMEWORKS = tuple(sorted({m for b in BUILTINS.values() for m in b.requires}))
 ENGINE_DIR = Path(conformance.__file__).parent
 
 PROBE = """

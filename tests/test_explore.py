@@ -12,6 +12,7 @@ from conformance.adapters.registry import load
 from conformance.cases.catalogue import load_entries
 from conformance.cases.sets import select
 from conformance.cli import main
+from conformance.cli.explore import DEFAULT_OUT_DIR
 from conformance.inprocess import run_case
 
 BROKEN = f"{Path(__file__).with_name('broken_adapters.py')}:FlippedKernel"
@@ -63,4 +64,11 @@ def test_unknown_backend_exits_2(tmp_path, capsys):
 @pytest.mark.parametrize("flag", ["--max-examples", "--max-found"])
 def test_non_positive_limits_exit_2(tmp_path, flag, capsys):
     assert main(["explore", "--backend", "numpy", flag, "0", "--out-dir", str(tmp_path)]) == 2
-    assert "expected --max-examples" in capsys.readouterr().err
+    assert f"{flag}: expected an integer >= 1, received '0'" in capsys.readouterr().err
+
+
+def test_by_default_case_files_go_to_the_working_directory(tmp_path, monkeypatch):
+    # Not into the installed package (a wheel's site-packages may not even be writable).
+    monkeypatch.chdir(tmp_path)
+    assert main(["explore", "--backend", BROKEN, "--max-examples", "30", "--max-found", "1", "--seed", "3"]) == 1
+    assert [p.parent for p in tmp_path.rglob("flipped-*.yaml")] == [tmp_path / DEFAULT_OUT_DIR]

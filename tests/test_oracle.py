@@ -27,7 +27,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance import oracle
+from conformance import exact as oracle_exact
+from conformance import oracle, patches
 from conformance.inputs import make_inputs
 from conformance.spec import Case, conv_geometry
 
@@ -151,31 +152,33 @@ def test_oracle_equals_the_loop_transcription(case):
 #: per-channel GEMM depthwise); forcing each one on every random case proves that the
 #: choice never changes the answer. Tiny chunk sizes force the chunk boundaries too.
 STRATEGIES = {
-    "im2col-chunked": dict(_CHUNK_BYTES=64),
-    "depthwise-gemm-chunked": dict(_DW_GEMM_MIN_M=1, _CHUNK_BYTES=64),
-    "depthwise-taps-blocked": dict(_DW_GEMM_MIN_M=10**9, _DW_BLOCK_BYTES=64),
+    "im2col-chunked": dict(CHUNK_BYTES=64),
+    "depthwise-gemm-chunked": dict(DW_GEMM_MIN_M=1, CHUNK_BYTES=64),
+    "depthwise-taps-blocked": dict(DW_GEMM_MIN_M=10**9, DW_BLOCK_BYTES=64),
     # Float64 conv2d: the per-row exact matmul instead of the image-sliced one, and the
     # image-sliced one with every rejected output's row escalated instead of fixed alone.
-    "exact-per-row": dict(_FAST_EXP=-1),
-    "exact-rows-escalated-chunked": dict(_FIX_FRACTION=0.0, _CHUNK_BYTES=64),
-    "exact-one-row-bands": dict(_EXACT_BAND_BYTES=1, _CHUNK_BYTES=64),
+    "exact-per-row": dict(FAST_EXP=-1),
+    "exact-rows-escalated-chunked": dict(FIX_FRACTION=0.0, CHUNK_BYTES=64),
+    "exact-one-row-bands": dict(EXACT_BAND_BYTES=1, CHUNK_BYTES=64),
     # Float64 depthwise: Dot2 per tap instead of the sliced path, and the sliced path's
     # per-channel GEMMs at every multiplier with tiny blocks.
-    "exact-dot2-per-tap": dict(_FAST_EXP=-1),
-    "exact-depthwise-gemm-chunked": dict(_DW_GEMM_MIN_M=1, _CHUNK_BYTES=64),
+    "exact-dot2-per-tap": dict(FAST_EXP=-1),
+    "exact-depthwise-gemm-chunked": dict(DW_GEMM_MIN_M=1, CHUNK_BYTES=64),
 }
 
 
 @contextlib.contextmanager
 def strategy(knobs):
-    saved = {k: getattr(oracle, k) for k in knobs}
+    """Replace the oracle's knobs and helpers by name, each in the one module that defines it."""
+    owners = {k: next(m for m in (oracle, oracle_exact, patches) if k in vars(m)) for k in knobs}
+    saved = {k: getattr(owners[k], k) for k in knobs}
     try:
         for k, v in knobs.items():
-            setattr(oracle, k, v)
+            setattr(owners[k], k, v)
         yield
     finally:
         for k, v in saved.items():
-            setattr(oracle, k, v)
+            setattr(owners[k], k, v)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -451,7 +454,7 @@ def test_exact_float64_matmul_escalates_until_one_ulp_on_a_long_reduction():
     rng = np.random.default_rng(5)
     xv, wv = ill_conditioned(rng, 2601, 3, cond_log2=40)
     a = np.vstack([xv, rng.standard_normal((3, 2601))])
-    got = oracle._exact_matmul(a, oracle._SplitWeights(wv))
+    got = oracle_exact.exact_matmul(a, oracle_exact.SplitWeights(wv))
     want = exact_matmul(a, wv)
     assert ulps(got, want).max() <= 1.0, f"{ulps(got, want)} ulps"
     assert ulps(a @ wv, want).max() > 1000  # plain BLAS is visibly wrong here
@@ -554,7 +557,7 @@ def test_magnitude_is_infinite_where_the_value_is_not_finite():
     assert ref.magnitude.ravel().tolist() == [5.0, 8.0]
 
 
-# ---- the image-sliced exact conv2d (_ExactConv) against exact rationals --------------------
+# ---- the image-sliced exact conv2d (exact.ExactConv) against exact rationals --------------
 
 
 def exact_conv(x, w, padding):
@@ -570,18 +573,18 @@ def exact_conv(x, w, padding):
 
 @contextlib.contextmanager
 def counting_exact_convs():
-    """Yields a list that collects every _ExactConv the oracle builds (to see which path ran)."""
-    made, init = [], oracle._ExactConv.__init__
+    """Yields a list that collects every exact.ExactConv the oracle builds (to see which path ran)."""
+    made, init = [], oracle_exact.ExactConv.__init__
 
     def record(self, *args, **kwargs):
         init(self, *args, **kwargs)
         made.append(self)
 
-    oracle._ExactConv.__init__ = record
+    oracle_exact.ExactConv.__init__ = record
     try:
         yield made
     finally:
-        oracle._ExactConv.__init__ = init
+        oracle_exact.ExactConv.__init__ = init
 
 
 def adversarial(kind, rng):
@@ -618,8 +621,8 @@ def adversarial(kind, rng):
 @contextlib.contextmanager
 def counting_rational_dots():
     """Yields a list with one entry per output the oracle computed in exact rationals."""
-    calls, rational = [], oracle._rational_dot
-    with strategy(dict(_rational_dot=lambda a, b: calls.append(1) or rational(a, b))):
+    calls, rational = [], oracle_exact.rational_dot
+    with strategy(dict(rational_dot=lambda a, b: calls.append(1) or rational(a, b))):
         yield calls
 
 
@@ -632,7 +635,7 @@ ADVERSARIAL = ["cancellation", "deep-cancellation", "zero-rows", "wide-exponents
 def test_image_sliced_exact_conv2d_is_within_one_ulp_of_rationals(kind, fix):
     rng = np.random.default_rng(ADVERSARIAL.index(kind))
     x, w, pad = adversarial(kind, rng)
-    knobs = dict(_FIX_FRACTION=1.0 if fix == "per-output" else 0.0)
+    knobs = dict(FIX_FRACTION=1.0 if fix == "per-output" else 0.0)
     with strategy(knobs), counting_exact_convs() as made, counting_rational_dots() as rational:
         got = oracle.conv2d(x, w, padding=pad, compensated=True)
     want = exact_conv(x, w, pad)
@@ -657,13 +660,13 @@ def test_exact_dots_are_within_one_ulp_including_the_rational_fallback():
     # The last pair also holds two terms 2**180 times larger that cancel exactly.
     a[-1, :2], b[-1, :2] = 2.0**90, np.array([1.0, -1.0]) * 2.0**90 * rng.standard_normal()
     with counting_rational_dots() as rational:
-        got = oracle._exact_dots(a, b)
+        got = oracle_exact.exact_dots(a, b)
     want = np.array([exact_dot(p, q) for p, q in zip(a, b)])
     assert ulps(got, want).max() <= 1.0, f"{ulps(got, want)} ulps"
     assert len(rational) == 1  # only that cancellation needs rationals
 
 
-# ---- the sliced exact depthwise (_depthwise_exact) against exact rationals ----------------
+# ---- the sliced exact depthwise (exact.depthwise_exact) against exact rationals ----------
 
 
 def exact_depthwise(x, w, padding):
@@ -712,8 +715,8 @@ DEPTHWISE_ADVERSARIAL = ["cancellation", "zero-channels-and-rows", "wide-exponen
 def test_sliced_exact_depthwise_is_within_one_ulp_of_rationals(kind, m):
     rng = np.random.default_rng(DEPTHWISE_ADVERSARIAL.index(kind))
     x, w, pad = adversarial_depthwise(kind, rng, m)
-    calls, exact_dots = [], oracle._exact_dots
-    with strategy(dict(_exact_dots=lambda a, b: calls.append(len(a)) or exact_dots(a, b))):
+    calls, exact_dots = [], oracle_exact.exact_dots
+    with strategy(dict(exact_dots=lambda a, b: calls.append(len(a)) or exact_dots(a, b))):
         got = oracle.depthwise_conv2d(x, w, padding=pad, compensated=True)
     want = exact_depthwise(x, w, pad)
     nonzero = want != 0
@@ -730,7 +733,7 @@ def test_per_row_exact_conv2d_is_within_one_ulp_of_rationals(kind):
     # The per-row path (the only one outside the fast range), forced on data in it too.
     rng = np.random.default_rng(ADVERSARIAL.index(kind))
     x, w, pad = adversarial(kind, rng)
-    with strategy(dict(_FAST_EXP=-1)), counting_exact_convs() as made, counting_rational_dots() as rational:
+    with strategy(dict(FAST_EXP=-1)), counting_exact_convs() as made, counting_rational_dots() as rational:
         got = oracle.conv2d(x, w, padding=pad, compensated=True)
     want = exact_conv(x, w, pad)
     exact = want != 0

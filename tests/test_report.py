@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import oracle, report
+from conformance import cli, oracle, report
 from conformance.cli import report as report_cli
 from conformance.compare import compare
 from conformance.diagnose import diagnose
@@ -299,5 +299,5 @@ def test_report_command_renders_a_saved_results_file(tmp_path, capsys):
 def test_report_command_rejects_an_unreadable_results_file(tmp_path, capsys):
     bad = tmp_path / "results.json"
     bad.write_text("{not json", encoding="utf-8")
-    assert report_cli.main([str(bad)]) == 2
+    assert cli.main(["report", str(bad)]) == 2
     assert "results.json" in capsys.readouterr().err

@@ -60,14 +60,55 @@ def test_ci_recipe_merges_every_shard():
     assert doc["jobs"]["merge"]["needs"] == "run"
 
 
-def test_tox_envs_install_the_right_extras():
+def tox_setting(ini: configparser.ConfigParser, env: str, key: str) -> list[str]:
+    """The lines tox 4 gives environment `env` for `key`: its own section's, else [testenv]'s,
+    factor-conditional lines (`a-!b: value`) kept where the env's factors satisfy them,
+    `{env_name}` substituted. (Checked against `tox config` by hand; tox is not a test dependency.)"""
+    own = f"testenv:{env}"
+    section = ini[own] if own in ini and key in ini[own] else ini["testenv"]
+    factors = set(env.split("-"))
+    lines = []
+    for line in filter(None, (ln.strip() for ln in section.get(key, "").splitlines())):
+        conditional = re.match(r"^([!\w-]+):\s+(.*)$", line)
+        if conditional:
+            wanted = conditional.group(1).split("-")
+            if not all((f[1:] not in factors) if f.startswith("!") else (f in factors) for f in wanted):
+                continue
+            line = conditional.group(2)
+        lines.extend(part.strip().replace("{env_name}", env) for part in
+                     (line.split(",") if key == "extras" else [line]) if part.strip())
+    return lines
+
+
+def _tox() -> configparser.ConfigParser:
     ini = configparser.ConfigParser(interpolation=None)
     ini.read(ROOT / "tox.ini")
-    extras = {name.split(":", 1)[1]: ini[name].get("extras", "").replace(" ", "")
-              for name in ini.sections() if name.startswith("testenv:")}
+    return ini
+
+
+def test_tox_lists_one_env_per_adapter_extra_from_one_section():
     from conformance.adapters.registry import BUILTINS
 
-    per_framework = {b.extra: f"test,{b.extra}" for b in BUILTINS.values() if b.extra}
-    assert {"torch", "tensorflow", "onnxruntime", "jax"} <= set(per_framework)
-    assert extras == {"engine": "", **per_framework, "all": "test,all", "report": "all"}
-    assert ini["testenv"]["extras"] == "test"
+    ini = _tox()
+    every = {b.extra for b in BUILTINS.values() if b.extra}
+    envs = [e.strip() for e in ini["tox"].get("env_list", ini["tox"].get("envlist", "")).split(",")]
+    assert sorted(envs) == sorted(every | {"engine"}), f"tox.ini env_list: expected engine and the extras " \
+                                                       f"{sorted(every)}, received {envs}"
+    copies = [s for s in ini.sections() if s.startswith("testenv:") and s != "testenv:report"]
+    assert not copies, f"tox.ini: expected no section per environment beyond [testenv:report], received {copies}"
+
+
+def test_tox_envs_install_the_right_extras_and_judge_their_backend():
+    from conformance.adapters.registry import BUILTINS
+
+    ini = _tox()
+    every = {b.extra for b in BUILTINS.values() if b.extra}
+    assert {"torch", "tensorflow", "onnxruntime", "jax"} <= every
+    assert set(tox_setting(ini, "engine", "extras")) == {"test"}
+    assert set(tox_setting(ini, "all", "extras")) == {"test", "all"}
+    assert set(tox_setting(ini, "report", "extras")) == {"all"}
+    for extra in every:
+        assert set(tox_setting(ini, extra, "extras")) == {"test", extra}, extra
+        assert extra in BUILTINS  # the env's name is the backend it judges
+        assert any(f"--conformance --backend {extra} " in c for c in tox_setting(ini, extra, "commands")), extra
+    assert not any("--conformance " in c for env in ("engine", "all") for c in tox_setting(ini, env, "commands"))

@@ -9,17 +9,27 @@ loaded; 130 interrupted (what was done is written).
 Each subcommand is a module of this package exposing `add_arguments(parser)` and
 `run(args, stream) -> int`; only the one in use is imported (`explore` needs hypothesis,
 `report` Jinja2, and none of them a framework).
+
+Invariants
+- Every usage error, argparse's own included, is one line "error: OPTION: expected ...,
+  received ..." naming the option, argument or COMMAND at fault (argparse's wording is
+  replaced here, the values' in `values`), with a did-you-mean hint for a misspelled
+  subcommand, option or choice; a subcommand reports its own by raising UsageError.
+- Every option and argument has a help text (a test walks the parsers).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import platform
+import re
 import sys
 import warnings
 from typing import Sequence, TextIO
 
-from ..usage import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from .. import __version__
+from ..usage import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, did_you_mean
 
 #: name -> (help, description or None), in the order `conformance --help` lists them.
 SUBCOMMANDS = {
@@ -34,20 +44,58 @@ SUBCOMMANDS = {
 }
 
 
+def version_text() -> str:
+    """What `conformance --version` prints: this package's version, and Python's and NumPy's."""
+    import numpy
+
+    return f"conformance {__version__} (Python {platform.python_version()}, NumPy {numpy.__version__})"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, like every other bad input
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(_usage_message(message))
+
+
+def _usage_message(message: str) -> str:
+    """argparse's error `message` in this command's words: "OPTION: expected ..., received ..."."""
+    m = re.fullmatch(r"argument (\S+?)(?:/\S+)?: (.*)", message, re.S)
+    if m:
+        option, said = m.groups()
+        if said in ("expected one argument", "expected at least one argument"):
+            return f"{option}: expected a value, received none"
+        ignored = re.fullmatch(r"ignored explicit argument (.*)", said)
+        if ignored:
+            return f"{option}: expected no value, received {ignored.group(1)}"
+        return f"{option}: {said}"
+    m = re.fullmatch(r"the following arguments are required: (.*)", message)
+    if m and m.group(1) == "COMMAND":
+        return _no_such_command(None)
+    if m:
+        return f"{m.group(1)}: expected {'a value' if ',' not in m.group(1) else 'values'}, received none"
+    m = re.fullmatch(r"ambiguous option: (\S+?)(?:=\S*)? could match (.*)", message)
+    if m:
+        return f"{m.group(1)}: expected one option, received an abbreviation of several ({m.group(2)})"
+    return message
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The `conformance` parser; only the subcommand `argv[0]` gets its options (and imports its module)."""
     parser = _Parser(prog="conformance", description="Conformance suite for 2-D convolution backends.")
+    parser.add_argument("--version", action="version", version=version_text(),
+                        help="print the version of conformance, Python and NumPy, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, (help_text, description) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, **({"description": description} if description else {}))
-        if argv and argv[0] == name:  # only the subcommand in use imports its module
+        if argv and argv[0] == name:
             _module(name).add_arguments(p)
     return parser
+
+
+def subcommand_parser(name: str, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The parser of `conformance NAME` (within `parser`, built for it), with its options."""
+    parser = parser or build_parser([name])
+    return next(a for a in parser._actions if a.dest == "command").choices[name]
 
 
 def _module(name: str):
@@ -68,10 +116,33 @@ def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int
         return _main(argv, stream)
 
 
+def _no_such_command(word: str | None) -> str:
+    return (f"COMMAND: expected one of {', '.join(SUBCOMMANDS)}, received "
+            + (f"{word!r}{did_you_mean(word, SUBCOMMANDS)}" if word is not None else "none"))
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    if not argv or (not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS):
+        raise UsageError(_no_such_command(argv[0] if argv else None))
+    parser = build_parser(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        prog = f"conformance {args.command}"
+        options = [o for a in subcommand_parser(args.command, parser)._actions for o in a.option_strings]
+        first = next((u for u in unknown if u.startswith("-")), unknown[0])
+        hint = did_you_mean(first.split("=")[0], options) if first.startswith("-") else ""
+        raise UsageError(f"{prog}: expected its options (see {prog} --help), received unknown "
+                         f"{' '.join(unknown)!r}{hint}")
+    args.argv = list(argv)
+    return args
+
+
 def _main(argv: list[str], stream: TextIO) -> int:
     try:
-        args = build_parser(argv).parse_args(argv)
-        args.argv = list(argv)
+        try:
+            args = _parse(argv)
+        except SystemExit as exc:  # --help and --version print, then exit 0
+            return int(exc.code or 0)
         return int(_module(args.command).run(args, stream))
     except UsageError as exc:
         stream.write(f"error: {exc}\n")

@@ -8,14 +8,20 @@ from typing import TextIO
 
 from ..run.selection import parse_dtypes, parse_shard, select_cases
 from ..usage import EXIT_OK, UsageError
+from .values import integer
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("selector", nargs="?", default="default")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget", type=int, default=None)
-    p.add_argument("--dtype", action="append", default=None, metavar="DTYPE", help="repeatable or comma-separated")
-    p.add_argument("--shard", metavar="I/N")
+    p.add_argument("selector", nargs="?", default="default", metavar="SELECTOR",
+                   help="set name (smoke, default, full, models), case file, case id or id glob; comma-separated "
+                        "unions (default: default), as `run --cases` takes it")
+    p.add_argument("--seed", type=integer, default=0, help="seed of generated case sets (default 0)")
+    p.add_argument("--budget", type=integer, default=None,
+                   help="size budget of generated case sets (default: the set's own)")
+    p.add_argument("--dtype", action="append", default=None, metavar="DTYPE",
+                   help="only cases of these dtypes (repeatable, or comma-separated: float16,bfloat16)")
+    p.add_argument("--shard", metavar="I/N",
+                   help="only shard I of N (1-based; by a hash of the case id, as `run --shard`)")
     p.add_argument("--coverage", action="store_true", help="print the sweep coverage and the size distribution of the selection")
 
 
@@ -23,7 +29,8 @@ def run(args: argparse.Namespace, stream: TextIO) -> int:
     """The case ids on stdout (and the coverage with --coverage), the count on `stream`."""
     shard = parse_shard(args.shard) if args.shard is not None else None
     args.dtype = parse_dtypes(args.dtype)
-    cases = select_cases(args.selector, seed=args.seed, budget=args.budget, dtypes=args.dtype, shard=shard)
+    cases = select_cases(args.selector, seed=args.seed, budget=args.budget, dtypes=args.dtype, shard=shard,
+                         option="SELECTOR")
     for c in cases:
         sys.stdout.write(c.id + "\n")
     if args.coverage:

@@ -16,12 +16,13 @@ from .console import summary
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", metavar="RESULTS_JSON")
-    p.add_argument("--out", default="reports", metavar="DIR")
-    p.add_argument("--no-report", dest="report", action="store_false")
+    p.add_argument("files", nargs="+", metavar="RESULTS_JSON", help="the results.json of each shard")
+    p.add_argument("--out", default="reports", metavar="DIR",
+                   help="where the merged results.json, junit.xml and reports go (default: reports)")
+    p.add_argument("--no-report", dest="report", action="store_false", help="skip the HTML reports")
     p.add_argument("--expected", metavar="FILE", help="re-decide known divergences with this manifest")
-    p.add_argument("--strict-expected", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--strict-expected", action="store_true", help="exit 1 when a known divergence is now fixed")
+    p.add_argument("--quiet", action="store_true", help="no summary table")
 
 
 def run(args: argparse.Namespace, stream: TextIO) -> int:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TextIO
 
 from ..report import write_reports
 from ..results import ResultsError, load
+from ..usage import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,30 +19,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
-    """Render the reports of a saved run; 0 on success, 2 when the results file is unusable."""
-
+    """Render the reports of a saved run; 0 on success, a UsageError (exit 2) naming the
+    argument at fault when the results file is unusable or --out cannot be written."""
     src = Path(args.results)
     try:
         data = load(src)
     except ResultsError as exc:
-        print(f"conformance report: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"RESULTS.json: {exc}") from None
     out = Path(args.out) if args.out else src.parent
     try:
         paths = write_reports(data, out, repro_dir=src.parent)
     except OSError as exc:
-        print(f"conformance report: cannot write to {out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--out: expected a directory the reports can be written to, received {str(out)!r} "
+                         f"({exc.strerror or exc})") from None
     for p in paths:
         print(p)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="conformance report", description="HTML reports of a results.json")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

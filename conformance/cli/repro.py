@@ -6,7 +6,7 @@
 The scripts come from `conformance.scripts`, the reports from `conformance.bug_reports`;
 a case run here for `--out`'s message or `--report` is judged in this process
 (`inprocess.run_case`). Exit status: 0 written; 2 an unknown case, finding or backend,
-or a case too large for a script.
+or a case too large for a script (a UsageError naming the argument or option at fault).
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from ..bug_reports import bug_report, finding_report, finding_script
 from ..inprocess import run_case
 from ..scripts import ReproError, ShortReproError, make_script
 from ..spec import Case
+from ..usage import UsageError
+from .backend_specs import load_adapter
+from .values import one_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,23 +37,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", required=True, metavar="SPEC",
                         help="built-in name, entry-point name, module:Class or path/to/file.py:Class")
     parser.add_argument("--out", metavar="FILE", help="write the script here (default: stdout)")
-    parser.add_argument("--precision", choices=tolerance.PRECISIONS, default=tolerance.DEFAULT_PRECISION,
+    parser.add_argument("--precision", type=one_of(tolerance.PRECISIONS), choices=tolerance.PRECISIONS,
+                        default=tolerance.DEFAULT_PRECISION,
                         help=f"precision contract the script judges under (default {tolerance.DEFAULT_PRECISION})")
     parser.add_argument("--report", metavar="FILE",
                         help="also run the case here (in this process) and write a Markdown bug report")
 
 
 def resolve_case(selector: str) -> Case:
-    """The one case `selector` names (an id or a one-case file). ValueError with a clear message otherwise."""
-    from ..cases.sets import select
+    """The one case `selector` names (an id or a one-case file). UsageError naming CASE otherwise."""
+    from ..run.selection import select_cases
 
-    cases = list(select(selector))
-    if not cases:
-        raise ValueError(f"case: expected an id of the default/full set or catalogue, or a case file, received "
-                         f"{selector!r}, which matches nothing")
+    cases = select_cases(selector, option="CASE")
     if len(cases) > 1:
         ids = ", ".join(c.id for c in cases[:5]) + (", ..." if len(cases) > 5 else "")
-        raise ValueError(f"case: expected one case, received {selector!r}, which matches {len(cases)} ({ids})")
+        raise UsageError(f"CASE: expected one case, received {selector!r}, which matches {len(cases)} ({ids})")
     return cases[0]
 
 
@@ -66,38 +67,18 @@ def written_message(path: str, case_id: str, backend: str, outcome) -> str:
     return f"{case_id} raises on {backend} here, so python {path} fails with that exception ({outcome.message})"
 
 
-def load_backend(spec: str) -> Any:
-    """The adapter `--backend SPEC` names, or None after saying why on stderr (exit 2)."""
-    from ..adapters.registry import load
-
-    try:
-        return load(spec)
-    except ValueError as exc:
-        print(f"conformance repro: --backend: {exc}", file=sys.stderr)
-        return None
-
-
 def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     """0: script (and report) written; 2: unknown case or backend, or a case too large to inline."""
     if args.finding:
         return run_finding(args)
     if not args.case:
-        print("conformance repro: expected a CASE (an id or a case file) or --finding ID, received neither",
-              file=sys.stderr)
-        return 2
-    try:
-        case = resolve_case(args.case)
-    except ValueError as exc:
-        print(f"conformance repro: {exc}", file=sys.stderr)
-        return 2
-    adapter = load_backend(args.backend)
-    if adapter is None:
-        return 2
+        raise UsageError("CASE: expected a case id or a case file (or --finding ID), received neither")
+    case = resolve_case(args.case)
+    adapter = load_adapter(args.backend)
     try:
         script = make_script(case, adapter, spec=args.backend, precision=args.precision)
-    except ReproError as exc:
-        print(f"conformance repro: {exc}", file=sys.stderr)
-        return 2
+    except ReproError as exc:  # its message names the case or the adapter at fault
+        raise UsageError(str(exc)) from None
     outcome = None
     if args.out or args.report:
         outcome = run_case(case, adapter, precision=args.precision)
@@ -124,17 +105,13 @@ def run_finding(args: Any) -> int:
     try:
         run = load_results(args.results)
     except ResultsError as exc:
-        print(f"conformance repro: --results: {exc}", file=sys.stderr)
-        return 2
-    adapter = load_backend(args.backend)
-    if adapter is None:
-        return 2
+        raise UsageError(f"--results: {exc}") from None
+    adapter = load_adapter(args.backend)
     found = [f for f in items(run) if f["id"] == args.finding]
     if not found:
         ids = ", ".join(f"{f['id']} ({f['backend']})" for f in items(run)[:8]) or "none"
-        print(f"conformance repro: --finding: expected a finding id of {args.results}, received "
-              f"{args.finding!r} (findings: {ids})", file=sys.stderr)
-        return 2
+        raise UsageError(f"--finding: expected a finding id of {args.results}, received {args.finding!r} "
+                         f"(findings: {ids})")
     finding = found[0]
     if args.report:
         Path(args.report).write_text(finding_report(finding, adapter, spec=args.backend, precision=args.precision),
@@ -142,9 +119,8 @@ def run_finding(args: Any) -> int:
         print(f"wrote {args.report}", file=sys.stderr)
     try:
         script = finding_script(finding, adapter, spec=args.backend, precision=args.precision)
-    except ShortReproError as exc:
-        print(f"conformance repro: {exc}", file=sys.stderr)
-        return 2
+    except ShortReproError as exc:  # its message names the case
+        raise UsageError(str(exc)) from None
     if args.out:
         Path(args.out).write_text(script, encoding="utf-8")
         print(f"wrote {args.out}: python {args.out} exits 1 while finding {finding['id']} is present", file=sys.stderr)

@@ -20,18 +20,11 @@ from ..run.memory import MAX_MEMORY_FRACTION, default_max_memory, parse_memory
 from ..run.preflight import preflight
 from ..run.selection import parse_dtypes, parse_shard, select_cases
 from ..runner import execute
+from ..tolerance import DEFAULT_PRECISION, PRECISIONS
 from ..usage import LoadError, UsageError
+from .backend_specs import check_name, refused
 from .console import summary
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, received {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, received {text!r}")
-    return v
+from .values import integer, one_of, positive_seconds
 
 
 class _AdapterOption(argparse.Action):
@@ -58,8 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a keyword argument (a string) for the class or factory of the --adapter before it (repeatable)")
     p.add_argument("--cases", default="default", metavar="SELECTOR",
                    help="set name (smoke, default, full, models), case file, case id or id glob; comma-separated unions (default: default)")
-    p.add_argument("--seed", type=int, default=0, help="seed of generated case sets (default 0)")
-    p.add_argument("--budget", type=int, default=None, help="size budget of generated case sets")
+    p.add_argument("--seed", type=integer, default=0, help="seed of generated case sets (default 0)")
+    p.add_argument("--budget", type=integer, default=None, help="size budget of generated case sets")
     p.add_argument("--dtype", action="append", default=None, metavar="DTYPE",
                    help="only cases of these dtypes (repeatable, or comma-separated: float16,bfloat16)")
     p.add_argument("--out", default="reports", metavar="DIR", help="output directory (default: reports)")
@@ -69,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-memory", metavar="SIZE", default=None,
                    help="cases whose oracle and comparison are estimated to need more (e.g. 8G) are unsupported "
                         f"(default: {MAX_MEMORY_FRACTION * 100:.0f}%% of the memory available at the start)")
-    p.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive_seconds, default=60.0, metavar="SECONDS",
                    help="per case and backend; past it the worker is killed and the case is a timeout (default 60)")
     p.add_argument("--expected", metavar="FILE", help="YAML manifest of known divergences (docs/running.md)")
     p.add_argument("--strict-expected", action="store_true", help="exit 1 when a known divergence is now fixed")
@@ -81,15 +74,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="findings: shrink each divergence to a minimal case before the experiments (default)")
     p.add_argument("--no-minimise", dest="minimise", action="store_false",
                    help="findings: run the experiments from the divergence itself")
-    p.add_argument("--confirm-budget", type=_positive_float, default=FINDING_BUDGET_S, metavar="SECONDS",
+    p.add_argument("--confirm-budget", type=positive_seconds, default=FINDING_BUDGET_S, metavar="SECONDS",
                    help=f"findings: seconds of experiments (characterising and confirming) per finding "
                         f"(default {FINDING_BUDGET_S:g}; twelve times that, at least 120, per run)")
     p.add_argument("--no-confirm", dest="confirm", action="store_false",
                    help="findings: no experiments; each backend's divergences are one uncharacterised finding")
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
-    p.add_argument("--precision", choices=("strict", "relaxed", "any", "tf32"), default="strict",
+    p.add_argument("--precision", type=one_of(PRECISIONS), choices=PRECISIONS, default=DEFAULT_PRECISION,
                    help="precision contract of the verdict: strict (default: 16-bit types accumulate in float32), "
-                        "relaxed, any (accumulation in the dtype accepted), tf32 (README: tolerance)")
+                        "relaxed, any (accumulation in the dtype accepted), tf32 (docs/tolerance.md)")
 
 
 def _specs(args) -> list[str]:
@@ -114,10 +107,7 @@ def _specs(args) -> list[str]:
         # Loading is the worker's to find out (discover() would cost a second here, and only
         # importing tells): a named backend that cannot load stops the run with exit 2 once
         # its worker reports it (usage.LoadError), before any case runs.
-        if name not in known and not registry.is_parameterised_builtin(name):
-            raise UsageError(f"--backend: unknown backend {name!r}: expected one of {', '.join(known)}, "
-                             f"or a built-in with parameters such as 'keras[backend=jax]' "
-                             f"(use --adapter for module:Class or file.py:Class)")
+        check_name(name, "--backend", targets=False)
     specs = list(dict.fromkeys(list(args.backend) + adapters))
     return specs
 
@@ -143,8 +133,7 @@ def run(args: argparse.Namespace, stream: TextIO) -> int:
     try:
         outcome = execute(cfg, cases, stream)  # writes the "N cases x M backends" line once they started
     except LoadError as exc:
-        option = "--backend" if exc.spec in args.backend else "--adapter"
-        raise UsageError(f"{option} {exc}") from None
+        raise refused("--backend" if exc.spec in args.backend else "--adapter", exc.spec, exc.reason) from None
     if not args.quiet:
         stream.write(summary(outcome))
     for w in outcome.warnings:

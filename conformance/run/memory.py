@@ -24,7 +24,7 @@ from ..usage import UsageError
 #: checks the estimate against the measured peak.
 ORACLE_BYTES_PER_INPUT = 64
 ORACLE_BYTES_PER_OUTPUT = 192
-#: Fixed part: the im2col chunks (oracle._CHUNK_BYTES each) and the interpreter.
+#: Fixed part: the im2col chunks (patches.CHUNK_BYTES each) and the interpreter.
 ORACLE_FIXED_BYTES = 256 << 20
 #: --max-memory default: this fraction of the memory available when the run starts.
 MAX_MEMORY_FRACTION = 0.5

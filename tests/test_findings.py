@@ -164,10 +164,10 @@ def test_repro_finding_writes_a_short_bug_report(run, tmp_path):
     assert len(text.splitlines()) <= 90
 
 
-def test_repro_finding_names_an_unknown_id(run, capsys):
+def test_repro_finding_names_an_unknown_id(run):
     out, _, _ = run
-    code, _ = run_cli("repro", "--finding", "F0000000000", "--backend", "numpy", "--results", str(out / "results.json"))
-    assert code == 2 and "expected a finding id" in capsys.readouterr().err
+    code, err = run_cli("repro", "--finding", "F0000000000", "--backend", "numpy", "--results", str(out / "results.json"))
+    assert code == 2 and "--finding: expected a finding id" in err
 
 
 # ---- findings as data: plain records, no backend ------------------------------------------

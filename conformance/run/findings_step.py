@@ -9,8 +9,9 @@ its short repro (OUT/repro/<backend>/finding-<id>.py), each written by the backe
 worker. Manifest entries that pin a finding by id mark its members known.
 
 Invariants
-- Findings only add to a run: its `findings` section and two scripts per finding; never a
-  record or a verdict. A failure here costs a backend its findings (its divergences then
+- Findings only add to a run: its `findings` section, two scripts per finding, and on the
+  records a finding started from its minimal case (`minimised`), on its other members a
+  note; never a record or a verdict. A failure here costs a backend its findings (its divergences then
   stand as one uncharacterised finding, with a note), never the run its verdicts.
 - Bounded: `discover`'s budget (backend calls and seconds per finding and per run,
   `--confirm-budget` seconds per finding), and every probe's wait is capped.
@@ -96,6 +97,7 @@ def findings_step(cfg: Any, backends: list[Any], records: list[dict[str, Any]], 
                   f"the results are written without them\n")
         return None
     expected_mod.pin_findings(entries, records, found, fingerprints)
+    mark_minimised(records, found)
     for f in found:
         b = live.get(f["backend"])
         if b is not None:
@@ -104,6 +106,23 @@ def findings_step(cfg: Any, backends: list[Any], records: list[dict[str, Any]], 
             except Exception as exc:  # a finding's scripts must never lose the run
                 f["notes"].append(f"repro scripts failed: {type(exc).__name__}: {exc}")
     return found, cost
+
+
+def mark_minimised(records: list[dict[str, Any]], found: list[dict[str, Any]]) -> None:
+    """The record each characterised finding's experiments started from gets its `minimised`
+    field: the finding's minimal case (results-schema.md); the other members name it in a note."""
+    by_key = {(r["backend"], r["case_id"]): r for r in records}
+    for f in found:
+        start = by_key.get((f["backend"], f.get("started_from")))
+        if start is None or f.get("minimal_case_id") in (None, start["case_id"]):
+            continue
+        start["minimised"] = f["minimal_case"]
+        for m in f["members"]:
+            rec = by_key.get((f["backend"], m["case_id"]))
+            if rec is not None and rec is not start:
+                rec["notes"] = list(rec.get("notes") or []) + [
+                    f"finding {f['id']} holds this divergence; its minimal case {f['minimal_case_id']} was shrunk "
+                    f"from {start['case_id']}"]
 
 
 def _characterise_all(cfg: Any, live: dict[str, Any], todo: list[str], records: list[dict[str, Any]],

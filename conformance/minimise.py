@@ -16,8 +16,9 @@ Invariants
   predicate decides whether it is still the *same* divergence).
 - Deterministic: the same case and predicate give the same result whenever neither
   limit is reached (moves are tried in a fixed order, no randomness).
-- Backend-agnostic: the predicate wraps whatever runs the case; `same_divergence`
-  builds the usual one from an adapter with the one verdict (`inprocess.run_case`), in process.
+- Backend-agnostic: the predicate wraps whatever runs the case (the run's and explore's
+  run it on the backend's worker); `same_divergence` builds one from an adapter object,
+  called in this process, with the one verdict (`record.record_here`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ import time
 from typing import Callable, Iterable, Iterator
 
 from . import tolerance
+from .record import record_here
 from .spec import Case, CaseError
-from .inprocess import run_case
 
 #: Default bound on predicate calls (each runs the backend once).
 MAX_STEPS = 500
@@ -216,12 +217,12 @@ def same_divergence(adapter, kind: str | None, precision: str = tolerance.DEFAUL
     """Predicate: `adapter` still diverges on a case, with divergence `kind` (None: any),
     under the contract `precision`.
 
-    The case is judged by the one verdict (`inprocess.run_case`, as the runner judges a
-    worker's reply): a case the adapter does not support, or on which it (or its
-    supports()) raises, is *not* the same divergence.
+    The case is judged by the one verdict (`record.record_here`, the record a worker's reply
+    gets): a case the adapter does not support, or on which it (or its supports()) raises,
+    is *not* the same divergence.
     """
     def diverges(case: Case) -> bool:
-        v = run_case(case, adapter, want_diagnosis=False, precision=precision)
-        return v.status == "diverge" and (kind is None or v.kind == kind)
+        rec = record_here(case, adapter, precision=precision, diagnose=False)
+        return rec["status"] == "diverge" and (kind is None or rec["kind"] == kind)
 
     return diverges

@@ -5,6 +5,9 @@ environment where conv-conformance is installed. It therefore only wires options
 hooks; the tests themselves live in `conformance._pytest_cases`, imported only when
 `--conformance` is given.
 
+Every backend runs in its own worker process, as in `conformance run`: a backend that
+crashes or hangs fails its test (`crash`, `timeout`) and the session goes on.
+
 Invariants
 - Without `--conformance` the plugin is inert: it adds its options and, if a hypothesis
   profile is asked for (`--hypothesis-profile` or $CONFORMANCE_HYPOTHESIS_PROFILE),
@@ -45,6 +48,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                                              "tf32 (docs/tolerance.md)")
     group.addoption("--conformance-no-properties", action="store_true", default=False,
                     help="leave out the hypothesis property tests")
+    # Defaults are `conformance run`'s (resolved once --conformance is given, so that an
+    # inert plugin imports nothing of the engine).
+    group.addoption("--conformance-timeout", type=float, default=None, metavar="SECONDS",
+                    help="per case and backend: past it the backend's worker process is killed and the test fails "
+                         "as a timeout (default: conformance run's --timeout default, 60)")
+    group.addoption("--conformance-max-memory", default=None, metavar="SIZE",
+                    help="cases whose oracle and comparison are estimated to need more (e.g. 8G) are skipped as "
+                         "unsupported (default: half the memory available at the start, as conformance run "
+                         "--max-memory)")
 
 
 def _wants_profiles(config: pytest.Config) -> bool:

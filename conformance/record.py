@@ -3,11 +3,17 @@
 `oracle_for(case)` builds the inputs and the exact reference once; `record_reply(...)`
 turns one reply (`protocol`) into a record (`results.new_record`) with the verdict's
 fields (`verdict.judge`); `diagnose_into` adds a diagnosis to a divergence's record.
+`record_here(case, adapter)` is all three for an adapter object called in this process:
+the minimiser's predicate on an adapter (`minimise.same_divergence`) and the suite's own
+tests use it; no command does (the run, the pytest plugin, explore and repro call
+backends in worker processes: `process.isolated`), since a backend that crashes or hangs
+here takes this process with it.
 
 Invariants
-- Every record of a backend's reply is made here, whoever holds the reply: the run's
-  referee process (`process.referee`), and the findings step that reruns a case on a
-  live worker. So a (case, backend) pair gets the same record on every path.
+- Every record of a backend's reply is made here, whoever holds the reply: the referee
+  process (`process.referee`) of a run and of the tools, the findings step that reruns a
+  case on a live worker, and `record_here`. So a (case, backend) pair gets the same record
+  on every path.
 - The verdict decides the status and the kind; only `crash` and `timeout`, which exist
   only across a process, are decided here. A diagnosis only adds to a record, and a
   diagnosis that fails adds a note instead, never losing the verdict.
@@ -26,7 +32,7 @@ from . import results, tolerance, verdict
 from .diagnose import diagnose
 from .inputs import make_inputs
 from .oracle import reference
-from .protocol import WorkerDied, WorkerTimeout, headline
+from .protocol import WorkerDied, WorkerTimeout, answer, headline
 from .spec import Case
 from .text import json_safe
 
@@ -98,3 +104,16 @@ def diagnose_into(rec: dict[str, Any], case: Case, y: Any, oracle: Oracle, memo:
     rec["diagnosis"] = json_safe(d.to_dict())
     if key is not None:
         memo["diagnosis", key] = copy.deepcopy(rec["diagnosis"])
+
+
+def record_here(case: Case, adapter: Any, *, precision: str = tolerance.DEFAULT_PRECISION,
+                diagnose: bool = True) -> dict[str, Any]:
+    """The record of `case` on `adapter`, called in this process (see the module docstring):
+    the adapter call of a worker (`protocol.answer`), then `record_reply` and, for a
+    divergence, `diagnose_into` unless `diagnose` is False."""
+    oracle = oracle_for(case)
+    info = {"version": str(adapter.version()), "device": str(adapter.device())}
+    rec, y = record_reply(case, str(adapter.name), info, answer(adapter, case, oracle.inputs), oracle, 0.0, precision)
+    if diagnose and rec["status"] == "diverge":
+        diagnose_into(rec, case, y, oracle)
+    return rec

@@ -17,7 +17,7 @@ Invariants
   request to the referee has `timeout` seconds; past it, or when the referee dies, the
   case's remaining records are `timeout` / `error` and the referee is restarted. This
   process holds only the backends' outputs, one at a time.
-- A case whose judging is estimated (`run.memory.memory_estimate`) to need more than
+- A case whose judging is estimated (`process.memory.refusal`) to need more than
   `RunConfig.max_memory` is `unsupported` for every backend before anything runs.
 - `OUT` is locked (`run.out_dir.OutLock`) for the whole run: a second run into it is a UsageError
   naming the first one's pid. A fresh run removes an earlier run's generated files there.
@@ -58,12 +58,12 @@ from . import expected as expected_mod
 from . import fingerprint as fingerprint_mod
 from . import results
 from .process.backend import Backend, load_reason
+from .process.memory import refusal
 from .process.referee import Referee
 from .protocol import WorkerDied, WorkerTimeout
 from .run.config import RunConfig
 from .run.context import BackendState, RunContext
 from .run.findings_step import findings_step
-from .run.memory import memory_estimate
 from .run.out_dir import OutLock, previous_run, remove_paths
 from .run.outputs import RunOutcome, finish, utc_now
 from .run.preflight import check_out, load_extras, resume_state
@@ -108,7 +108,7 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
     states = {b: BackendState() for b in backends}
     for b in backends:
         b.worker.start()  # all import their frameworks at once
-    referee = Referee(cfg.out, cfg.timeout, cfg.precision)
+    referee = Referee(cfg.out / "logs" / "referee.log", cfg.timeout, cfg.precision)
     progress = Progress(len(cases), stream, cfg.quiet)
     new_records: list[dict[str, Any]] = []
     fingerprints: dict[str, dict[str, Any]] = dict(header_before.get("fingerprints") or {})
@@ -206,16 +206,10 @@ def _environment_lines(backends: list[Backend], cfg: RunConfig) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _over_memory(ctx: RunContext, case: Case) -> int | None:
-    """The referee's estimated bytes for `case` where they pass --max-memory, else None."""
-    needs = memory_estimate(case)
-    return needs if ctx.cfg.max_memory and needs > ctx.cfg.max_memory else None
-
-
 def _send_ahead(ctx: RunContext, b: Backend, case: Case, done: set) -> None:
     """Send `b` its next case now, so that it computes while the other backends' outputs of
     this case are judged (one case ahead at most; the next `_dispatch` takes the reply)."""
-    if (case.id, b.name) in done or _over_memory(ctx, case) is not None or not b.ensure():
+    if (case.id, b.name) in done or refusal(case, ctx.cfg.max_memory) is not None or not b.ensure():
         return
     ctx.note_fingerprint(b)
     b.worker.send(("run", case.to_dict()))
@@ -224,15 +218,10 @@ def _send_ahead(ctx: RunContext, b: Backend, case: Case, done: set) -> None:
 
 def _dispatch(ctx: RunContext, case: Case, todo: list[Backend], nxt: Case | None, done: set) -> None:
     """Every backend of `todo` on `case`; each gets `nxt` as soon as its record is written."""
-    needs = _over_memory(ctx, case)
-    if needs is not None:
-        # Refused before anything runs: judging it could take the machine's memory.
-        msg = (f"needs an estimated {memory_size(needs)} to judge (oracle and comparison), over --max-memory "
-               f"{memory_size(ctx.cfg.max_memory)}; raise --max-memory to run it")
+    why = refusal(case, ctx.cfg.max_memory)
+    if why is not None:  # refused before anything runs: judging it could take the machine's memory
         for b in todo:
-            _emit(ctx, results.new_record(case.to_dict(), case.id, b.name, backend_version=b.info["version"],
-                                          device=b.info["device"], status="unsupported", message=msg,
-                                          fingerprint=b.info.get("fingerprint")))
+            _emit(ctx, b.new_record(case, status="unsupported", message=why))
         return
     live, dead = [], []
     for b in todo:
@@ -249,20 +238,13 @@ def _dispatch(ctx: RunContext, case: Case, todo: list[Backend], nxt: Case | None
     if live:
         ctx.referee.begin(case)  # the oracle, in its own process, while the backends compute
     for b in dead:
-        rec = results.new_record(case.to_dict(), case.id, b.name, backend_version=b.info["version"],
-                                 device=b.info["device"], status="error", message=b.failed,
-                                 error={"type": "BackendError", "message": b.failed, "traceback": ""},
-                                 fingerprint=b.info.get("fingerprint"))
-        _emit(ctx, rec)
+        _emit(ctx, b.unavailable(case))
     for b, deadline in live:
         try:
             reply = b.worker.receive(deadline)
         except (WorkerDied, WorkerTimeout) as exc:
             reply = exc
-        rec = ctx.referee.record(case, b.name, b.info, reply)
-        rec["fingerprint"] = b.info.get("fingerprint")
-        if rec["status"] in ("crash", "timeout") and not isinstance(reply, tuple):
-            rec["notes"].append("the worker is restarted for the next case")
+        rec = b.stamp(ctx.referee.record(case, b.name, b.info, reply), reply)
         _emit(ctx, rec)
         ctx.progress.draw()
         if isinstance(reply, tuple) and nxt is not None:

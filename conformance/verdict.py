@@ -1,10 +1,10 @@
 """The verdict: (case, the backend's reply, the reference, the contract) -> a record's fields.
 
-Every path that judges a backend calls `judge` here: the run on worker replies (through
-`record.record_reply`), the in-process tools (pytest plugin, explore, `repro --report`,
-through `inprocess.run_case`) and the minimiser's predicate. They all obtain the reply
-from `protocol.answer(adapter, case)`, so an adapter is called, and its output judged,
-in one way only.
+Every path that judges a backend calls `judge` here, through `record.record_reply`: the
+run and the tools that call backends in workers (pytest plugin, explore, repro; their
+referee process makes the record), and the minimiser's predicate on an adapter object
+(`record.record_here`). They all obtain the reply from `protocol.answer(adapter, case)`, so
+an adapter is called, and its output judged, in one way only.
 
 Invariants
 - The status and the divergence kind are decided here, once (the kind by

@@ -74,6 +74,40 @@ class Misbehaving(Faithful):
         return y + np.asarray(1, dtype=y.dtype) if word == "wrong" else y
 
 
+class SegfaultsOnBfloat16(Faithful):
+    """Segfaults on every bfloat16 case (as torch 2.13 did on a bfloat16 case on this CPU);
+    faithful otherwise. Chosen by the case's parameters, not its name, so that
+    hypothesis-drawn cases (the plugin's property tests, explore) meet it."""
+
+    name = "segfaults-on-bf16"
+
+    def run(self, case, x, filters, bias):
+        if case.dtype == "bfloat16":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return super().run(case, x, filters, bias)
+
+
+class SegfaultsOnBfloat16WrongOnFloat64(SegfaultsOnBfloat16):
+    """SegfaultsOnBfloat16 that also adds 1 to every float64 result: a second bug to find."""
+
+    name = "segfaults-wrong"
+
+    def run(self, case, x, filters, bias):
+        y = super().run(case, x, filters, bias)
+        return y + np.asarray(1, dtype=y.dtype) if case.dtype == "float64" else y
+
+
+class HangsOnFloat16(Faithful):
+    """Hangs (sleeps an hour) on every float16 case; faithful otherwise (chosen by parameters)."""
+
+    name = "hangs-on-f16"
+
+    def run(self, case, x, filters, bias):
+        if case.dtype == "float16":
+            time.sleep(3600)
+        return super().run(case, x, filters, bias)
+
+
 class Raises(Faithful):
     """Raises on every case: valid cases are errors, invalid cases pass."""
 
@@ -110,6 +144,18 @@ class OffByOne(Faithful):
     def run(self, case, x, filters, bias):
         y = super().run(case, x, filters, bias)
         return y + np.asarray(1, dtype=y.dtype)
+
+
+class LogsCases(OffByOne):
+    """OffByOne that appends the id of every case it runs to the file named by
+    $CONFORMANCE_TEST_CASE_LOG: a test reads which cases hypothesis drew, in order."""
+
+    name = "logs-cases"
+
+    def run(self, case, x, filters, bias):
+        with open(os.environ["CONFORMANCE_TEST_CASE_LOG"], "a", encoding="utf-8") as log:
+            log.write(case.id + "\n")
+        return super().run(case, x, filters, bias)
 
 
 class BadSupports(Faithful):

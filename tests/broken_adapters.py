@@ -3,37 +3,20 @@
 `FlippedKernel` convolves with the kernel rotated by 180 degrees (true convolution instead
 of the cross-correlation every framework computes): a classic porting bug. Like the
 built-ins, its `run` executes exactly the source its `repro_code` returns, so a repro
-script reproduces what the suite saw. The snippet imports NumPy only.
+script reproduces what the suite saw. The snippet imports NumPy only; it is the one
+correct program of this module (`_buggy_snippet`) given a flipped kernel.
 `NoRepro` is the same bug without `repro_code`: the repro script must load it by spec.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 
 def _snippet(case) -> str:
-    if not case.is_valid:
-        return f"raise ValueError({('invalid case: ' + case.invalid_reason)!r})\n"
-    g = case.geometry
-    (kh, kw), (sh, sw), (dh, dw) = case.kernel, case.strides, case.dilations
-    if case.op == "conv2d":
-        tap = "np.einsum('nhwc,co->nhwo', patch, w[di, dj])"
-    else:
-        tap = "np.einsum('nhwc,cm->nhwcm', patch, w[di, dj]).reshape(patch.shape[:3] + (-1,))"
-    return f"""\
-import numpy as np
-w = np.asarray(filters, dtype=np.float64)[::-1, ::-1]  # the bug: the kernel is flipped
-xp = np.pad(np.asarray(x, dtype=np.float64), ((0, 0), {g.pads[0]}, {g.pads[1]}, (0, 0)))
-acc = 0
-for di in range({kh}):
-    for dj in range({kw}):
-        patch = xp[:, di * {dh}: di * {dh} + {sh} * ({g.out_h} - 1) + 1: {sh}, dj * {dw}: dj * {dw} + {sw} * ({g.out_w} - 1) + 1: {sw}, :]
-        acc = acc + {tap}
-if bias is not None:
-    acc = acc + np.asarray(bias, dtype=np.float64)
-y = np.asarray(acc).astype(x.dtype)
-"""
+    """FlippedKernel's program: the one correct program (`_buggy_snippet`, no bug planted)
+    given the kernel rotated by 180 degrees."""
+    return ("import numpy as np\n_given = filters\n"
+            "filters = np.asarray(filters)[::-1, ::-1]  # the bug: the kernel is flipped\n"
+            + _buggy_snippet(case, "none") + "filters = _given  # (a repro script judges with the filters it gave)\n")
 
 
 class FlippedKernel:
@@ -106,6 +89,8 @@ PLANTED = {
     # subnormal inputs, filters and results flushed to zero: it shows wherever there is one
     "flush": lambda c: True,
     "accept": lambda c: 0 in c.output_shape,  # an empty-output invalid case returns an empty array
+    # every partial sum, tap by tap, rounded to the dtype (a precision divergence under strict)
+    "ownacc": lambda c: True,
     # a vector tail: the last input channel of each group is skipped when there are 8k + 3
     "tail8": lambda c: c.op == "conv2d" and c.filter_in_channels % 8 == 3,
     # split-K in slices of 256 products: the last, partial slice is dropped once K > 2304
@@ -131,15 +116,16 @@ _ON_INVALID = ("accept", "groups", "groups_exceed")
 
 def _buggy_snippet(case, bugs) -> str:
     """NumPy source computing `case` right except for the planted `bugs` (names in PLANTED,
-    or one name) whose conditions hold. Invalid cases raise unless a bug accepts them."""
-    from conformance.dtypes import fmt
-    from conformance.spec import conv_geometry
-
+    or one name) whose conditions hold. "none" plants no bug: the program sums exact
+    float64 products and rounds once to the dtype, leaving `acc` (the float64 result) and
+    `y` (the output). Invalid cases raise unless a bug accepts them. Without a bug it reads
+    only the case's fields and `geometry`, so it runs where a repro script passes the case
+    as a plain namespace and conv-conformance is not installed (`NoRepro`)."""
     bugs = (bugs,) if isinstance(bugs, str) else tuple(bugs)
-    unknown = [b for b in bugs if b not in PLANTED]
+    unknown = [b for b in bugs if b not in PLANTED and b != "none"]
     if unknown:
-        raise ValueError(f"planted bugs: expected names in {sorted(PLANTED)}, received {unknown}")
-    active = {b for b in bugs if PLANTED[b](case)}
+        raise ValueError(f"planted bugs: expected names in {sorted(PLANTED)} or 'none', received {unknown}")
+    active = {b for b in bugs if b in PLANTED and PLANTED[b](case)}
     if not case.is_valid:
         if active & set(_ON_INVALID):
             shape = tuple(case.output_shape)
@@ -150,29 +136,47 @@ def _buggy_snippet(case, bugs) -> str:
         dh = dw = 1  # the bug: the dilation is dropped
     if "dilation6" in active:
         dh, dw = (d - 1 if d >= 6 else d for d in (dh, dw))  # the bug: one less
-    g = conv_geometry((case.height, case.width), case.kernel, case.strides, (dh, dw), case.padding)
-    tiny = fmt(case.dtype).smallest_normal
+    g = case.geometry
+    if (dh, dw) != tuple(case.dilations):
+        from conformance.spec import conv_geometry
+
+        g = conv_geometry((case.height, case.width), case.kernel, case.strides, (dh, dw), case.padding)
     lines = ["import numpy as np",
              f"xp = np.pad(np.asarray(x, dtype=np.float64), ((0, 0), {g.pads[0]}, {g.pads[1]}, (0, 0)))",
              "w = np.asarray(filters, dtype=np.float64)"]
     if "flush" in active:
+        from conformance.dtypes import fmt
+
+        tiny = fmt(case.dtype).smallest_normal
         lines += [f"xp[np.abs(xp) < {tiny!r}] = 0  # the bug: subnormals flushed", f"w[np.abs(w) < {tiny!r}] = 0"]
-    lines.append(f"cols = np.stack([xp[:, di * {dh}: di * {dh} + {sh} * ({g.out_h} - 1) + 1: {sh}, "
-                 f"dj * {dw}: dj * {dw} + {sw} * ({g.out_w} - 1) + 1: {sw}, :] "
-                 f"for di in range({kh}) for dj in range({kw})], axis=3)  # (N, OH, OW, taps, C)")
-    if case.op == "conv2d":
-        cg, og, k = case.filter_in_channels, case.out_channels // case.groups, case.reduction_size
-        lines += ["parts = []", f"for grp in range({case.groups}):",
-                  f"    a = cols[..., grp * {cg}:(grp + 1) * {cg}].reshape(cols.shape[:3] + ({k},))",
-                  f"    wg = w[..., grp * {og}:(grp + 1) * {og}].reshape({k}, {og}).copy()"]
-        if "tail8" in active:
-            lines.append(f"    wg[{cg - 1}::{cg}] = 0  # the bug: the vector tail's last channel is skipped")
-        if "splitk" in active:
-            lines.append(f"    wg[{k - k % 256}:] = 0  # the bug: the last partial slice of 256 is dropped")
-        lines += ["    parts.append(a @ wg)", "acc = np.concatenate(parts, axis=-1)"]
+    window = (f"xp[:, di * {dh}: di * {dh} + {sh} * ({g.out_h} - 1) + 1: {sh}, "
+              f"dj * {dw}: dj * {dw} + {sw} * ({g.out_w} - 1) + 1: {sw}, :]")
+    if "ownacc" in active:  # tap by tap, each partial sum rounded to the dtype
+        lines += ["acc = 0", f"for di in range({kh}):", f"    for dj in range({kw}):", f"        patch = {window}"]
+        if case.op == "conv2d":
+            cg, og = case.in_channels // case.groups, case.out_channels // case.groups
+            lines.append(f"        acc = acc + np.concatenate([np.einsum('nhwc,co->nhwo', patch[..., k * {cg}:(k + 1) * "
+                         f"{cg}], w[di, dj][:, k * {og}:(k + 1) * {og}]) for k in range({case.groups})], axis=-1)")
+        else:
+            lines.append("        acc = acc + np.einsum('nhwc,cm->nhwcm', patch, w[di, dj]).reshape(patch.shape[:3] + (-1,))")
+        lines.append("        acc = np.asarray(acc).astype(x.dtype).astype(np.float64)  # the bug: summed in the dtype")
     else:
-        lines.append("acc = np.einsum('nhwtc,tcm->nhwcm', cols, w.reshape((-1,) + w.shape[2:]))"
-                     ".reshape(cols.shape[:3] + (-1,))")
+        lines.append(f"cols = np.stack([{window} for di in range({kh}) for dj in range({kw})], axis=3)"
+                     "  # (N, OH, OW, taps, C)")
+        if case.op == "conv2d":
+            cg, og = case.in_channels // case.groups, case.out_channels // case.groups
+            k = cg * kh * kw
+            lines += ["parts = []", f"for grp in range({case.groups}):",
+                      f"    a = cols[..., grp * {cg}:(grp + 1) * {cg}].reshape(cols.shape[:3] + ({k},))",
+                      f"    wg = w[..., grp * {og}:(grp + 1) * {og}].reshape({k}, {og}).copy()"]
+            if "tail8" in active:
+                lines.append(f"    wg[{cg - 1}::{cg}] = 0  # the bug: the vector tail's last channel is skipped")
+            if "splitk" in active:
+                lines.append(f"    wg[{k - k % 256}:] = 0  # the bug: the last partial slice of 256 is dropped")
+            lines += ["    parts.append(a @ wg)", "acc = np.concatenate(parts, axis=-1)"]
+        else:
+            lines.append("acc = np.einsum('nhwtc,tcm->nhwcm', cols, w.reshape((-1,) + w.shape[2:]))"
+                         ".reshape(cols.shape[:3] + (-1,))")
     lines.append("if bias is not None:\n    acc = acc + np.asarray(bias, dtype=np.float64)")
     if "bf16bias" in active:
         lines.append("acc = acc + np.asarray(bias, dtype=np.float64)  # the bug: the bias twice")

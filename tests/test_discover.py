@@ -1,7 +1,7 @@
 """The findings engine: one finding per bug, characterised by experiment, never refuted.
 
 Backends with several independent planted bugs (tests/broken_adapters.py PLANTED) are
-judged in this process by the suite's one verdict (`inprocess.run_case`). Each bug's
+judged in this process by the suite's one verdict (`record.record_here`). Each bug's
 condition is known exactly, so a finding's predicate can be compared with it on every
 case of the set, and its text with the condition's wording.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-import broken_adapters as planted
 from conformance import discover as engine
 from conformance import findings as data
 from conformance.predicate import Predicate
 from conformance.probe import Budget, Observation
 from conformance.spec import Case
-from conformance.inprocess import run_case
+from conformance.record import record_here
+from tests import broken_adapters as planted
 
 #: Room enough for every bug of these backends (the default budget is sized for a run).
 BUDGET = Budget(probes_per_finding=400, seconds_per_finding=120.0, probes_per_run=4000, seconds_per_run=900.0)
@@ -25,8 +25,8 @@ BUDGET = Budget(probes_per_finding=400, seconds_per_finding=120.0, probes_per_ru
 def probe_on(adapter):
     """`probe(case)`: the one verdict on `adapter`, in this process."""
     def probe(case: Case) -> Observation:
-        v = run_case(case, adapter, want_diagnosis=False)
-        return Observation(v.status, v.kind)
+        rec = record_here(case, adapter, diagnose=False)
+        return Observation(rec["status"], rec["kind"])
     return probe
 
 
@@ -34,9 +34,9 @@ def records_for(adapter, cases: list[Case], backend: str | None = None) -> list[
     """results.json-like records of `cases` on `adapter` (the fields the engine reads)."""
     out = []
     for c in cases:
-        v = run_case(c, adapter, want_diagnosis=False)
-        out.append({"case_id": c.id, "case": c.to_dict(), "backend": backend or adapter.name, "status": v.status,
-                    "kind": v.kind, "diagnosis": None, "backend_version": adapter.version()})
+        rec = record_here(c, adapter, diagnose=False)
+        out.append({"case_id": c.id, "case": c.to_dict(), "backend": backend or adapter.name, "status": rec["status"],
+                    "kind": rec["kind"], "diagnosis": None, "backend_version": adapter.version()})
     return out
 
 

@@ -162,8 +162,7 @@ def test_baseline_says_when_the_environment_differs(tmp_path):
     run_cli("run", "--adapter", adapter("SaysOneDnn"), "--out", str(first), *base)
     # The same backend name on the other path: rename through a one-line subclass file.
     other = tmp_path / "other.py"
-    other.write_text(f"import sys; sys.path.insert(0, {str(Path(adapter('X')).parent)!r})\n"
-                     "from adapters_for_tests import SaysEigen\n"
+    other.write_text("from tests.adapters_for_tests import SaysEigen\n"
                      "class Renamed(SaysEigen):\n    name = 'says-onednn'\n")
     code, err = run_cli("run", "--adapter", f"{other}:Renamed", "--out", str(second), "--baseline",
                         str(first / "results.json"), *base)

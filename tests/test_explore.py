@@ -13,7 +13,7 @@ from conformance.cases.catalogue import load_entries
 from conformance.cases.sets import select
 from conformance.cli import main
 from conformance.cli.explore import DEFAULT_OUT_DIR
-from conformance.inprocess import run_case
+from conformance.record import record_here
 
 BROKEN = f"{Path(__file__).with_name('broken_adapters.py')}:FlippedKernel"
 FOUND_BY_KEYS = {"backend", "backend_version", "device", "date", "kind", "message"}
@@ -51,7 +51,7 @@ def test_conforming_backend_finds_nothing_and_writes_nothing(tmp_path, capsys):
 def test_a_case_already_in_the_catalogue_is_not_written_again(tmp_path):
     case = select("smoke")[0]
     adapter = load(BROKEN)
-    path, note = explore.write_regression(case, adapter, run_case(case, adapter), tmp_path, spec=BROKEN, seed=0)
+    path, note = explore.write_regression(case, record_here(case, adapter), tmp_path, spec=BROKEN, seed=0)
     assert path is None and "already in" in note
     assert list(tmp_path.iterdir()) == []
 
@@ -72,3 +72,31 @@ def test_by_default_case_files_go_to_the_working_directory(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert main(["explore", "--backend", BROKEN, "--max-examples", "30", "--max-found", "1", "--seed", "3"]) == 1
     assert [p.parent for p in tmp_path.rglob("flipped-*.yaml")] == [tmp_path / DEFAULT_OUT_DIR]
+
+
+ADAPTERS = Path(__file__).with_name("adapters_for_tests.py")
+
+
+def test_a_crash_is_found_as_a_crash_record_and_the_search_goes_on(tmp_path, capsys):
+    # Segfaults on bfloat16, adds 1 on float64: the crash is one finding, and the search
+    # finds the other after it (its worker restarted).
+    code = main(["explore", "--backend", f"{ADAPTERS}:SegfaultsOnBfloat16WrongOnFloat64", "--dtype", "bfloat16", "--dtype", "float64",
+                 "--op", "conv2d", "--max-examples", "10", "--max-found", "2", "--seed", "0", "--no-minimise",
+                 "--shrink-budget", "1", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    kinds = {entry.found_by["kind"]: entry.case for path in tmp_path.glob("*.yaml") for entry in load_entries(path)}
+    assert set(kinds) == {"crash", "value"}, out
+    assert kinds["crash"].dtype == "bfloat16" and kinds["value"].dtype == "float64"
+    assert "crash: worker process died with signal SIGSEGV" in out and "2 divergence(s) found" in out
+
+
+def test_a_hang_is_found_as_a_timeout_record(tmp_path, capsys):
+    code = main(["explore", "--backend", f"{ADAPTERS}:HangsOnFloat16", "--dtype", "float16", "--max-examples", "3",
+                 "--max-found", "1", "--no-minimise", "--shrink-budget", "1", "--timeout", "1",
+                 "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    ((entry,),) = [load_entries(p) for p in tmp_path.glob("*.yaml")]
+    assert entry.found_by["kind"] == "timeout" and entry.case.dtype == "float16"
+    assert "timeout: no result within 1 s" in out

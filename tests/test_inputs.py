@@ -17,6 +17,7 @@ from conformance import oracle
 from conformance.dtypes import fmt, np_dtype
 from conformance.inputs import make_inputs, special_filter_position, special_positions, wide_range_exponents
 from conformance.spec import DTYPES, PROFILES, Case
+from tests.reference import conv_terms
 
 CONV = dict(op="conv2d", batch=2, height=6, width=5, in_channels=6, kernel=3, out_channels=4, groups=2,
             padding="SAME", bias=True)
@@ -113,7 +114,7 @@ def sum_in_dtype(terms: np.ndarray, bias, dtype: str, order: np.ndarray) -> np.n
 
 
 @pytest.mark.parametrize("case", EXACT_CASES.values(), ids=EXACT_CASES.keys())
-def test_small_integers_sum_bound_holds_per_element(case, conv_terms):
+def test_small_integers_sum_bound_holds_per_element(case):
     x, w, b = make_inputs(case)
     terms = conv_terms(case, x, w)
     assert np.array_equal(terms, np.rint(terms)), "products must be integers"
@@ -129,7 +130,7 @@ def test_small_integers_sum_bound_holds_per_element(case, conv_terms):
 
 
 @pytest.mark.parametrize("case", EXACT_CASES.values(), ids=EXACT_CASES.keys())
-def test_small_integers_result_is_the_same_in_the_dtype_in_any_order(case, conv_terms):
+def test_small_integers_result_is_the_same_in_the_dtype_in_any_order(case):
     x, w, b = make_inputs(case)
     exact = oracle.reference(case, x, w, b).value
     terms = conv_terms(case, x, w)

@@ -1,9 +1,10 @@
 """conformance.oracle: the DESIGN.md formulas, computed beyond doubt.
 
 Pinned here:
-- the oracle equals a literal loop transcription of the DESIGN.md formulas (pure Python
-  floats, written below from the formula text) on random small cases of both ops, every
-  padding kind, strides, dilations, groups, multipliers, dtypes, profiles and bias;
+- the oracle equals the tests' reference convolution (tests/reference.py: the DESIGN.md
+  formulas as explicit slices, no oracle code, exactly rounded sums) on random small cases
+  of both ops, every padding kind, strides, dilations, groups, multipliers, dtypes,
+  profiles and bias;
 - the seed example's shapes and a few of its elements by hand formula;
 - hand-computed tiny examples, chosen so that the plausible wrong conventions (channel
   order q*C + k, the SAME odd pixel on top/left, a flipped or transposed kernel, swapped
@@ -30,71 +31,16 @@ from hypothesis import strategies as st
 from conformance import exact as oracle_exact
 from conformance import oracle, patches
 from conformance.inputs import make_inputs
-from conformance.spec import Case, conv_geometry
+from conformance.spec import Case
+from tests.reference import conv_reference
 
 INF, NAN = math.inf, math.nan
 
 
-# ---- the loop transcription -----------------------------------------------------------
+# ---- against the tests' reference convolution ---------------------------------------------
 
 
-def loop_reference(case: Case, x, f, bias=None, *, skip_padding=False) -> np.ndarray:
-    """DESIGN.md, literally:
-
-    conv2d:    out[b,i,j,k]     = sum_{di,dj,q} in[b, s_h*i + d_h*di - p_top, s_w*j + d_w*dj - p_left, g*Cg + q] * f[di,dj,q,k]
-               (g = group of output channel k, Cg = C_in/groups; zero outside the input)
-    depthwise: out[b,i,j,k*M+q] = sum_{di,dj}   in[b, s_h*i + d_h*di - p_top, s_w*j + d_w*dj - p_left, k] * f[di,dj,k,q]
-
-    With `skip_padding` the terms outside the input are left out instead of being zero
-    times the tap (what an implementation that never reads the padding computes).
-    Sums are exactly rounded (math.fsum) when every term is finite.
-    """
-    x = np.asarray(x, dtype=np.float64).tolist()
-    f = np.asarray(f, dtype=np.float64).tolist()
-    bias = None if bias is None else np.asarray(bias, dtype=np.float64).tolist()
-    n, h, w, c = case.input_shape
-    (kh, kw), (s_h, s_w), (d_h, d_w) = case.kernel, case.strides, case.dilations
-    geo = conv_geometry((h, w), case.kernel, case.strides, case.dilations, case.padding)
-    p_top, p_left = geo.pads[0][0], geo.pads[1][0]
-
-    def inp(b, r, col, ch):
-        if 0 <= r < h and 0 <= col < w:
-            return x[b][r][col][ch]
-        return None if skip_padding else 0.0
-
-    def total(terms):
-        terms = [t for t in terms if t is not None]
-        return math.fsum(terms) if all(math.isfinite(t) for t in terms) else sum(terms)
-
-    out = np.zeros(case.output_shape)
-    for b in range(n):
-        for i in range(geo.out_h):
-            for j in range(geo.out_w):
-                if case.op == "conv2d":
-                    cg = c // case.groups
-                    for k in range(case.out_channels):
-                        g = k // (case.out_channels // case.groups)
-                        terms = []
-                        for di in range(kh):
-                            for dj in range(kw):
-                                for q in range(cg):
-                                    v = inp(b, s_h * i + d_h * di - p_top, s_w * j + d_w * dj - p_left, g * cg + q)
-                                    terms.append(None if v is None else v * f[di][dj][q][k])
-                        out[b, i, j, k] = total(terms) + (bias[k] if bias else 0.0)
-                else:
-                    m = case.channel_multiplier
-                    for k in range(c):
-                        for q in range(m):
-                            terms = []
-                            for di in range(kh):
-                                for dj in range(kw):
-                                    v = inp(b, s_h * i + d_h * di - p_top, s_w * j + d_w * dj - p_left, k)
-                                    terms.append(None if v is None else v * f[di][dj][k][q])
-                            out[b, i, j, k * m + q] = total(terms) + (bias[k * m + q] if bias else 0.0)
-    return out
-
-
-def assert_matches_loop(case, got, expected, magnitude):
+def assert_matches_reference(case, got, expected, magnitude):
     """Equal NaN/Inf pattern; finite values within 4 K u of the magnitude (both sides round)."""
     assert got.shape == expected.shape, f"{case.id}: expected shape {expected.shape}, received {got.shape}"
     assert np.array_equal(np.isnan(got), np.isnan(expected)), f"{case.id}: NaN positions differ"
@@ -137,15 +83,15 @@ def small_cases(draw):
 
 @settings(max_examples=30, deadline=None)
 @given(small_cases())
-def test_oracle_equals_the_loop_transcription(case):
+def test_oracle_equals_the_reference_convolution(case):
     assert case.is_valid, case.invalid_reason
     x, w, b = make_inputs(case)
     ref = oracle.reference(case, x, w, b)
     assert ref.value.dtype == np.float64
-    assert_matches_loop(case, ref.value, loop_reference(case, x, w, b), ref.magnitude)
-    skipped = loop_reference(case, x, w, b, skip_padding=True)
+    assert_matches_reference(case, ref.value, conv_reference(case, x, w, b), ref.magnitude)
+    skipped = conv_reference(case, x, w, b, skip_padding=True)
     alternative = ref.value if ref.alternative is None else ref.alternative
-    assert_matches_loop(case, alternative, skipped, ref.magnitude)
+    assert_matches_reference(case, alternative, skipped, ref.magnitude)
 
 
 #: The oracle picks a summation strategy by shape (chunked im2col GEMM, per-tap or
@@ -184,22 +130,22 @@ def strategy(knobs):
 @pytest.mark.parametrize("name", STRATEGIES)
 @settings(max_examples=15, deadline=None)
 @given(case=small_cases())
-def test_every_strategy_equals_the_loop_transcription(name, case):
+def test_every_strategy_equals_the_reference_convolution(name, case):
     x, w, b = make_inputs(case)
     with strategy(STRATEGIES[name]):
         ref = oracle.reference(case, x, w, b)
-    assert_matches_loop(case, ref.value, loop_reference(case, x, w, b), ref.magnitude)
+    assert_matches_reference(case, ref.value, conv_reference(case, x, w, b), ref.magnitude)
 
 
 @settings(max_examples=30, deadline=None)
 @given(small_cases())
-def test_magnitude_is_the_loop_over_absolute_values(case):
+def test_magnitude_is_the_reference_over_absolute_values(case):
     x, w, b = make_inputs(case)
     ref = oracle.reference(case, x, w, b)
     finite = lambda a: np.where(np.isfinite(a), np.abs(a), 0.0)  # noqa: E731
     ax, aw = finite(x.astype(np.float64)), finite(w.astype(np.float64))
     ab = None if b is None else finite(b.astype(np.float64))
-    expected = loop_reference(case, ax, aw, ab)
+    expected = conv_reference(case, ax, aw, ab)
     fin = np.isfinite(ref.value)
     assert np.isinf(ref.magnitude[~fin]).all()
     np.testing.assert_allclose(ref.magnitude[fin], expected[fin], rtol=4 * case.reduction_size * 2.0**-53)

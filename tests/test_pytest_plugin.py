@@ -7,6 +7,8 @@ profiles and frameworks, which must not leak into this test session.
 from __future__ import annotations
 
 import importlib.util
+import re
+import shlex
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -18,9 +20,12 @@ from conformance.cases.sets import select
 pytest_plugins = ["pytester"]
 
 BROKEN = Path(__file__).with_name("broken_adapters.py")
+ADAPTERS = Path(__file__).with_name("adapters_for_tests.py")
 SMOKE = select("smoke")
 PLAIN = next(c for c in SMOKE if c.op == "conv2d" and c.kernel == (3, 3) and c.profile == "normal"
              and c.dtype == "float32" and c.groups == 1)
+BF16 = next(c for c in SMOKE if c.op == "conv2d" and c.dtype == "bfloat16")
+F16 = next(c for c in SMOKE if c.op == "conv2d" and c.dtype == "float16")
 BASE = ("-p", "no:cacheprovider", "--hypothesis-profile", "ci")
 
 
@@ -79,6 +84,97 @@ def test_broken_adapter_fails_with_case_figures_diagnosis_and_repro(pytester, br
     assert (pytester.path / "test-artifacts" / "conformance" / f"flipped-{PLAIN.id}.py").is_file()
 
 
+@pytest.fixture
+def misbehaving(pytester) -> str:
+    """tests/adapters_for_tests.py as misbehaving.py: backends that crash, hang or log their cases."""
+    shutil.copy(ADAPTERS, pytester.path / "misbehaving.py")
+    return "misbehaving.py"
+
+
+def _junit(pytester) -> dict[str, str]:
+    """junit.xml's testcases: name -> "failure", "skipped" or "passed"."""
+    out = {}
+    for tc in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase"):
+        tags = {child.tag for child in tc}
+        out[tc.get("name")] = "failure" if "failure" in tags else "skipped" if "skipped" in tags else "passed"
+    return out
+
+
+def test_a_backend_that_segfaults_fails_the_case_and_the_session_goes_on(pytester, misbehaving):
+    # The crash comes first: the pair after it still runs, on a restarted worker.
+    result = conformance(pytester, "--adapter", f"{misbehaving}:SegfaultsOnBfloat16", "--conformance-cases",
+                         f"{BF16.id},{PLAIN.id}", "--conformance-no-properties", "--junitxml", "junit.xml")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines([f"segfaults-on-bf16 crash on case {BF16.id}",
+                                 "worker process died with signal SIGSEGV while running the case*"])
+    assert _junit(pytester) == {f"test_conformance[segfaults-on-bf16-{BF16.id}]": "failure",
+                                f"test_conformance[segfaults-on-bf16-{PLAIN.id}]": "passed"}
+    assert (pytester.path / "test-artifacts" / "conformance" / f"segfaults-on-bf16-{BF16.id}.py").is_file()
+
+
+def test_a_backend_that_hangs_fails_the_case_as_a_timeout_and_the_session_goes_on(pytester, misbehaving):
+    result = conformance(pytester, "--adapter", f"{misbehaving}:HangsOnFloat16", "--conformance-cases",
+                         f"{F16.id},{PLAIN.id}", "--conformance-no-properties", "--conformance-timeout", "1",
+                         "--junitxml", "junit.xml")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines([f"hangs-on-f16 timeout on case {F16.id}", "no result within 1 s*"])
+    assert _junit(pytester)[f"test_conformance[hangs-on-f16-{F16.id}]"] == "failure"
+
+
+def test_a_case_over_the_memory_budget_is_skipped_as_run_refuses_it(pytester):
+    result = conformance(pytester, "--backend", "numpy", "--conformance-cases", PLAIN.id,
+                         "--conformance-no-properties", "--conformance-max-memory", "1M", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*needs an estimated * to judge (oracle and comparison), over --max-memory 1 MiB*"])
+
+
+def test_a_malformed_memory_budget_is_a_usage_error_naming_the_option(pytester):
+    result = conformance(pytester, "--backend", "numpy", "--conformance-max-memory", "lots")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--conformance-max-memory: expected a size like 8G*'lots'*"])
+
+
+_NO_SHRINKING = """
+from hypothesis import HealthCheck, Phase, settings
+settings.register_profile("no-shrinking", phases=[Phase.generate], deadline=None, max_examples=20,
+                          suppress_health_check=[HealthCheck.too_slow])
+"""
+
+
+def test_a_property_test_that_draws_a_crashing_case_fails_naming_it(pytester, misbehaving):
+    # No shrinking: each smaller crashing case would cost a restart of the worker.
+    pytester.makeconftest(_NO_SHRINKING)
+    result = pytester.runpytest_subprocess("--conformance", "-p", "no:cacheprovider", "--hypothesis-profile",
+                                           "no-shrinking", "--adapter", f"{misbehaving}:SegfaultsOnBfloat16",
+                                           "--conformance-cases", PLAIN.id, "-k",
+                                           "test_property and conv2d and not depthwise", "--junitxml", "junit.xml")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["segfaults-on-bf16 crash on case conv-*-bf16*", "*SIGSEGV*",
+                                 "hypothesis seed: *"])
+    assert list(_junit(pytester).values()) == ["failure"]
+
+
+def test_a_failing_property_test_prints_the_command_that_draws_its_cases_again(pytester, misbehaving, monkeypatch):
+    log = pytester.path / "cases.log"
+    monkeypatch.setenv("CONFORMANCE_TEST_CASE_LOG", str(log))
+    # `dev` draws from a fresh random seed each run: only the printed one gives the same cases.
+    first = pytester.runpytest_subprocess("--conformance", "-p", "no:cacheprovider", "--hypothesis-profile", "dev",
+                                          "--adapter", f"{misbehaving}:LogsCases", "--conformance-cases", PLAIN.id,
+                                          "-k", "test_property and conv2d and not depthwise")
+    first.assert_outcomes(failed=1)
+    (line,) = [ln for ln in first.outlines if ln.startswith("hypothesis seed: ")]
+    seed = re.match(r"hypothesis seed: (\d+); this test's draws again: (.*)$", line)
+    command = shlex.split(seed.group(2))
+    assert command[:3] == ["python", "-m", "pytest"] and f"--hypothesis-seed={seed.group(1)}" in command
+    assert command[-2:] == ["-k", "test_property[logs-cases-conv2d]"]
+    drawn = log.read_text().splitlines()
+    log.unlink()
+    shutil.rmtree(pytester.path / ".hypothesis", ignore_errors=True)  # no replay from the example database
+    again = pytester.runpytest_subprocess(*command[3:])
+    again.assert_outcomes(failed=1)
+    assert log.read_text().splitlines() == drawn and len(drawn) > 1
+
+
 def _manifest(pytester, **entry) -> str:
     lines = "\n".join(f"  {k}: {v!r}" for k, v in entry.items())
     pytester.makefile(".yaml", expected="- " + lines.lstrip())
@@ -120,7 +216,8 @@ def test_a_glob_entry_xfails_the_divergences_it_explains_and_lets_passes_pass(py
 def test_property_tests_honour_the_manifest(pytester, broken, with_manifest):
     args = ["--adapter", broken, "--conformance-cases", PLAIN.id, "-k", "test_property and conv2d and not depthwise"]
     if with_manifest:
-        args += ["--conformance-expected", _manifest(pytester, backend="flipped", cases="*", kind="value",
+        # Any kind: the flipped kernel also misplaces NaN/Inf (nonfinite) where a draw has them.
+        args += ["--conformance-expected", _manifest(pytester, backend="flipped", cases="*",
                                                      reason="flipped everywhere (known)")]
     result = conformance(pytester, *args)
     if with_manifest:

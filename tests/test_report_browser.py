@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from conformance import report
-
-from test_report import EVIL, GOOD, SCRIPT, make_run  # noqa: E402 (shared synthetic run)
-from test_report_reader import with_manifest  # noqa: E402
+from tests.test_report import EVIL, GOOD, SCRIPT, make_run  # the shared synthetic run
+from tests.test_report_reader import with_manifest
 
 pytestmark = pytest.mark.browser
 

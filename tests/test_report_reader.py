@@ -16,8 +16,7 @@ import pytest
 
 from conformance import report
 from conformance.spec import Case
-
-from test_report import CASES, EVIL, GOOD, judged_record, make_run, parse  # noqa: E402
+from tests.test_report import CASES, EVIL, GOOD, judged_record, make_run, parse
 
 KNOWN = {"reason": "flipped kernel, filed upstream", "link": "https://example.org/issue/1", "manifest_entry": 0}
 

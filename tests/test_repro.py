@@ -14,7 +14,7 @@ from conformance import bug_reports, scripts
 from conformance.adapters.registry import load
 from conformance.cases.sets import select
 from conformance.cli import main
-from conformance.inprocess import run_case
+from conformance.process.isolated import IsolatedBackend
 from conformance.spec import Case
 
 BROKEN = str(Path(__file__).with_name("broken_adapters.py"))
@@ -161,21 +161,55 @@ def test_large_inputs_of_a_profile_the_script_cannot_regenerate_are_refused_with
         scripts.make_script(big, load("numpy"))
 
 
-def test_bug_report_carries_environment_case_figures_and_diagnosis():
-    adapter = load(f"{BROKEN}:FlippedKernel")
-    outcome = run_case(PLAIN, adapter)
-    text = bug_reports.bug_report(PLAIN, adapter, outcome.comparison, outcome.diagnosis, outcome=outcome)
+@pytest.fixture
+def flipped(tmp_path):
+    """FlippedKernel in its worker process, as `conformance repro` runs it."""
+    backend = IsolatedBackend(f"{BROKEN}:FlippedKernel", tmp_path / "logs")
+    backend.start()
+    backend.ready()
+    yield backend
+    backend.stop()
+
+
+def test_bug_report_carries_environment_case_figures_and_diagnosis(flipped):
+    text = bug_reports.bug_report(PLAIN, flipped.record(PLAIN), flipped)
     for expected in ("### Environment", "| flipped | 0.1 |", "| Device | cpu |", PLAIN.id, "max_normalised_error",
                      "| threshold |", "### Diagnosis", "flipped", "[::-1, ::-1]", "<summary>repro.py</summary>"):
         assert expected in text, f"expected {expected!r} in the bug report"
 
 
-def test_cli_writes_script_and_report(tmp_path, capsys):
+@pytest.mark.parametrize("backend, code", [(f"{BROKEN}:FlippedKernel", 1), ("numpy", 0)],
+                         ids=["diverges-exit-1", "passes-exit-0"])
+def test_cli_writes_script_and_report_and_exits_with_the_verdict(tmp_path, capsys, backend, code):
     out, report = tmp_path / "r.py", tmp_path / "r.md"
-    code = main(["repro", PLAIN.id, "--backend", f"{BROKEN}:FlippedKernel", "--out", str(out),
-                 "--report", str(report)])
-    assert code == 0
+    assert main(["repro", PLAIN.id, "--backend", backend, "--out", str(out), "--report", str(report)]) == code
     assert "reference" in out.read_text() and PLAIN.id in report.read_text()
+
+
+ADAPTERS = Path(__file__).with_name("adapters_for_tests.py")
+BF16 = _smoke(lambda c: c.dtype == "bfloat16" and c.op == "conv2d")
+F16 = _smoke(lambda c: c.dtype == "float16" and c.op == "conv2d")
+
+
+def test_a_case_that_crashes_the_backend_has_its_script_report_and_exit_1(tmp_path, capsys):
+    out, report = tmp_path / "r.py", tmp_path / "r.md"
+    code = main(["repro", BF16.id, "--backend", f"{ADAPTERS}:SegfaultsOnBfloat16", "--out", str(out),
+                 "--report", str(report)])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert BF16.id in out.read_text(), "the script is written before the case runs"
+    assert f"{BF16.id} crashes segfaults-on-bf16 here" in err and "SIGSEGV" in err
+    text = report.read_text()
+    assert "crashes the process" in text and "Segmentation fault" in text and "<summary>repro.py</summary>" in text
+
+
+def test_a_case_on_which_the_backend_hangs_has_its_script_and_exit_1(tmp_path, capsys):
+    out = tmp_path / "r.py"
+    code = main(["repro", F16.id, "--backend", f"{ADAPTERS}:HangsOnFloat16", "--out", str(out), "--timeout", "1"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert F16.id in out.read_text()
+    assert f"{F16.id} does not finish on hangs-on-f16 here (no result within 1 s" in err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -27,7 +27,7 @@ import yaml
 
 from conformance import runner
 from conformance.cli import console
-from conformance.run import memory
+from conformance.process import memory
 from conformance.run.config import RunConfig
 from tests._runner_util import BASE, adapter, case_file, run_cli
 

@@ -1,7 +1,7 @@
 """conformance.tolerance + compare: the calibration that must hold (issue 2).
 
 Correct implementations are emulated in NumPy from the exact products of every output
-element (`conv_terms`), summed in the orders and precisions real kernels use:
+element (`tests.reference.conv_terms`), summed in the orders and precisions real kernels use:
 - float32: products rounded to float32 (or fused: one rounding per multiply-add), summed
   in float32 forward, reverse, pairwise, in 8 SIMD lanes, in blocks of 64, and in a
   random order per element;
@@ -31,6 +31,7 @@ from conformance.compare import compare
 from conformance.dtypes import flush_subnormals, fmt, np_dtype, round_mantissa
 from conformance.inputs import make_inputs
 from conformance.spec import Case
+from tests.reference import conv_terms
 
 F32, F16 = np.float32, np.float16
 
@@ -142,7 +143,7 @@ def _passes_under(case, met, kind, level):
     return chain.index(met) <= chain.index(tolerance.canonical(case, level))
 
 
-def correct_emulations(case, x, w, b, conv_terms):
+def correct_emulations(case, x, w, b):
     """name -> (output in the case dtype, the strongest contract it is a correct implementation of)."""
     dt = np_dtype(case.dtype)
     terms = conv_terms(case, x, w)  # exact for float32 and narrower; rounded products for float64
@@ -180,7 +181,7 @@ def _truncate(values, bits):
     return np.ldexp(np.trunc(np.ldexp(m, bits)), e - bits)
 
 
-def wrong_emulations(case, x, w, b, conv_terms):
+def wrong_emulations(case, x, w, b):
     """name -> (output in the case dtype, the contract under which it must diverge)."""
     dt = np_dtype(case.dtype)
     out = {}
@@ -215,7 +216,7 @@ LONG_FOR_TF32 = 256
 
 
 @functools.lru_cache(maxsize=None)
-def measure(conv_terms, name, dtype, profile):
+def measure(name, dtype, profile):
     """(case, threshold, {emulation: (kind, max normalised error, max sigma error, met)},
     {correct emulation: its contract}, {wrong emulation: the contract it must fail}).
 
@@ -226,8 +227,8 @@ def measure(conv_terms, name, dtype, profile):
     x, w, b = make_inputs(case)
     ref = oracle.reference(case, x, w, b)
     results = {}
-    correct = correct_emulations(case, x, w, b, conv_terms)
-    wrong = wrong_emulations(case, x, w, b, conv_terms)
+    correct = correct_emulations(case, x, w, b)
+    wrong = wrong_emulations(case, x, w, b)
     for emu, (y, _) in {**correct, **{f"wrong {k}": v for k, v in wrong.items()}}.items():
         c = compare(case, y, ref, (x, w, b))
         results[emu] = (c.kind, c.figures["max_normalised_error"], c.figures["max_sigma_error"], c.precision_met)
@@ -240,8 +241,8 @@ GRID = [(n, d, p) for n in CALIBRATION_CASES for d in CALIBRATION_DTYPES for p i
 
 @pytest.mark.parametrize("level", tolerance.PRECISIONS)
 @pytest.mark.parametrize("name, dtype, profile", GRID, ids=["-".join(g) for g in GRID])
-def test_correct_implementations_do_not_diverge(name, dtype, profile, level, conv_terms):
-    case, threshold, results, correct, _ = measure(conv_terms, name, dtype, profile)
+def test_correct_implementations_do_not_diverge(name, dtype, profile, level):
+    case, threshold, results, correct, _ = measure(name, dtype, profile)
     chain = tolerance.chain(dtype)
     mine = {emu for emu, lvl in correct.items()
             if chain.index(tolerance.canonical(case, lvl)) <= chain.index(tolerance.canonical(case, level))}
@@ -250,8 +251,8 @@ def test_correct_implementations_do_not_diverge(name, dtype, profile, level, con
 
 
 @pytest.mark.parametrize("name, dtype, profile", GRID, ids=["-".join(g) for g in GRID])
-def test_emulations_one_level_weaker_diverge(name, dtype, profile, conv_terms):
-    case, threshold, results, _, wrong = measure(conv_terms, name, dtype, profile)
+def test_emulations_one_level_weaker_diverge(name, dtype, profile):
+    case, threshold, results, _, wrong = measure(name, dtype, profile)
     passed = {emu: results[emu] for emu, lvl in wrong.items()
               if _passes_under(case, results[emu][3], results[emu][0], lvl)}
     assert not passed, f"{case.id}: wrong emulations passed: {passed}"
@@ -265,16 +266,16 @@ WRONG_MARGIN = 2.0
 
 
 @pytest.mark.parametrize("name, dtype, profile", GRID, ids=["-".join(g) for g in GRID])
-def test_correct_implementations_keep_a_margin_below_the_threshold(name, dtype, profile, conv_terms):
-    case, threshold, results, correct, _ = measure(conv_terms, name, dtype, profile)
+def test_correct_implementations_keep_a_margin_below_the_threshold(name, dtype, profile):
+    case, threshold, results, correct, _ = measure(name, dtype, profile)
     near = {emu: results[emu][1] for emu, lvl in correct.items()
             if lvl != "tf32" and results[emu][1] > CORRECT_MARGIN * threshold}
     assert not near, f"{case.id}: correct emulations above {CORRECT_MARGIN:.0%} of threshold {threshold:.3g}: {near}"
 
 
 @pytest.mark.parametrize("name, dtype, profile", GRID, ids=["-".join(g) for g in GRID])
-def test_correct_implementations_keep_a_margin_below_the_cancellation_aware_bound(name, dtype, profile, conv_terms):
-    case, threshold, results, correct, _ = measure(conv_terms, name, dtype, profile)
+def test_correct_implementations_keep_a_margin_below_the_cancellation_aware_bound(name, dtype, profile):
+    case, threshold, results, correct, _ = measure(name, dtype, profile)
     limit = tolerance.SIGMA_LIMIT
     near = {emu: results[emu][2] for emu, lvl in correct.items()
             if lvl != "tf32" and (results[emu][2] or 0) > CORRECT_MARGIN * limit}
@@ -285,8 +286,8 @@ WRONG_GRID = [g for g in GRID if g[1] in ("float32", "float64")]
 
 
 @pytest.mark.parametrize("name, dtype, profile", WRONG_GRID, ids=["-".join(g) for g in WRONG_GRID])
-def test_wrong_implementations_clear_the_threshold_by_far(name, dtype, profile, conv_terms):
-    case, threshold, results, _, wrong = measure(conv_terms, name, dtype, profile)
+def test_wrong_implementations_clear_the_threshold_by_far(name, dtype, profile):
+    case, threshold, results, _, wrong = measure(name, dtype, profile)
     # TF32's error relative to the magnitude shrinks like 1/sqrt(K): at K = 21,952 it
     # measures 125 against the cap of 100, flagged with less margin.
     close = {emu: results[emu][1] for emu, lvl in wrong.items() if lvl in ("strict", "any")
@@ -295,14 +296,14 @@ def test_wrong_implementations_clear_the_threshold_by_far(name, dtype, profile, 
     assert not close, f"{case.id}: wrong emulations below {WRONG_MARGIN}x threshold {threshold:.3g}: {close}"
 
 
-def test_tf32_diverges_as_reduced_precision_on_a_large_reduction(conv_terms):
+def test_tf32_diverges_as_reduced_precision_on_a_large_reduction():
     # Right indices, too few bits: under `strict` it meets `tf32`, and says so.
-    case, _, results, _, _ = measure(conv_terms, "k7x7x256", "float32", "normal")
+    case, _, results, _, _ = measure("k7x7x256", "float32", "normal")
     assert results["wrong tf32"][0] == "precision" and results["wrong tf32"][3] == "tf32"
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_16_bit_accumulation_in_the_dtype_is_a_precision_divergence_naming_any(dtype, conv_terms):
+def test_16_bit_accumulation_in_the_dtype_is_a_precision_divergence_naming_any(dtype):
     case = Case(**CALIBRATION_CASES["dw-k5x5-many"], dtype=dtype)
     x, w, b = make_inputs(case)
     own = conv_terms(case, x, w).astype(np_dtype(dtype)).astype(np.float64)
@@ -342,7 +343,7 @@ def test_exact_profile_flags_a_one_ulp_change(op, dtype):
 
 
 @pytest.mark.parametrize("dtype", CALIBRATION_DTYPES)
-def test_subnormal_profile_flushing_versus_keeping(dtype, conv_terms):
+def test_subnormal_profile_flushing_versus_keeping(dtype):
     case = Case(op="conv2d", batch=1, height=6, width=6, in_channels=8, kernel=3, out_channels=4, padding="SAME",
                 dtype=dtype, profile="subnormal", bias=True)
     x, w, b = make_inputs(case)
@@ -424,21 +425,21 @@ def test_exact_profile_has_zero_threshold():
 # ---- the cancellation-aware bound: where sum |x||w| is far larger than the result ----------
 
 
-def _every_other_channel_dropped(case, x, w, b, conv_terms):
+def _every_other_channel_dropped(case, x, w, b):
     terms = conv_terms(case, x, w)  # (N, OH, OW, O, K), K ordered (di, dj, q)
     kept = terms.reshape(terms.shape[:4] + (-1, case.in_channels))[..., ::2].sum(axis=(-1, -2))
     return (kept + b.astype(np.float64)).astype(x.dtype) if b is not None else kept.astype(x.dtype)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-def test_half_the_terms_dropped_diverges_in_16_bit_types_at_large_k(dtype, conv_terms):
+def test_half_the_terms_dropped_diverges_in_16_bit_types_at_large_k(dtype):
     # K = 576: the threshold in units of u * sum|x||w| (100) is 0.39 sum|x||w| in bfloat16,
     # more than |ref| itself; only the cancellation-aware bound sees this error.
     case = Case(op="conv2d", batch=1, height=6, width=6, in_channels=64, kernel=3, out_channels=8,
                 padding="SAME", dtype=dtype)
     x, w, b = make_inputs(case)
     ref = oracle.reference(case, x, w, b)
-    c = compare(case, _every_other_channel_dropped(case, x, w, b, conv_terms), ref, (x, w, b))
+    c = compare(case, _every_other_channel_dropped(case, x, w, b), ref, (x, w, b))
     assert not c.passed and c.kind in ("precision", "value"), (c.kind, c.message)
     assert c.figures["max_sigma_error"] > tolerance.SIGMA_LIMIT
 
@@ -521,18 +522,18 @@ def test_a_negated_result_on_subnormal_inputs_diverges(dtype):
     assert not c.passed and c.kind not in ("rounding_bias", "subnormal_flush"), (c.kind, c.message)
 
 
-def _tap0_twice(case, x, w, b, conv_terms):
+def _tap0_twice(case, x, w, b):
     terms = conv_terms(case, x, w)
     y = terms.sum(axis=-1) + terms[..., 0]
     return (y if b is None else y + b.astype(np.float64)).astype(x.dtype)
 
 
-def test_a_kernel_bug_beyond_the_cancellation_aware_bound_is_not_called_subnormal_flush(conv_terms):
+def test_a_kernel_bug_beyond_the_cancellation_aware_bound_is_not_called_subnormal_flush():
     case = Case(op="conv2d", batch=1, height=6, width=6, in_channels=64, kernel=3, out_channels=64,
                 padding="SAME", dtype="float16")
     x, w, b = make_inputs(case)
     ref = oracle.reference(case, x, w, b)
-    c = compare(case, _tap0_twice(case, x, w, b, conv_terms), ref, (x, w, b))
+    c = compare(case, _tap0_twice(case, x, w, b), ref, (x, w, b))
     assert not c.passed and c.kind in ("precision", "value"), (c.kind, c.message)
 
 

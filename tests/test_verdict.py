@@ -1,9 +1,11 @@
 """One verdict everywhere (issue 10).
 
 Pinned:
-- `conformance run` (worker processes) and the in-process path (pytest plugin, explore,
-  `repro --report`) give every broken backend in tests/ the same status and kind, case by
-  case, under the default contract and under `any`;
+- `conformance run`, the path of the pytest plugin, explore and repro (each backend in its
+  worker, `process.isolated`) and an adapter called in this process (`record.record_here`,
+  the minimiser's) give every broken backend in tests/ the same status, kind and message,
+  case by case, under the default contract and under `any`; a crash too, on the two paths
+  that survive one;
 - every repro script's exit code is the suite's verdict, for every divergence kind, for
   passing cases and on the overflow profile, and it never prints OK on a divergence;
 - the minimiser shrinks a precision divergence (and keeps it one);
@@ -18,16 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from conformance import inprocess, runner, scripts
+from conformance import runner, scripts
 from conformance.cli import console
-from conformance.run.config import RunConfig
 from conformance.minimise import minimise, same_divergence
+from conformance.process.isolated import IsolatedBackend
+from conformance.record import record_here
+from conformance.run.config import RunConfig
 from conformance.spec import Case
+from tests.kind_adapters import Kinds, OwnAccumulation, SupportsRaises
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from kind_adapters import Kinds, OwnAccumulation, SupportsRaises  # noqa: E402
 
 BASE = dict(op="conv2d", batch=1, height=6, width=6, in_channels=4, kernel=3, out_channels=4, padding="SAME")
 DW = dict(op="depthwise_conv2d", batch=1, height=12, width=12, in_channels=8, kernel=5, channel_multiplier=1,
@@ -80,42 +82,63 @@ BACKENDS = [_spec("kind_adapters.py", "Kinds"), _spec("kind_adapters.py", "Suppo
             _spec("adapters_for_tests.py", "OffByOne"), _spec("adapters_for_tests.py", "Faithful")]
 
 
+def _verdict(case: Case, adapter, precision: str = "strict") -> dict:
+    return record_here(case, adapter, precision=precision, diagnose=False)
+
+
 @pytest.mark.parametrize("case, kind", KIND_CASES, ids=[c.name for c in CASES])
 def test_the_kind_adapter_produces_each_kind(case, kind):
-    outcome = inprocess.run_case(case, Kinds(), want_diagnosis=False)
-    assert (outcome.status, outcome.kind) == ("pass" if kind is None else "diverge", kind), outcome.message
+    rec = _verdict(case, Kinds())
+    assert (rec["status"], rec["kind"]) == ("pass" if kind is None else "diverge", kind), rec["message"]
+
+
+#: A case on which `Misbehaving` segfaults: the paths with a worker record the crash.
+SEGV = Case(**dict(BASE, height=40), name="segv-f32")
+
+
+def _verdicts(records) -> dict:
+    return {(r["case_id"], r["backend"]): (r["status"], r["kind"], r["message"]) for r in records}
 
 
 @pytest.mark.parametrize("precision", ["strict", "any"])
-def test_run_and_the_in_process_path_agree_record_for_record(tmp_path, precision):
+def test_run_the_tools_and_the_in_process_path_agree_record_for_record(tmp_path, precision):
     from conformance.adapters.registry import load
 
-    cfg = RunConfig(specs=BACKENDS, out=tmp_path, report=False, minimise=False, quiet=True, named=True,
-                           precision=precision)
-    outcome = runner.execute(cfg, CASES)
-    by_run = {(r["case_id"], r["backend"]): (r["status"], r["kind"]) for r in outcome.run["records"]}
+    cases = CASES + [SEGV]
+    cfg = RunConfig(specs=BACKENDS, out=tmp_path / "run", report=False, minimise=False, quiet=True, named=True,
+                    precision=precision)
+    outcome = runner.execute(cfg, cases)
     assert all(r["precision"] == precision for r in outcome.run["records"])
-    names = {}
-    for spec in BACKENDS:
+    by_run = _verdicts(outcome.run["records"])
+    assert len(by_run) == len(BACKENDS) * len(cases)
+    assert by_run[(SEGV.id, "misbehaving")][0] == "crash"
+    tools = []
+    backends = [IsolatedBackend(spec, tmp_path / "tools", precision=precision) for spec in BACKENDS]
+    for backend in backends:  # the pytest plugin's, explore's and repro's path; all start at once
+        backend.start()
+    for backend in backends:
+        backend.ready()
+        tools += [backend.record(case, diagnose=False) for case in cases]
+        backend.stop()
+    assert _verdicts(tools) == by_run
+    for spec in BACKENDS:  # an adapter called here (the minimiser's predicate): no crash case
         adapter = load(spec)
-        names[spec] = adapter.name
         for case in CASES:
-            got = inprocess.run_case(case, adapter, want_diagnosis=False, precision=precision)
-            assert by_run[(case.id, adapter.name)] == (got.status, got.kind), (spec, case.name, got.message)
-    assert len(by_run) == len(BACKENDS) * len(CASES)
+            got = _verdicts([_verdict(case, adapter, precision)])
+            assert got == {k: v for k, v in by_run.items() if k == (case.id, adapter.name)}, (spec, case.name)
 
 
 def test_supports_that_raises_is_an_error_on_every_path():
     case = Case(**BASE, name="ok-f32")
-    assert inprocess.run_case(case, SupportsRaises()).status == "error"
+    assert _verdict(case, SupportsRaises())["status"] == "error"
     assert not same_divergence(SupportsRaises(), None)(case)
 
 
 def test_any_accepts_accumulation_in_the_dtype_strict_names_it():
     case = Case(**DW, dtype="float16", name="ownacc-f16")
-    strict = inprocess.run_case(case, Kinds(), want_diagnosis=False)
-    assert strict.kind == "precision" and "not `strict`: consistent with" in strict.message
-    assert inprocess.run_case(case, Kinds(), want_diagnosis=False, precision="any").status == "pass"
+    strict = _verdict(case, Kinds())
+    assert strict["kind"] == "precision" and "not `strict`: consistent with" in strict["message"]
+    assert _verdict(case, Kinds(), "any")["status"] == "pass"
 
 
 def _run_script(tmp_path: Path, case: Case, precision: str) -> subprocess.CompletedProcess:
@@ -128,10 +151,10 @@ def _run_script(tmp_path: Path, case: Case, precision: str) -> subprocess.Comple
 @pytest.mark.parametrize("precision", ["strict", "any"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_a_repro_scripts_exit_code_is_the_suites_verdict(tmp_path, case, precision):
-    outcome = inprocess.run_case(case, Kinds(), want_diagnosis=False, precision=precision)
+    rec = _verdict(case, Kinds(), precision)
     done = _run_script(tmp_path, case, precision)
-    expected = 0 if outcome.status == "pass" else 1
-    assert done.returncode == expected, (outcome.status, outcome.kind, done.stdout[-2000:], done.stderr[-2000:])
+    expected = 0 if rec["status"] == "pass" else 1
+    assert done.returncode == expected, (rec["status"], rec["kind"], done.stdout[-2000:], done.stderr[-2000:])
     if expected:
         assert "OK" not in done.stdout and "DIVERGES" in done.stdout, done.stdout
 
@@ -139,12 +162,12 @@ def test_a_repro_scripts_exit_code_is_the_suites_verdict(tmp_path, case, precisi
 def test_the_minimiser_shrinks_a_precision_divergence():
     case = Case(**{**DW, "height": 16, "width": 16, "in_channels": 16, "batch": 2}, dtype="float16")
     adapter = OwnAccumulation()
-    assert inprocess.run_case(case, adapter, want_diagnosis=False).kind == "precision"
+    assert _verdict(case, adapter)["kind"] == "precision"
     smaller = minimise(case, same_divergence(adapter, "precision"), time_limit=60)
     assert smaller.id != case.id
     assert smaller.batch * smaller.height * smaller.width * smaller.in_channels < \
         case.batch * case.height * case.width * case.in_channels
-    assert inprocess.run_case(smaller, adapter, want_diagnosis=False).kind == "precision"
+    assert _verdict(smaller, adapter)["kind"] == "precision"
 
 
 def test_the_precision_profile_is_in_results_console_and_every_page(tmp_path):

@@ -38,7 +38,7 @@ SUBCOMMANDS = {
     "backends": ("list every backend, with version and device, and why one is unavailable", None),
     "cases": ("list the case ids of a selector", None),
     "merge": ("combine shard results.json files into one run", None),
-    "repro": ("reproduce one case on one backend in this process, with a bug-report script", None),
+    "repro": ("write a case's standalone repro script (and bug report), then judge the case on the backend", None),
     "explore": ("search for divergences with hypothesis-generated cases", None),
     "report": ("render the HTML reports of a saved results.json", None),
 }

@@ -1,5 +1,5 @@
-"""A backend spec given on the command line (`--backend torch[channels_last]`): checked,
-loaded in this process, and, when it is misspelled, the spec that was probably meant.
+"""A backend spec given on the command line (`--backend torch[channels_last]`): checked and,
+when it is misspelled, the spec that was probably meant.
 
 Invariants
 - Every subcommand that takes a backend reports a bad one here, in one way: an unknown
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..process.backend import load_reason
 from ..usage import UsageError, closest, did_you_mean
 
 
@@ -81,14 +80,3 @@ def check_name(spec: str, option: str = "--backend", *, targets: bool) -> None:
 def refused(option: str, spec: str, reason: str) -> UsageError:
     """The usage error of a spec the registry (here or in a worker) would not load."""
     return UsageError(f"{option} {spec}: {reason}{suggestion(spec)}")
-
-
-def load_adapter(spec: str, option: str = "--backend") -> Any:
-    """The adapter `spec` names, built in this process; a UsageError naming `option` otherwise."""
-    from conformance.adapters import registry
-
-    check_name(spec, option, targets=True)
-    try:
-        return registry.load(spec)
-    except registry.BackendError as exc:
-        raise refused(option, spec, load_reason(spec, {"type": "BackendError", "message": str(exc)})) from None

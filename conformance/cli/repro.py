@@ -1,12 +1,19 @@
 """`conformance repro`: a case's repro script (and bug report), or a finding's.
 
     conformance repro CASE --backend B [--out FILE] [--precision P] [--report FILE]
+                           [--timeout SECONDS] [--max-memory SIZE]
     conformance repro --finding ID --backend B [--results RESULTS_JSON] [--out FILE] [--report FILE]
 
-The scripts come from `conformance.scripts`, the reports from `conformance.bug_reports`;
-a case run here for `--out`'s message or `--report` is judged in this process
-(`inprocess.run_case`). Exit status: 0 written; 2 an unknown case, finding or backend,
-or a case too large for a script (a UsageError naming the argument or option at fault).
+The backend runs in its worker process with `run`'s --timeout and --max-memory
+(`process.isolated`), never in this one: the scripts are written by its adapter there
+(`conformance.scripts`), the case is judged by its referee, the reports come from
+`conformance.bug_reports`. A case's script is written (to --out or stdout) before the case
+runs, so a backend that crashes or hangs on it still leaves the script behind.
+
+Exit status of a case: its verdict, as `conformance run` would give it: 0 pass (or
+unsupported), 1 diverge, error, crash or timeout; of a finding: 0 written. Either: 2 an
+unknown case, finding or backend, or no script for the case (too large to inline): a
+UsageError naming the argument or option at fault.
 """
 
 from __future__ import annotations
@@ -18,11 +25,11 @@ from typing import Any, TextIO
 
 from .. import tolerance
 from ..bug_reports import bug_report, finding_report, finding_script
-from ..inprocess import run_case
-from ..scripts import ReproError, ShortReproError, make_script
+from ..process.isolated import IsolatedBackend
 from ..spec import Case
-from ..usage import UsageError
-from .backend_specs import load_adapter
+from ..usage import EXIT_FAIL, EXIT_OK, UsageError
+from ..vocabulary import FAILING_STATUSES
+from . import limits
 from .values import one_of
 
 
@@ -41,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=tolerance.DEFAULT_PRECISION,
                         help=f"precision contract the script judges under (default {tolerance.DEFAULT_PRECISION})")
     parser.add_argument("--report", metavar="FILE",
-                        help="also run the case here (in this process) and write a Markdown bug report")
+                        help="also write a Markdown bug report of the case as the backend computed it")
+    limits.add_arguments(parser)
 
 
 def resolve_case(selector: str) -> Case:
@@ -55,50 +63,58 @@ def resolve_case(selector: str) -> Case:
     return cases[0]
 
 
-def written_message(path: str, case_id: str, backend: str, outcome) -> str:
-    """What `python PATH` will do, from this process's verdict on the case (inprocess.CaseOutcome)."""
-    if outcome.status == "diverge":
-        return f"python {path} exits 1 while {case_id} diverges on {backend} ({outcome.kind}, as here)"
-    if outcome.status == "pass":
+def written_message(path: str, case_id: str, backend: str, rec: dict[str, Any]) -> str:
+    """What `python PATH` will do, from the backend's record of the case here."""
+    status, message = rec["status"], rec["message"]
+    if status == "diverge":
+        return f"python {path} exits 1 while {case_id} diverges on {backend} ({rec['kind']}, as here)"
+    if status == "pass":
         return (f"{case_id} passes on {backend} here, so python {path} exits 0; it exits 1 where the case "
                 f"diverges (another version, device or machine)")
-    if outcome.status == "unsupported":
-        return f"{case_id} is unsupported on {backend} here ({outcome.message}); the script may not run"
-    return f"{case_id} raises on {backend} here, so python {path} fails with that exception ({outcome.message})"
+    if status == "unsupported":
+        return f"{case_id} is unsupported on {backend} here ({message}); the script may not run"
+    if status == "crash":
+        return f"{case_id} crashes {backend} here ({message}), so python {path} most likely crashes too"
+    if status == "timeout":
+        return f"{case_id} does not finish on {backend} here ({message}), so python {path} most likely hangs"
+    return f"{case_id} raises on {backend} here, so python {path} fails with that exception ({message})"
 
 
 def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
-    """0: script (and report) written; 2: unknown case or backend, or a case too large to inline."""
-    if args.finding:
-        return run_finding(args)
-    if not args.case:
+    """A case: its verdict's exit code (0 or 1), the script written first; a finding: 0; 2 bad
+    usage (a UsageError). The case or finding is checked before the backend's worker starts."""
+    if not args.finding and not args.case:
         raise UsageError("CASE: expected a case id or a case file (or --finding ID), received neither")
-    case = resolve_case(args.case)
-    adapter = load_adapter(args.backend)
-    try:
-        script = make_script(case, adapter, spec=args.backend, precision=args.precision)
-    except ReproError as exc:  # its message names the case or the adapter at fault
-        raise UsageError(str(exc)) from None
-    outcome = None
-    if args.out or args.report:
-        outcome = run_case(case, adapter, precision=args.precision)
+    target = find_finding(args) if args.finding else resolve_case(args.case)
+    with limits.started_backend("repro", args) as backend:
+        return run_finding(args, target, backend) if args.finding else run_case(args, target, backend)
+
+
+def run_case(args: argparse.Namespace, case: Case, backend: IsolatedBackend) -> int:
+    """Write the script, then run the case and say what the script will do; the verdict's exit code."""
+    script, problem = backend.script(case, spec=args.backend)
+    if script is None:
+        raise UsageError(f"CASE: no script for {case.id}: {problem}")
     if args.out:
         Path(args.out).write_text(script, encoding="utf-8")
-        print(f"wrote {args.out}: {written_message(args.out, case.id, adapter.name, outcome)}", file=sys.stderr)
+        print(f"wrote {args.out}; running {case.id} on {backend.name} ...", file=sys.stderr, flush=True)
     else:
         sys.stdout.write(script)
+        sys.stdout.flush()
+    rec = backend.record(case)
+    if args.out:
+        print(f"{args.out}: {written_message(args.out, case.id, backend.name, rec)}", file=sys.stderr)
+    else:
+        print(f"{case.id} on {backend.name}: {rec['status']}" + (f" ({rec['kind']})" if rec["kind"] else "")
+              + f": {rec['message']}", file=sys.stderr)
     if args.report:
-        if outcome.status in ("pass", "unsupported"):
-            print(f"note: {case.id} gives {outcome.status} on {adapter.name} here ({outcome.message})",
-                  file=sys.stderr)
-        Path(args.report).write_text(bug_report(case, adapter, outcome.comparison, outcome.diagnosis,
-                                                outcome=outcome, spec=args.backend), encoding="utf-8")
+        Path(args.report).write_text(bug_report(case, rec, backend, spec=args.backend), encoding="utf-8")
         print(f"wrote {args.report}", file=sys.stderr)
-    return 0
+    return EXIT_FAIL if rec["status"] in FAILING_STATUSES else EXIT_OK
 
 
-def run_finding(args: Any) -> int:
-    """`conformance repro --finding ID --backend B [--report FILE] [--out FILE] [--results RESULTS_JSON]`."""
+def find_finding(args: Any) -> dict[str, Any]:
+    """The finding `--finding ID` names in `--results`; a UsageError naming the option otherwise."""
     from ..findings import items
     from ..results import ResultsError, load as load_results
 
@@ -106,24 +122,25 @@ def run_finding(args: Any) -> int:
         run = load_results(args.results)
     except ResultsError as exc:
         raise UsageError(f"--results: {exc}") from None
-    adapter = load_adapter(args.backend)
     found = [f for f in items(run) if f["id"] == args.finding]
     if not found:
         ids = ", ".join(f"{f['id']} ({f['backend']})" for f in items(run)[:8]) or "none"
         raise UsageError(f"--finding: expected a finding id of {args.results}, received {args.finding!r} "
                          f"(findings: {ids})")
-    finding = found[0]
+    return found[0]
+
+
+def run_finding(args: Any, finding: dict[str, Any], backend: IsolatedBackend) -> int:
+    """`conformance repro --finding ID --backend B [--report FILE] [--out FILE] [--results RESULTS_JSON]`."""
     if args.report:
-        Path(args.report).write_text(finding_report(finding, adapter, spec=args.backend, precision=args.precision),
-                                     encoding="utf-8")
+        Path(args.report).write_text(finding_report(finding, backend, spec=args.backend), encoding="utf-8")
         print(f"wrote {args.report}", file=sys.stderr)
-    try:
-        script = finding_script(finding, adapter, spec=args.backend, precision=args.precision)
-    except ShortReproError as exc:  # its message names the case
-        raise UsageError(str(exc)) from None
+    script, problem = finding_script(finding, backend, spec=args.backend)
+    if script is None:
+        raise UsageError(f"--finding {finding['id']}: {problem}")
     if args.out:
         Path(args.out).write_text(script, encoding="utf-8")
         print(f"wrote {args.out}: python {args.out} exits 1 while finding {finding['id']} is present", file=sys.stderr)
     elif not args.report:
         sys.stdout.write(script)
-    return 0
+    return EXIT_OK

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TextIO
 
 from ..run.config import FINDING_BUDGET_S, RunConfig
-from ..run.memory import MAX_MEMORY_FRACTION, default_max_memory, parse_memory
 from ..run.preflight import preflight
 from ..run.selection import parse_dtypes, parse_shard, select_cases
 from ..runner import execute
 from ..tolerance import DEFAULT_PRECISION, PRECISIONS
 from ..usage import LoadError, UsageError
+from . import limits
 from .backend_specs import check_name, refused
 from .console import summary
 from .values import integer, one_of, positive_seconds
@@ -59,11 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty --out that holds no earlier run (an earlier run's pages, scripts "
                         "and results are always replaced)")
-    p.add_argument("--max-memory", metavar="SIZE", default=None,
-                   help="cases whose oracle and comparison are estimated to need more (e.g. 8G) are unsupported "
-                        f"(default: {MAX_MEMORY_FRACTION * 100:.0f}%% of the memory available at the start)")
-    p.add_argument("--timeout", type=positive_seconds, default=60.0, metavar="SECONDS",
-                   help="per case and backend; past it the worker is killed and the case is a timeout (default 60)")
+    limits.add_arguments(p)
     p.add_argument("--expected", metavar="FILE", help="YAML manifest of known divergences (docs/running.md)")
     p.add_argument("--strict-expected", action="store_true", help="exit 1 when a known divergence is now fixed")
     p.add_argument("--baseline", metavar="FILE", help="an earlier results.json: report new and fixed divergences")
@@ -116,7 +112,7 @@ def run(args: argparse.Namespace, stream: TextIO) -> int:
     """Run the cases on the backends; the run's exit code (usage.py)."""
     shard = parse_shard(args.shard) if args.shard is not None else None
     args.dtype = parse_dtypes(args.dtype)
-    max_memory = parse_memory(args.max_memory) if args.max_memory else default_max_memory()
+    max_memory = limits.max_memory(args)
     cfg = RunConfig(specs=[], selector=args.cases, seed=args.seed, budget=args.budget, dtypes=args.dtype,
                     out=Path(args.out), timeout=args.timeout, expected=args.expected, baseline=args.baseline,
                            shard=shard, resume=args.resume, report=args.report, minimise=args.minimise,

@@ -9,7 +9,10 @@ Invariants
   again marks the backend `failed` for the rest of the run (no retry per case), and a
   restart with another version is refused.
 - It knows nothing of the run loop (it imports nothing of `run` or `runner`): it is the
-  handle any path that calls a backend in isolation can use.
+  handle every path that calls a backend uses (`runner`, and `process.isolated` for the
+  pytest plugin, `explore` and `repro`).
+- The records it makes without running a case (`new_record`, `unavailable`) carry its
+  identity like every other record of it.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import tolerance
+from .. import results, tolerance
 from ..fingerprint import fingerprint_id
 from ..protocol import LoadFailed, WorkerDied, WorkerTimeout
 from ..spec import Case
 from .handle import Worker
+
+#: Seconds a backend has for one case (`conformance run --timeout`, and every other path's
+#: option of it) before its worker is killed and the case is a `timeout`.
+DEFAULT_TIMEOUT_S = 60.0
 
 
 def load_reason(spec: str, error: dict[str, str]) -> str:
@@ -116,15 +123,42 @@ class Backend:
         except (WorkerDied, WorkerTimeout) as exc:
             return exc
 
+    def new_record(self, case: Case, **fields: Any) -> dict[str, Any]:
+        """A results.json record of `case` on this backend, with its identity and `fields`."""
+        return results.new_record(case.to_dict(), case.id, self.name, backend_version=self.info["version"],
+                                  device=self.info["device"], fingerprint=self.info.get("fingerprint"), **fields)
+
+    def stamp(self, rec: dict[str, Any], reply: Any) -> dict[str, Any]:
+        """`rec`, the referee's record of this backend's `reply`, with the worker's fingerprint,
+        and after a crash or a timeout the note that the worker is restarted."""
+        rec["fingerprint"] = self.info.get("fingerprint")
+        if rec["status"] in ("crash", "timeout") and not isinstance(reply, tuple):
+            rec["notes"].append("the worker is restarted for the next case")
+        return rec
+
+    def unavailable(self, case: Case) -> dict[str, Any]:
+        """The `error` record of a case this backend cannot run: its worker cannot start (`failed`)."""
+        return self.new_record(case, status="error", message=self.failed,
+                               error={"type": "BackendError", "message": self.failed, "traceback": ""})
+
     def repro(self, case: Case, precision: str = tolerance.DEFAULT_PRECISION,
-              short_header: str | None = None) -> tuple[str | None, str | None]:
-        """(script, problem): the full repro script, or with `short_header` a finding's short one."""
+              short_header: str | None = None, spec: str | None = None) -> tuple[str | None, str | None]:
+        """(script, problem): the full repro script, or with `short_header` a finding's short one.
+        `spec` is how the script loads an adapter without `repro_code` (default: its class)."""
+        if short_header is None:
+            return self._source(("repro", case.to_dict(), precision, spec), "repro script")
+        return self._source(("short_repro", case.to_dict(), short_header, spec, precision), "repro script")
+
+    def framework_code(self, case: Case, spec: str | None = None) -> tuple[str | None, str | None]:
+        """(source, problem): the framework call of `case` as a script writes it (`scripts.framework_code`)."""
+        return self._source(("framework_code", case.to_dict(), spec), "framework code")
+
+    def _source(self, request: tuple, what: str) -> tuple[str | None, str | None]:
         if not self.ensure():
-            return None, None
-        self.worker.send(("repro", case.to_dict(), precision) if short_header is None else
-                         ("short_repro", case.to_dict(), short_header, precision))
+            return None, f"{what} failed: {self.failed}"
+        self.worker.send(request)
         try:
             _, text, err = self.worker.receive(time.monotonic() + self.timeout)
         except (WorkerDied, WorkerTimeout) as exc:
-            return None, f"repro script failed: {exc}"
-        return text, (f"repro script failed: {err['type']}: {err['message']}" if err else None)
+            return None, f"{what} failed: {str(exc) or f'no answer within {self.timeout:g} s'}"
+        return text, (f"{what} failed: {err['type']}: {err['message']}" if err else None)

@@ -21,7 +21,8 @@ Invariants
 Messages: parent -> helper ("oracle", case_dict) | ("record", case_dict, backend, info,
 reply, timeout, diagnose, precision) | ("stop",); helper -> parent ("ready", {}) first, then
 ("recorded", record) | ("failed", error) per "record"; "oracle" has no reply (a failure
-there shows in the next "record"). `Referee` is the run's handle on it.
+there shows in the next "record"). `Referee` is the handle on it, of the run and of the
+tools that call backends outside a run (`process.isolated`).
 """
 
 from __future__ import annotations
@@ -76,10 +77,10 @@ class Referee:
     """The run's handle on the referee process: the oracle and comparison of a case, bounded
     by a deadline and restartable, so that neither a slow nor an out-of-memory case costs the run."""
 
-    def __init__(self, out: Path, timeout: float, precision: str = tolerance.DEFAULT_PRECISION):
+    def __init__(self, log_path: Path, timeout: float, precision: str = tolerance.DEFAULT_PRECISION):
         self.timeout = timeout
         self.precision = precision
-        self.worker = Worker("referee", out / "logs" / "referee.log", module="conformance.process.referee")
+        self.worker = Worker("referee", log_path, module="conformance.process.referee")
         self.failed_case: tuple[str, str, str] | None = None  # (case id, status, message) once it failed
         self.restarts = 0
 

@@ -12,12 +12,14 @@ Invariants
 - The worker ignores SIGINT (the parent decides when to stop) and exits when the parent
   disappears (`process.child`); its stdout and stderr are its log.
 
-Messages (tuples): parent -> worker ("run", case_dict) | ("repro", case_dict, precision)
-| ("short_repro", case_dict, header) | ("stop",);
+Messages (tuples): parent -> worker ("run", case_dict) | ("repro", case_dict, precision, spec)
+| ("short_repro", case_dict, header, spec) | ("framework_code", case_dict, spec) | ("stop",)
+(spec: how a script loads an adapter without repro_code, None for its class);
 worker -> parent ("ready", info) | ("failed", error) first (info: name, version, device and
 the environment fingerprint, conformance.fingerprint), then per request
 ("unsupported", reason) | ("output", array, backend_s, notes) | ("raised", error, backend_s)
-| ("adapter_error", error) | ("repro", text_or_None, error_or_None). A run request is
+| ("adapter_error", error) | ("repro", text_or_None, error_or_None) (for each script or code
+request). A run request is
 answered by ("phase", "run") once supports() has returned None, before run() starts: a
 worker that dies or hangs before it did so, died or hung inside supports() (`Worker.phase`).
 ("adapter_error", error): supports() raised or returned neither None nor a str.
@@ -57,31 +59,30 @@ def serve(conn: Connection, spec: str) -> None:
     conn.send(("ready", info))
 
     for msg, case in requests(conn):
-        if msg[0] == "repro":
-            conn.send(_repro(case, adapter, *msg[2:]))
-            continue
-        if msg[0] == "short_repro":
-            conn.send(_short_repro(case, adapter, *msg[2:]))
-            continue
-        conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run"))))
+        if msg[0] == "run":
+            conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run"))))
+        else:
+            conn.send(_source(msg[0], case, adapter, *msg[2:]))
 
 
-def _repro(case, adapter, precision="strict"):
-    from conformance.scripts import make_script
+def _source(request: str, case, adapter, *args) -> tuple:
+    """("repro", text, None) or ("repro", None, error) for a script or code request."""
+    from conformance import scripts
 
     try:
-        return ("repro", make_script(case, adapter, precision=precision), None)
-    except Exception as exc:
-        return ("repro", None, error_dict(exc))
+        if request == "repro":
+            precision, spec = args
+            return ("repro", scripts.make_script(case, adapter, spec=spec, precision=precision), None)
+        if request == "short_repro":  # printing the kernel path of this worker (fingerprint.path_line)
+            from conformance.fingerprint import fingerprint, path_line
 
-
-def _short_repro(case, adapter, header, precision="strict"):
-    from conformance.fingerprint import fingerprint, path_line
-    from conformance.scripts import make_short_script
-
-    try:
-        path = path_line(fingerprint(adapter))
-        return ("repro", make_short_script(case, adapter, header=header, precision=precision, kernel_path=path), None)
+            header, spec, precision = args
+            return ("repro", scripts.make_short_script(case, adapter, spec=spec, header=header, precision=precision,
+                                                       kernel_path=path_line(fingerprint(adapter))), None)
+        if request == "framework_code":
+            (spec,) = args
+            return ("repro", scripts.framework_code(case, adapter, spec), None)
+        raise ValueError(f"request: expected run, repro, short_repro or framework_code, received {request!r}")
     except Exception as exc:
         return ("repro", None, error_dict(exc))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import tolerance
+from ..process.backend import DEFAULT_TIMEOUT_S
 
 
 #: Findings: seconds of experiments per finding by default (`--confirm-budget`).
@@ -23,7 +24,7 @@ class RunConfig:
     budget: int | None = None
     dtypes: list[str] | None = None
     out: Path = Path("reports")
-    timeout: float = 60.0
+    timeout: float = DEFAULT_TIMEOUT_S
     expected: str | None = None
     baseline: str | None = None
     shard: tuple[int, int] | None = None

@@ -38,7 +38,7 @@ from ..scripts import exit_code_for
 from ..spec import Case
 from ..text import safe_filename
 from .config import FINDING_BUDGET_S
-from .memory import memory_estimate
+from ..process.memory import memory_estimate
 
 #: What one probe may wait.
 PROBE_CAP_S = 10.0

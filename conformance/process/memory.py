@@ -1,10 +1,13 @@
-"""How much memory judging a case takes, and the --max-memory a run allows for it.
+"""How much memory judging a case takes, and the --max-memory budget every path allows for it.
 
 Invariants
 - `memory_estimate(case)` is an upper estimate of what the referee process holds for a
   case (inputs, reference, error arrays, diagnosis); tests/test_run_safety.py checks it
-  against the measured peak. A case over `RunConfig.max_memory` is `unsupported` for
-  every backend before anything runs.
+  against the measured peak.
+- A case over the budget (`refusal`) is `unsupported` for every backend before anything
+  runs, with the same message on every path that calls a backend: `conformance run`
+  (`RunConfig.max_memory`, --max-memory), the pytest plugin (--conformance-max-memory),
+  `explore` and `repro` (--max-memory).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 import numpy as np
 
 from ..spec import Case
+from ..text import memory_size
 from ..usage import UsageError
 
 
@@ -40,6 +44,15 @@ def memory_estimate(case: Case) -> int:
     except Exception:  # an invalid case has no output to judge: its input is all there is
         pass
     return ORACLE_BYTES_PER_INPUT * inputs + ORACLE_BYTES_PER_OUTPUT * outputs + ORACLE_FIXED_BYTES
+
+
+def refusal(case: Case, max_memory: int | None) -> str | None:
+    """Why `case` is refused under the budget `max_memory` (None: no limit), or None to run it."""
+    needs = memory_estimate(case)
+    if not max_memory or needs <= max_memory:
+        return None
+    return (f"needs an estimated {memory_size(needs)} to judge (oracle and comparison), over --max-memory "
+            f"{memory_size(max_memory)}; raise --max-memory (the pytest plugin's --conformance-max-memory) to run it")
 
 
 def available_memory() -> int | None:

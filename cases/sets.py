@@ -6,8 +6,10 @@ A selector is one of, or a comma-separated union of:
   one special-values case), `default` (catalogue + regressions + a sweep of
   `DEFAULT_BUDGET` cases: the covering array, then seeded random valid cases, +
   `DEFAULT_MEDIUM` medium-size random cases + the sample of real layers tagged
-  `sets: [default]` in cases/models/, at their `default_dtypes`), `full` (the same with a
-  sweep of `FULL_BUDGET` + `FULL_MEDIUM` medium cases), `models` (every layer in
+  `sets: [default]` in cases/models/, at their `default_dtypes` + the size witnesses of
+  cases/witnesses.py, which put every class of the size model (cases/sizes.py) in the
+  set), `full` (the same with a sweep of `FULL_BUDGET` + `FULL_MEDIUM` medium cases),
+  `models` (every layer in
   cases/models/: the conv2d and depthwise layers of published networks, float32);
 - a path to a YAML case file (it exists, or it ends in .yaml/.yml);
 - a case id or a catalogue case name, exactly;
@@ -33,6 +35,7 @@ from conformance.spec import DTYPE_TAGS, DTYPES, Case
 
 from .catalogue import CaseFileError, load_catalogue_entries, load_file, load_model_entries
 from .sweep import medium, sweep
+from .witnesses import witnesses
 
 SETS = ("smoke", "default", "full", "models")
 #: Sweep size of the default set: the covering array (~75 cases) and random cases after it.
@@ -74,7 +77,7 @@ def _named_set(name: str, seed: int, budget: int | None, dtypes=None) -> list[Ca
         return [e.case for e in entries if "smoke" in e.sets]
     size = budget if budget is not None else (DEFAULT_BUDGET if name == "default" else FULL_BUDGET)
     count = DEFAULT_MEDIUM if name == "default" else FULL_MEDIUM
-    cases = [e.case for e in entries] + sweep(seed, size) + medium(seed, count) + real_layer_sample()
+    cases = [e.case for e in entries] + sweep(seed, size) + medium(seed, count) + real_layer_sample() + witnesses()
     seen: set[str] = set()
     return [c for c in cases if not (c.id in seen or seen.add(c.id))]
 

@@ -6,9 +6,21 @@ built-ins, its `run` executes exactly the source its `repro_code` returns, so a 
 script reproduces what the suite saw. The snippet imports NumPy only; it is the one
 correct program of this module (`_buggy_snippet`) given a flipped kernel.
 `NoRepro` is the same bug without `repro_code`: the repro script must load it by spec.
+
+The `Planted` adapters run `_buggy_snippet`: a correct NumPy program with the bugs of
+PLANTED planted, each under a condition written in plain Python (the findings tests compare
+a finding's predicate with it). The `_OneBug` adapters name one bug as a string.
+Those of the size model (`SIZE_BUGS`: a vector tail, a split-K tail, 16-bit, 22-bit and
+float32 index arithmetic, an 11-bit channel counter, a 1-tap axis) are planted in a blocked
+split-K float32 kernel and fire only on cases of one size class (`_fires`);
+`SplitKFloat32` is that kernel without a bug, a correct vendor-style implementation.
 """
 
 from __future__ import annotations
+
+import math
+
+import numpy as np
 
 
 def _snippet(case) -> str:
@@ -71,6 +83,109 @@ class NoRepro:
 # with bugs planted by name. Each bug's condition is written here in plain Python, so that
 # a test can compare a finding's members with the cases the bug really covers.
 
+#: Bugs planted in the blocked split-K kernel (`_buggy_snippet`), each gated on one size
+#: class of cases/sizes.py, with what it does; "" is that kernel without a bug.
+SIZE_BUGS = {
+    "": "none",
+    "tail": "the vector tail drops its last lane: conv2d input channels per group = 3 (mod 4) above 4, "
+            "depthwise channels = 15 (mod 16) above 64",
+    "splitk": "the last, partial split-K slice is dropped when K > 2304 and K % 256 != 0",
+    "pixel16": "a 16-bit pixel counter: output pixel p >= 2^16 of an image gets pixel p mod 2^16",
+    "index22": "a 22-bit offset: output element i >= 2^22 gets element i mod 2^22",
+    "float_index": "float32 index arithmetic: output element i > 2^24 gets element float32(i)",
+    "channels2048": "an 11-bit channel counter: input channel q >= 2048 (per group) is read as q - 2048",
+    "size_one": "a 1-tap axis with stride > 1, dilation > 1 and padding starts one padded row late",
+}
+#: Products per split-K slice of the blocked kernel.
+SLICE = 256
+
+
+def _fires(case, bug: str) -> bool:
+    """Whether size bug `bug` changes the result of `case` (each is gated on sizes)."""
+    conv = case.op == "conv2d"
+    cg = case.in_channels // case.groups if conv else case.in_channels
+    outputs = math.prod(case.output_shape)
+    return {
+        "": False,
+        "tail": (cg % 4 == 3 and cg > 4) if conv else (cg % 16 == 15 and cg > 64),
+        "splitk": conv and case.reduction_size > 2304 and case.reduction_size % SLICE != 0,
+        "pixel16": case.output_shape[1] * case.output_shape[2] > 1 << 16,
+        "index22": outputs > 1 << 22,
+        "float_index": outputs > 1 << 24,
+        "channels2048": cg > 2048,
+        "size_one": any(_one_tap_axis(case, a) for a in (0, 1)),
+    }[bug]
+
+
+def _one_tap_axis(case, a: int) -> bool:
+    """Axis `a` has a 1-tap kernel between input and output larger than 1, stride > 1,
+    dilation > 1 and padding: where the "size_one" bug lives."""
+    n, out = (case.height, case.width)[a], case.output_shape[1 + a]
+    return (case.kernel[a] == 1 and n > 1 and out > 1 and case.strides[a] > 1 and case.dilations[a] > 1
+            and sum(case.geometry.pads[a]) > 0)
+
+
+def _split_k_lines(case, bug: str, g, fires: bool) -> list[str]:
+    """The blocked kernel: im2col, then K in slices of SLICE, each a float32 matrix product
+    (float64 for float64 cases) added to a float32 accumulator; `fires` plants `bug`."""
+    (kh, kw), (sh, sw), (dh, dw) = case.kernel, case.strides, case.dilations
+    conv = case.op == "conv2d"
+    cg = case.filter_in_channels if conv else case.in_channels
+    acc = "np.float64" if case.dtype == "float64" else "np.float32"
+    lines = []
+    if fires and bug == "channels2048":
+        lines.append(f"xp = xp[..., [c - c % {cg} + (c % {cg}) % 2048 for c in range(xp.shape[-1])]]  # the bug")
+    if fires and bug == "tail":
+        lines.append(f"w[:, :, {cg - 1}, :] = 0  # the bug: the tail's last lane is dropped")
+    lines.append(f"cols = np.stack([xp[:, di * {dh}: di * {dh} + {sh} * ({g.out_h} - 1) + 1: {sh}, "
+                 f"dj * {dw}: dj * {dw} + {sw} * ({g.out_w} - 1) + 1: {sw}, :] "
+                 f"for di in range({kh}) for dj in range({kw})], axis=3)  # (N, OH, OW, taps, C)")
+    k = case.reduction_size
+    last = k - k % SLICE if fires and bug == "splitk" else k  # the bug: the partial slice is lost
+    if conv:
+        og = case.out_channels // case.groups
+        lines += ["parts = []",
+                  f"for g in range({case.groups}):",
+                  f"    a = cols[..., g * {cg}:(g + 1) * {cg}].reshape(-1, {k})",
+                  f"    b = w[..., g * {og}:(g + 1) * {og}].reshape({k}, {og})",
+                  f"    acc = np.zeros((a.shape[0], {og}), dtype={acc})",
+                  f"    for s in range(0, {last}, {SLICE}):",
+                  f"        acc += a[:, s:s + {SLICE}].astype({acc}) @ b[s:s + {SLICE}].astype({acc})",
+                  "    parts.append(acc)",
+                  f"acc = np.concatenate(parts, axis=1).reshape(cols.shape[:3] + ({case.out_channels},))"]
+    else:
+        m = case.channel_multiplier
+        lines += [f"wk = w.reshape({k}, {cg}, {m})",
+                  f"acc = np.zeros(cols.shape[:3] + ({cg}, {m}), dtype={acc})",
+                  f"for s in range(0, {last}, {SLICE}):",
+                  f"    acc += np.einsum('nhwtc,tcm->nhwcm', cols[..., s:s + {SLICE}, :].astype({acc}), "
+                  f"wk[s:s + {SLICE}].astype({acc}))",
+                  f"acc = acc.reshape(cols.shape[:3] + ({cg * m},))"]
+    lines.append(f"if bias is not None:\n    acc = acc + np.asarray(bias, dtype=np.float64).astype({acc})")
+    if fires and bug == "pixel16":
+        lines.append("flat = acc.reshape(acc.shape[0], -1, acc.shape[3])")
+        lines.append("acc = flat[:, np.arange(flat.shape[1]) % 65536].reshape(acc.shape)  # the bug: 16-bit pixel index")
+    if fires and bug == "index22":
+        lines.append("acc = acc.reshape(-1)[np.arange(acc.size) % (1 << 22)].reshape(acc.shape)  # the bug: 22-bit offset")
+    if fires and bug == "float_index":
+        lines.append("i = np.minimum(np.arange(acc.size).astype(np.float32).astype(np.int64), acc.size - 1)")
+        lines.append("acc = acc.reshape(-1)[i].reshape(acc.shape)  # the bug: the index went through float32")
+    return lines
+
+
+def _buggy_snippet(case, bug: str) -> str:
+    """NumPy source computing `case` right except for `bug`: "dilation" (ignored by
+    depthwise with strides > 1 and dilations > 1), "flush" (subnormal inputs and results
+    flushed to zero), "accept" (an empty-output invalid case returns an empty array) or
+    "ownacc" (every partial sum, tap by tap, rounded to the dtype); or one of SIZE_BUGS,
+    planted in a blocked split-K kernel that sums in float32 (a correct kernel with bug "").
+    Any other name ("none") plants no bug: the program sums exact float64 products and
+    rounds once to the dtype, leaving `acc` (the float64 result) and `y` (the output). Unless
+    a bug needs the suite, it reads only the case's fields and `geometry`, so it runs where a
+    repro script passes the case as a plain namespace and conv-conformance is not installed
+    (`NoRepro`)."""
+
+
 def _effective_dilation(case) -> int:
     return max([d for d, k in zip(case.dilations, case.kernel) if k > 1], default=1)
 
@@ -116,12 +231,17 @@ _ON_INVALID = ("accept", "groups", "groups_exceed")
 
 def _buggy_snippet(case, bugs) -> str:
     """NumPy source computing `case` right except for the planted `bugs` (names in PLANTED,
-    or one name) whose conditions hold. "none" plants no bug: the program sums exact
+    or one name) whose conditions hold; or one name of SIZE_BUGS (a string: the `_OneBug`
+    adapters), planted in a blocked split-K kernel that sums in float32 (a correct kernel
+    with bug ""). "none" plants no bug: the program sums exact
     float64 products and rounds once to the dtype, leaving `acc` (the float64 result) and
     `y` (the output). Invalid cases raise unless a bug accepts them. Without a bug it reads
     only the case's fields and `geometry`, so it runs where a repro script passes the case
     as a plain namespace and conv-conformance is not installed (`NoRepro`)."""
+    size_bug = bugs if isinstance(bugs, str) and bugs in SIZE_BUGS else None  # one name: the blocked kernel
     bugs = (bugs,) if isinstance(bugs, str) else tuple(bugs)
+    if size_bug is not None:
+        bugs = ()
     unknown = [b for b in bugs if b not in PLANTED and b != "none"]
     if unknown:
         raise ValueError(f"planted bugs: expected names in {sorted(PLANTED)} or 'none', received {unknown}")
@@ -143,7 +263,17 @@ def _buggy_snippet(case, bugs) -> str:
         g = conv_geometry((case.height, case.width), case.kernel, case.strides, (dh, dw), case.padding)
     lines = ["import numpy as np",
              f"xp = np.pad(np.asarray(x, dtype=np.float64), ((0, 0), {g.pads[0]}, {g.pads[1]}, (0, 0)))",
-             "w = np.asarray(filters, dtype=np.float64)"]
+             "w = np.array(filters, dtype=np.float64)  # a copy: the bugs below write into it"]
+    fires = size_bug is not None and _fires(case, size_bug)
+    if fires and size_bug == "size_one":
+        for a in (0, 1):
+            if _one_tap_axis(case, a):
+                lines.append(f"xp = np.concatenate([xp.take(range(1, xp.shape[{a + 1}]), axis={a + 1}), "
+                             f"np.zeros_like(xp.take([0], axis={a + 1}))], axis={a + 1})  # the bug: one row late")
+    if size_bug is not None:
+        lines += _split_k_lines(case, size_bug, g, fires)
+        lines.append("y = np.asarray(acc).astype(x.dtype)")
+        return "\n".join(lines) + "\n"
     if "flush" in active:
         from conformance.dtypes import fmt
 
@@ -260,3 +390,68 @@ class Correct(Planted):
     """No bug at all."""
 
     name = "correct"
+
+
+# ---- a blocked split-K kernel, correct or with one size-gated bug (SIZE_BUGS) ----------
+
+class _OneBug(Planted):
+    """One bug by name, as a string (`bug`): a SIZE_BUGS name is planted in the blocked kernel."""
+
+    bug = ""
+
+    def repro_code(self, case) -> str:
+        return _buggy_snippet(case, self.bug)
+
+    def run(self, case, x, filters, bias):
+        ns = {"x": x, "filters": filters, "bias": bias}
+        exec(_buggy_snippet(case, self.bug), ns)  # noqa: S102 (our own generated source)
+        return ns["y"]
+
+
+class SplitKFloat32(_OneBug):
+    """Correct: im2col, K in slices of 256, float32 products and accumulator, one rounding."""
+
+    bug, name = "", "split-k-float32"
+
+
+class VectorTail(_OneBug):
+    """SplitKFloat32 whose vector tail drops its last lane (conv2d: input channels per group
+    = 3 mod 4 above 4; depthwise: channels = 15 mod 16 above 64)."""
+
+    bug, name = "tail", "vector-tail"
+
+
+class SplitKTail(_OneBug):
+    """SplitKFloat32 that loses the partial last slice when K > 2304 and K % 256 != 0."""
+
+    bug, name = "splitk", "split-k-tail"
+
+
+class PixelIndex16(_OneBug):
+    """SplitKFloat32 whose output pixel counter is 16 bits: pixel p >= 2^16 gets pixel p mod 2^16."""
+
+    bug, name = "pixel16", "pixel-index-16"
+
+
+class OffsetIndex22(_OneBug):
+    """SplitKFloat32 whose output offsets are 22 bits: element i >= 2^22 gets element i mod 2^22."""
+
+    bug, name = "index22", "offset-index-22"
+
+
+class FloatIndex24(_OneBug):
+    """SplitKFloat32 computing output indices in float32: above 2^24 odd ones land on a neighbour."""
+
+    bug, name = "float_index", "float-index-24"
+
+
+class Channels2048(_OneBug):
+    """SplitKFloat32 with an 11-bit channel counter: input channel q >= 2048 (per group) reads q - 2048."""
+
+    bug, name = "channels2048", "channels-2048"
+
+
+class SizeOneAxis(_OneBug):
+    """SplitKFloat32 whose 1-tap axis with stride > 1, dilation > 1 and padding starts one padded row late."""
+
+    bug, name = "size_one", "size-one-axis"

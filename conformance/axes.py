@@ -61,17 +61,22 @@ def roomy(c: Case, out: int = 4) -> Case | None:
     least `out` rows and columns (grown, never shrunk), or None: a case where every filter
     tap reads real input somewhere, so that a bug in any tap can show."""
     eff_h, eff_w = c.geometry.effective_kernel
-    h, w = max(c.height, eff_h), max(c.width, eff_w)
-    for _ in range(4096):
+    return _grown(c, max(c.height, eff_h), max(c.width, eff_w), out, out, 4096)
+
+
+def _grown(c: Case, h: int, w: int, want_h: int, want_w: int, tries: int) -> Case | None:
+    """`c` with an h x w input grown a row or a column at a time until its output has at
+    least `want_h` rows and `want_w` columns; None when no valid case gets there in `tries`."""
+    for _ in range(tries):
         try:
-            grown_c = c.replace(height=h, width=w)
+            moved = c if (h, w) == (c.height, c.width) else c.replace(height=h, width=w)
         except CaseError:
             return None
-        g = grown_c.geometry
-        if g.out_h >= out and g.out_w >= out:
-            return grown_c
-        h += g.out_h < out
-        w += g.out_w < out
+        g = moved.geometry
+        if g.out_h >= want_h and g.out_w >= want_w:
+            return moved
+        h += g.out_h < want_h
+        w += g.out_w < want_w
     return None
 
 
@@ -91,19 +96,7 @@ def with_room(c: Case | None, base: Case, out: int = 4) -> Case | None:
     if c is None or not (c.is_valid and base.is_valid):
         return c
     want_h, want_w = min(out, base.geometry.out_h), min(out, base.geometry.out_w)
-    h, w = c.height, c.width
-    for _ in range(512):
-        g = c.geometry if (h, w) == (c.height, c.width) else None
-        try:
-            moved = c if g is not None else c.replace(height=h, width=w)
-        except CaseError:
-            return c
-        g = moved.geometry
-        if g.out_h >= want_h and g.out_w >= want_w:
-            return moved
-        h += g.out_h < want_h
-        w += g.out_w < want_w
-    return c
+    return _grown(c, c.height, c.width, want_h, want_w, 512) or c
 
 
 def replace(c: Case, keep_validity: bool = True, **changes: Any) -> Case | None:

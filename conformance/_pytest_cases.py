@@ -85,12 +85,15 @@ class TestedBackend:
         self.facts = worker.facts  # what manifest `when:` conditions are matched against
 
     def covers(self, entry, case: Case) -> bool:
-        return entry.covers(self.worker.name, self.worker.version, case.id, self.facts)
+        """`entry` applies to `case` here: by case id glob, and by its predicate where it pins a finding."""
+        return entry.covers(self.worker.name, self.worker.version, case.id, self.facts) and \
+            (entry.finding is None or entry.predicate_covers(case))
 
     def known(self, entries: list, case: Case, rec: dict[str, Any]):
-        """The manifest entry that explains the record `rec` of `case`, or None."""
-        return next((e for e in entries if self.covers(e, case) and e.matches_kind(rec["kind"] or rec["status"])),
-                    None)
+        """The manifest entry that explains the record `rec` of `case`, or None (a `finding:`
+        predicate pin explains whatever case its predicate covers)."""
+        return next((e for e in entries if e.explains_case(self.worker.name, self.worker.version, case,
+                                                           rec["kind"] or rec["status"], self.facts)), None)
 
 
 def _label(spec: str, name: str, builtins: Any) -> str:

@@ -6,14 +6,16 @@ the framework call, observed vs expected with the error figures against the boun
 the error, the crash's signal and log, the timeout), the diagnosis, and the full repro
 script embedded (up to `MAX_EMBED_CHARS`; attached otherwise).
 
-`finding_report(finding, backend)` (`conformance repro --finding ID --report`): title,
-predicate and confirmation, the short repro, observed vs expected here, the cases it
-covers, and the full per-case report collapsed below.
+`finding_report(finding, backend)` (`conformance repro --finding ID --report`), at most
+about 80 lines: the title, what the run saw, the condition found by experiment (or that
+none was), the environment with the kernel path, the minimal case, the short repro
+(`finding_script`: `scripts.make_short_script` in the worker, at most about 40 lines)
+and what the case gives here.
 
 `backend` is the backend as its worker describes it (`process.isolated.IsolatedBackend`):
 `name`, `version`, `device`, `fingerprint`, and `framework_code(case, spec=)`,
-`script(case, spec=, precision=)`, `short_script(case, header, spec=)` giving (text,
-problem), written by the adapter in its worker (`scripts`), and `record(case)`.
+`script(case, spec=, precision=)`, `short_script(case, header, spec=, precision=)` giving
+(text, problem), written by the adapter in its worker (`scripts`), and `record(case)`.
 
 Invariants
 - A report shows what the suite judged: the figures are the record's (`record`), the
@@ -164,47 +166,45 @@ def bug_report(case: Case, record: dict[str, Any], backend: Any, *, spec: str | 
 
 # ---- the report of a finding ------------------------------------------------------------
 
-def _confirmation_text(conf: dict[str, Any]) -> str:
-    inside = [r for r in conf.get("inside") or [] if r.get("as_expected") is not None]
-    near = [r for r in conf.get("near_misses") or [] if r.get("as_expected") is not None]
-    status = conf.get("status", "not_run")
-    if status in ("not_run", "skipped"):
-        return f"Not confirmed actively ({conf.get('reason') or 'not run'})."
-    ok_in = sum(1 for r in inside if r.get("as_expected"))
-    ok_near = sum(1 for r in near if r.get("as_expected"))
-    return (f"**{status}**: {ok_in} of {len(inside)} new cases inside the predicate diverge the same way, "
-            f"{ok_near} of {len(near)} near misses just outside it (one condition flipped) do not.")
+def finding_script(finding: dict[str, Any], backend: Any, *, spec: str | None = None,
+                   precision: str | None = None) -> tuple[str | None, str | None]:
+    """(script, problem): the short repro of a finding's minimal case, headed by its title and
+    id, written by the backend's worker (it prints that worker's kernel path)."""
+    case = Case.from_dict(finding["minimal_case"])
+    return backend.short_script(case, f"{finding['title']}\nconv-conformance finding {finding['id']}, case {case.id}",
+                                spec=spec, precision=precision)
 
 
-def finding_report(finding: dict[str, Any], backend: Any, *, spec: str | None = None) -> str:
-    """A Markdown issue body for one finding (see the module docstring)."""
-    sr = finding.get("short_repro") or {}
-    case = Case.from_dict(sr.get("case") or finding["minimal_case"])
+def finding_report(finding: dict[str, Any], backend: Any, *, spec: str | None = None,
+                   precision: str | None = None) -> str:
+    """A Markdown issue body for one finding, at most about 80 lines (module docstring)."""
+    case = Case.from_dict(finding["minimal_case"])
     name = str(backend.name)
-    out = [f"## {name}: {finding['title']}", ""]
-    hyp = finding.get("hypothesis")
-    out += [f"{finding['count']} case(s) of a conv-conformance run diverge this way (kind `{finding['kind']}`"
-            + (f", diagnosis `{hyp}`" if hyp else "") + "). What they have in common, and no passing case has:", "",
-            f"    {finding['predicate']}", "", _confirmation_text(finding.get("confirmation") or {}), "",
-            "### Environment", "", "| | |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in environment(backend).items()]
-    header = f"{finding['title']}\nconv-conformance finding {finding['id']}, case {case.id}"
-    script, problem = backend.short_script(case, header, spec=spec)
-    if script is None:
-        out += ["", f"No short script: {problem}."]
-    rec = backend.record(case)
+    pred = finding.get("predicate") or {}
+    out = [f"## {name}: {finding['title']}", "",
+           f"{finding.get('summary') or str(finding.get('count', 0)) + ' cases'} in a conv-conformance run "
+           f"(finding `{finding['id']}`, {finding['status']})."]
+    if pred:
+        necessary = ", ".join(finding.get("necessary") or []) or "no parameter"
+        out += ["", f"Condition, found by experiment (the divergence vanished when {necessary} moved to a neutral "
+                f"value) and confirmed on fresh cases inside and just outside it:", "", f"    {pred['text']}"]
+    else:
+        out += ["", "No condition over the case's parameters could be found by experiment; the minimal case "
+                "below shows the divergence."]
+    out += ["", "### Environment", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in environment(backend).items()]
+    out += ["", f"### Minimal case `{case.id}`", ""]
+    out += ["- " + "; ".join(f"{k} {v}" for k, v in _parameters(case))]
+    script, problem = finding_script(finding, backend, spec=spec, precision=precision)
     if script:
-        out += ["", "### Reproduce", "", "NumPy and the framework only; `python repro.py` prints expected vs "
-                "observed and exits 1 while the bug is present:", "", "```python", script.rstrip(), "```"]
-    out += ["", "### Observed here", "", f"Case `{case.id}`: {rec['status']}"
-            + (f" ({rec['kind']})" if rec["kind"] else "") + f": {rec['message']}"]
+        out += ["", "### Reproduce", "", "NumPy and the framework only; `python repro.py` prints the versions, the "
+                "framework's warnings, expected vs received, and exits 1 while the bug is present "
+                "(the suite's own judging rule, embedded):", "", "```python", script.rstrip(), "```"]
+    else:
+        out += ["", f"No short script: {problem} (`conformance repro {case.id} --backend {spec or name}` writes "
+                "the full one)."]
+    rec = backend.record(case, diagnose=False)
+    out += ["", "### Observed here", "", f"`{rec['status']}`" + (f" ({rec['kind']})" if rec["kind"] else "")
+            + f": {rec['message'].splitlines()[0] if rec['message'] else ''}"]
     if rec["status"] != "diverge":
-        out.append("(The finding's case does not diverge here: the bug may be fixed in this version.)")
-    shown = finding["cases"][:20]
-    out += ["", f"### Cases covered ({finding['count']})", ""] + [f"- `{c}`" for c in shown]
-    if finding["count"] > len(shown):
-        out.append(f"- ... and {finding['count'] - len(shown)} more (results.json)")
-    full = bug_report(case, rec, backend, spec=spec)
-    out += ["", "<details><summary>Full report of the case, with the complete repro script</summary>", "",
-            full.rstrip(), "", "</details>"]
+        out.append("(The minimal case does not diverge here: the bug may be fixed in this version.)")
     return "\n".join(out) + "\n"

@@ -77,10 +77,11 @@ class Entry:
     link: str | None
     #: Only records judged under one of these precision contracts (None: any contract).
     precisions: tuple[str, ...] | None = None
-    #: `finding:` pins a finding: its id (explains the cases that finding covers in this run)
-    #: or a predicate (conformance.findings atoms: explains the cases it holds for).
+    #: `finding:` pins a finding: its id (explains the cases that finding's predicate covers
+    #: in this run) or a predicate (conformance.predicate text: explains every case it
+    #: covers, wherever it comes from: a run, a merge, the pytest plugin's drawn cases).
     finding: str | None = None
-    atoms: tuple | None = None
+    predicate: Any = None
     when: tuple[tuple[str, Any], ...] = ()
 
     def holds(self, facts: dict[str, Any] | None) -> bool:
@@ -134,15 +135,24 @@ class Entry:
 
     def _predicate_holds(self, rec: dict[str, Any]) -> bool:
         """A predicate pin holds for the record's case; an id pin is applied by `pin_findings`."""
-        if self.atoms is None:
-            return False
-        from .findings import holds
         from .spec import Case, CaseError
 
         try:
-            return holds(self.atoms, Case.from_dict(rec["case"]))
+            return self.predicate_covers(Case.from_dict(rec["case"]))
         except (CaseError, TypeError, KeyError):
             return False
+
+    def predicate_covers(self, case: Any) -> bool:
+        """Whether this entry's `finding:` predicate covers `case` (False for an id pin)."""
+        return self.predicate is not None and self.predicate.holds(case)
+
+    def explains_case(self, backend: str, version: str | None, case: Any, kind: str | None,
+                      facts: dict[str, Any] | None = None) -> bool:
+        """Explains `kind` (or status) on `case`, a Case judged outside a run (the pytest
+        plugin): by case id glob, and by its predicate where it pins a finding."""
+        if not self.covers(backend, version, case.id, facts) or not self.matches_kind(kind):
+            return False
+        return self.finding is None or self.predicate_covers(case)
 
     def known(self) -> dict[str, Any]:
         return {"reason": self.reason, "link": self.link, "manifest_entry": self.index}
@@ -209,7 +219,7 @@ def load_manifest(path: str | Path) -> list[Entry]:
         unknown = sorted(set(raw) - set(ENTRY_KEYS))
         if unknown:
             raise ManifestError(f"{path}: entry {i}: expected keys among {', '.join(ENTRY_KEYS)}, received {unknown[0]!r}")
-        finding, atoms = _finding_pin(path, i, raw.get("finding"))
+        finding, predicate = _finding_pin(path, i, raw.get("finding"))
         if finding is not None:
             raw = {"cases": "*", **raw}
         for key in ("backend", "cases", "reason"):
@@ -245,55 +255,54 @@ def load_manifest(path: str | Path) -> list[Entry]:
                                     f"received {wrong[0]!r}")
         when = _conditions(path, i, raw.get("when"))
         entries.append(Entry(i, backend[0], version, _strings(path, i, "cases", raw["cases"]), kinds, reason, link,
-                             precisions, finding=finding, atoms=atoms, when=when))
+                             precisions, finding=finding, predicate=predicate, when=when))
     return entries
 
 
-def _finding_pin(path: Path, i: int, value: Any) -> tuple[str | None, tuple | None]:
-    """(text, atoms) of a `finding:` value: atoms None for a finding id (F + 10 hex digits)."""
+def _finding_pin(path: Path, i: int, value: Any) -> tuple[str | None, Any]:
+    """(text, predicate.Predicate) of a `finding:` value: None for a finding id (F + 10 hex digits)."""
     import re
 
     if value is None:
         return None, None
     if not isinstance(value, str) or not value.strip():
         raise ManifestError(f"{path}: entry {i}: finding: expected a finding id (F0123456789) or a predicate "
-                            f"('op = depthwise_conv2d and strided and dilated'), received {value!r}")
+                            f"('op = depthwise_conv2d and axis(stride >= 2, dilation >= 2)'), received {value!r}")
     value = value.strip()
     if re.fullmatch(r"F[0-9a-f]{10}", value):
         return value, None
-    from .findings import parse_predicate
+    from .predicate import parse
 
     try:
-        return value, tuple(parse_predicate(value))
+        return value, parse(value)
     except ValueError as exc:
         raise ManifestError(f"{path}: entry {i}: finding: {exc}") from None
 
 
 def pin_findings(entries: list[Entry], records: list[dict[str, Any]], found: list[dict[str, Any]],
                  fingerprints: dict[str, dict[str, Any]] | None = None) -> None:
-    """Entries that pin a finding by id explain the failing records that finding covers
-    (record["known"], where no earlier entry already explains them, and where the entry's
-    `when` conditions hold on the record's fingerprint, one of `fingerprints`); the
-    findings' known and unexpected counts are updated."""
+    """Entries that pin a finding by id explain the failing records that finding's predicate
+    covers (its members; record["known"], where no earlier entry already explains them, and
+    where the entry's `when` conditions hold on the record's fingerprint, one of
+    `fingerprints`); every finding's known and unexpected counts are updated."""
     from .fingerprint import facts as facts_of
 
-    pins = [e for e in entries if e.finding is not None and e.atoms is None]
-    if not pins:
-        return
+    pins = [e for e in entries if e.finding is not None and e.predicate is None]
     fingerprints = fingerprints or {}
     by_pair = {(r["case_id"], r["backend"]): r for r in records}
     for f in found:
+        cids = [m["case_id"] for m in f.get("members") or []]
         for e in pins:
             if e.finding != f["id"] or not fnmatch.fnmatchcase(f["backend"], e.backend):
                 continue
-            for cid in f["cases"]:
+            for cid in cids:
                 rec = by_pair.get((cid, f["backend"]))
                 if rec is not None and rec["status"] in FAILING_STATUSES and not rec.get("known") \
                         and e.covers(rec["backend"], rec["backend_version"], cid,
                                      facts_of(fingerprints.get(rec.get("fingerprint") or ""))) \
                         and e.matches_kind(rec["kind"]):
                     rec["known"] = e.known()
-        recs = [by_pair[(cid, f["backend"])] for cid in f["cases"] if (cid, f["backend"]) in by_pair]
+        recs = [by_pair[(cid, f["backend"])] for cid in cids if (cid, f["backend"]) in by_pair]
         f["known"] = sum(1 for r in recs if r.get("known"))
         f["unexpected"] = len(recs) - f["known"]
 

@@ -44,30 +44,33 @@ def _details(rec: dict[str, Any]) -> str:
 
 
 def _finding_cases(suite: ET.Element, backend: str, run: dict[str, Any]) -> tuple[int, int, int]:
-    """One <testcase classname="BACKEND.findings" name="ID: title"> per finding of `backend`:
-    a failure while any of its cases is unexpected, skipped (type known) when all are known.
-    Returns (testcases, failures, skipped)."""
+    """One <testcase classname="BACKEND.findings" name="ID: title"> per finding of `backend`
+    (the same findings as results.json): a failure while any of its cases is unexpected,
+    skipped (type known) when all are known. Returns (testcases, failures, skipped)."""
     found = [f for f in ((run.get("findings") or {}).get("items") or []) if f.get("backend") == backend]
     failures = skipped = 0
     for f in found:
         tc = ET.SubElement(suite, "testcase", classname=f"{backend}.findings", name=f"{f['id']}: {f['title']}",
                            time="0.000000")
-        conf = (f.get("confirmation") or {}).get("status", "not_run")
-        text = (f"predicate: {f['predicate']}\nconfirmation: {conf}\ncases ({f['count']}): {', '.join(f['cases'])}\n"
+        pred = (f.get("predicate") or {}).get("text") or "(uncharacterised)"
+        cases = ", ".join(m["case_id"] for m in f.get("members") or [])
+        text = (f"status: {f['status']}\npredicate: {pred}\n{f.get('summary', '')}\ncases ({f['count']}): {cases}\n"
                 f"minimal case: {f['minimal_case_id']}")
-        if (f.get("short_repro") or {}).get("path"):
-            text += f"\nshort repro: {f['short_repro']['path']}"
+        for label, rel in (("repro", f.get("repro")), ("short repro", (f.get("short_repro") or {}).get("path"))):
+            if rel:
+                text += f"\n{label}: {rel}"
         if f.get("unexpected"):
             failures += 1
-            fail = ET.SubElement(tc, "failure", type=f["kind"],
-                                 message=f"finding {f['id']}: {f['title']} ({f['count']} cases; {f['predicate']})")
+            kind = next(iter(f.get("kinds") or {}), "diverge")
+            fail = ET.SubElement(tc, "failure", type=kind,
+                                 message=f"finding {f['id']}: {f['title']} ({f['count']} cases)")
             fail.text = text
         else:
             skipped += 1
             ET.SubElement(tc, "skipped", type="known", message=f"known finding {f['id']}: {f['title']}")
         props = ET.SubElement(tc, "properties")
-        for name, value in (("predicate", f["predicate"]), ("kind", f["kind"]), ("hypothesis", f.get("hypothesis")),
-                            ("confirmation", conf), ("cases", f["count"])):
+        for name, value in (("status", f["status"]), ("predicate", pred), ("kinds", f.get("summary", "")),
+                            ("cases", f["count"])):
             ET.SubElement(props, "property", name=name, value=str(value))
     return len(found), failures, skipped
 

@@ -168,7 +168,7 @@ def write(path: str | os.PathLike, run: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(run, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(run, separators=(",", ":"), allow_nan=False) + "\n", encoding="utf-8")  # compact: a run is large
     os.replace(tmp, path)
 
 

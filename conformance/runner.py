@@ -63,7 +63,6 @@ from .process.referee import Referee
 from .protocol import WorkerDied, WorkerTimeout
 from .run.config import RunConfig
 from .run.context import BackendState, RunContext
-from .run.divergences import enrich_divergence
 from .run.findings_step import findings_step
 from .run.out_dir import OutLock, previous_run, remove_paths
 from .run.outputs import RunOutcome, finish, utc_now
@@ -107,7 +106,7 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
     startup_s = cases_s = None
     backends = [Backend(spec, cfg.out / "logs" / f"{safe_filename(spec)}.log", cfg.timeout, cfg.repeats)
                 for spec in cfg.specs]
-    states = {b: BackendState(minimise_left=cfg.minimise_backend_s) for b in backends}
+    states = {b: BackendState() for b in backends}
     for b in backends:
         b.worker.start()  # all import their frameworks at once
     referee = Referee(cfg.out / "logs" / "referee.log", cfg.timeout, cfg.precision)
@@ -152,11 +151,6 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
             # starts now, its records are under its name and the old errors are superseded.
             current = {b.name for b in backends}
             previous = [r for r in previous if r["backend"] in current]
-            for b in backends:  # what the interrupted part minimised is not minimised again
-                for m in header_before.get("minimised", []):
-                    if m.get("backend") == b.name and isinstance(m.get("key"), list) and len(m["key"]) == 2:
-                        states[b].minimised[tuple(m["key"])] = str(m.get("case_id"))
-                        states[b].minimise_left -= float(m.get("seconds") or 0)
         done = {(r["case_id"], r["backend"]) for r in previous or []}
         for r in previous or []:
             progress.add(r)
@@ -252,8 +246,6 @@ def _dispatch(ctx: RunContext, case: Case, todo: list[Backend], nxt: Case | None
         except (WorkerDied, WorkerTimeout) as exc:
             reply = exc
         rec = b.stamp(ctx.referee.record(case, b.name, b.info, reply), reply)
-        if rec["status"] == "diverge":
-            enrich_divergence(ctx, case, b, rec)
         _emit(ctx, rec)
         ctx.progress.draw()
         if isinstance(reply, tuple) and nxt is not None:

@@ -32,21 +32,18 @@ The full script (`make_script(case, adapter)`, `conformance repro`, the run's re
    worst elements) and exits 1 when the result diverges (or, for an invalid case, when
    the framework returns instead of raising), 0 otherwise: the suite's verdict.
 
-The short script (`make_short_script(case, adapter)`, a finding's, the ten lines a
-maintainer pastes into an issue):
-1. the case's own inputs (`make_inputs(case)`, the arrays the suite judged) as literals:
-   with the `small_integers` profile they are small integers, so the expected numbers are
-   obvious;
-2. the framework call;
-3. the expected output by a few-line NumPy loop over the output elements (the formula of
-   DESIGN.md, in float64), with the magnitude sum |x| |w| of each element;
-4. one print of expected vs observed (the worst element, or the shapes, or "an error").
-   Its check is the suite's element rule written out: |y - ref| <= T (U mag + FLOOR) with
-   the case's threshold T (0 for exact profiles such as small integers), NaN and Inf
-   exactly, the dtype exactly; where a padded zero meets an infinite tap (special
-   profile) either answer is accepted; a result beyond the dtype's range may be the
-   infinity of its sign (overflow profile). It trades the full script's figures for
-   brevity; `exit_code_for` checks that it agrees with the verdict on a given output.
+The short script (`make_short_script(case, adapter)`, a finding's, what a maintainer
+pastes into an issue; at most about 40 lines):
+1. the suite's judging rule, `conformance/_rule.py` verbatim, as one compressed line that
+   it executes: the script judges under the one rule, never a second one;
+2. the inputs: for the `normal` profile generated in the script (the case's PCG64 seed,
+   checked by SHA-256), else written out (small inputs only);
+3. the framework call, under `warnings.catch_warnings`: the framework's version, the
+   kernel path the suite saw (e.g. TensorFlow oneDNN on) and its own warnings are printed;
+4. the expected result by the formula in float64 (its value, magnitude and norm, what
+   the rule needs), and the verdict: `passes` of the rule under the contract, the worst
+   element printed, exit 1 while it diverges. `exit_code_for` checks, on the output the
+   suite judged, that the script agrees with the verdict.
 
 Invariants
 - A script imports nothing of conv-conformance (built-in adapters' repro code imports
@@ -54,8 +51,9 @@ Invariants
 - A full script carries its inputs or the means to regenerate them exactly (seed,
   generator, checksum), so it reproduces on a machine without this suite. Large inputs
   of a profile other than `normal` (`REGENERATED_PROFILES`) raise ReproError: run
-  `conformance repro` on the minimised case instead. A short script is only written for
-  small inputs (`MAX_ELEMENTS`, else ShortReproError).
+  `conformance repro` on the minimised case instead. A short script generates the inputs
+  of the normal profile and writes out small ones of other profiles (`MAX_ELEMENTS`, else
+  ShortReproError).
 - This module is below the worker: a worker process writes the scripts of its own
   adapter (`process.worker`), and the bug reports (`bug_reports`) embed them.
 """
@@ -581,74 +579,85 @@ def _literal(name: str, arr: np.ndarray | None, dtype: str, comment: str) -> str
     return f"{name} = np.array([{values}], dtype={_DTYPES[dtype]}).reshape{tuple(arr.shape)}  # {comment}\n"
 
 
-def make_short_script(case: Case, adapter: Any, *, spec: str | None = None, header: str = "") -> str:
-    """The short script for `case` on `adapter` (module docstring); `header` goes first as comments."""
+_SHORT_TAP = {  # one kernel tap's contribution, float64 (N, OH, OW, O), for the short script's reference
+    "conv2d": "np.concatenate([t[..., g * {cg}:(g + 1) * {cg}] @ f[:, g * {og}:(g + 1) * {og}] for g in range({groups})], -1)",
+    "depthwise_conv2d": "np.einsum('nhwc,cm->nhwcm', t, f).reshape(t.shape[:3] + (-1,))",
+}
+
+
+def _rule_blob() -> str:
+    return base64.b64encode(zlib.compress(rule_source().encode("utf-8"), 9)).decode("ascii")
+
+
+def make_short_script(case: Case, adapter: Any, *, spec: str | None = None, header: str = "",
+                      precision: str = tolerance.DEFAULT_PRECISION, kernel_path: str = "") -> str:
+    """The short script for `case` on `adapter` (module docstring); `header` goes first as
+    comments, `kernel_path` (fingerprint.path_line of the worker that found it) is printed."""
+    tolerance.check_precision(precision)
     x, filters, bias = make_inputs(case)
+    regenerate = case.profile in REGENERATED_PROFILES
     size = x.size + filters.size + (0 if bias is None else bias.size)
-    if size > MAX_ELEMENTS:
-        raise ShortReproError(f"case {case.id}: {size} input elements, expected at most {MAX_ELEMENTS} "
-                              f"for a short repro")
+    if not regenerate and size > MAX_ELEMENTS:
+        raise ShortReproError(f"case {case.id}: {size} input elements of profile {case.profile!r}, expected at most "
+                              f"{MAX_ELEMENTS} to write out (or profile normal, whose inputs the script generates)")
+    framework = str(getattr(adapter, "framework", "") or "")
     out = [f"# {line}\n" for line in header.splitlines()]
-    out.append("import sys\n\nimport numpy as np\n")
+    out.append("import base64, hashlib, sys, warnings, zlib\nimport numpy as np\n")
+    out.append("warnings.simplefilter('always')  # the framework's warnings are all printed\n")
     if case.dtype == "bfloat16":
-        out.append("import ml_dtypes\n")
-    out.append("\n")
-    fshape = "(kh, kw, C/groups, O)" if case.op == "conv2d" else "(kh, kw, C, M)"
-    out += [_literal("x", x, case.dtype, "(N, H, W, C)"), _literal("filters", filters, case.dtype, fshape),
-            _literal("bias", bias, case.dtype, "(O,)")]
+        out.append("import ml_dtypes  # bfloat16 arrays (installed with JAX and TensorFlow)\n")
+    out.append(f"exec(zlib.decompress(base64.b64decode({_rule_blob()!r})))  # the suite's rule: conformance/_rule.py\n")
+    dt = "ml_dtypes.bfloat16" if case.dtype == "bfloat16" else f"np.{case.dtype}"
+    if regenerate:  # the inputs conv-conformance judged: one PCG64 stream per case, checked by SHA-256
+        b = f"rng.standard_normal({case.output_channels}).astype({dt})" if case.bias else "None"
+        out.append(f"rng = np.random.Generator(np.random.PCG64({_seed(case):#x}))\n"
+                   f"x = rng.standard_normal({tuple(case.input_shape)}).astype({dt})  # (N, H, W, C)\n"
+                   f"filters = (rng.standard_normal({tuple(case.filter_shape)}) / np.sqrt({max(case.reduction_size, 1)}))"
+                   f".astype({dt})\nbias = {b}\n"
+                   f"assert hashlib.sha256(b''.join(np.ascontiguousarray(a.view(np.uint16) if a.dtype.name == "
+                   f"'bfloat16' else a).tobytes() for a in (x, filters, bias) if a is not None)).hexdigest() == "
+                   f"{inputs_checksum(x, filters, bias)!r}, 'this NumPy generates other inputs from the seed'\n")
+    else:
+        fshape = "(kh, kw, C/groups, O)" if case.op == "conv2d" else "(kh, kw, C, M)"
+        out += [_literal("x", x, case.dtype, "(N, H, W, C)"), _literal("filters", filters, case.dtype, fshape),
+                _literal("bias", bias, case.dtype, "(O,)")]
     code = framework_code(case, adapter, spec).rstrip("\n") + "\n"
+    pad = "        " if not case.is_valid else "    "
+    call = "".join(pad + line + "\n" if line.strip() else "\n" for line in code.splitlines())
+    out.append("caught = []\n" + CALL_BEGIN + "with warnings.catch_warnings(record=True) as caught:\n")
     if not case.is_valid:
-        body = "".join("    " + line + "\n" if line.strip() else "\n" for line in code.splitlines())
-        out.append(f"try:\n{body}except Exception as exc:\n"
-                   f"    print(f'expected an error, observed an error: {{type(exc).__name__}}: {{exc}}')\n"
-                   f"    sys.exit(0)\n")
-        out.append(f"print(f'expected an error ({case.invalid_reason}), observed an output of shape "
-                   f"{{np.shape(y)}}')\nsys.exit(1)\n")
+        out.append(f"    try:\n{call}    except Exception as exc:\n"
+                   f"        print(f'OK: the invalid case was refused: {{type(exc).__name__}}: {{exc}}'); sys.exit(0)\n"
+                   + CALL_END)
+    else:
+        out.append(call + CALL_END)
+    seen = f"'| kernel path when found: {kernel_path}'"
+    version = f"'{framework}', getattr(sys.modules.get({framework!r}), '__version__', '?'), " if framework else ""
+    out.append(f"print({version}{seen}, *(f'\\n{{w.category.__name__}}: {{w.message}}' for w in caught))\n")
+    if not case.is_valid:
+        out.append(f"print(f'DIVERGES: an invalid case ({case.invalid_reason}) returned shape {{np.shape(y)}}')\n"
+                   "sys.exit(1)\n")
         return "".join(out)
-    out += [CALL_BEGIN, code, CALL_END]
     g = case.geometry
     (kh, kw), (sh, sw), (dh, dw) = case.kernel, case.strides, case.dilations
-    rows, cols = f"i * {sh}:i * {sh} + {(kh - 1) * dh + 1}:{dh}", f"j * {sw}:j * {sw} + {(kw - 1) * dw + 1}:{dw}"
-    if case.op == "conv2d":
-        cg, og = case.filter_in_channels, case.out_channels // case.groups
-        chan = f"o // {og} * {cg}:(o // {og} + 1) * {cg}" if case.groups > 1 else ":"
-        tap = f"xp[n, {rows}, {cols}, {chan}] * w[..., o]"
-    else:
-        m = case.channel_multiplier
-        tap = f"xp[n, {rows}, {cols}, o // {m}] * w[:, :, o // {m}, o % {m}]"
-    b = " + b[o]" if case.bias else ""
-    ab = " + abs(b[o])" if case.bias else ""
-    special = case.profile == "special"
-    out.append(f"\n# expected: the convolution formula, element by element, in float64\n"
-               f"xp = np.pad(x.astype(np.float64), ((0, 0), {g.pads[0]}, {g.pads[1]}, (0, 0)))\n"
-               f"w = filters.astype(np.float64)\n" + ("b = bias.astype(np.float64)\n" if case.bias else "")
-               + f"ref, mag = np.zeros({tuple(case.output_shape)}), np.zeros({tuple(case.output_shape)})\n")
-    if special:  # a padded zero times an infinite tap: 0 (taps outside skipped) or NaN are both right
-        out.append(f"inside = np.pad(np.ones(x.shape[1:3]), ({g.pads[0]}, {g.pads[1]}))\nalt = np.zeros_like(ref)\n")
-    out.append("with np.errstate(invalid='ignore', over='ignore'):\n"
-               "    for n, i, j, o in np.ndindex(*ref.shape):\n"
-               f"        t = {tap}\n"
-               f"        ref[n, i, j, o], mag[n, i, j, o] = t.sum(){b}, np.abs(t).sum(){ab}\n")
-    if special:
-        keep = f"inside[{rows}, {cols}]"
-        out.append(f"        k = {keep}.reshape({keep}.shape + (1,) * (t.ndim - 2))\n"
-                   f"        alt[n, i, j, o] = np.where(k > 0, t, 0).sum(){b}\n")
-    f = fmt(case.dtype)
-    out.append(f"T, U, FLOOR = {tolerance.threshold(case)!r}, {f.unit_roundoff!r}, "
-               f"{tolerance.underflow_floor(case)!r}  # allowed error: T * (U * mag + FLOOR)\n"
-               "y = np.asarray(y)\n"
-               "if y.shape != ref.shape or y.dtype != x.dtype:\n"
-               "    print(f'expected shape {ref.shape} dtype {x.dtype}, observed shape {y.shape} dtype {y.dtype}')\n"
-               "    sys.exit(1)\n"
-               "y64 = y.astype(np.float64)\n"
-               "with np.errstate(invalid='ignore'):\n"
-               "    close = lambda r: (y64 == r) | (np.isnan(y64) & np.isnan(r)) | (np.abs(y64 - r) <= T * (U * mag + FLOOR))\n"
-               "    ok = close(ref)" + (" | close(alt)" if special else "") + "\n")
-    if case.profile == "overflow":
-        out.append(f"    ok |= np.isinf(y64) & (np.sign(y64) == np.sign(ref)) & "
-                   f"(np.abs(ref) + T * U * mag >= {f.max_finite!r})\n")
-    out.append("i = np.unravel_index(np.argmin(ok), ok.shape)\n"
-               "print(f'expected {float(ref[i])!r}, observed {float(y64[i])!r} at (n, h, w, c) = {tuple(map(int, i))}; '\n"
-               "      f'{ok.size - int(ok.sum())} of {ok.size} elements wrong')\n"
-               "sys.exit(0 if ok.all() else 1)\n")
+    tap = _SHORT_TAP[case.op].format(cg=case.filter_in_channels, og=case.output_channels // max(case.groups, 1),
+                                     groups=case.groups)
+    out.append(f"xp = np.pad(x.astype(np.float64), ((0, 0), {g.pads[0]}, {g.pads[1]}, (0, 0)))  # the formula, float64\n"
+               f"taps = [(xp[:, i * {dh}:i * {dh} + {sh} * {g.out_h - 1} + 1:{sh}, j * {dw}:j * {dw} + {sw} * "
+               f"{g.out_w - 1} + 1:{sw}], filters.astype(np.float64)[i, j]) for i in range({kh}) for j in range({kw})]\n"
+               f"conv = lambda p: sum({tap} for t, f in ((p(a), p(b)) for a, b in taps))\n"
+               "value, mag, norm, unbiased = conv(lambda a: a), conv(np.abs), np.sqrt(conv(np.square)), None\n")
+    if case.bias:
+        out.append("b = bias.astype(np.float64)\nunbiased, value, mag, norm = value, value + b, mag + np.abs(b), "
+                   "np.sqrt(norm ** 2 + b ** 2)\n")
+    out.append(f"y = np.asarray(y)\nif y.shape != value.shape or y.dtype != x.dtype:  # the shape and the dtype, exactly\n"
+               f"    sys.exit(print(f'DIVERGES: expected {{value.shape}} {{x.dtype}}, received {{y.shape}} {{y.dtype}}') or 1)\n"
+               f"P, y64 = {tolerance.rule_params(case)!r}, y.astype(np.float64)\n"
+               f"(e, limit, bad), (ok, why) = (f(P, {precision!r}, y64, value, None, mag, norm, unbiased) "
+               f"for f in (beyond, passes))\n"
+               "i = np.unravel_index(np.argmax(np.where(bad, e, -1)), e.shape)\n"
+               f"print('OK' if ok else 'DIVERGES' + (': biased rounding' if why == 'bias' else ''), f'(contract "
+               f"{precision}): expected {{float(value[i])!r}}, received {{float(y64[i])!r}} at {{tuple(map(int, i))}}; "
+               "{int(bad.sum())} of {bad.size} elements beyond their limit')\n"
+               "sys.exit(0 if ok else 1)\n")
     return "".join(out)

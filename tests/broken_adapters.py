@@ -7,7 +7,9 @@ script reproduces what the suite saw. The snippet imports NumPy only; it is the 
 correct program of this module (`_buggy_snippet`) given a flipped kernel.
 `NoRepro` is the same bug without `repro_code`: the repro script must load it by spec.
 
-The `_OneBug` adapters run `_buggy_snippet`: a correct NumPy program with one bug planted.
+The `Planted` adapters run `_buggy_snippet`: a correct NumPy program with the bugs of
+PLANTED planted, each under a condition written in plain Python (the findings tests compare
+a finding's predicate with it). The `_OneBug` adapters name one bug as a string.
 Those of the size model (`SIZE_BUGS`: a vector tail, a split-K tail, 16-bit, 22-bit and
 float32 index arithmetic, an 11-bit channel counter, a 1-tap axis) are planted in a blocked
 split-K float32 kernel and fire only on cases of one size class (`_fires`);
@@ -75,11 +77,15 @@ class NoRepro:
 
 
 
-# ---- one bug each, for the findings tests and the special-values tests -----------------
+# ---- planted bugs, for the findings tests and the special-values tests -----------------
+#
+# One correct program (im2col + one product per group, float64, one rounding to the dtype)
+# with bugs planted by name. Each bug's condition is written here in plain Python, so that
+# a test can compare a finding's members with the cases the bug really covers.
 
-#: Bugs of non-finite values in neighbouring vector lanes (see `_buggy_snippet`).
+#: Bugs of non-finite values in neighbouring vector lanes: each shows only where NaN, Inf
+#: or zeros sit in the inputs (the `special` profile).
 LANE_BUGS = ("oddpad", "lanepair", "blockscale", "skipzero")
-
 
 #: Bugs planted in the blocked split-K kernel (`_buggy_snippet`), each gated on one size
 #: class of cases/sizes.py, with what it does; "" is that kernel without a bug.
@@ -171,48 +177,98 @@ def _split_k_lines(case, bug: str, g, fires: bool) -> list[str]:
     return lines
 
 
-def _buggy_snippet(case, bug: str) -> str:
-    """NumPy source computing `case` right (float64 products and sums, one rounding to the
-    dtype) except for `bug` ("none": no bug):
-    - "dilation": depthwise with strides > 1 and dilations > 1 ignores the dilation;
-    - "flush": subnormal inputs and results flushed to zero;
-    - "accept": an empty-output invalid case returns an empty array;
-    - "ownacc": every partial sum, tap by tap, rounded to the dtype;
-    lane bugs (`LANE_BUGS`), each invisible without NaN/Inf/zeros in the inputs:
-    - "oddpad": conv2d (one group) over an odd channel count processes channels in pairs:
-      the padding lane reads the next element in memory (the next pixel's channel 0)
-      and multiplies it by a zero weight, so an Inf or NaN there gives NaN (0 * Inf) in the
-      neighbouring pixel's outputs;
-    - "lanepair": output channels are processed in pairs, and a NaN in one lane of a pair
-      makes its partner NaN too;
-    - "blockscale": x is scaled in blocks of 8 channels by its largest magnitude (a power
-      of two, as block floating point does): exact for finite blocks, but an Inf or NaN
-      makes its whole block NaN;
-    - "skipzero": products with an input below the smallest normal (zeros, subnormals) are
-      skipped, so 0 * Inf and subnormal * Inf never give NaN;
-    or one of SIZE_BUGS, planted in a blocked split-K kernel that sums in float32 (a correct
-    kernel with bug ""). The program leaves `acc` (the float64 result) and `y` (the output).
-    Unless a bug needs the suite, it reads only the case's fields and `geometry`, so it runs
-    where a repro script passes the case as a plain namespace and conv-conformance is not
-    installed (`NoRepro`)."""
+def _effective_dilation(case) -> int:
+    return max([d for d, k in zip(case.dilations, case.kernel) if k > 1], default=1)
+
+
+def _chaos(case) -> bool:
+    import zlib
+
+    return zlib.crc32(case.id.encode()) % 3 == 0
+
+
+#: name -> the condition under which the bug changes the result (valid cases), or, for the
+#: bugs on invalid cases, under which the program returns an output instead of raising.
+PLANTED = {
+    # depthwise with strides > 1 ignores the dilation: a wrong shape (VALID) or wrong values (SAME)
+    "dilation": lambda c: c.op == "depthwise_conv2d" and max(c.strides) > 1 and _effective_dilation(c) > 1,
+    # subnormal inputs, filters and results flushed to zero: it shows wherever there is one
+    "flush": lambda c: True,
+    "accept": lambda c: 0 in c.output_shape,  # an empty-output invalid case returns an empty array
+    # every partial sum, tap by tap, rounded to the dtype (a precision divergence under strict)
+    "ownacc": lambda c: True,
+    # a vector tail: the last input channel of each group is skipped when there are 8k + 3
+    "tail8": lambda c: c.op == "conv2d" and c.filter_in_channels % 8 == 3,
+    # split-K in slices of 256 products: the last, partial slice is dropped once K > 2304
+    "splitk": lambda c: c.reduction_size >= 2305 and c.reduction_size % 256 != 0,
+    # bfloat16 with a bias: the bias is added twice
+    "bf16bias": lambda c: c.dtype == "bfloat16" and c.bias,
+    # dilations of 6 and more are taken as one less
+    "dilation6": lambda c: _effective_dilation(c) >= 6,
+    # outputs of 2^14 pixels and more get their last row wrong
+    "bigout": lambda c: c.geometry.out_h * c.geometry.out_w >= 16384,
+    # invalid groups (not dividing in_channels) are accepted: zeros come back
+    "groups": lambda c: c.op == "conv2d" and c.in_channels % c.groups != 0,
+    # only groups > in_channels are accepted
+    "groups_exceed": lambda c: c.op == "conv2d" and c.groups > c.in_channels,
+    # a condition no feature of a case describes: one in three case ids, by hash
+    "chaos": _chaos,
+    # kernels of at most 3 x 3 (on a path of their own) are off by one: the neutral kernels
+    # (1 x 1 and 3 x 3) both show it, only a larger one tells
+    "small_kernel": lambda c: max(c.kernel) <= 3,
+    # conv2d (one group) over an odd channel count processes channels in pairs: the padding
+    # lane reads the next element in memory (the next pixel's channel 0) times a zero weight,
+    # so an Inf or NaN there gives NaN (0 * Inf) in the neighbouring pixel's outputs
+    "oddpad": lambda c: c.op == "conv2d" and c.groups == 1 and c.in_channels % 2 == 1 and c.profile == "special",
+    # output channels processed in pairs: a NaN in one lane of a pair makes its partner NaN
+    "lanepair": lambda c: c.profile == "special",
+    # x scaled in blocks of 8 channels by its largest magnitude (a power of two, as block
+    # floating point does): exact for finite blocks, but an Inf or NaN makes its block NaN
+    "blockscale": lambda c: c.profile == "special",
+    # products with an input below the smallest normal (zeros, subnormals) are skipped, so
+    # 0 * Inf and subnormal * Inf never give NaN
+    "skipzero": lambda c: c.profile == "special",
+}
+_ON_INVALID = ("accept", "groups", "groups_exceed")
+
+
+def _buggy_snippet(case, bugs) -> str:
+    """NumPy source computing `case` right except for the planted `bugs` (names in PLANTED,
+    or one name) whose conditions hold; or one name of SIZE_BUGS (a string: the `_OneBug`
+    adapters), planted in a blocked split-K kernel that sums in float32 (a correct kernel
+    with bug ""). "none" plants no bug: the program sums exact
+    float64 products and rounds once to the dtype, leaving `acc` (the float64 result) and
+    `y` (the output). Invalid cases raise unless a bug accepts them. Without a bug it reads
+    only the case's fields and `geometry`, so it runs where a repro script passes the case
+    as a plain namespace and conv-conformance is not installed (`NoRepro`)."""
+    size_bug = bugs if isinstance(bugs, str) and bugs in SIZE_BUGS else None  # one name: the blocked kernel
+    bugs = (bugs,) if isinstance(bugs, str) else tuple(bugs)
+    if size_bug is not None:
+        bugs = ()
+    unknown = [b for b in bugs if b not in PLANTED and b != "none"]
+    if unknown:
+        raise ValueError(f"planted bugs: expected names in {sorted(PLANTED)} or 'none', received {unknown}")
+    active = {b for b in bugs if b in PLANTED and PLANTED[b](case)}
     if not case.is_valid:
-        if bug == "accept" and 0 in case.output_shape:
-            return f"import numpy as np\ny = np.zeros({tuple(case.output_shape)}, dtype=x.dtype)  # the bug: no error\n"
+        if active & set(_ON_INVALID):
+            shape = tuple(case.output_shape)
+            return f"import numpy as np\ny = np.zeros({shape}, dtype=x.dtype)  # the bug: no error\n"
         return f"raise ValueError({('invalid case: ' + case.invalid_reason)!r})\n"
     (kh, kw), (sh, sw), (dh, dw) = case.kernel, case.strides, case.dilations
-    if bug == "dilation" and case.op == "depthwise_conv2d" and max(case.strides) > 1 and max(case.dilations) > 1:
+    if "dilation" in active:
         dh = dw = 1  # the bug: the dilation is dropped
+    if "dilation6" in active:
+        dh, dw = (d - 1 if d >= 6 else d for d in (dh, dw))  # the bug: one less
     g = case.geometry
     if (dh, dw) != tuple(case.dilations):
         from conformance.spec import conv_geometry
 
         g = conv_geometry((case.height, case.width), case.kernel, case.strides, (dh, dw), case.padding)
     tiny = None
-    if bug in ("flush", "skipzero"):
+    if active & {"flush", "skipzero"}:
         from conformance.dtypes import fmt
 
         tiny = fmt(case.dtype).smallest_normal
-    fires = bug in SIZE_BUGS and _fires(case, bug)
     lines = ["import numpy as np",
              "def f64(a):",
              "    if a.dtype.name == 'bfloat16':",
@@ -222,66 +278,90 @@ def _buggy_snippet(case, bug: str) -> str:
              "saved = np.seterr(invalid='ignore', over='ignore', divide='ignore')  # restored below"]
     groups, cg, og = (case.groups, case.in_channels // case.groups, case.out_channels // case.groups) \
         if case.op == "conv2d" else (1, case.in_channels, 0)
-    if bug == "oddpad" and case.op == "conv2d" and groups == 1 and cg % 2:
+    if "oddpad" in active:
         lines += ["nxt = np.append(xx.reshape(-1)[xx.shape[-1]::xx.shape[-1]], 0.0)  # the element after each pixel",
                   "xx = np.concatenate([xx, nxt.reshape(xx.shape[:3] + (1,))], axis=-1)  # the bug: a pad lane",
                   "w = np.concatenate([w, np.zeros(w.shape[:2] + (1,) + w.shape[3:])], axis=2)  # times a zero weight"]
         cg += 1
-    if bug == "blockscale":
+    if "blockscale" in active:
         lines += ["c = xx.shape[-1]",
                   "blocks = np.pad(xx, ((0, 0),) * 3 + ((0, -c % 8),)).reshape(xx.shape[:3] + (-1, 8))",
                   "top = np.max(np.abs(blocks), axis=-1, keepdims=True)",
                   "scale = np.where(top > 0, np.exp2(np.ceil(np.log2(np.where(top > 0, top, 1.0)))), 1.0)",
                   "xx = ((blocks / scale) * scale).reshape(xx.shape[:3] + (-1,))[..., :c]  # the bug: Inf/Inf, 0 * Inf"]
     lines.append(f"xp = np.pad(xx, ((0, 0), {g.pads[0]}, {g.pads[1]}, (0, 0)))")
-    if fires and bug == "size_one":
+    fires = size_bug is not None and _fires(case, size_bug)
+    if fires and size_bug == "size_one":
         for a in (0, 1):
             if _one_tap_axis(case, a):
                 lines.append(f"xp = np.concatenate([xp.take(range(1, xp.shape[{a + 1}]), axis={a + 1}), "
                              f"np.zeros_like(xp.take([0], axis={a + 1}))], axis={a + 1})  # the bug: one row late")
-    if bug in SIZE_BUGS:
-        lines += _split_k_lines(case, bug, g, fires)
+    if size_bug is not None:
+        lines += _split_k_lines(case, size_bug, g, fires)
         lines += ["y = np.asarray(acc).astype(x.dtype)", "np.seterr(**saved)"]
         return "\n".join(lines) + "\n"
-    if bug == "flush":
+    if "flush" in active:
         lines += [f"xp[np.abs(xp) < {tiny!r}] = 0  # the bug: subnormals flushed", f"w[np.abs(w) < {tiny!r}] = 0"]
-    lines.append("acc = 0")
-    lines.append(f"for di in range({kh}):")
-    lines.append(f"    for dj in range({kw}):")
-    lines.append(f"        patch = xp[:, di * {dh}: di * {dh} + {sh} * ({g.out_h} - 1) + 1: {sh}, "
-                 f"dj * {dw}: dj * {dw} + {sw} * ({g.out_w} - 1) + 1: {sw}, :]")
-    if bug == "skipzero":  # products formed one by one, the skipped ones left out
-        lines.append(f"        skip = np.abs(patch) < {tiny!r}  # the bug: zeros and subnormals skipped")
-        if case.op == "conv2d":
-            lines.append(f"        prod = [np.where(skip[..., k * {cg}:(k + 1) * {cg}, None], 0.0, "
-                         f"patch[..., k * {cg}:(k + 1) * {cg}, None] * w[di, dj][:, k * {og}:(k + 1) * {og}])"
-                         f".sum(axis=3) for k in range({groups})]")
-            lines.append("        acc = acc + np.concatenate(prod, axis=-1)")
+    window = (f"xp[:, di * {dh}: di * {dh} + {sh} * ({g.out_h} - 1) + 1: {sh}, "
+              f"dj * {dw}: dj * {dw} + {sw} * ({g.out_w} - 1) + 1: {sw}, :]")
+    if active & {"ownacc", "skipzero"}:  # tap by tap
+        lines += ["acc = 0", f"for di in range({kh}):", f"    for dj in range({kw}):", f"        patch = {window}"]
+        if "skipzero" in active:  # products formed one by one, the skipped ones left out
+            lines.append(f"        skip = np.abs(patch) < {tiny!r}  # the bug: zeros and subnormals skipped")
+            if case.op == "conv2d":
+                lines.append(f"        prod = [np.where(skip[..., k * {cg}:(k + 1) * {cg}, None], 0.0, "
+                             f"patch[..., k * {cg}:(k + 1) * {cg}, None] * w[di, dj][:, k * {og}:(k + 1) * {og}])"
+                             f".sum(axis=3) for k in range({groups})]")
+                lines.append("        acc = acc + np.concatenate(prod, axis=-1)")
+            else:
+                lines.append("        prod = np.where(skip[..., None], 0.0, patch[..., None] * w[di, dj])")
+                lines.append("        acc = acc + prod.reshape(patch.shape[:3] + (-1,))")
+        elif case.op == "conv2d":
+            lines.append(f"        acc = acc + np.concatenate([np.einsum('nhwc,co->nhwo', patch[..., k * {cg}:(k + 1) * "
+                         f"{cg}], w[di, dj][:, k * {og}:(k + 1) * {og}]) for k in range({groups})], axis=-1)")
         else:
-            lines.append("        prod = np.where(skip[..., None], 0.0, patch[..., None] * w[di, dj])")
-            lines.append("        acc = acc + prod.reshape(patch.shape[:3] + (-1,))")
-    elif case.op == "conv2d":
-        lines.append(f"        acc = acc + np.concatenate([np.einsum('nhwc,co->nhwo', patch[..., k * {cg}:(k + 1) * {cg}], "
-                     f"w[di, dj][:, k * {og}:(k + 1) * {og}]) for k in range({groups})], axis=-1)")
+            lines.append("        acc = acc + np.einsum('nhwc,cm->nhwcm', patch, w[di, dj]).reshape(patch.shape[:3] + (-1,))")
+        if "ownacc" in active:
+            lines.append("        acc = np.asarray(acc).astype(x.dtype).astype(np.float64)  # the bug: summed in the dtype")
     else:
-        lines.append("        acc = acc + np.einsum('nhwc,cm->nhwcm', patch, w[di, dj]).reshape(patch.shape[:3] + (-1,))")
-    if bug == "ownacc":
-        lines.append("        acc = np.asarray(acc).astype(x.dtype).astype(np.float64)  # the bug: summed in the dtype")
+        lines.append(f"cols = np.stack([{window} for di in range({kh}) for dj in range({kw})], axis=3)"
+                     "  # (N, OH, OW, taps, C)")
+        if case.op == "conv2d":
+            k = cg * kh * kw
+            lines += ["parts = []", f"for grp in range({groups}):",
+                      f"    a = cols[..., grp * {cg}:(grp + 1) * {cg}].reshape(cols.shape[:3] + ({k},))",
+                      f"    wg = w[..., grp * {og}:(grp + 1) * {og}].reshape({k}, {og}).copy()"]
+            if "tail8" in active:
+                lines.append(f"    wg[{cg - 1}::{cg}] = 0  # the bug: the vector tail's last channel is skipped")
+            if "splitk" in active:
+                lines.append(f"    wg[{k - k % 256}:] = 0  # the bug: the last partial slice of 256 is dropped")
+            lines += ["    parts.append(a @ wg)", "acc = np.concatenate(parts, axis=-1)"]
+        else:
+            lines.append("acc = np.einsum('nhwtc,tcm->nhwcm', cols, w.reshape((-1,) + w.shape[2:]))"
+                         ".reshape(cols.shape[:3] + (-1,))")
     lines.append("if bias is not None:\n    acc = acc + f64(bias)")
-    if bug == "lanepair":
+    if "bf16bias" in active:
+        lines.append("acc = acc + f64(bias)  # the bug: the bias twice")
+    if "lanepair" in active:
         lines += ["o = acc.shape[-1]",
                   "pairs = np.pad(acc, ((0, 0),) * 3 + ((0, o % 2),)).reshape(acc.shape[:3] + (-1, 2))",
                   "pairs = np.where(np.isnan(pairs).any(axis=-1, keepdims=True), np.nan, pairs)  # the bug",
                   "acc = pairs.reshape(acc.shape[:3] + (-1,))[..., :o]"]
-    if bug == "flush":
+    if "bigout" in active:
+        lines.append("acc[:, -1] += 1  # the bug: the last row is off by one")
+    if "chaos" in active or "small_kernel" in active:
+        lines.append("acc = acc + 1  # the bug")
+    if "flush" in active:
         lines.append(f"acc[np.abs(acc) < {tiny!r}] = 0")
     lines += ["y = np.asarray(acc).astype(x.dtype)", "np.seterr(**saved)"]
     return "\n".join(lines) + "\n"
 
 
-class _OneBug:
-    bug = ""
-    name = ""
+class Planted:
+    """A backend computing every case right except for its planted `bugs` (PLANTED names)."""
+
+    bugs: tuple[str, ...] = ()
+    name = "planted"
 
     def version(self) -> str:
         return "0.1"
@@ -293,33 +373,73 @@ class _OneBug:
         return None
 
     def repro_code(self, case) -> str:
-        return _buggy_snippet(case, self.bug)
+        return _buggy_snippet(case, self.bugs)
 
     def run(self, case, x, filters, bias):
         ns = {"x": x, "filters": filters, "bias": bias}
-        exec(_buggy_snippet(case, self.bug), ns)  # noqa: S102 (our own generated source)
+        exec(_buggy_snippet(case, self.bugs), ns)  # noqa: S102 (our own generated source)
         return ns["y"]
 
 
-class DropsDilation(_OneBug):
+class DropsDilation(Planted):
     """Depthwise with strides > 1 and dilations > 1 ignores the dilation (a wrong shape or wrong values)."""
 
-    bug, name = "dilation", "drops-dilation"
+    bugs, name = ("dilation",), "drops-dilation"
 
 
-class FlushesSubnormals(_OneBug):
+class FlushesSubnormals(Planted):
     """Flushes subnormal inputs, filters and results to zero (FTZ/DAZ)."""
 
-    bug, name = "flush", "flushes-subnormals"
+    bugs, name = ("flush",), "flushes-subnormals"
 
 
-class AcceptsEmptyOutput(_OneBug):
+class AcceptsEmptyOutput(Planted):
     """Returns an empty array for an invalid case whose output would be empty."""
 
-    bug, name = "accept", "accepts-empty"
+    bugs, name = ("accept",), "accepts-empty"
+
+
+class FourBugs(Planted):
+    """The depthwise stride x dilation bug, a vector tail, bfloat16 + bias and invalid groups accepted."""
+
+    bugs, name = ("dilation", "tail8", "bf16bias", "groups"), "four-bugs"
+
+
+class ThresholdBugs(Planted):
+    """Split-K past K = 2304, dilations >= 6, outputs of 2^14 pixels, groups > in_channels accepted."""
+
+    bugs, name = ("splitk", "dilation6", "bigout", "groups_exceed"), "threshold-bugs"
+
+
+class Chaotic(Planted):
+    """One in three cases wrong, by a hash of the case id: no predicate describes it."""
+
+    bugs, name = ("chaos",), "chaotic"
+
+
+class SmallKernels(Planted):
+    """Off by one on every kernel of at most 3 x 3."""
+
+    bugs, name = ("small_kernel",), "small-kernels"
+
+
+class Correct(Planted):
+    """No bug at all."""
+
+    name = "correct"
 
 
 # ---- a blocked split-K kernel, correct or with one size-gated bug (SIZE_BUGS) ----------
+
+class _OneBug(Planted):
+    """One bug by name, as a string (`bug`): a SIZE_BUGS name is planted in the blocked kernel."""
+
+    bug = ""
+
+    @property
+    def bugs(self) -> str:  # type: ignore[override]  (_buggy_snippet takes one name as a string)
+        return self.bug
+
 
 class SplitKFloat32(_OneBug):
     """Correct: im2col, K in slices of 256, float32 products and accumulator, one rounding."""

@@ -1,7 +1,9 @@
-"""Findings: divergences grouped into bugs, characterised, confirmed, with a short repro.
+"""Findings in a run: characterised by experiment on the live worker, published once, stable.
 
-The run uses NumPy-only backends with one bug each (tests/broken_adapters.py), so what a
-finding must say is known exactly, on any machine.
+A `conformance run` of NumPy backends with planted bugs (tests/broken_adapters.py) and a
+correct one: its results.json findings section, its repro folder, console, junit and
+pages, `merge` of its shards, a baseline, manifest pins and the bug report. The engine
+itself (experiments, vocabulary) is tested in tests/test_discover.py and test_predicate.py.
 """
 
 from __future__ import annotations
@@ -14,230 +16,234 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conformance import findings
-from conformance.run import findings_step
-from conformance.adapters.registry import load
-from conformance.record import record_here
-from conformance.scripts import make_short_script
+from conformance import expected, findings
+from conformance.predicate import parse
+from conformance.protocol import answer
+from conformance.record import oracle_for, record_reply
+from conformance.results import new_record
+from conformance.scripts import exit_code_for, make_short_script
 from conformance.spec import Case
 from tests._runner_util import run_cli
 
 BROKEN = Path(__file__).resolve().parent / "broken_adapters.py"
-BUGGY = ("DropsDilation", "FlushesSubnormals", "AcceptsEmptyOutput")
+KINDS = Path(__file__).resolve().parent / "kind_adapters.py"
 
 _DW = {"op": "depthwise_conv2d", "batch": 1, "height": 9, "width": 9, "in_channels": 2, "kernel": 3,
        "channel_multiplier": 1, "padding": "SAME"}
-_CONV = {"op": "conv2d", "batch": 1, "height": 7, "width": 6, "in_channels": 2, "kernel": 3, "out_channels": 2}
+_CV = {"op": "conv2d", "batch": 1, "height": 7, "width": 6, "in_channels": 2, "kernel": 3, "out_channels": 2}
 CASES = [
-    # depthwise with strides > 1 and dilations > 1, and its neighbours
-    {**_DW, "strides": 2, "dilations": 2}, {**_DW, "strides": 2, "dilations": 2, "channel_multiplier": 2},
-    {**_DW, "strides": [2, 1], "dilations": 2, "padding": "VALID", "height": 11},
-    {**_DW, "strides": 2}, {**_DW, "dilations": 2}, {**_DW, "strides": 3, "profile": "small_integers"},
-    {**_CONV, "strides": 2, "dilations": 2, "height": 9, "width": 9}, {**_CONV, "dilations": 2, "padding": "SAME"},
-    # subnormal values, and the same shapes without them
-    {**_CONV, "profile": "subnormal"}, {**_CONV, "profile": "subnormal", "dtype": "float64"},
-    {**_DW, "profile": "subnormal"}, {**_CONV, "profile": "small_integers"}, {**_CONV, "dtype": "float64"},
-    {**_CONV, "bias": True}, {**_CONV, "padding": "SAME", "dtype": "float16"}, {**_DW, "bias": True},
-    # invalid: empty outputs, and groups that do not divide the channels
-    {**_CONV, "height": 2, "width": 2, "expect": "error"},
-    {**_DW, "height": 1, "width": 4, "padding": "VALID", "expect": "error"},
-    {**_CONV, "in_channels": 3, "groups": 2, "expect": "error"},
+    {**_DW, "strides": 2, "dilations": 2}, {**_DW, "strides": 2, "dilations": 2, "padding": "VALID"},
+    {**_DW, "strides": [2, 1], "dilations": [1, 2], "padding": "VALID", "height": 11}, {**_DW, "strides": 2},
+    {**_DW, "dilations": 2}, {**_CV, "strides": 2, "dilations": 2, "height": 9, "width": 9},
+    {**_CV, "in_channels": 3}, {**_CV, "in_channels": 11, "out_channels": 3}, {**_CV, "in_channels": 4},
+    {**_CV, "dtype": "bfloat16", "bias": True}, {**_CV, "dtype": "bfloat16"}, {**_CV, "bias": True},
+    {**_CV, "in_channels": 5, "groups": 2, "expect": "error"}, {**_CV, "height": 2, "width": 2, "expect": "error"},
+    {**_DW, "dtype": "float64"}, {**_CV, "padding": "SAME"},
 ]
+PREDICATES = {"op = depthwise_conv2d and stride >= 2 and dilation >= 2", "op = conv2d and per_group_channels % 8 = 3",
+              "dtype = bfloat16 and bias",
+              "validity in {groups_exceed_in_channels, groups_not_dividing_in_channels}"}
+
+
+def _write_cases(tmp: Path) -> Path:
+    path = tmp / "cases.yaml"
+    path.write_text(yaml.safe_dump({"description": "findings test cases", "cases": CASES}))
+    return path
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("findings")
-    (tmp / "cases.yaml").write_text(yaml.safe_dump({"description": "findings test cases", "cases": CASES}))
-    argv = ["run", "--backend", "numpy", "--cases", str(tmp / "cases.yaml"), "--out", str(tmp / "out"),
-            "--no-report", "--confirm-budget", "20"]
-    for cls in BUGGY:
-        argv += ["--adapter", f"{BROKEN}:{cls}"]
+    argv = ["run", "--backend", "numpy", "--adapter", f"{BROKEN}:FourBugs", "--cases", str(_write_cases(tmp)),
+            "--out", str(tmp / "out"), "--confirm-budget", "60"]
     code, err = run_cli(*argv)
     assert code == 1, err
-    doc = json.loads((tmp / "out" / "results.json").read_text())
-    return tmp / "out", doc, err
+    return tmp / "out", json.loads((tmp / "out" / "results.json").read_text()), err
 
 
 def _of(doc, backend):
     return [f for f in doc["findings"]["items"] if f["backend"] == backend]
 
 
-@pytest.mark.parametrize("backend, kinds, predicate", [
-    ("drops-dilation", {"shape", "value"}, "op = depthwise_conv2d and strided and dilated"),
-    ("flushes-subnormals", {"subnormal_flush"}, "profile = subnormal"),
-    ("accepts-empty", {"invalid_accepted"}, "empty_output"),
-], ids=["dilation", "flush", "accept"])
-def test_each_bug_is_one_finding_per_kind_with_its_predicate(run, backend, kinds, predicate):
+def test_a_run_publishes_one_confirmed_finding_per_bug(run):
     _, doc, _ = run
-    found = _of(doc, backend)
-    assert {f["kind"] for f in found} == kinds
-    assert {f["predicate"] for f in found} == {predicate}
-    diverging = {r["case_id"] for r in doc["records"] if r["backend"] == backend and r["status"] == "diverge"}
-    assert {c for f in found for c in f["cases"]} == diverging
+    found = _of(doc, "four-bugs")
+    assert {f["predicate"]["text"] for f in found} == PREDICATES
+    assert all(f["status"] == "confirmed" and f["confirmation"]["status"] == "confirmed" for f in found)
+    flagged = {r["case_id"] for r in doc["records"] if r["backend"] == "four-bugs" and r["status"] == "diverge"}
+    assert {m["case_id"] for f in found for m in f["members"]} == flagged
 
 
 def test_a_correct_backend_has_no_findings(run):
     assert _of(run[1], "numpy") == []
 
 
-def test_predicates_are_confirmed_on_new_cases_and_near_misses(run):
+def test_no_refuted_predicate_is_published_anywhere(run):
+    out, doc, err = run
+    texts = [p.read_text() for p in [out / "results.json", out / "junit.xml", out / "index.html",
+                                     out / "four-bugs.html"]] + [err]
+    assert not any("refuted" in t for t in texts)
+    assert doc["findings"]["version"] == findings.FINDINGS_VERSION
+
+
+def test_the_section_says_what_the_experiments_cost(run):
     _, doc, _ = run
-    for f in doc["findings"]["items"]:
-        conf = f["confirmation"]
-        assert conf["status"] == "confirmed", (f["id"], conf)
-        run_ids = {r["case_id"] for r in doc["records"]}
-        assert conf["inside"] and all(r["as_expected"] for r in conf["inside"] + conf["near_misses"])
-        assert not run_ids & {r["case_id"] for r in conf["inside"] + conf["near_misses"]}  # new cases
-        for row in conf["inside"]:
-            assert findings.holds([findings.Atom.from_dict(a) for a in f["atoms"]], Case.from_dict(row["case"]))
+    sec = doc["findings"]
+    assert sec["budget"]["seconds_per_finding"] == 60 and sec["experiments"]["backend_calls"] > 0
+    assert all(f["cost"]["probes"] > 0 and f["experiments"] for f in _of(doc, "four-bugs"))
 
 
-def test_finding_ids_depend_on_backend_kind_hypothesis_and_predicate_only(run):
-    _, doc, _ = run
-    recs = doc["records"]
-    again = findings.build(list(reversed(recs)))
-    assert {f["id"] for f in again} == {f["id"] for f in doc["findings"]["items"]}
-    for f in again:
-        assert f["id"] == findings.finding_id(f["backend"], f["kind"], f["hypothesis"], f["predicate"])
+def test_scripts_are_written_for_each_finding_s_minimal_case_only(run):
+    out, doc, _ = run
+    written = sorted(p.relative_to(out).as_posix() for p in (out / "repro").rglob("*.py"))
+    expect = sorted({f["repro"] for f in doc["findings"]["items"]}
+                    | {f["short_repro"]["path"] for f in doc["findings"]["items"]})
+    assert written == expect and all(r["repro"] is None for r in doc["records"])
 
 
-def test_the_summary_lists_findings_first(run):
+def test_each_short_repro_exits_with_the_verdict_on_its_minimal_case(run, tmp_path):
+    out, doc, _ = run
+    for f in _of(doc, "four-bugs"):
+        script = (out / f["short_repro"]["path"]).read_text()
+        assert "import conformance" not in script and "from conformance" not in script
+        path = tmp_path / "short.py"
+        path.write_text(script)
+        proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, (f["id"], proc.stdout, proc.stderr)
+
+
+def test_the_console_lists_bugs_not_rows(run):
     _, doc, err = run
     lines = err.splitlines()
-    head = next(i for i, line in enumerate(lines) if line.endswith("findings:"))
+    head = next(i for i, line in enumerate(lines) if " bugs (" in line)
     table = next(i for i, line in enumerate(lines) if line.startswith("backend "))
-    assert head < table
+    assert head < table and table - head - 1 == len(_of(doc, "four-bugs")) + 1
+    assert not any(r["case_id"] in err for r in doc["records"] if r["status"] == "diverge")
+
+
+def test_junit_carries_the_same_findings(run):
+    out, doc, _ = run
+    text = (out / "junit.xml").read_text()
     for f in doc["findings"]["items"]:
-        assert any(f["id"] in line and f["predicate"] in line for line in lines[head:table])
+        assert f"{f['id']}: " in text
 
 
-def _short_scripts(doc):
-    return [(f, f["short_repro"]) for f in doc["findings"]["items"]]
-
-
-def test_every_finding_has_a_short_repro_of_a_case_the_suite_judged_diverging(run):
+def test_pages_open_with_the_bugs_linked_to_each_finding(run):
     out, doc, _ = run
-    for f, sr in _short_scripts(doc):
-        assert sr is not None, f
-        assert (sr["status"], sr["kind"]) == ("diverge", f["kind"])
-        assert (out / sr["path"]).read_text() == sr["script"]
-        assert "conformance" not in sr["script"].replace("conv-conformance", "")  # NumPy and the framework only
-    small = [sr for f, sr in _short_scripts(doc) if f["kind"] in findings_step.SMALL_INTEGER_KINDS]
-    assert small and all(sr["case"]["profile"] == "small_integers" for sr in small)
+    index, page = (out / "index.html").read_text(), (out / "four-bugs.html").read_text()
+    assert index.index('id="findings"') < index.index('id="backends"')
+    for f in _of(doc, "four-bugs"):
+        assert f'href="four-bugs.html#finding-{f["id"]}"' in index and f'id="finding-{f["id"]}"' in page
 
 
-def _exit_code(script: str, tmp_path: Path) -> int:
-    path = tmp_path / "short.py"
-    path.write_text(script)
-    return subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120).returncode
-
-
-@pytest.mark.parametrize("cls", BUGGY + ("FlippedKernel",))
-def test_short_scripts_exit_as_the_suite_judges(run, cls, tmp_path):
-    """Each finding's short-repro case, scripted for each broken backend and a correct one:
-    exit 1 exactly where the suite's verdict is a divergence."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("broken_for_findings", BROKEN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for adapter in (getattr(module, cls)(), load("numpy")):
-        for f, sr in _short_scripts(run[1]):
-            case = Case.from_dict(sr["case"])
-            status = record_here(case, adapter, diagnose=False)["status"]
-            if status == "unsupported":
-                continue
-            code = _exit_code(make_short_script(case, adapter), tmp_path)
-            assert code == (1 if status == "diverge" else 0), (adapter.name, case.id, status)
-
-
-def test_predicates_read_back_and_reject_nonsense():
-    atoms = findings.parse_predicate("op = depthwise_conv2d and strided and not bias and K <= 9 "
-                                     "and dtype in {float32, float64}")
-    assert findings.predicate_text(atoms) == ("op = depthwise_conv2d and strided and not bias and K <= 9 "
-                                              "and dtype in {float32, float64}")
-    with pytest.raises(ValueError, match="expected atoms like"):
-        findings.parse_predicate("stride is big")
-
-
-def test_a_group_no_conjunction_separates_is_split_or_said_so():
-    a = findings.features(Case(op="conv2d", batch=1, height=5, width=5, in_channels=1, kernel=3, out_channels=1))
-    b = findings.features(Case(op="conv2d", batch=1, height=5, width=5, in_channels=1, kernel=3, out_channels=1,
-                               dtype="float64"))
-    assert findings.characterise([a], [a]) == [(None, [0])]  # the same features passed: nothing separates them
-    rules = findings.characterise([a, b], [])
-    assert rules == [([], [0, 1])]  # nothing passed: "true" separates
-
-
-def test_repro_finding_writes_one_bug_report_with_the_short_script(run, tmp_path):
+def test_merge_of_the_run_s_own_results_keeps_every_finding_id(run, tmp_path):
     out, doc, _ = run
-    f = next(f for f in doc["findings"]["items"] if f["backend"] == "flushes-subnormals")
+    code, err = run_cli("merge", str(out / "results.json"), "--out", str(tmp_path / "m"), "--no-report", "--quiet")
+    merged = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert code in (0, 1), err
+    assert [(f["id"], f["status"]) for f in merged["findings"]["items"]] == \
+           [(f["id"], f["status"]) for f in doc["findings"]["items"]]
+
+
+def test_merge_of_shards_in_any_order_gives_the_ids_of_the_whole_run(run, tmp_path):
+    _, doc, _ = run
+    shards = []
+    for i in (1, 2):
+        out = tmp_path / f"shard{i}"
+        code, err = run_cli("run", "--adapter", f"{BROKEN}:FourBugs", "--cases", str(_write_cases(tmp_path)),
+                            "--shard", f"{i}/2", "--out", str(out), "--no-report", "--confirm-budget", "60")
+        assert code in (0, 1), err
+        shards.append(out / "results.json")
+    whole = {f["id"]: sorted(m["case_id"] for m in f["members"]) for f in _of(doc, "four-bugs")}
+    for order in (shards, shards[::-1]):
+        out = tmp_path / f"merged-{order[0].parent.name}"
+        code, err = run_cli("merge", *map(str, order), "--out", str(out), "--no-report", "--quiet")
+        merged = json.loads((out / "results.json").read_text())
+        assert {f["id"]: sorted(m["case_id"] for m in f["members"]) for f in merged["findings"]["items"]} == whole
+
+
+def test_repro_finding_writes_a_short_bug_report(run, tmp_path):
+    out, doc, _ = run
+    f = next(f for f in _of(doc, "four-bugs") if "bias" in f["predicate"]["text"])
     report, script = tmp_path / "issue.md", tmp_path / "short.py"
-    code, err = run_cli("repro", "--finding", f["id"], "--backend", f"{BROKEN}:FlushesSubnormals",
+    code, err = run_cli("repro", "--finding", f["id"], "--backend", f"{BROKEN}:FourBugs",
                         "--results", str(out / "results.json"), "--report", str(report), "--out", str(script))
     assert code == 0, err
     text = report.read_text()
-    assert f["title"] in text and f["predicate"] in text and script.read_text().rstrip() in text
-    assert "<details>" in text  # the full report stays available
-    assert _exit_code(script.read_text(), tmp_path) == 1
+    assert f["title"] in text and f["predicate"]["text"] in text and script.read_text().rstrip() in text
+    assert len(text.splitlines()) <= 90 and "refuted" not in text
 
 
-def test_repro_finding_names_an_unknown_id(run, capsys):
+def test_repro_finding_names_an_unknown_id(run):
     out, _, _ = run
-    code, _ = run_cli("repro", "--finding", "F0000000000", "--backend", "numpy", "--results", str(out / "results.json"))
-    assert code == 2 and "expected a finding id" in capsys.readouterr().err
+    code, err = run_cli("repro", "--finding", "F0000000000", "--backend", "numpy", "--results", str(out / "results.json"))
+    assert code == 2 and "--finding: expected a finding id" in err
 
 
-# ---- pure functions on plain records ----------------------------------------------------
+# ---- findings as data: plain records, no backend ------------------------------------------
 
-from conformance import expected  # noqa: E402
-from conformance.results import new_record  # noqa: E402
-
-
-def _rec(case: Case, backend: str, status: str, kind: str | None = None, hypothesis: str | None = None) -> dict:
-    return new_record(case.to_dict(), case.id, backend, backend_version="1.0", device="cpu", status=status,
-                      kind=kind, diagnosis={"hypothesis": hypothesis, "explanation": ""} if hypothesis else None)
+def _rec(case: Case, backend: str, status: str, kind: str | None = None) -> dict:
+    return new_record(case.to_dict(), case.id, backend, backend_version="1.0", device="cpu", status=status, kind=kind)
 
 
 def _dw(**kw) -> Case:
-    return Case(**{"op": "depthwise_conv2d", "batch": 1, "height": 9, "width": 9, "in_channels": 2, "kernel": (3, 3),
-                   "channel_multiplier": 1, "padding": "SAME", **kw})
+    return Case(**{**_DW, "kernel": (3, 3), **kw})
+
+
+PRED = parse("op = depthwise_conv2d and stride >= 2 and dilation >= 2")
 
 
 def _records() -> list[dict]:
     bad = [_dw(strides=(2, 2), dilations=(2, 2)), _dw(strides=(2, 2), dilations=(2, 2), height=10),
            _dw(strides=(3, 3), dilations=(2, 2), width=8)]
-    good = [_dw(strides=(2, 2)), _dw(dilations=(2, 2)), _dw(), _dw(strides=(2, 2), dilations=(2, 2), op="conv2d",
-                                                                 channel_multiplier=None, out_channels=2)]
-    return ([_rec(c, "tf", "diverge", "shape", "wrong_shape_subblock") for c in bad]
-            + [_rec(c, "tf", "pass") for c in good])
+    good = [_dw(strides=(2, 2)), _dw(dilations=(2, 2)), _dw()]
+    return [_rec(c, "tf", "diverge", "shape") for c in bad] + [_rec(c, "tf", "pass") for c in good]
 
 
-def test_build_characterises_from_plain_records():
-    (f,) = findings.build(_records())
-    assert f["predicate"] == "op = depthwise_conv2d and strided and dilated"
-    assert f["title"].startswith("depthwise_conv2d with strides > 1 and dilations > 1 returns an output of the wrong shape")
-    assert f["count"] == 3 and f["passed_on_backend"] == 4
+def _finding(recs: list[dict]) -> dict:
+    c = _dw(strides=(2, 2), dilations=(2, 2))
+    f = findings.confirmed("tf", PRED, minimal=c, base=c, started_from=c.id, necessary=["op", "strides", "dilations"],
+                           experiments=[], confirmation={"status": "confirmed", "rows": []}, cost={}, version="1.0")
+    return findings.with_members([f], recs)[0]
 
 
-def test_a_manifest_pins_a_finding_by_predicate(tmp_path):
+def test_members_and_title_come_from_the_predicate():
+    f = _finding(_records())
+    assert f["count"] == 3 and f["summary"] == "wrong shape on 3 cases"
+    assert f["title"] == "depthwise_conv2d with strides > 1 and dilations > 1 returns an output of the wrong shape"
+    assert f["id"] == findings.finding_id("tf", PRED)
+
+
+def test_divergences_no_finding_covers_are_one_uncharacterised_finding_per_backend():
+    recs = _records() + [_rec(_dw(profile="subnormal"), "tf", "diverge", "subnormal_flush")]
+    found = findings.with_members([_finding(_records())], recs)
+    assert [f["status"] for f in found] == ["confirmed", "uncharacterised"]
+    assert found[1]["predicate"] is None and found[1]["count"] == 1
+    assert found[1]["id"] == findings.finding_id("tf", None)
+
+
+def test_a_document_without_a_findings_section_reads_as_uncharacterised():
+    found = findings.items({"records": _records()})
+    assert [(f["status"], f["count"]) for f in found] == [("uncharacterised", 3)]
+
+
+def test_a_manifest_pins_a_finding_by_predicate_wherever_it_holds(tmp_path):
     path = tmp_path / "m.yaml"
-    path.write_text("- {backend: tf, finding: 'op = depthwise_conv2d and strided and dilated', reason: dw bug}\n")
+    path.write_text(f"- {{backend: tf, finding: '{PRED.text()}', reason: dw bug}}\n")
     (entry,) = expected.load_manifest(path)
-    recs = _records()
-    assert [entry.explains(r) for r in recs] == [r["status"] == "diverge" for r in recs]
+    assert [entry.explains(r) for r in _records()] == [r["status"] == "diverge" for r in _records()]
+    drawn = _dw(strides=(4, 4), dilations=(3, 3), height=30, width=30)  # a case no run has seen
+    assert entry.explains_case("tf", "1.0", drawn, "value") and not entry.explains_case("tf", "1.0", _dw(), "value")
 
 
 def test_a_manifest_pins_a_finding_by_id(tmp_path):
     recs = _records()
-    (f,) = findings.build(recs)
+    f = _finding(recs)
     path = tmp_path / "m.yaml"
     path.write_text(f"- {{backend: tf, finding: {f['id']}, reason: dw bug}}\n")
     entries = expected.load_manifest(path)
     expected.pin_findings(entries, recs, [f])
     assert all(r["known"] for r in recs if r["status"] == "diverge") and f["unexpected"] == 0
-    assert expected.audit(entries, recs)["fixed"] == []
 
 
 @pytest.mark.parametrize("onednn, known", [(True, True), (False, False)])
@@ -246,11 +252,10 @@ def test_a_finding_pinned_by_id_is_known_only_where_its_when_conditions_hold(tmp
     for r in recs:
         r["fingerprint"] = "fp1"
     fingerprints = {"fp1": {"frameworks": {"tensorflow": {"onednn": onednn}}}}
-    (f,) = findings.build(recs)
+    f = _finding(recs)
     path = tmp_path / "m.yaml"
     path.write_text(f"- {{backend: tf, finding: {f['id']}, when: {{tensorflow.onednn: true}}, reason: oneDNN only}}\n")
-    entries = expected.load_manifest(path)
-    expected.pin_findings(entries, recs, [f], fingerprints)
+    expected.pin_findings(expected.load_manifest(path), recs, [f], fingerprints)
     diverging = [r for r in recs if r["status"] == "diverge"]
     assert all(bool(r.get("known")) == known for r in diverging)
     assert f["unexpected"] == (0 if known else len(diverging))
@@ -263,121 +268,81 @@ def test_a_malformed_finding_pin_names_the_entry(tmp_path):
         expected.load_manifest(path)
 
 
-def test_baseline_reports_new_and_fixed_findings():
+def test_baseline_reports_new_and_fixed_findings_by_id():
     recs = _records()
-    (f,) = findings.build(recs)
+    f = _finding(recs)
+    baseline = {"records": recs, "findings": findings.section([f], budget=None)}
     now = [r if r["status"] == "pass" else _rec(Case.from_dict(r["case"]), "tf", "pass") for r in recs]
-    extra = _rec(Case(op="conv2d", batch=1, height=5, width=5, in_channels=1, kernel=(3, 3), out_channels=1,
-                      profile="subnormal"), "tf", "diverge", "subnormal_flush", "subnormal_flush")
-    diff = findings.baseline_diff({"records": recs}, findings.build(now + [extra]))
+    extra = _rec(_dw(profile="subnormal"), "tf", "diverge", "subnormal_flush")
+    diff = findings.baseline_diff(baseline, findings.with_members([], now + [extra]))
     assert [r["id"] for r in diff["fixed"]] == [f["id"]]
-    assert [r["kind"] for r in diff["new"]] == ["subnormal_flush"]
+    assert [r["status"] for r in diff["new"]] == ["uncharacterised"]
+    assert findings.baseline_diff(baseline, [], backends={"other"}) == {"new": [], "fixed": []}
 
 
-def test_pages_open_with_the_findings_escaped_and_linked(tmp_path):
+def test_pages_escape_what_a_finding_says(tmp_path):
     from conformance.report import write_reports
 
     recs = _records()
-    found = findings.build(recs)
-    found[0]["title"] = "<script>alert(1)</script>"
-    run = {"schema_version": 2, "tool": {}, "environment": {}, "run": {}, "records": recs,
-           "backends": {"tf": {"name": "tf", "version": "1.0", "device": "cpu", "spec": "tf", "error": None}},
-           "findings": findings.section(found, confirm_enabled=False, budget_s=None)}
-    write_reports(run, tmp_path)
-    page, index = (tmp_path / "tf.html").read_text(), (tmp_path / "index.html").read_text()
-    for text in (page, index):
+    f = _finding(recs)
+    f["title"] = "<script>alert(1)</script>"
+    run_doc = {"schema_version": 2, "tool": {}, "environment": {}, "run": {}, "records": recs,
+               "backends": {"tf": {"name": "tf", "version": "1.0", "device": "cpu", "spec": "tf", "error": None}},
+               "findings": findings.section([f], budget=None)}
+    write_reports(run_doc, tmp_path)
+    for text in ((tmp_path / "tf.html").read_text(), (tmp_path / "index.html").read_text()):
         assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text
-        assert text.index('id="findings"') < text.index("<h2", text.index('id="findings"') + 30)
-    assert f'id="finding-{found[0]["id"]}"' in page and f'href="tf.html#finding-{found[0]["id"]}"' in index
-    anchors = {a.split('"')[0] for a in page.split('id="')[1:]}
-    for cid in found[0]["cases"]:
-        link = page.split(f">{cid}</a>")[0].rsplit('href="#', 1)[1].split('"')[0]
-        assert link in anchors
 
 
-def test_a_short_script_judges_a_given_output_without_the_framework():
-    from conformance.inputs import make_inputs
-    from conformance.oracle import convolve
-    from conformance.scripts import exit_code_for
-
-    case = _dw(strides=(2, 2), profile="small_integers")
-    script = make_short_script(case, load("numpy"))
-    right = convolve(case, *make_inputs(case)).astype("float32")
-    assert exit_code_for(script, right) == 0
-    assert exit_code_for(script, right + 1) == 1
-    assert exit_code_for(script, right[:, :1]) == 1
-
-
-def test_a_backend_not_in_this_run_has_no_fixed_findings():
+def test_variants_sharing_a_finding_are_one_line():
     recs = _records()
-    assert findings.baseline_diff({"records": recs}, [], backends={"other"}) == {"new": [], "fixed": []}
+    rows = [dict(r, backend=b) for b in ("tf", "tf[onednn]") for r in recs]
+    found = []
+    for b in ("tf", "tf[onednn]"):
+        c = _dw(strides=(2, 2), dilations=(2, 2))
+        found += findings.with_members([findings.confirmed(b, PRED, minimal=c, base=c, started_from=c.id, necessary=[],
+                                                           experiments=[], confirmation={}, cost={}, version="1")],
+                                       [r for r in rows if r["backend"] == b])
+    lines = findings.console_lines(found)
+    assert len(lines) == 2 and "tf, tf[onednn]" in lines[1]
 
 
-def test_a_catalogue_only_profile_is_characterised_and_every_finding_covers_cases():
-    # subnormal_weights is a catalogue profile, not a sweep level: a group that contains it
-    # once produced rules covering no case, and building the findings raised (a default run
-    # lost its results.json to it).
-    flushed = [_dw(profile="subnormal_weights"), _dw(profile="subnormal_weights", bias=True),
-               _dw(profile="subnormal"), _dw(profile="subnormal", height=10)]
-    good = [_dw(), _dw(height=10), _dw(profile="wide_range"), _dw(profile="special")]
-    found = findings.build([_rec(c, "lite", "diverge", "subnormal_flush", "subnormal_flush") for c in flushed]
-                           + [_rec(c, "lite", "pass") for c in good])
-    assert found and all(f["count"] >= 1 and f["cases"] for f in found)
-    assert sorted(cid for f in found for cid in f["cases"]) == sorted(c.id for c in flushed)
+# ---- the short repro: the one rule, for every kind ----------------------------------------
+
+KIND_CASES = {
+    "wrong": (Case(**{**_CV, "kernel": 3}), 1), "truncate": (Case(**{**_CV, "in_channels": 8, "height": 12}), 1),
+    "nan": (Case(**_CV), 1), "transpose": (Case(**_CV), 1), "float64": (Case(**_CV), 1),
+    "ownacc": (Case(**{**_CV, "dtype": "float16", "in_channels": 64}), 1), "ok": (Case(**_CV), 0),
+    "accept": (Case(**{**_CV, "height": 2, "padding": "VALID"}), 1),  # an empty output
+}
 
 
-def test_a_findings_step_that_fails_loses_no_verdict(tmp_path, monkeypatch):
-    def broken(records):
-        raise ValueError("characterisation exploded")
+@pytest.mark.parametrize("mode", list(KIND_CASES))
+def test_a_short_script_exits_with_the_suite_s_verdict_for_every_kind(mode):
+    import importlib.util
 
-    monkeypatch.setattr(findings, "build", broken)
-    out = tmp_path / "out"
-    code, err = run_cli("run", "--adapter", f"{Path(__file__).parent / 'broken_adapters.py'}:FlippedKernel",
-                        "--cases", "smoke", "--out", str(out), "--no-minimise", "--no-report")
-    assert code == 1, err  # the flipped kernel still diverges, and the run says so
-    assert "findings could not be built (ValueError: characterisation exploded)" in err
-    doc = json.loads((out / "results.json").read_text())
-    assert len(doc["records"]) == 26 and any(r["status"] == "diverge" for r in doc["records"])
+    spec = importlib.util.spec_from_file_location("kinds_for_findings", KINDS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    case, want = KIND_CASES[mode]
+    case = Case.from_dict({**case.to_dict(), "name": f"{mode}-case"})
+    adapter = module.Kinds()
+    oracle = oracle_for(case)  # the suite's record of the case, called in this process, and its output
+    rec, y = record_reply(case, "kinds", {"version": "0", "device": "cpu"}, answer(adapter, case, oracle.inputs),
+                          oracle, 0.0, "strict")
+    assert (rec["status"] == "diverge") == bool(want), (mode, rec["status"], rec["kind"])
+    script = make_short_script(case, adapter)
+    assert "T * (U" not in script  # no rule of its own: the suite's, embedded
+    if case.is_valid:
+        assert exit_code_for(script, y) == want
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=str(KINDS.parent), env={"PYTHONPATH": str(KINDS.parent), "PATH": ""})
+    assert proc.returncode == want, (mode, proc.stdout, proc.stderr)
 
 
-def test_findings_of_different_backends_are_worked_on_together_never_two_of_one_backend(monkeypatch):
-    import threading
-    import time as time_mod
+def test_a_short_script_is_at_most_40_lines_for_a_framework_call_of_ten():
+    from conformance.adapters.registry import load
 
-    active: dict[str, int] = {}
-    overlap = {"same": 0, "other": 0}
-    lock = threading.Lock()
-
-    def fake_confirm(f, record_case, tried, bases, *, budget_s, also_kinds):
-        with lock:
-            if active.get(f["backend"]):
-                overlap["same"] += 1
-            if any(v for k, v in active.items() if k != f["backend"]):
-                overlap["other"] += 1
-            active[f["backend"]] = active.get(f["backend"], 0) + 1
-        time_mod.sleep(0.05)
-        with lock:
-            active[f["backend"]] -= 1
-        f["confirmation"] = {"status": "confirmed", "inside": [], "near_misses": []}
-        return f["confirmation"]
-
-    def fake_short_repro(f, b, record_case, out, bases):
-        f["short_repro"] = {"backend": b.name}
-
-    class Live:
-        failed = None
-
-        def __init__(self, name):
-            self.name = name
-
-    monkeypatch.setattr(findings_step, "confirm", fake_confirm)
-    monkeypatch.setattr(findings_step, "short_repro_for", fake_short_repro)
-    found = [{"backend": name, "predicate": f"p{i}", "kind": "value", "cases": [], "id": f"{name}-{i}"}
-             for i in range(4) for name in ("a", "b", "c")]
-    stdout = sys.stdout
-    findings_step.enrich(found, {n: Live(n) for n in "abc"}, [], confirm_budget_s=4.0)
-    assert sys.stdout is stdout
-    assert all(f["confirmation"]["status"] == "confirmed" and f["short_repro"]["backend"] == f["backend"]
-               for f in found)
-    assert overlap["same"] == 0
-    assert overlap["other"] > 0
+    case = _dw(strides=(2, 2), dilations=(2, 2))
+    script = make_short_script(case, load("numpy"), header="title\nfinding F0123456789, case " + case.id)
+    assert len(script.splitlines()) <= 40

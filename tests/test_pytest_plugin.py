@@ -226,6 +226,17 @@ def test_property_tests_honour_the_manifest(pytester, broken, with_manifest):
         result.assert_outcomes(failed=1)
 
 
+@pytest.mark.parametrize("predicate, outcome", [("kernel >= 2", "passed"), ("kernel >= 7", "failed")],
+                         ids=["covering", "too-narrow"])
+def test_a_finding_predicate_pin_explains_every_drawn_case_it_covers(pytester, broken, predicate, outcome):
+    # A flipped kernel shows on every kernel wider than one tap; a pinned finding's predicate
+    # covers the cases the property tests draw, which no manifest could list by id.
+    manifest = _manifest(pytester, backend="flipped", finding=predicate, reason="flipped (pinned finding)")
+    result = conformance(pytester, "--adapter", broken, "--conformance-cases", PLAIN.id, "--conformance-expected",
+                         manifest, "-k", "test_property and conv2d and not depthwise")
+    result.assert_outcomes(**{outcome: 1})
+
+
 @pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="pytest-xdist is not installed")
 def test_xdist_workers_agree_and_junit_has_one_testcase_per_pair(pytester):
     result = conformance(pytester, "--backend", "numpy", "--conformance-cases", "smoke",

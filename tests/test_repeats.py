@@ -6,8 +6,9 @@ Pinned:
   float32 sum in another order each call) is `nondeterministic`, a deterministic one
   passes with every case repeated, and a first output that already diverges keeps its
   kind with the difference in the record;
-- the record says how the calls differ; the repro script of a nondeterministic
-  divergence calls twice and exits 1; junit, the HTML report and the console show it;
+- the record says how the calls differ; `conformance repro` writes a script of a
+  nondeterministic divergence that calls twice and exits 1; junit, the HTML report and
+  the console show it;
 - through the pytest plugin (which repeats as a default run does), the same; the minimiser
   keeps a nondeterministic divergence nondeterministic; `--repeats 0` judges the first
   call alone;
@@ -109,9 +110,10 @@ def test_a_nondeterministic_divergence_gets_no_diagnosis_of_its_right_first_outp
     assert repeat_run[4]["flips-an-ulp", NORMAL[0]]["diagnosis"] is None
 
 
-def test_the_repro_script_calls_twice_and_exits_1(repeat_run):
-    out, by = repeat_run[2], repeat_run[4]
-    script = out / by["shuffled-sum", NORMAL[3]]["repro"]
+def test_conformance_repro_writes_a_script_that_calls_twice_and_exits_1(tmp_path):
+    script = tmp_path / "repro.py"
+    code, _ = run_cli("repro", NORMAL[3], "--backend", adapter("ShuffledSum"), "--out", str(script))
+    assert code == 1 and "CALLS = 2" in script.read_text()  # 1: the verdict's exit code, as for any divergence
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "DIVERGES: not deterministic: call 1 is within tolerance, but call 2 of 2" in done.stdout

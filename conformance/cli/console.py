@@ -1,10 +1,12 @@
-"""What a run or a merge prints at its end: findings, the status table, the unexpected
-results, unsupported reasons, the precision profile, the manifest's audit, the baseline.
+"""What a run or a merge prints at its end: the bugs found, the status table, what else
+failed, and where everything is.
 
 Invariants
-- Bounded: at most SUMMARY_ROWS lines of unexpected results and UNSUPPORTED_ROWS reasons
-  per backend, each message clipped (`text.clip`); the rest are counted, and
-  results.json, junit.xml and the reports list everything.
+- Findings, not rows: each bug is one line (a framework's variants sharing it on one line),
+  divergences are counted in the table, and only results that no finding can hold
+  (errors, crashes, timeouts) are listed, at most SUMMARY_ROWS lines. Unsupported cases
+  and the precision profile are one line each. results.json, junit.xml and the reports
+  list everything; a default run's whole console stays under about 80 lines.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ from ..text import clip, number
 from ..usage import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK
 from ..vocabulary import STATUSES
 
-#: Lines of unexpected results in the summary (one per distinct backend, kind and message); the rest are counted.
-SUMMARY_ROWS = 60
-#: Unsupported reasons listed per backend in the summary (most frequent first); the rest are counted.
+#: Lines of unexpected errors, crashes and timeouts in the summary (one per distinct backend,
+#: status and message); the rest are counted.
+SUMMARY_ROWS = 8
+#: Bugs listed (one line each); the rest are counted.
+FINDING_ROWS = 30
+#: Lines of a baseline's new and fixed findings.
+BASELINE_ROWS = 10
+#: Unsupported reasons listed per backend by `unsupported_lines` (most frequent first).
 UNSUPPORTED_ROWS = 8
 #: Case ids listed per backend in the repeats summary; the rest are counted.
 REPEAT_IDS = 5
@@ -28,12 +35,12 @@ MESSAGE_CHARS, GROUP_MESSAGE_CHARS = 160, 400
 
 
 def summary(outcome: RunOutcome) -> str:
-    """The end-of-run table: backend x status counts, the unexpected failures, fixed entries, paths."""
+    """The end-of-run summary: the bugs, the backend x status table, what else failed, paths."""
     run = outcome.run
     table = counts(run["records"])
     cols = list(STATUSES) + ["known"]
     width = max([len(b) for b in table] + [7])
-    lines = [""] + console_lines((run.get("findings") or {}).get("items") or [])
+    lines = [""] + console_lines((run.get("findings") or {}).get("items") or [], FINDING_ROWS)
     lines += ["", f"{'backend':<{width}}  " + "  ".join(f"{c:>11}" for c in cols)]
     for backend, row in table.items():
         lines.append(f"{backend:<{width}}  " + "  ".join(f"{row[c]:>11}" for c in cols))
@@ -42,25 +49,30 @@ def summary(outcome: RunOutcome) -> str:
             lines.append(f"! {name}: {info['error']}")
         elif info.get("none_ran"):
             lines.append(f"! {name}: {info['none_ran']}")
-    unsupported = unsupported_lines(run["records"])
+    unsupported = [(b, row["unsupported"]) for b, row in table.items() if row.get("unsupported")]
     if unsupported:
-        lines.append("\nunsupported (the backends' own reasons):")
-        lines += unsupported
-    bad = [r for r in run["records"] if is_unexpected(r)]
+        lines.append(f"unsupported (each backend's own reasons are on its page): "
+                     + ", ".join(f"{b} {n}" for b, n in unsupported))
+    bad = [r for r in run["records"] if is_unexpected(r) and r["status"] != "diverge"]
     if bad:
-        lines.append(f"\n{len(bad)} unexpected:")
+        lines.append(f"\n{len(bad)} unexpected error{'s' if len(bad) != 1 else ''}, crashes or timeouts:")
         lines += unexpected_lines(run["records"], bad)
     profile = run.get("precision_profile") or {}
+    weaker = [b for b, per in profile.items() if any(p.get("meets") != "strict" for p in per.values())]
     if profile:
-        lines.append(f"\nprecision profile (contract in force: {run['run'].get('precision', 'strict')}):")
-        for backend, per_dtype in profile.items():
-            lines.append(f"  {backend:<{width}}  " + "; ".join(profile_cell(d, p) for d, p in per_dtype.items()))
+        lines.append(f"\nprecision profile (contract in force: {run['run'].get('precision', 'strict')}): "
+                     + ("below it on some dtype:" if weaker else "every backend meets it on every dtype"))
+        for backend in weaker:  # the dtypes that meet the contract are on the pages
+            lines.append(f"  {backend:<{width}}  " + "; ".join(
+                profile_cell(d, p) for d, p in profile[backend].items() if p.get("meets") != "strict"))
     lines += repeat_summary_lines(run, width)
     fixed = (run.get("expected") or {}).get("fixed") or []
     if fixed:
         lines.append(f"\n!!! {len(fixed)} KNOWN DIVERGENCE(S) NOW PASS: update the --expected manifest !!!")
-        for f in fixed:
+        for f in fixed[:SUMMARY_ROWS]:
             lines.append(f"  {f['backend']}  {f['case_id']}  (entry {f['manifest_entry']}: {f['reason']})")
+        if len(fixed) > SUMMARY_ROWS:
+            lines.append(f"  ... and {len(fixed) - SUMMARY_ROWS} more (results.json lists them all)")
     unmatched = (run.get("expected") or {}).get("unmatched") or []
     gated = (run.get("expected") or {}).get("not_applicable") or []
     if gated:
@@ -74,19 +86,7 @@ def summary(outcome: RunOutcome) -> str:
         lines.append(f"note: manifest entries {untested} cover no case of this run that could show their kind "
                      f"(e.g. subnormal_flush without subnormal inputs, invalid_accepted without invalid cases)")
     if "baseline" in run:
-        base = run["baseline"]
-        lines.append(f"\nagainst baseline {base['path']}: {len(base['new'])} new, {len(base['fixed'])} fixed")
-        for r in base["new"]:
-            lines.append(f"  new    {r['backend']}  {r['case_id']}  {r['kind'] or r['status']} (was {r['was']})")
-        for r in base["fixed"]:
-            lines.append(f"  fixed  {r['backend']}  {r['case_id']}  (was {r['was']})")
-        fb = base.get("findings")
-        if fb:
-            lines.append(f"findings against the baseline: {len(fb['new'])} new, {len(fb['fixed'])} fixed")
-            lines += [f"  new finding    {f['id']}  {f['backend']}  {f['title']}  ({f['predicate']})" for f in fb["new"]]
-            lines += [f"  fixed finding  {f['id']}  {f['backend']}  {f['title']}  ({f['predicate']})" for f in fb["fixed"]]
-        for name, diff in (base.get("fingerprints_differ") or {}).items():
-            lines.append(f"  environment differs from the baseline for {name}: {'; '.join(diff)}")
+        lines += _baseline_lines(run["baseline"])
     for name, diff in (run["run"].get("fingerprints_differ") or {}).items():
         lines.append(f"note: the merged files ran {name} in different environments: {'; '.join(diff)}")
     if run["run"].get("interrupted"):
@@ -116,6 +116,24 @@ def repeat_summary_lines(run: dict, width: int) -> list[str]:
         if row["bits_only"]:
             text += f"; {row['bits_only']} in zero signs or NaN payloads only (not judged)"
         lines.append(f"  {backend:<{width}}  {text}")
+    return lines
+
+
+def _baseline_lines(base: dict) -> list[str]:
+    lines = [f"\nagainst baseline {base['path']}: {len(base['new'])} new, {len(base['fixed'])} fixed"]
+    rows = [f"  new    {r['backend']}  {r['case_id']}  {r['kind'] or r['status']} (was {r['was']})" for r in base["new"]]
+    rows += [f"  fixed  {r['backend']}  {r['case_id']}  (was {r['was']})" for r in base["fixed"]]
+    lines += rows[:BASELINE_ROWS] + ([f"  ... and {len(rows) - BASELINE_ROWS} more (results.json lists them all)"]
+                                     if len(rows) > BASELINE_ROWS else [])
+    fb = base.get("findings")
+    if fb:
+        lines.append(f"findings against the baseline: {len(fb['new'])} new, {len(fb['fixed'])} fixed")
+        rows = [f"  new finding    {f['id']}  {f['backend']}  {f['title']}" for f in fb["new"]]
+        rows += [f"  fixed finding  {f['id']}  {f['backend']}  {f['title']}" for f in fb["fixed"]]
+        lines += rows[:BASELINE_ROWS] + ([f"  ... and {len(rows) - BASELINE_ROWS} more"]
+                                         if len(rows) > BASELINE_ROWS else [])
+    for name, diff in (base.get("fingerprints_differ") or {}).items():
+        lines.append(f"  environment differs from the baseline for {name}: {'; '.join(diff)}")
     return lines
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import tolerance
-from ..bug_reports import bug_report, finding_report
+from ..bug_reports import bug_report, finding_report, finding_script
 from ..process.isolated import IsolatedBackend
 from ..repeats import script_calls
 from ..spec import Case
@@ -144,9 +144,7 @@ def run_finding(args: Any, finding: dict[str, Any], backend: IsolatedBackend) ->
     if args.report:
         Path(args.report).write_text(finding_report(finding, backend, spec=args.backend), encoding="utf-8")
         print(f"wrote {args.report}", file=sys.stderr)
-    case = Case.from_dict((finding.get("short_repro") or {}).get("case") or finding["minimal_case"])
-    script, problem = backend.short_script(
-        case, f"{finding['title']}\nconv-conformance finding {finding['id']}, case {case.id}", spec=args.backend)
+    script, problem = finding_script(finding, backend, spec=args.backend)
     if script is None:
         raise UsageError(f"--finding {finding['id']}: {problem}")
     if args.out:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .. import repeats
-from ..run.config import MINIMISE_BACKEND_S, MINIMISE_CASE_S, RunConfig
+from ..run.config import FINDING_BUDGET_S, RunConfig
 from ..run.preflight import preflight
 from ..run.selection import parse_dtypes, parse_shard, select_cases
 from ..runner import execute
@@ -68,13 +68,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue OUT/results.jsonl, skipping recorded pairs")
     p.add_argument("--no-report", dest="report", action="store_false", help="skip the HTML reports")
     p.add_argument("--minimise", dest="minimise", action="store_true", default=True,
-                   help=f"minimise unexplained divergences, one per backend, kind and diagnosis (default; "
-                        f"at most {MINIMISE_CASE_S:g} s each, {MINIMISE_BACKEND_S:g} s per backend)")
-    p.add_argument("--no-minimise", dest="minimise", action="store_false", help="do not minimise divergences")
-    p.add_argument("--confirm-budget", type=positive_seconds, default=4.0, metavar="SECONDS",
-                   help="confirm each finding's predicate on new cases for at most this long (default 4)")
+                   help="findings: shrink each divergence to a minimal case before the experiments (default)")
+    p.add_argument("--no-minimise", dest="minimise", action="store_false",
+                   help="findings: run the experiments from the divergence itself")
+    p.add_argument("--confirm-budget", type=positive_seconds, default=FINDING_BUDGET_S, metavar="SECONDS",
+                   help=f"findings: seconds of experiments (characterising and confirming) per finding "
+                        f"(default {FINDING_BUDGET_S:g}; twelve times that, at least 120, per run)")
     p.add_argument("--no-confirm", dest="confirm", action="store_false",
-                   help="do not confirm findings (they are still grouped, characterised and get a short repro)")
+                   help="findings: no experiments; each backend's divergences are one uncharacterised finding")
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
     p.add_argument("--repeats", type=non_negative_integer, default=repeats.DEFAULT_CALLS, metavar="N",
                    help=f"call the backend N more times with the same inputs, and flag differing results as "

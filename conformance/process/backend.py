@@ -166,7 +166,7 @@ class Backend:
         without `repro_code` (default: its class)."""
         if short_header is None:
             return self._source(("repro", case.to_dict(), precision, spec, calls), "repro script")
-        return self._source(("short_repro", case.to_dict(), short_header, spec), "repro script")
+        return self._source(("short_repro", case.to_dict(), short_header, spec, precision), "repro script")
 
     def framework_code(self, case: Case, spec: str | None = None) -> tuple[str | None, str | None]:
         """(source, problem): the framework call of `case` as a script writes it (`scripts.framework_code`)."""

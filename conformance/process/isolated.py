@@ -125,9 +125,10 @@ class IsolatedBackend:
         how many times it calls the framework (`repeats.script_calls`)."""
         return self.backend.repro(case, precision or self.precision, spec=spec, calls=calls)
 
-    def short_script(self, case: Case, header: str, *, spec: str | None = None) -> tuple[str | None, str | None]:
-        """(script, problem): a finding's short repro script of `case`."""
-        return self.backend.repro(case, short_header=header, spec=spec)
+    def short_script(self, case: Case, header: str, *, spec: str | None = None,
+                     precision: str | None = None) -> tuple[str | None, str | None]:
+        """(script, problem): a finding's short repro script of `case`, printing the worker's kernel path."""
+        return self.backend.repro(case, precision or self.precision, short_header=header, spec=spec)
 
     def framework_code(self, case: Case, *, spec: str | None = None) -> tuple[str | None, str | None]:
         """(source, problem): the framework call of `case` as a script writes it."""

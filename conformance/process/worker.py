@@ -77,9 +77,12 @@ def _source(request: str, case, adapter, *args) -> tuple:
         if request == "repro":
             precision, spec, calls = args
             return ("repro", scripts.make_script(case, adapter, spec=spec, precision=precision, calls=calls), None)
-        if request == "short_repro":
-            header, spec = args
-            return ("repro", scripts.make_short_script(case, adapter, spec=spec, header=header), None)
+        if request == "short_repro":  # printing the kernel path of this worker (fingerprint.path_line)
+            from conformance.fingerprint import fingerprint, path_line
+
+            header, spec, precision = args
+            return ("repro", scripts.make_short_script(case, adapter, spec=spec, header=header, precision=precision,
+                                                       kernel_path=path_line(fingerprint(adapter))), None)
         if request == "framework_code":
             (spec,) = args
             return ("repro", scripts.framework_code(case, adapter, spec), None)

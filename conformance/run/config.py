@@ -11,9 +11,8 @@ from .. import tolerance
 from ..process.backend import DEFAULT_TIMEOUT_S
 
 
-#: Minimising a divergence: at most this long per divergence and per backend in a run.
-MINIMISE_CASE_S = 10.0
-MINIMISE_BACKEND_S = 60.0
+#: Findings: seconds of experiments per finding by default (`--confirm-budget`).
+FINDING_BUDGET_S = 10.0
 #: The parameters (RunConfig.params) that must match for --resume to continue a stream.
 RESUME_KEYS = ("selector", "seed", "budget", "dtypes", "shard", "backends", "precision", "repeats")
 
@@ -32,13 +31,13 @@ class RunConfig:
     shard: tuple[int, int] | None = None
     resume: bool = False
     report: bool = True
+    #: Findings: shrink each divergence to a minimal case before the experiments.
     minimise: bool = True
-    minimise_case_s: float = MINIMISE_CASE_S
-    minimise_backend_s: float = MINIMISE_BACKEND_S
     strict_expected: bool = False
     quiet: bool = False
-    #: Findings: confirm each predicate on new cases for at most this long (None: do not confirm).
-    confirm_budget_s: float | None = 4.0
+    #: Findings: seconds of experiments (characterisation and confirmation) per finding;
+    #: None: no experiments (each backend's divergences are one uncharacterised finding).
+    confirm_budget_s: float | None = FINDING_BUDGET_S
     argv: list[str] = field(default_factory=list)
     #: The user named `specs` (--backend/--adapter): one that cannot be loaded stops the run
     #: (LoadError) instead of giving an error record per case.

@@ -4,7 +4,7 @@ it keeps per backend (`BackendState`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .. import fingerprint as fingerprint_mod
@@ -19,10 +19,6 @@ from .progress import Progress
 class BackendState:
     """What the run keeps per backend besides its worker (`process.backend.Backend`)."""
 
-    #: Seconds of minimising this backend has left (RunConfig.minimise_backend_s at the start).
-    minimise_left: float = 0.0
-    #: (kind, hypothesis) -> the case id minimised for it: one minimisation per bug.
-    minimised: dict[tuple, str] = field(default_factory=dict)
     #: (case id, deadline) of a case sent before its turn (`runner._send_ahead`), else None.
     ahead: tuple[str, float] | None = None
 

@@ -1,208 +1,66 @@
-"""The findings step of a run: each finding confirmed on its live backend, with a short repro.
+"""The findings step of a run: each backend's divergences characterised by experiment, live.
 
-After the last case, while the workers still run, `findings_step` builds the findings
-of the records (`findings.build`, pure data), then for each finding, with the live
-worker of its backend (`process.backend.Backend`):
-1. confirms its predicate (`confirm`): new cases inside the predicate (covered cases
-   with free fields mutated) must diverge the same way (same kind), near misses (one
-   atom flipped) must not; each is run on the worker and recorded by `record_reply`,
-   the record the run itself writes;
-2. after a refutation, characterises again with the confirmation's cases as evidence
-   (`refine`) and confirms the new predicate;
-3. chooses the case of its short repro and writes the script (`short_repro_for`,
-   `scripts.make_short_script` in the worker), kept only when it exits as the verdict.
+After the last case, while the workers still run, each backend with divergences gets its
+findings from `discover.discover` (docs/findings-engine.md), whose probe is this run's
+own verdict on that backend: the case is sent to the backend's worker and its reply
+recorded by `record.record_reply`, the record the run itself writes. Then each finding
+gets the full repro script of its minimal case (OUT/repro/<backend>/<case id>.py) and
+its short repro (OUT/repro/<backend>/finding-<id>.py), each written by the backend's
+worker. Manifest entries that pin a finding by id mark its members known.
 
 Invariants
-- Findings only add to a run: a finding's `confirmation`, `short_repro` and refined
-  predicate; never a record or a verdict. A failure here costs the finding its extras
-  (a note says why), or the run its findings section, never its verdicts.
-- Bounded: each finding's confirmation has `confirm_budget_s`, the whole step
-  `CONFIRM_RUN_FACTOR` times that; a new case that hangs costs at most its cap.
-- `findings` (pure) never imports this module: the reports, merge and manifests read
-  findings without a backend.
+- Findings only add to a run: its `findings` section, two scripts per finding, and on the
+  records a finding started from its minimal case (`minimised`), on its other members a
+  note; never a record or a verdict. A failure here costs a backend its findings (its divergences then
+  stand as one uncharacterised finding, with a note), never the run its verdicts.
+- Bounded: `discover`'s budget (backend calls and seconds per finding and per run,
+  `--confirm-budget` seconds per finding), and every probe's wait is capped.
+- Backends are characterised two at a time (each on its own worker), those with fewer
+  divergences first, each with an equal share of the budget left; a backend's findings
+  one after another.
 """
 
 from __future__ import annotations
 
-import random
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, TextIO
 
 from .. import expected as expected_mod
 from .. import findings as findings_mod
 from .. import tolerance
-from ..findings import (NO_PREDICATE, Atom, case_of, characterise, features, finding_id, macs, predicate_text,
-                        shared_key, title)
+from ..discover import discover
+from ..probe import Budget, Observation, Prober, Tally
 from ..record import oracle_for, record_reply
+from ..repeats import script_calls
 from ..scripts import exit_code_for
-from ..spec import DATA_FORMATS, DTYPES, PROFILES, Case, CaseError
+from ..spec import Case
 from ..text import safe_filename
+from .config import FINDING_BUDGET_S
+from ..process.memory import memory_estimate
 
-#: Default active-confirmation budget, seconds per finding.
-CONFIRM_BUDGET_S = 4.0
-#: New cases inside the predicate, and near misses, tried at most per finding.
-CONFIRM_INSIDE = 3
-CONFIRM_NEAR = 3
+#: What one probe may wait.
+PROBE_CAP_S = 10.0
+#: Backends characterised at once.
+THREADS = 2
 
 
 def build_findings(records: list[dict[str, Any]], entries: list,
                    fingerprints: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """The findings of `records`; manifest entries that pin a finding by id mark its records
-    known (where their `when` conditions hold on the record's fingerprint)."""
-    found = findings_mod.build(records)
+    """The findings of `records` without a backend at hand (a re-judged run): each
+    backend's divergences as its uncharacterised finding, pinned by the manifest."""
+    found = findings_mod.with_members([], records)
     expected_mod.pin_findings(entries, records, found, fingerprints)
     return found
 
 
-def findings_step(cfg: Any, backends: list[Any], records: list[dict[str, Any]], entries: list,
-              stream: TextIO | None, fingerprints: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]] | None:
-    """The run's findings, confirmed and with short repros, while the workers still run
-    (`cfg`: the run's RunConfig, `backends`: its live Backends).
-    None when they could not be built: the verdicts are never lost to the findings step."""
-    try:
-        found = build_findings(records, entries, fingerprints)
-    except Exception as exc:
-        (stream or sys.stderr).write(f"warning: findings could not be built ({type(exc).__name__}: {exc}); "
-                                     f"the results are written without them\n")
-        return None
-    if found and not cfg.quiet:
-        what = f"confirming (at most {cfg.confirm_budget_s:g} s each) and " if cfg.confirm_budget_s else ""
-        (stream or sys.stderr).write(f"findings: {len(found)}; {what}writing their short repros\n")
-    enrich(found, {b.name: b for b in backends}, records, out=cfg.out,
-                        confirm_budget_s=cfg.confirm_budget_s, precision=cfg.precision)
-    return found
-
-
-# ---- confirming a predicate ----------------------------------------------------------------
-
-def _mutations(c: Case, rng: random.Random) -> Case | None:
-    """One random single-field change of `c` (validated), or None when it makes no case."""
-    field = rng.choice(("batch", "height", "width", "channels", "kernel", "strides", "dilations", "padding",
-                        "dtype", "profile", "bias", "data_format", "multiplier"))
-    ch: dict[str, Any] = {}
-    if field in ("batch", "height", "width"):
-        ch[field] = getattr(c, field) + rng.choice((1, 2))  # growing keeps the bug in view
-    elif field == "channels":
-        if c.op == "conv2d":
-            g = c.groups
-            ch.update(in_channels=g * rng.randint(1, 4), out_channels=g * rng.randint(1, 4))
-        else:
-            ch["in_channels"] = rng.randint(1, 6)
-    elif field == "multiplier" and c.op == "depthwise_conv2d":
-        ch["channel_multiplier"] = rng.randint(1, 3)
-    elif field in ("kernel", "strides", "dilations"):
-        v = list(getattr(c, field))
-        axis = rng.randrange(2)
-        v[axis] = max(1, v[axis] + rng.choice((-1, 1)))
-        ch[field] = tuple(v)
-    elif field == "padding":
-        ch["padding"] = rng.choice(("SAME", "VALID", ((1, 0), (0, 1)), ((1, 1), (1, 1))))
-    elif field == "dtype":
-        ch["dtype"] = rng.choice(DTYPES)
-    elif field == "profile":
-        ch["profile"] = rng.choice(PROFILES)
-    elif field == "bias":
-        ch["bias"] = not c.bias
-    elif field == "data_format":
-        ch["data_format"] = rng.choice(DATA_FORMATS)
-    if not ch:
-        return None
-    try:
-        return c.replace(**ch)
-    except (CaseError, TypeError, ValueError):
-        return None
-
-
-def candidates(finding: dict[str, Any], seen: set[str], bases: list[Case] | None = None, *, tries: int = 600
-               ) -> tuple[list[Case], list[tuple[Case, str]]]:
-    """(inside, near misses) for a finding: new cases (ids not in `seen`) obtained by
-    mutating covered cases (`bases`, default the minimal case) one to three fields at a
-    time; inside cases satisfy the predicate, near misses falsify exactly one atom
-    (returned with that atom's text). Deterministic: seeded by the finding id."""
-    atoms = [Atom.from_dict(a) for a in finding["atoms"] or []]
-    rng = random.Random(finding["id"])
-    bases = sorted(bases or [Case.from_dict(finding["minimal_case"])], key=lambda c: c.id)
-    inside: list[Case] = []
-    near: dict[str, Case] = {}
-    used = set(seen)
-    for _ in range(tries):
-        if len(inside) >= CONFIRM_INSIDE and len(near) >= min(CONFIRM_NEAR, len(atoms)):
-            break
-        c: Case | None = rng.choice(bases)
-        for _ in range(rng.randint(1, 3)):
-            c = _mutations(c, rng) if c is not None else None
-        if c is None or c.id in used or sum(c.input_shape) > 10_000:
-            continue
-        values = features(c)
-        false = [a for a in atoms if not a.holds(values)]
-        if not false and len(inside) < CONFIRM_INSIDE:
-            inside.append(c)
-            used.add(c.id)
-        elif len(false) == 1 and false[0].text() not in near and len(near) < CONFIRM_NEAR:
-            near[false[0].text()] = c
-            used.add(c.id)
-    return inside, [(c, t) for t, c in near.items()]
-
-
-#: The confirmation step of a run stops after this many per-finding budgets in all.
-CONFIRM_RUN_FACTOR = 15
-
-
-def confirm(finding: dict[str, Any], record_case: Callable[[Case], dict[str, Any]], seen: set[str],
-            bases: list[Case] | None = None, *, budget_s: float = CONFIRM_BUDGET_S,
-            also_kinds: Iterable[str] = ()) -> dict[str, Any]:
-    """Try the finding's predicate on new cases; returns the `confirmation` dict (and sets it).
-
-    `record_case(case)` runs the backend and returns its record (the run's verdict).
-    confirmed: every inside case tried diverged with the finding's kind and no near miss
-    did; refuted: one of them did not; unconfirmed: nothing could be tried in the budget.
-    Unsupported cases and errors count for neither side. `also_kinds`: kinds that count as
-    the same divergence (those of the backend's other findings with the same predicate: a
-    dropped dilation is a wrong shape or wrong values, whichever the geometry gives).
-    """
-    kinds = {finding["kind"], *also_kinds}
-    t0 = time.monotonic()
-    conf: dict[str, Any] = {"status": "unconfirmed", "budget_s": budget_s, "inside": [], "near_misses": [],
-                            "seconds": 0.0}
-    if finding["atoms"] is None:
-        conf["status"] = "skipped"
-        conf["reason"] = NO_PREDICATE
-        finding["confirmation"] = conf
-        return conf
-    inside, near = candidates(finding, seen, bases)
-    # Interleaved, so that a short budget tries both sides.
-    plan = []
-    for i in range(max(len(inside), len(near))):
-        plan += [("inside", c, None) for c in inside[i:i + 1]] + [("near", c, t) for c, t in near[i:i + 1]]
-    for side, case, flipped in plan:
-        if time.monotonic() - t0 > budget_s:
-            break
-        rec = record_case(case)
-        same = rec["status"] == "diverge" and rec["kind"] in kinds
-        row = {"case_id": case.id, "case": case.to_dict(), "status": rec["status"], "kind": rec["kind"],
-               "as_expected": None}
-        if rec["status"] in ("pass", "diverge"):
-            row["as_expected"] = same if side == "inside" else not same
-        if side == "inside":
-            conf["inside"].append(row)
-        else:
-            row["flipped"] = flipped
-            conf["near_misses"].append(row)
-    judged = [r for r in conf["inside"] + conf["near_misses"] if r["as_expected"] is not None]
-    if any(r["as_expected"] is False for r in judged):
-        conf["status"] = "refuted"
-    elif any(r["as_expected"] for r in conf["inside"]):
-        conf["status"] = "confirmed"
-    conf["seconds"] = round(time.monotonic() - t0, 3)
-    finding["confirmation"] = conf
-    return conf
-
-
-#: Kinds whose bug shows with small integer inputs (not tied to the values' magnitudes).
-SMALL_INTEGER_KINDS = ("value", "shape", "invalid_accepted", "dtype")
+def budget_for(seconds_per_finding: float | None) -> Budget:
+    """The run's experiment budget: `seconds_per_finding` per finding, twelve times that (at
+    least 120) in all, spent THREADS at a time (so about half of it in wall-clock time)."""
+    s = seconds_per_finding or FINDING_BUDGET_S
+    return Budget(probes_per_finding=200, seconds_per_finding=s, probes_per_run=2000, seconds_per_run=max(12 * s, 120.0))
 
 
 def record_on(backend: Any, case: Case, *, with_output: bool = False, timeout: float | None = None,
@@ -217,165 +75,160 @@ def record_on(backend: Any, case: Case, *, with_output: bool = False, timeout: f
     return (rec, y) if with_output else rec
 
 
-def refine(finding: dict[str, Any], records: list[dict[str, Any]], also_kinds: Iterable[str] = ()) -> bool:
-    """After a refutation: characterise again with the confirmation's cases as evidence
-    (those that diverged the same way join the group, those that passed join the passing
-    cases) and take the rule that covers most of the finding's own cases. Updates the
-    finding (id, predicate, title; the old predicate under "refined_from") and returns
-    True when the predicate changed."""
-    kinds = {finding["kind"], *also_kinds}
-    conf = finding["confirmation"]
-    mine = set(finding["cases"])
-    pos = [c for c in (case_of(r) for r in records if r["case_id"] in mine) if c is not None]
-    neg = [c for c in (case_of(r) for r in records if r["status"] == "pass") if c is not None]
-    for row in conf["inside"] + conf["near_misses"]:
-        if row["status"] == "diverge" and row["kind"] in kinds:
-            pos.append(Case.from_dict(row["case"]))
-        elif row["status"] == "pass":
-            neg.append(Case.from_dict(row["case"]))
-    pf = [features(c) for c in pos]
-    rules = [(a, idx) for a, idx in characterise(pf, [features(c) for c in neg]) if a is not None]
-    if not rules:
-        return False
-    atoms, idx = max(rules, key=lambda r: sum(1 for i in r[1] if pos[i].id in mine))
-    pred = predicate_text(atoms)
-    held = sum(1 for i in idx if pos[i].id in mine)
-    if held < len(mine):
-        finding.setdefault("notes", []).append(f"refined predicate holds for {held} of the {len(mine)} cases")
-    if pred == finding["predicate"]:
-        return False
-    finding["refined_from"] = {"predicate": finding["predicate"], "id": finding["id"], "confirmation": conf}
-    finding.update(id=finding_id(finding["backend"], finding["kind"], finding["hypothesis"], pred),
-                   key=shared_key(finding["kind"], finding["hypothesis"], pred), predicate=pred,
-                   atoms=[a.to_dict() for a in atoms], title=title(finding["kind"], finding["hypothesis"], atoms))
-    return True
+def findings_step(cfg: Any, backends: list[Any], records: list[dict[str, Any]], entries: list,
+                  stream: TextIO | None, fingerprints: dict[str, dict[str, Any]] | None = None
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    """(findings, the experiments' cost) of the run, while the workers still run (`cfg`: the
+    run's RunConfig, `backends`: its live Backends). None when they could not be built:
+    the verdicts are never lost to the findings step."""
+    out = stream or sys.stderr
+    try:
+        live = {b.name: b for b in backends if not b.failed}
+        todo = [name for name in dict.fromkeys(r["backend"] for r in records if r["status"] == "diverge")]
+        if cfg.confirm_budget_s is None or not todo:
+            return build_findings(records, entries, fingerprints), {}
+        budget = budget_for(cfg.confirm_budget_s)
+        if not cfg.quiet:
+            out.write(f"findings: characterising the divergences of {len(todo)} backend"
+                      f"{'s' if len(todo) != 1 else ''} by experiment (at most {budget.seconds_per_finding:g} s "
+                      f"per finding, {budget.seconds_per_run:g} s in all)\n")
+        found, cost = _characterise_all(cfg, live, todo, records, budget)
+    except Exception as exc:
+        out.write(f"warning: findings could not be built ({type(exc).__name__}: {exc}); "
+                  f"the results are written without them\n")
+        return None
+    expected_mod.pin_findings(entries, records, found, fingerprints)
+    mark_minimised(records, found)
+    for f in found:
+        b = live.get(f["backend"])
+        if b is not None:
+            try:
+                write_scripts(f, b, cfg.out, cfg.precision)
+            except Exception as exc:  # a finding's scripts must never lose the run
+                f["notes"].append(f"repro scripts failed: {type(exc).__name__}: {exc}")
+    return found, cost
 
 
-def short_repro_for(finding: dict[str, Any], backend: Any, record_case: Callable[[Case], Any],
-                    out: Any = None, bases: list[Case] = ()) -> dict[str, Any] | None:
-    """Choose the short repro's case and write its script; sets and returns finding["short_repro"].
+def mark_minimised(records: list[dict[str, Any]], found: list[dict[str, Any]]) -> None:
+    """The record each characterised finding's experiments started from gets its `minimised`
+    field: the finding's minimal case (results-schema.md); the other members name it in a note."""
+    by_key = {(r["backend"], r["case_id"]): r for r in records}
+    for f in found:
+        start = by_key.get((f["backend"], f.get("started_from")))
+        if start is None or f.get("minimal_case_id") in (None, start["case_id"]):
+            continue
+        start["minimised"] = f["minimal_case"]
+        for m in f["members"]:
+            rec = by_key.get((f["backend"], m["case_id"]))
+            if rec is not None and rec is not start:
+                rec["notes"] = list(rec.get("notes") or []) + [
+                    f"finding {f['id']} holds this divergence; its minimal case {f['minimal_case_id']} was shrunk "
+                    f"from {start['case_id']}"]
 
-    The case is one the suite judged diverging with the finding's kind on this backend:
-    the minimal case re-run with small integer inputs (where the kind allows and the
-    predicate does not name the profile), else the minimal case itself, else the smallest
-    covered cases. The script comes from the backend's worker (its adapter's repro_code),
-    and is kept only when, given the output the suite judged, it exits 1 too (its check is
-    shorter than the verdict's: where they disagree, the next case is tried).
-    `record_case(case)` returns (record, output).
-    """
-    minimal = Case.from_dict(finding["minimal_case"])
-    names_profile = any(a["feature"] == "profile" for a in finding["atoms"] or [])
-    tries: list[Case] = []
-    if finding["kind"] in SMALL_INTEGER_KINDS and minimal.profile != "small_integers" and not names_profile:
+
+def _characterise_all(cfg: Any, live: dict[str, Any], todo: list[str], records: list[dict[str, Any]],
+                      budget: Budget) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """discover() for every backend of `todo`, THREADS at a time; a backend without a live
+    worker, or whose experiments failed, keeps its divergences uncharacterised.
+
+    The run's budget is shared fairly: backends with fewer divergences go first, and each
+    gets, when it starts, an equal share of what is left (in wall-clock seconds, THREADS
+    working at once), so that no backend is left without a single experiment."""
+    tallies: dict[str, Tally] = {}
+    results: dict[str, list[dict[str, Any]]] = {}
+    by_framework: dict[str, list[Any]] = {}  # predicates confirmed so far, tried first by the variants
+    n_div = {name: sum(1 for r in records if r["backend"] == name and r["status"] == "diverge") for name in todo}
+    pending = sorted(todo, key=lambda n: (n_div[n], todo.index(n)))
+    lock = threading.Lock()
+    t0 = time.monotonic()
+    deadline = t0 + budget.seconds_per_run / THREADS
+    probes_left = [budget.probes_per_run]
+
+    def one(name: str, share: Budget) -> None:
+        recs = [r for r in records if r["backend"] == name]
+        b = live.get(name)
+        if b is None:
+            results[name] = findings_mod.with_members([], recs)
+            for f in results[name]:
+                f["notes"].append("not characterised: the backend's worker was not running")
+            return
+        prober = Prober(_probe_of(b, cfg), share, run=tallies.setdefault(name, Tally()))
+        fw = findings_mod.framework_of(name)
         try:
-            tries.append(minimal.replace(profile="small_integers"))
-        except CaseError:
-            pass
-    tries.append(minimal)
-    tries += sorted((c for c in bases if c.id != minimal.id), key=macs)[:3]
-    problems = []
-    for case in tries:
-        rec, y = record_case(case)
-        if rec["status"] != "diverge" or rec["kind"] != finding["kind"]:
-            problems.append(f"{case.id}: {rec['status']}{'/' + rec['kind'] if rec['kind'] else ''}")
-            continue
-        header = (f"{finding['title']}\nconv-conformance finding {finding['id']} on {finding['backend']} "
-                  f"{finding.get('backend_version') or ''}, case {case.id}\n"
-                  f"python this_file.py exits 1 while the bug is present")
-        text, err = backend.repro(case, short_header=header)
-        if not text:
-            problems.append(f"{case.id}: {err or 'no script'}")
-            continue
-        if y is not None and exit_code_for(text, y) == 0:
-            problems.append(f"{case.id}: the short check passes what the verdict does not")
-            continue
-        sr = {"case_id": case.id, "case": case.to_dict(), "status": rec["status"], "kind": rec["kind"],
-              "script": text, "path": None}
-        if out is not None:
-            rel = Path("repro") / safe_filename(finding["backend"]) / f"finding-{finding['id']}.py"
-            (Path(out) / rel).parent.mkdir(parents=True, exist_ok=True)
-            (Path(out) / rel).write_text(text, encoding="utf-8")
-            sr["path"] = rel.as_posix()
-        finding["short_repro"] = sr
-        return sr
-    finding["short_repro"] = None
-    finding.setdefault("notes", []).append("no short repro: " + "; ".join(problems))
-    return None
-
-
-#: Findings of different backends are confirmed at once, this many at a time (each uses its
-#: own backend's worker; two findings of one backend never run together).
-ENRICH_THREADS = 2
-
-
-def enrich(found: list[dict[str, Any]], backends: dict[str, Any], records: list[dict[str, Any]], *,
-           out: Any = None, confirm_budget_s: float | None = CONFIRM_BUDGET_S, precision: str | None = None) -> None:
-    """Confirm each finding (unless `confirm_budget_s` is None) and give it a short repro,
-    with the live `process.backend.Backend` of its backend (findings of other backends stay as built).
-
-    Findings are taken in their order; `ENRICH_THREADS` threads work on findings of
-    different backends at once (the workers compute in their own processes)."""
-    seen: dict[str, set[str]] = {}
-    cases: dict[tuple[str, str], dict] = {}
-    # The whole step is bounded too: a run with many findings (a dozen backends, each with
-    # its own) must not spend minutes confirming them; the rest say so ("skipped").
-    deadline = time.monotonic() + CONFIRM_RUN_FACTOR * (confirm_budget_s or 0.0)
-    for r in records:
-        seen.setdefault(r["backend"], set()).add(r["case_id"])
-        cases[(r["backend"], r["case_id"])] = r["case"]
-    pending = [f for f in found if backends.get(f["backend"]) is not None and not backends[f["backend"]].failed]
-    busy: set[str] = set()
-    lock = threading.Condition()
-
-    def one(f: dict[str, Any]) -> None:
-        b = backends[f["backend"]]
-        # A new case that hangs must not cost the per-case timeout many times over.
-        cap = max(confirm_budget_s or 0.0, 10.0)
-        record_case = lambda c, b=b: record_on(b, c, timeout=cap, precision=precision)  # noqa: E731
-        siblings = {g["kind"] for g in found if g["backend"] == f["backend"] and g["predicate"] == f["predicate"]}
-        try:
-            bases = [Case.from_dict(cases[(f["backend"], cid)]) for cid in f["cases"][:20]]
-            if confirm_budget_s is not None and time.monotonic() >= deadline:
-                f["confirmation"] = {"status": "skipped", "budget_s": confirm_budget_s, "inside": [],
-                                     "near_misses": [], "seconds": 0.0,
-                                     "reason": f"the run's confirmation time ({CONFIRM_RUN_FACTOR} x "
-                                               f"{confirm_budget_s:g} s) was spent on earlier findings"}
-            elif confirm_budget_s is not None:
-                tried = seen.setdefault(f["backend"], set())
-                conf = confirm(f, record_case, tried, bases, budget_s=confirm_budget_s, also_kinds=siblings)
-                tried |= {r["case_id"] for r in conf["inside"] + conf["near_misses"]}
-                mine = [r for r in records if r["backend"] == f["backend"]]
-                if conf["status"] == "refuted" and refine(f, mine, siblings):
-                    confirm(f, record_case, tried, bases, budget_s=confirm_budget_s, also_kinds=siblings)
-            short_repro_for(f, b, lambda c, b=b: record_on(b, c, with_output=True, precision=precision), out,
-                            [Case.from_dict(cases[(f["backend"], cid)]) for cid in f["cases"]])
-        except Exception as exc:  # a finding's extras must never lose the run
-            f.setdefault("notes", []).append(f"confirmation or short repro failed: {type(exc).__name__}: {exc}")
-
-    def take() -> dict[str, Any] | None:
-        """The first pending finding whose backend is free (waits for one); None when none is left."""
+            results[name] = discover(recs, None, name, prober=prober, shrink=cfg.minimise,
+                                     siblings=lambda: list(by_framework.get(fw, [])),
+                                     confirmed=lambda p: by_framework.setdefault(fw, []).append(p))
+        except Exception as exc:  # one backend's experiments must never lose the others
+            results[name] = findings_mod.with_members([], recs)
+            for f in results[name]:
+                f["notes"].append(f"experiments failed: {type(exc).__name__}: {exc}")
         with lock:
-            while pending:
-                f = next((g for g in pending if g["backend"] not in busy), None)
-                if f is not None:
-                    pending.remove(f)
-                    busy.add(f["backend"])
-                    return f
-                lock.wait()
-            return None
+            probes_left[0] -= tallies[name].probes
 
     def loop() -> None:
-        while (f := take()) is not None:
-            try:
-                one(f)
-            finally:
-                with lock:
-                    busy.discard(f["backend"])
-                    lock.notify_all()
+        while True:
+            with lock:
+                if not pending:
+                    return
+                name = pending.pop(0)
+                # An equal share of the time left, THREADS backends working at once.
+                seconds = max((deadline - time.monotonic()) * THREADS / (len(pending) + 1), 0.001)
+                share = Budget(budget.probes_per_finding, budget.seconds_per_finding,
+                               max(probes_left[0] // (len(pending) + 1), 1), seconds)
+            one(name, share)
 
-    threads = [threading.Thread(target=loop, name=f"findings-{i}", daemon=True) for i in range(ENRICH_THREADS)]
+    threads = [threading.Thread(target=loop, name=f"findings-{i}", daemon=True) for i in range(THREADS)]
     for t in threads:
         t.start()
     for t in threads:
         while t.is_alive():
             t.join(0.2)  # in slices, so that Ctrl-C reaches the run
+    found = [f for name in todo for f in results.get(name, [])]
+    cost = {"backend_calls": sum(t.probes for t in tallies.values()),
+            "backend_s": round(sum(t.seconds for t in tallies.values()), 3),
+            "wall_s": round(time.monotonic() - t0, 3)}
+    return found, cost
+
+
+def _probe_of(b: Any, cfg: Any):
+    """probe(case) -> Observation: the run's verdict on `b`, each wait capped."""
+    def probe(case: Case) -> Observation:
+        if cfg.max_memory and memory_estimate(case) > cfg.max_memory:
+            return Observation("unsupported")
+        rec = record_on(b, case, timeout=PROBE_CAP_S, precision=cfg.precision)
+        return Observation(rec["status"], rec["kind"])
+    return probe
+
+
+def write_scripts(finding: dict[str, Any], backend: Any, out: Path, precision: str) -> None:
+    """The full repro script of the finding's minimal case and its short repro, by the
+    backend's worker; the short one is kept only when it exits 1 on the output the suite
+    judged diverging (then `finding["short_repro"]`), else a note says why."""
+    minimal = Case.from_dict(finding["minimal_case"])
+    folder = Path("repro") / safe_filename(finding["backend"])
+    (Path(out) / folder).mkdir(parents=True, exist_ok=True)
+    rec, y = record_on(backend, minimal, with_output=True, timeout=PROBE_CAP_S, precision=precision)
+    # A nondeterministic minimal case: the script calls the framework as often as its record did.
+    text, err = backend.repro(minimal, precision, calls=script_calls(rec["kind"], rec.get("repeat")))
+    if text:
+        rel = folder / f"{minimal.id}.py"
+        (Path(out) / rel).write_text(text, encoding="utf-8")
+        finding["repro"] = rel.as_posix()
+    elif err:
+        finding["notes"].append(err)
+    if rec["status"] != "diverge":
+        finding["notes"].append(f"no short repro: its minimal case {minimal.id} is {rec['status']} now")
+        return
+    header = (f"{finding['title']}\nconv-conformance finding {finding['id']} on {finding['backend']} "
+              f"{finding.get('backend_version') or ''}, case {minimal.id}\n"
+              f"exits 1 while the bug is present, 0 once it is fixed (the suite's verdict)")
+    short, err = backend.repro(minimal, precision, short_header=header)
+    if not short:
+        finding["notes"].append(f"no short repro: {err or 'no script'}")
+        return
+    if y is not None and exit_code_for(short, y) == 0:
+        finding["notes"].append("no short repro: its check passes the output the verdict judged diverging")
+        return
+    rel = folder / f"finding-{finding['id']}.py"
+    (Path(out) / rel).write_text(short, encoding="utf-8")
+    finding["short_repro"] = {"case_id": minimal.id, "script": short, "path": rel.as_posix()}

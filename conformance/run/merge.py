@@ -4,6 +4,9 @@ Invariants
 - Shards must agree: one schema, one version per backend, one verdict (status and kind)
   per (case, backend) pair; anything else is a UsageError naming both files.
 - Environments that differ between shards are said (`fingerprints_differ`), not refused.
+- Findings: every shard's, one per id (an id names the backend and the mechanism, so the
+  same bug found in two shards is one finding), members recomputed over all records;
+  divergences none covers are their backend's uncharacterised finding.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .. import results, verdict
+from .. import findings, results, verdict
 from ..usage import UsageError
 from .outputs import fingerprint_differences
 
@@ -26,6 +29,7 @@ def merge(paths: list[str]) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
         except results.ResultsError as exc:
             raise UsageError(f"merge: {exc}") from None
     first = runs[0][1]
+    path_of = {id(run): p for p, run in runs}
     merged = {k: v for k, v in first.items() if k not in ("records", "expected", "baseline", "findings")}
     merged["run"] = dict(first["run"], shard=None, merged_from=[str(p) for p, _ in runs],
                          started=min(r["run"]["started"] for _, r in runs),
@@ -66,4 +70,12 @@ def merge(paths: list[str]) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
                 copies.append((Path(path).parent, rec["repro"]))
     merged["records"] = records
     merged["precision_profile"] = verdict.precision_profile(records)
+    # One finding per id whichever shard found it (ids name the mechanism), members over all records.
+    merged["findings"] = findings.section(findings.merged([run for _, run in runs], records), budget=None,
+                                          experiments={"merged_from": len(runs)})
+    for _, run in runs:  # each finding's scripts, where a shard wrote them
+        for f in findings.items(run):
+            for rel in (f.get("repro"), (f.get("short_repro") or {}).get("path")):
+                if rel:
+                    copies.append((Path(path_of[id(run)]).parent, rel))
     return merged, copies

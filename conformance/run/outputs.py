@@ -12,6 +12,7 @@ Invariants
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..report import write_reports
 from ..spec import Case
 from ..usage import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .config import RunConfig
-from .findings_step import build_findings
+from .findings_step import budget_for, build_findings
 
 
 @dataclass
@@ -66,9 +67,11 @@ def none_ran(records: list[dict[str, Any]]) -> dict[str, str]:
 
 def finish(cfg: RunConfig, cases: list[Case], backends: list[Backend], records: list[dict[str, Any]],
            entries: list, baseline: dict[str, Any] | None, started: str, interrupted: bool,
-           timing: dict[str, Any] | None = None, found: list[dict[str, Any]] | None = None,
+           timing: dict[str, Any] | None = None,
+           found: tuple[list[dict[str, Any]], dict[str, Any]] | None = None,
            fingerprints: dict[str, dict[str, Any]] | None = None) -> RunOutcome:
-    """Assemble results.json, junit.xml and the reports from the records; decide the exit code."""
+    """Assemble results.json, junit.xml and the reports from the records; decide the exit code.
+    `found`: the findings step's (findings, cost of its experiments), None when it did not run."""
     order = {c.id: i for i, c in enumerate(cases)}
     border = {b.name: i for i, b in enumerate(backends)}
     records = sorted(records, key=lambda r: (order.get(r["case_id"], len(order)), border.get(r["backend"], len(border))))
@@ -91,8 +94,9 @@ def finish(cfg: RunConfig, cases: list[Case], backends: list[Backend], records: 
         "precision_profile": verdict.precision_profile(records),
     }
     if found is not None:
-        run["findings"] = findings_mod.section(found, confirm_enabled=cfg.confirm_budget_s is not None,
-                                               budget_s=cfg.confirm_budget_s)
+        budget = budget_for(cfg.confirm_budget_s) if cfg.confirm_budget_s is not None else None
+        run["findings"] = findings_mod.section(found[0], budget=dataclasses.asdict(budget) if budget else None,
+                                               experiments=found[1])
     for rec in records:  # resumed records of a backend that failed to start this time
         run["backends"].setdefault(rec["backend"], {"name": rec["backend"], "version": rec["backend_version"],
                                                     "device": rec["device"], "spec": None, "error": None,
@@ -117,13 +121,16 @@ def write_outputs(out: Path, run: dict[str, Any], entries: list, baseline: dict[
     """results.json, junit.xml and (optionally) the HTML reports for `run`; the RunOutcome with its exit code."""
     records = run["records"]
     warnings: list[str] = []
-    if "findings" not in run:  # merged or re-judged runs: characterised, not confirmed
+    if "findings" not in run:  # re-judged runs: no backend, so each divergence is uncharacterised
         try:
             found = build_findings(records, entries, run.get("fingerprints"))
         except Exception as exc:  # the verdicts are safe whatever happens here; say what broke
             found = []
             warnings.append(f"findings could not be built: {type(exc).__name__}: {exc}")
-        run["findings"] = findings_mod.section(found, confirm_enabled=False, budget_s=None)
+        run["findings"] = findings_mod.section(found, budget=None)
+    else:  # a merge: members recomputed over the merged records, pins applied again
+        items = run["findings"]["items"]
+        expected_mod.pin_findings(entries, records, items, run.get("fingerprints"))
     if entries:
         run["expected"] = {"path": str(expected_path),
                            **expected_mod.audit(entries, records, run.get("fingerprints"))}

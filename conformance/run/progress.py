@@ -9,9 +9,10 @@ from typing import Any, TextIO
 
 
 class Progress:
-    """One line per backend on stderr: redrawn in place on a TTY, every PLAIN_EVERY_S otherwise."""
+    """One line per backend on stderr, redrawn in place on a TTY; elsewhere (a CI log) one
+    line for all backends at each tenth of the cases, so that a log stays short."""
 
-    PLAIN_EVERY_S = 15.0
+    PLAIN_STEPS = 10
 
     def __init__(self, total: int, stream: TextIO | None = None, quiet: bool = False):
         self.total = total
@@ -22,7 +23,7 @@ class Progress:
         self.t0 = time.monotonic()
         self.done_cases = 0
         self.drawn = 0
-        self.last_plain = self.t0
+        self.plain_step = 0
 
     def add(self, rec: dict[str, Any]) -> None:
         row = self.rows.setdefault(rec["backend"], {})
@@ -53,6 +54,15 @@ class Progress:
             out.append(f"{name:<{width}}  {n}/{self.total}  {parts}{self._eta()}")
         return out
 
+    def total_line(self) -> str:
+        """All backends in one line: "120/400 cases; pass 1500, diverge 300 ... ETA 2m10s"."""
+        tally: dict[str, int] = {}
+        for row in self.rows.values():
+            for k, v in row.items():
+                tally[k] = tally.get(k, 0) + v
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(tally.items()))
+        return f"{self.done_cases}/{self.total} cases on {len(self.rows)} backends; {parts}{self._eta()}"
+
     def draw(self, final: bool = False) -> None:
         if self.quiet or not self.rows:
             return
@@ -62,9 +72,12 @@ class Progress:
             up = f"\x1b[{self.drawn}F" if self.drawn else ""
             self.stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
             self.drawn = len(lines)
-        elif final or now - self.last_plain >= self.PLAIN_EVERY_S:
-            self.last_plain = now
-            self.stream.write("".join(f"[{_duration(now - self.t0)}] {line}\n" for line in self.lines()))
+        else:
+            step = self.done_cases * self.PLAIN_STEPS // max(self.total, 1)
+            if step <= self.plain_step and not (final and self.plain_step < self.PLAIN_STEPS):
+                return
+            self.plain_step = max(step, self.PLAIN_STEPS if final else step)
+            self.stream.write(f"[{_duration(now - self.t0)}] {self.total_line()}\n")
         self.stream.flush()
 
 

@@ -39,7 +39,9 @@ Invariants
   interrupted run keeps them and `resume` skips exactly the pairs already recorded
   (only for the same run parameters); the stream's state lines (fingerprints,
   minimisations, sessions) give a resumed run the original start time, the summed wall
-  time and what was already minimised.
+  time and what was already minimised. A run that completes keeps the stream compressed
+  (results.jsonl.gz, `results.compress_stream`) once results.json is written; --resume
+  reads either.
 - A manifest (`--expected`) only explains a verdict (record["known"]); it never changes
   one. Minimising, diagnosis and repro scripts only add to a divergence's record
   (`run.divergences`), and findings only add to the run (`run.findings_step`).
@@ -186,8 +188,13 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
             signal.signal(signal.SIGTERM, old_term)
     timing = {"wall_s": wall_before + time.monotonic() - t_start, "startup_s": startup_s, "cases_s": cases_s,
               "resumed": previous is not None}
-    return finish(cfg, cases, backends, (previous or []) + new_records, entries, baseline, started, interrupted,
-                  timing, found, fingerprints)
+    outcome = finish(cfg, cases, backends, (previous or []) + new_records, entries, baseline, started, interrupted,
+                     timing, found, fingerprints)
+    if writer is not None and not interrupted:
+        # results.json (written by `finish`) holds every record now: a second plain copy
+        # was a third of the report folder. An interrupted run keeps its plain stream.
+        results.compress_stream(writer.path)
+    return outcome
 
 
 def _environment_lines(backends: list[Backend], cfg: RunConfig) -> str:

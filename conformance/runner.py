@@ -198,15 +198,19 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
 
 
 def _environment_lines(backends: list[Backend], cfg: RunConfig) -> str:
-    """The console header: the machine once, then each backend's kernel path."""
+    """The console header: the machine once, then each kernel path once, with the backends
+    that run it (a framework's variants on the same path share a line)."""
     fps = [b.fingerprint for b in backends if b.fingerprint]
     lines = []
     if fps:
         lines.append(f"  machine: {fingerprint_mod.machine_line(fps[0])}")
-    width = max((len(b.name) for b in backends), default=0)
+    sharing: dict[str, list[str]] = {}
     for b in backends:
         if b.fingerprint:
-            lines.append(f"  {b.name:<{width}}  {fingerprint_mod.path_line(b.fingerprint)}")
+            sharing.setdefault(fingerprint_mod.path_line(b.fingerprint), []).append(b.name)
+    width = max((len(", ".join(names)) for names in sharing.values()), default=0)
+    for path, names in sharing.items():
+        lines.append(f"  {', '.join(names):<{width}}  {path}")
     if cfg.max_memory:
         lines.append(f"  limits: --timeout {cfg.timeout:g} s per case and backend (and for the oracle), "
                      f"--max-memory {memory_size(cfg.max_memory)} for the oracle and comparison")

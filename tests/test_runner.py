@@ -299,7 +299,7 @@ def test_progress_in_a_log_is_one_plain_line_for_all_backends_with_counts():
     assert lines and "2/4 cases on 2 backends; diverge 2, pass 2" in lines[-1]
 
 
-def test_progress_in_a_log_writes_at_most_one_line_per_tenth_of_the_cases():
+def test_progress_in_a_log_writes_at_most_one_line_per_fifth_of_the_cases():
     import io
 
     stream = io.StringIO()

@@ -11,8 +11,10 @@ Mapping (docs/results-schema.md):
 - in addition, one <testcase classname="BACKEND.findings" name="ID: title"> per finding
   (conformance.findings): a <failure> while any case it covers is unexpected, else
   <skipped type="known">; properties predicate, kind, hypothesis, confirmation, cases.
-- every testcase whose record has a fingerprint carries properties fingerprint, cpu and
-  kernel_path (the machine and the backend's kernel path, one line each).
+- the environment (properties fingerprint, cpu and kernel_path: the machine and the
+  backend's kernel path, one line each) is written once per <testsuite> when all of its
+  records share one fingerprint (the usual case), else on each testcase whose record has
+  one: 8,000 testcases repeating the same three lines were half of the file.
 """
 
 from __future__ import annotations
@@ -75,6 +77,17 @@ def _finding_cases(suite: ET.Element, backend: str, run: dict[str, Any]) -> tupl
     return len(found), failures, skipped
 
 
+def _environment(fid: str, fp: dict[str, Any]) -> list[tuple[str, str]]:
+    return [("fingerprint", fid), ("cpu", machine_line(fp)), ("kernel_path", path_line(fp))]
+
+
+def _properties(parent: ET.Element, pairs: list[tuple[str, str]]) -> None:
+    props = ET.Element("properties")
+    parent.insert(0, props)  # JUnit readers expect properties first
+    for name, value in pairs:
+        ET.SubElement(props, "property", name=name, value=value)
+
+
 def build(run: dict[str, Any]) -> ET.Element:
     root = ET.Element("testsuites", name="conformance")
     by_backend: dict[str, list[dict[str, Any]]] = {}
@@ -84,6 +97,10 @@ def build(run: dict[str, Any]) -> ET.Element:
     fingerprints = run.get("fingerprints") or {}
     for backend, recs in by_backend.items():
         suite = ET.SubElement(root, "testsuite", name=backend)
+        shared = {rec.get("fingerprint") for rec in recs}
+        shared_fp = next(iter(shared)) if len(shared) == 1 else None
+        if shared_fp in fingerprints:
+            _properties(suite, _environment(shared_fp, fingerprints[shared_fp]))
         failures = skipped = 0
         total_time = 0.0
         for rec in recs:
@@ -91,8 +108,7 @@ def build(run: dict[str, Any]) -> ET.Element:
             total_time += t
             tc = ET.SubElement(suite, "testcase", classname=backend, name=rec["case_id"], time=f"{t:.6f}")
             fp = fingerprints.get(rec.get("fingerprint") or "")
-            env_props = ([("fingerprint", rec["fingerprint"]), ("cpu", machine_line(fp)), ("kernel_path", path_line(fp))]
-                         if fp else [])
+            env_props = _environment(rec["fingerprint"], fp) if fp and rec["fingerprint"] != shared_fp else []
             if rec["status"] == "unsupported":
                 skipped += 1
                 ET.SubElement(tc, "skipped", message=f"unsupported: {rec['message']}")
@@ -109,10 +125,7 @@ def build(run: dict[str, Any]) -> ET.Element:
                 env_props = [("status", rec["status"]), ("kind", str(rec["kind"])),
                              ("manifest_entry", str(known.get("manifest_entry")))] + env_props
             if env_props:
-                props = ET.Element("properties")
-                tc.insert(0, props)  # JUnit readers expect properties first
-                for name, value in env_props:
-                    ET.SubElement(props, "property", name=name, value=value)
+                _properties(tc, env_props)
         extra, f_failures, f_skipped = _finding_cases(suite, backend, run)
         failures += f_failures
         skipped += f_skipped

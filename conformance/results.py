@@ -9,15 +9,21 @@ Invariants
   (`{"type": "header", ...}` with the run parameters), every further line one record
   (`{"type": "record", "record": {...}}`), each flushed as soon as it is written, so a run
   killed at any point keeps every finished record; a torn last line is ignored on reading.
+  Once a run completes and results.json holds every record, the stream is kept compressed
+  as results.jsonl.gz (`compress_stream`): the same lines, for --resume, at a tenth of the
+  size; a run interrupted or killed keeps the plain stream.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import shutil
 import platform
 import socket
 import sys
+import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -200,6 +206,28 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     return run
 
 
+def compressed(path: Path) -> Path:
+    """Where a completed run keeps the stream `path` (results.jsonl -> results.jsonl.gz)."""
+    return path.with_name(path.name + ".gz")
+
+
+def stream_path(path: Path) -> Path | None:
+    """The stream to read for `path` (results.jsonl): itself while a run goes or after an
+    interruption, else a completed run's compressed copy; None when neither exists."""
+    return next((p for p in (path, compressed(path)) if p.exists()), None)
+
+
+def compress_stream(path: Path) -> None:
+    """Replace the completed stream `path` by `compressed(path)` (atomically: a reader
+    always finds one of the two whole)."""
+    gz = compressed(path)
+    tmp = gz.with_name(gz.name + ".tmp")
+    with open(path, "rb") as src, gzip.open(tmp, "wb", compresslevel=6) as dst:
+        shutil.copyfileobj(src, dst)
+    os.replace(tmp, gz)
+    path.unlink()
+
+
 class JsonlWriter:
     """Appends records to results.jsonl, one flushed line each."""
 
@@ -210,6 +238,9 @@ class JsonlWriter:
             self._fh = open(self.path, "w", encoding="utf-8")
             self._line({"type": "header", "schema_version": SCHEMA_VERSION, **header})
         else:  # resuming: drop a torn last line before appending
+            if not self.path.exists():  # a completed run's stream: append to it uncompressed
+                with gzip.open(compressed(self.path), "rb") as src, open(self.path, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
             _truncate_torn_tail(self.path)
             self._fh = open(self.path, "a", encoding="utf-8")
 
@@ -237,15 +268,16 @@ def _truncate_torn_tail(path: Path) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(header, records) of a results.jsonl; a torn or garbled last line is ignored.
+    """(header, records) of a results.jsonl (or its results.jsonl.gz); a torn or garbled last line is ignored.
 
     The header gains the stream's state lines: `fingerprints` (id -> fingerprint),
     `minimised` (one per minimisation) and `sessions` (one per finished part of the run)."""
     path = Path(path)
     try:
-        lines = path.read_bytes().decode("utf-8").splitlines()
-    except OSError as exc:
-        raise ResultsError(f"{path}: cannot read the result stream ({exc.strerror or exc})") from None
+        data = path.read_bytes()
+        lines = (gzip.decompress(data) if path.suffix == ".gz" else data).decode("utf-8").splitlines()
+    except (OSError, EOFError, zlib.error) as exc:  # gzip's BadGzipFile is an OSError
+        raise ResultsError(f"{path}: cannot read the result stream ({getattr(exc, 'strerror', None) or exc})") from None
     except UnicodeDecodeError as exc:
         raise ResultsError(f"{path}: expected a results.jsonl stream (UTF-8 JSON lines), received bytes that are "
                            f"not UTF-8 (at byte {exc.start})") from None

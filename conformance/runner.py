@@ -39,7 +39,9 @@ Invariants
   interrupted run keeps them and `resume` skips exactly the pairs already recorded
   (only for the same run parameters); the stream's state lines (fingerprints,
   minimisations, sessions) give a resumed run the original start time, the summed wall
-  time and what was already minimised.
+  time and what was already minimised. A run that completes keeps the stream compressed
+  (results.jsonl.gz, `results.compress_stream`) once results.json is written; --resume
+  reads either.
 - A manifest (`--expected`) only explains a verdict (record["known"]); it never changes
   one. Minimising, diagnosis and repro scripts only add to a divergence's record
   (`run.divergences`), and findings only add to the run (`run.findings_step`).
@@ -187,20 +189,29 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
             signal.signal(signal.SIGTERM, old_term)
     timing = {"wall_s": wall_before + time.monotonic() - t_start, "startup_s": startup_s, "cases_s": cases_s,
               "resumed": previous is not None}
-    return finish(cfg, cases, backends, (previous or []) + new_records, entries, baseline, started, interrupted,
-                  timing, found, fingerprints)
+    outcome = finish(cfg, cases, backends, (previous or []) + new_records, entries, baseline, started, interrupted,
+                     timing, found, fingerprints)
+    if writer is not None and not interrupted:
+        # results.json (written by `finish`) holds every record now: a second plain copy
+        # was a third of the report folder. An interrupted run keeps its plain stream.
+        results.compress_stream(writer.path)
+    return outcome
 
 
 def _environment_lines(backends: list[Backend], cfg: RunConfig) -> str:
-    """The console header: the machine once, then each backend's kernel path."""
+    """The console header: the machine once, then each kernel path once, with the backends
+    that run it (a framework's variants on the same path share a line)."""
     fps = [b.fingerprint for b in backends if b.fingerprint]
     lines = []
     if fps:
         lines.append(f"  machine: {fingerprint_mod.machine_line(fps[0])}")
-    width = max((len(b.name) for b in backends), default=0)
+    sharing: dict[str, list[str]] = {}
     for b in backends:
         if b.fingerprint:
-            lines.append(f"  {b.name:<{width}}  {fingerprint_mod.path_line(b.fingerprint)}")
+            sharing.setdefault(fingerprint_mod.path_line(b.fingerprint), []).append(b.name)
+    width = max((len(", ".join(names)) for names in sharing.values()), default=0)
+    for path, names in sharing.items():
+        lines.append(f"  {', '.join(names):<{width}}  {path}")
     if cfg.max_memory:
         lines.append(f"  limits: --timeout {cfg.timeout:g} s per case and backend (and for the oracle), "
                      f"--max-memory {memory_size(cfg.max_memory)} for the oracle and comparison")

@@ -117,6 +117,20 @@ def test_results_record_each_workers_fingerprint_and_the_console_shows_it(tmp_pa
     assert "  machine: " in err and "tensorflow.onednn=True" in err
 
 
+def test_the_console_header_shows_each_kernel_path_once_with_the_backends_on_it(tmp_path):
+    cases = case_file(tmp_path / "cases.yaml", ["ok-a"])
+    same = [adapter("Faithful"), adapter("OffByOne"), adapter("Raises")]  # no framework: one path
+    argv = ["run", "--cases", str(cases), "--out", str(tmp_path / "out"), "--no-report", "--no-minimise"]
+    for spec in [*same, adapter("SaysOneDnn")]:
+        argv += ["--adapter", spec]
+    _, err = run_cli(*argv)
+    header = err.split("\n\n")[0].splitlines()
+    paths = [ln for ln in header if ln.startswith("  ") and "FTZ " in ln]
+    assert len(paths) == 2, err
+    assert sum(all(name in ln for name in ("faithful", "off-by-one", "raises")) for ln in paths) == 1, err
+    assert sum("says-onednn" in ln and "tensorflow.onednn=True" in ln for ln in paths) == 1, err
+
+
 def test_an_entry_applies_where_its_conditions_hold(tmp_path):
     code, err, run = _run(tmp_path, "SaysOneDnn", ONEDNN_ONLY)
     assert code == 0 and run["records"][0]["known"]["reason"] == "oneDNN only"
@@ -183,6 +197,8 @@ def test_pages_and_junit_show_each_backends_environment(tmp_path):
     index = (out / "index.html").read_text(encoding="utf-8")
     assert "kernel path" in page and "tensorflow.onednn=False" in page and "FTZ " in page and "DAZ " in page
     assert "kernel path: faithful-eigen" in index
-    [tc] = ET.parse(out / "junit.xml").getroot().iter("testcase")
-    props = {p.get("name"): p.get("value") for p in tc.iter("property")}
+    [suite] = ET.parse(out / "junit.xml").getroot().iter("testsuite")
+    props = {p.get("name"): p.get("value") for p in suite.find("properties").iter("property")}
     assert props["fingerprint"] and "tensorflow.onednn=False" in props["kernel_path"] and props["cpu"]
+    # once per suite when every record shares the fingerprint, not repeated on each testcase
+    assert [tc.find("properties") for tc in suite.iter("testcase")] == [None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import xml.etree.ElementTree as ET
 
@@ -61,7 +62,7 @@ def test_load_refuses_another_schema_version(tmp_path, run_dir):
 
 
 def test_the_stream_ignores_a_torn_last_line(tmp_path, run_dir):
-    text = (run_dir / "results.jsonl").read_text()
+    text = gzip.decompress((run_dir / "results.jsonl.gz").read_bytes()).decode("utf-8")
     torn = tmp_path / "results.jsonl"
     torn.write_text(text + '{"type": "record", "record": {"case_')
     header, recs = results.read_jsonl(torn)

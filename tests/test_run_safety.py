@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -228,9 +229,11 @@ def test_resume_keeps_the_start_time_and_finds_the_same_findings(tmp_path):
             "--quiet"]
     run_cli(*base)
     first = json.loads((out / "results.json").read_text())
-    # Interrupted after the first record: drop the second record's line and what followed.
-    lines = (out / "results.jsonl").read_text().splitlines()
+    # Interrupted after the first record: the plain stream without the second record's line
+    # and what followed (a completed run keeps it only compressed).
+    lines = gzip.decompress((out / "results.jsonl.gz").read_bytes()).decode("utf-8").splitlines()
     last = max(i for i, ln in enumerate(lines) if '"type": "record"' in ln)
+    (out / "results.jsonl.gz").unlink()
     (out / "results.jsonl").write_text("\n".join(lines[:last]) + "\n")
     time.sleep(1.1)  # the start time has second resolution
     assert run_cli(*base, "--resume")[0] == 1

@@ -9,6 +9,7 @@ uninterrupted one; shards merged give the verdicts of one run.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance import results
 from conformance.run.progress import Progress
 from conformance.run.selection import shard_of
 from conformance.spec import Case
@@ -149,8 +151,10 @@ def test_a_misbehaving_run_exits_1_and_lists_the_unexpected(misbehaving_run):
     assert "crash: worker process died with signal SIGSEGV" in misbehaving_run["err"]
 
 
-def test_the_stream_holds_every_record_of_the_run(misbehaving_run):
-    lines = (misbehaving_run["out"] / "results.jsonl").read_text().splitlines()
+def test_a_completed_run_keeps_its_stream_compressed_with_every_record(misbehaving_run):
+    out = misbehaving_run["out"]
+    assert not (out / "results.jsonl").exists()  # results.json holds the records: no second plain copy
+    lines = gzip.decompress((out / "results.jsonl.gz").read_bytes()).decode("utf-8").splitlines()
     header = json.loads(lines[0])
     assert header["type"] == "header"
     kinds = [json.loads(ln)["type"] for ln in lines[1:]]
@@ -164,9 +168,11 @@ RESUME_NAMES = [f"ok-{i}" for i in range(10)] + ["wrong-x", "invalid-y"]
 
 
 def _records_in(stream: Path) -> int:
+    """Records in the stream (plain while the run goes, compressed once it completed)."""
+    path = results.stream_path(stream)
     try:
-        return sum(1 for line in stream.read_text().splitlines() if '"type": "record"' in line)
-    except OSError:
+        return len(results.read_jsonl(path)[1]) if path else 0
+    except results.ResultsError:  # not even its header written yet
         return 0
 
 
@@ -183,6 +189,7 @@ def test_an_interrupted_run_resumes_to_the_verdicts_of_one_run(tmp_path, sig):
         time.sleep(0.05)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
+    assert (out / "results.jsonl").exists()  # an interrupted or killed run keeps its plain stream
     partial = _records_in(out / "results.jsonl")
     assert 3 <= partial < len(RESUME_NAMES), "expected the interrupt to land mid-run"
     if sig == signal.SIGINT:
@@ -219,7 +226,7 @@ def test_resume_of_a_finished_run_runs_nothing_again(tmp_path):
     run_cli(*base)
 
     def record_lines():
-        return [ln for ln in (out / "results.jsonl").read_text().splitlines() if '"type": "record"' in ln]
+        return results.read_jsonl(out / "results.jsonl.gz")[1]
 
     before = record_lines()
     assert run_cli(*base, "--resume")[0] == 0
@@ -292,7 +299,7 @@ def test_progress_in_a_log_is_one_plain_line_for_all_backends_with_counts():
     assert lines and "2/4 cases on 2 backends; diverge 2, pass 2" in lines[-1]
 
 
-def test_progress_in_a_log_writes_at_most_one_line_per_tenth_of_the_cases():
+def test_progress_in_a_log_writes_at_most_one_line_per_fifth_of_the_cases():
     import io
 
     stream = io.StringIO()

@@ -15,6 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
+from .. import results
 from ..usage import UsageError
 
 
@@ -69,10 +70,11 @@ def previous_run(out: Path, force: bool) -> list[Path]:
         return []
 
     def generated(p: Path) -> bool:
-        return (p.suffix == ".html" or p.name in ("results.json", "results.jsonl", "junit.xml", "results.json.tmp")
+        return (p.suffix == ".html" or p.name in ("results.json", "results.jsonl", "results.jsonl.gz", "junit.xml",
+                                                   "results.json.tmp", "results.jsonl.gz.tmp")
                 or (p.is_dir() and p.name in ("repro", "logs")))
 
-    looks_like_run = ((out / "results.json").exists() or (out / "results.jsonl").exists()
+    looks_like_run = ((out / "results.json").exists() or results.stream_path(out / "results.jsonl") is not None
                       or all(generated(p) for p in entries))
     if not looks_like_run and not force:
         raise UsageError(f"--out {out}: expected an empty directory or an earlier run's, received a directory with "

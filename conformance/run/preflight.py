@@ -35,8 +35,8 @@ def load_extras(cfg: RunConfig) -> tuple[list, dict[str, Any] | None]:
 
 def resume_state(cfg: RunConfig) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """(header, records) of an earlier stream to continue, or None for a fresh run."""
-    path = cfg.out / "results.jsonl"
-    if not cfg.resume or not path.exists():
+    path = results.stream_path(cfg.out / "results.jsonl")
+    if not cfg.resume or path is None:
         return None
     try:
         header, recs = results.read_jsonl(path)

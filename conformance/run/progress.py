@@ -10,9 +10,9 @@ from typing import Any, TextIO
 
 class Progress:
     """One line per backend on stderr, redrawn in place on a TTY; elsewhere (a CI log) one
-    line for all backends at each tenth of the cases, so that a log stays short."""
+    line for all backends at each fifth of the cases, so that a log stays short."""
 
-    PLAIN_STEPS = 10
+    PLAIN_STEPS = 5
 
     def __init__(self, total: int, stream: TextIO | None = None, quiet: bool = False):
         self.total = total

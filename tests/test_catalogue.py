@@ -102,8 +102,9 @@ def test_catalogue_has_the_edge_cases():
 def test_most_catalogue_cases_are_small():
     macs = [math.prod(e.case.output_shape) * e.case.reduction_size for e in ENTRIES]
     # A default run multiplies these by every backend: a handful of big cases (seeds,
-    # blocking thresholds, long reductions), the rest tiny.
-    assert sum(m >= 50_000 for m in macs) <= 25
+    # blocking thresholds, long reductions; 12 of the special-lanes cases, whose sites need
+    # room on a lattice no window reads twice), the rest tiny.
+    assert sum(m >= 50_000 for m in macs) <= 35
     assert max(macs) < 10_000_000 and sum(macs) < 60_000_000
 
 

@@ -99,15 +99,22 @@ def summary(outcome: RunOutcome) -> str:
 
 
 def repeat_summary_lines(run: dict, width: int) -> list[str]:
-    """The repeats: the policy, then per backend that repeated any case how many cases were
-    run again with the same inputs and which of them differed (the first few ids)."""
+    """The repeats: the policy, one line for every backend whose repeats all matched, then
+    per backend with a difference how many cases were run again with the same inputs and
+    which of them differed (the first few ids). A clean run of 15 backends is two lines."""
     per = repeats.summary(run["records"])
     if not any(row["repeated"] for row in per.values()):
         return []
     policy = (run["run"].get("repeats") or {}).get("policy")
     lines = [f"\nrepeats{f' ({policy})' if policy else ''}:"]
+    same = {b: row for b, row in per.items() if row["repeated"] and not row["differed"] and not row["bits_only"]}
+    if same:
+        counts = sorted({row["repeated"] for row in same.values()})
+        span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        lines.append(f"  {len(same)} backend{'s' if len(same) != 1 else ''}: {span} cases repeated each, "
+                     f"none differed ({', '.join(same)})")
     for backend, row in per.items():
-        if not row["repeated"]:  # a backend that could not start, or that raised on every case
+        if not row["repeated"] or backend in same:  # (not repeated: could not start, or raised on every case)
             continue
         text = f"{row['repeated']} cases repeated, {row['differed']} differed"
         if row["cases"]:

@@ -98,7 +98,8 @@ def findings_step(cfg: Any, backends: list[Any], records: list[dict[str, Any]], 
                   f"the results are written without them\n")
         return None
     expected_mod.pin_findings(entries, records, found, fingerprints)
-    mark_minimised(records, found)
+    if cfg.minimise:  # --no-minimise leaves every record as it diverged
+        mark_minimised(records, found)
     for f in found:
         b = live.get(f["backend"])
         if b is not None:

@@ -387,9 +387,7 @@ def compare(case: Case, actual: Any, ref: Reference | None, inputs=None,
         if flagged:
             # Flushing subnormals to zero is a rounding toward zero too; where the underflow
             # floor hides it element by element (bfloat16 has only 7 subnormal bits), say so.
-            flushed = flushed_reference(case, inputs)
-            if flushed is not None and tolerance.within_tolerance(case, y64, flushed, precision) \
-                    and not sign_test(case, y64, flushed, precision)[1]:
+            if _flush_meets(case, y64, flushed_reference(case, inputs), precision):
                 return Comparison(False, "subnormal_flush",
                                   f"all elements within tolerance, but the inexact ones round toward zero far beyond "
                                   f"chance (sign test z = {z:.1f}) exactly as flushing subnormal inputs and results "
@@ -446,10 +444,7 @@ def _kind(case: Case, y: np.ndarray, ref: Reference, e: np.ndarray, bad: np.ndar
           effective_bits: float | None, precision: str, met: str | None) -> tuple[str, str | None]:
     """(kind, the sentence that explains it or None) of a divergence: decided once, here."""
     flushed = flushed_reference(case, inputs)
-    # Flushing explains the output when it meets the contract against the flushed oracle,
-    # its sign test included (a truncation near a few subnormal inputs is no flush).
-    if flushed is not None and tolerance.within_tolerance(case, y, flushed, precision) \
-            and not sign_test(case, y, flushed, precision)[1]:
+    if _flush_meets(case, y, flushed, precision):
         return "subnormal_flush", None
     weaker = tolerance.weaker(case, precision)
     if tolerance.is_exact(case) and not np.isinf(e[bad]).any() and float(e.max()) <= tolerance.hard_bound(case):
@@ -481,6 +476,13 @@ def flushed_reference(case: Case, inputs) -> Reference | None:
     if inputs is None or not has_subnormal(inputs, case.dtype):
         return None
     return reference(case, *inputs, flush_subnormals=True)
+
+
+def _flush_meets(case: Case, y: np.ndarray, flushed: Reference | None, precision: str) -> bool:
+    """Flushing explains y when y meets `precision` against the flushed oracle, its sign
+    test included (a truncation near a few subnormal inputs is no flush)."""
+    return flushed is not None and tolerance.within_tolerance(case, y, flushed, precision) \
+        and not sign_test(case, y, flushed, precision)[1]
 
 
 def flush_explains(case: Case, y: np.ndarray, inputs, precision: str = tolerance.DEFAULT_PRECISION) -> bool:

@@ -75,8 +75,8 @@ BUGS = [
          "depthwise_conv2d input channels near a power of two: just below 2^11")),
     ("SizeOneAxis", f32("conv2d height: kernel 1: stride+dilation+padding",
                         "depthwise_conv2d width: kernel 1: stride+dilation+padding")
-     + ("conv2d width: kernel 1: stride+dilation+padding (symmetric) [float16]",
-        "conv2d height: kernel 1: stride+dilation+padding (symmetric) [bfloat16]"),
+     + ("conv2d width: kernel 1: stride+dilation+padding (symmetric, beside a wider axis) [float16]",
+        "conv2d height: kernel 1: stride+dilation+padding (symmetric, beside a wider axis) [bfloat16]"),
      f32("conv2d height: kernel 1: stride+dilation", "depthwise_conv2d width: kernel 1: stride+dilation")),
     ("PixelIndex16", f32("conv2d output pixels per image near a power of two: just above 2^16",
                          "depthwise_conv2d output pixels per image near a power of two: just above 2^16"),

@@ -86,7 +86,7 @@ def test_size_one_classes_cross_each_kind_and_axis_with_every_combination_of_fea
         assert len(base) == 2 * len(KINDS) * 2 ** len(FEATURES)
         for dtype in HALF_DTYPES:
             half = [k for k in CLASSES if k.family == "size-one" and k.op == op and k.dtype == dtype]
-            assert len(half) == 2 * len(KINDS) and {k.key for k in half} == {"stride+dilation+padding (symmetric)"}
+            assert len(half) == 2 * len(KINDS) and {k.key for k in half} == {"stride+dilation+padding (symmetric, beside a wider axis)"}
 
 
 CONV = dict(op="conv2d", batch=1, height=3, width=3, kernel=(1, 1))
@@ -109,11 +109,11 @@ CONV = dict(op="conv2d", batch=1, height=3, width=3, kernel=(1, 1))
      ["conv2d K near a power of two: just above 2^12 [float32]"]),
     (Case(op="conv2d", batch=1, height=3, width=1, in_channels=1, out_channels=1, kernel=(1, 1), strides=(1, 2),
           dilations=(1, 2), padding=((0, 0), (1, 1)), dtype="bfloat16"),  # segfaults torch 2.13 (oneDNN)
-     ["conv2d width: input 1: stride+dilation+padding (symmetric) [bfloat16]"],
+     ["conv2d width: input 1: stride+dilation+padding (symmetric, beside a wider axis) [bfloat16]"],
      ["conv2d width: input 1: stride+dilation+padding [float32]", "conv2d height: kernel 1: none [float32]"]),
     (Case(op="conv2d", batch=1, height=1, width=5, in_channels=1, out_channels=1, kernel=(3, 1), strides=(2, 1),
           dilations=(2, 1), padding=((2, 3), (0, 0)), dtype="bfloat16"),
-     [], ["conv2d height: input 1: stride+dilation+padding (symmetric) [bfloat16]"]),
+     [], ["conv2d height: input 1: stride+dilation+padding (symmetric, beside a wider axis) [bfloat16]"]),
     (Case(op="depthwise_conv2d", batch=1, height=4, width=2, in_channels=2, channel_multiplier=1, kernel=(1, 2),
           strides=(2, 1), padding=((1, 1), (0, 0))),
      ["depthwise_conv2d height: kernel 1: stride+padding [float32]", "depthwise_conv2d width: output 1: none "
@@ -143,4 +143,4 @@ def test_cases_coverage_prints_the_size_model(capsys):
     assert code == 0
     assert f"{len(CLASSES)} of {len(CLASSES)} size classes covered" in out
     assert "  depthwise_conv2d size-one axes, by which of stride, dilation, padding they have:" in out
-    assert "\n    bfloat16 height: input 1: stride+dilation+padding (symmetric):" in out
+    assert "\n    bfloat16 height: input 1: stride+dilation+padding (symmetric, beside a wider axis):" in out

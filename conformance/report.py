@@ -9,11 +9,16 @@ Invariants
 - Everything a backend or a results file supplies (names, versions, messages,
   tracebacks, case names, repro scripts) is text: Jinja2 autoescaping is on and no
   template marks such data safe. SVG is drawn by the templates from numbers prepared
-  here; links from data are only rendered when they are http(s) URLs.
-- Bounded size: a row of the case table is a few hundred bytes; only divergences get a
-  detail section, and only the `DETAIL_LIMIT` most severe ones get heatmaps, bars and
-  repro (the page says how many were left out). Errors are grouped by message. A
-  5,000-case run stays well under 10 MB; a divergence-free one is small.
+  in conformance.report_svg; links from data are only rendered when they are http(s) URLs.
+- Bounded size: a row of the case table is about 130 bytes. A detail section (heatmap,
+  bars, worst elements, repro) is written for each finding's minimal case and its
+  `MEMBER_DETAILS` most severe members, and for the `WORST_DETAILS` most severe
+  divergences, at most `DETAIL_LIMIT` in all; every other divergence is its table row
+  (the same anchor), and the page says how many those are. The index's cross-backend
+  view has one row per distinct pattern of verdicts, at most `CROSS_LIMIT`. Short
+  repros over `SHORT_REPRO_INLINE` characters are linked, not inlined. Errors are
+  grouped by message. A default run (15 backends, 568 cases) writes about 2.4 MB
+  of pages; a 5,000-case run stays well under 10 MB; a divergence-free one is small.
 - Repro scripts are read from `record["repro"]` relative to the run directory, only
   from inside it, and truncated at `REPRO_MAX_CHARS`.
 """
@@ -31,32 +36,30 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
 
+from .report_svg import BINS, channel_bars_svg, heatmap_svg
 from .text import cell_number, safe_filename
 from .vocabulary import STATUSES
 
-#: Divergences beyond this many (most severe first) are listed in the table only.
-DETAIL_LIMIT = 200
-#: Heatmaps are max-pooled to at most this many cells per axis for display.
-HEATMAP_CELLS = 32
+#: Detail sections per page at most: each finding's minimal case and its MEMBER_DETAILS
+#: most severe other members, then the WORST_DETAILS most severe divergences; every
+#: other divergence is its row of the case table (docs/reports.md, "Size").
+DETAIL_LIMIT = 40
+MEMBER_DETAILS = 2
+WORST_DETAILS = 10
+#: Worst elements shown per detail section (results.json keeps up to 8).
+WORST_ROWS = 5
+#: Finding case links shown per finding; the rest are rows of the case table.
+FINDING_CASES = 30
+#: A short repro longer than this is linked (its file), not inlined.
+SHORT_REPRO_INLINE = 4_000
 REPRO_MAX_CHARS = 20_000
 TRACEBACK_MAX_CHARS = 4_000
-#: Error groups and cross-backend rows shown at most (the page says when more exist).
+#: Error groups and cross-backend verdict patterns shown at most (the page says when more exist).
 ERROR_GROUP_LIMIT = 200
-CROSS_LIMIT = 500
+CROSS_LIMIT = 200
+#: Case ids named on hover of a cross-backend pattern besides its example.
+CROSS_IDS = 5
 CASE_IDS_PER_GROUP = 20
-
-#: Colour bins for normalised error / threshold (upper bounds), then beyond and non-finite.
-BINS = (
-    (0.5, "#f4f9f4", "≤ ½ threshold"),
-    (1.0, "#c7e9c0", "≤ threshold"),
-    (2.0, "#fee391", "≤ 2×"),
-    (10.0, "#fdae61", "≤ 10×"),
-    (100.0, "#f46d43", "≤ 100×"),
-    (1e3, "#d73027", "≤ 10³×"),
-    (1e6, "#a50026", "≤ 10⁶×"),
-    (math.inf, "#40004b", "> 10⁶× or non-finite"),
-)
-_HUGE = 1e299  # compare writes non-finite errors as 1e300 in the maps
 
 
 def page_names(backends: Iterable[str]) -> dict[str, str]:
@@ -109,86 +112,6 @@ def _severity(rec: dict) -> float:
     if not t:
         return math.inf if e > 0 else 0.0
     return e / t
-
-
-def _bins(errors, threshold: float | None):
-    """Colour bin index per error (array in, int array out): error / threshold against BINS."""
-    import numpy as np
-
-    e = np.asarray(errors, dtype=np.float64)
-    nonfinite = ~np.isfinite(e) | (e >= _HUGE)
-    if threshold:
-        ratio = e / threshold
-    else:  # exact profile: any error at all is beyond tolerance
-        ratio = np.where(e == 0, 0.0, np.maximum(e, 1.0 + 1e-9))
-    uppers = np.array([u for u, _, _ in BINS[:-1]])
-    idx = np.searchsorted(uppers, np.where(nonfinite, np.inf, ratio), side="left")
-    return np.where(nonfinite, len(BINS) - 1, idx)
-
-
-def heatmap_svg(heatmap: list[list[float]] | None, threshold: float | None) -> dict | None:
-    """Drawing data for the error heatmap over output H x W: one path per colour bin.
-
-    Returns {"w", "h", "paths": [(colour, d)], "rows", "cols", "pooled"} or None. Path
-    data holds only numbers and path commands (built here, never from input text).
-    """
-    import numpy as np
-
-    try:
-        grid = np.asarray(heatmap, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    if grid.ndim != 2 or grid.size == 0:
-        return None
-    rows, cols = grid.shape
-    grid = np.where(np.isnan(grid), np.inf, grid)
-    sh, sw = -(-rows // HEATMAP_CELLS), -(-cols // HEATMAP_CELLS)
-    pooled = np.pad(grid, ((0, -rows % sh), (0, -cols % sw)), constant_values=0.0)
-    pooled = pooled.reshape(pooled.shape[0] // sh, sh, pooled.shape[1] // sw, sw).max(axis=(1, 3))
-    bins = _bins(pooled, threshold)
-    ph, pw = bins.shape
-    cell = max(4, min(16, 320 // max(ph, pw)))
-    parts: dict[int, list[str]] = {}
-    for i in range(ph):
-        row = bins[i].tolist()
-        j = 0
-        while j < pw:  # one rectangle per run of one colour along the row
-            k = j
-            while k + 1 < pw and row[k + 1] == row[j]:
-                k += 1
-            n = (k - j + 1) * cell
-            parts.setdefault(row[j], []).append(f"M{j * cell} {i * cell}h{n}v{cell}h-{n}z")
-            j = k + 1
-    paths = [(BINS[b][1], "".join(ds)) for b, ds in sorted(parts.items())]
-    return {"w": pw * cell, "h": ph * cell, "paths": paths, "rows": rows, "cols": cols, "pooled": (ph, pw) != (rows, cols)}
-
-
-def channel_bars_svg(errors: list[float] | None, threshold: float | None) -> dict | None:
-    """Drawing data for per-channel worst errors: log-scale bars, a threshold line."""
-    import numpy as np
-
-    try:
-        vals = np.asarray(errors, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    if vals.ndim != 1 or vals.size == 0:
-        return None
-    bins = _bins(vals, threshold).tolist()
-    height, bar = 80, max(2, min(12, 480 // vals.size))
-
-    def y(r: float) -> float:  # log10 of error / threshold, from 10^-2 (bottom) to 10^6 (top)
-        if not math.isfinite(r):
-            return 0.0
-        r = min(max(r, 1e-2), 1e6)
-        return round(height * (1 - (math.log10(r) + 2) / 8), 1)
-
-    scale = threshold or 1.0
-    parts: dict[int, list[str]] = {}
-    for i, (v, b) in enumerate(zip(vals.tolist(), bins)):
-        top = 0.0 if b == len(BINS) - 1 else y(v / scale)
-        parts.setdefault(b, []).append(f"M{i * bar} {height}V{top}h{max(bar - 1, 1)}V{height}z")
-    return {"w": vals.size * bar, "h": height, "paths": [(BINS[b][1], "".join(ds)) for b, ds in sorted(parts.items())],
-            "threshold_y": y(1.0), "count": int(vals.size)}
 
 
 # ---- page data ------------------------------------------------------------------------
@@ -349,7 +272,7 @@ def _repro_href(base: Path, out: Path, rel: str) -> str | None:
         return None
 
 
-def _detail(rec: dict, anchor: str, base: Path, full: bool, out: Path | None = None) -> dict:
+def _detail(rec: dict, anchor: str, base: Path, out: Path | None = None) -> dict:
     f = rec.get("figures") or {}
     thr = _fig(f, "threshold")
     expected, actual = _shapes(rec)
@@ -358,7 +281,7 @@ def _detail(rec: dict, anchor: str, base: Path, full: bool, out: Path | None = N
          "message": rec.get("message") or "", "case": _case_dict(rec), "expected_shape": expected,
          "actual_shape": actual, "figures": [(k, cell_number(v) if not isinstance(v, list) else str(v)) for k, v in f.items()],
          "diagnosis": rec.get("diagnosis") if isinstance(rec.get("diagnosis"), dict) else None,
-         "known": _known(rec), "notes": [str(n) for n in rec.get("notes") or []], "full": full,
+         "known": _known(rec), "notes": [str(n) for n in rec.get("notes") or []],
          "invalid": None, "criteria": criteria(f) if f and kind != "shape" else None,
          "bits": None}
     if kind == "invalid_accepted":
@@ -372,16 +295,16 @@ def _detail(rec: dict, anchor: str, base: Path, full: bool, out: Path | None = N
 
         text = effective_bits_text(f)
         d["bits"] = None if text in d["message"] else text  # said once
-    if full:
-        d["case_text"] = _case_text(_case_dict(rec))
-        d["heatmap"] = heatmap_svg(rec.get("heatmap"), thr)
-        d["bars"] = channel_bars_svg(rec.get("channel_errors"), thr)
-        d["worst"] = _worst_rows(rec)
-        d["minimised"] = _case_text(rec.get("minimised")) if rec.get("minimised") else ""
-        d["repro"], d["repro_problem"] = _read_repro(base, rec.get("repro"))
-        d["repro_path"] = rec.get("repro") if isinstance(rec.get("repro"), str) else ""
-        d["repro_href"] = _repro_href(base, out or base, d["repro_path"]) if d["repro"] else None
-        d["repro_lines"] = d["repro"].count("\n") if d["repro"] else 0
+    d["case_text"] = _case_text(_case_dict(rec))
+    d["heatmap"] = heatmap_svg(rec.get("heatmap"), thr)
+    d["bars"] = channel_bars_svg(rec.get("channel_errors"), thr)
+    worst = _worst_rows(rec)
+    d["worst"], d["worst_left"] = worst[:WORST_ROWS], max(0, len(worst) - WORST_ROWS)
+    d["minimised"] = _case_text(rec.get("minimised")) if rec.get("minimised") else ""
+    d["repro"], d["repro_problem"] = _read_repro(base, rec.get("repro"))
+    d["repro_path"] = rec.get("repro") if isinstance(rec.get("repro"), str) else ""
+    d["repro_href"] = _repro_href(base, out or base, d["repro_path"]) if d["repro"] else None
+    d["repro_lines"] = d["repro"].count("\n") if d["repro"] else 0
     return d
 
 
@@ -442,11 +365,41 @@ def _table_criteria(records: list[dict]) -> dict:
             "bias_limit": ", ".join(cell_number(v) for v in bias or [bias_default])}
 
 
-def backend_page(name: str, info: dict, records: list[dict], base: Path, out: Path | None = None) -> dict:
-    """Everything the backend template shows, as plain data."""
+def divergences(records: list[dict]) -> tuple[list[dict], dict[int, str]]:
+    """A backend's divergences, most severe first, and id(record) -> its anchor on the page.
+
+    Every divergence has an anchor: its detail section where it has one, else its row of
+    the case table, so links from the findings and from the index always land."""
     divergent = sorted((r for r in records if r.get("status") == "diverge"), key=_severity, reverse=True)
-    anchors = {id(r): f"d{i}" for i, r in enumerate(divergent)}
-    details = [_detail(r, anchors[id(r)], base, i < DETAIL_LIMIT, out) for i, r in enumerate(divergent)]
+    return divergent, {id(r): f"d{i}" for i, r in enumerate(divergent)}
+
+
+def _detailed(divergent: list[dict], findings: list[dict]) -> set[int]:
+    """ids of the divergences that get a detail section: each finding's minimal case and its
+    MEMBER_DETAILS most severe other members, then the WORST_DETAILS most severe, at most
+    DETAIL_LIMIT in all. `divergent` is most severe first; `findings` are display dicts."""
+    rank = {id(r): i for i, r in enumerate(divergent)}
+    by_case: dict[str, dict] = {}
+    for r in divergent:
+        by_case.setdefault(str(r.get("case_id", "")), r)
+    chosen: list[dict] = []
+    for f in findings:
+        members = sorted((by_case[c["id"]] for c in f.get("cases") or [] if c.get("id") in by_case),
+                         key=lambda r: rank[id(r)])
+        minimal = by_case.get(str(f.get("minimal_case_id") or ""))
+        chosen += ([minimal] if minimal else []) + [m for m in members if m is not minimal][:MEMBER_DETAILS]
+    chosen += divergent[:WORST_DETAILS]
+    picked = list(dict.fromkeys(id(r) for r in chosen))  # first choice wins: findings before the worst
+    return set(picked[:DETAIL_LIMIT])
+
+
+def backend_page(name: str, info: dict, records: list[dict], base: Path, out: Path | None = None,
+                 findings: list[dict] = ()) -> dict:
+    """Everything the backend template shows, as plain data; `findings` (display dicts of
+    conformance.findings.page_items) choose which divergences get a detail section."""
+    divergent, anchors = divergences(records)
+    detailed = _detailed(divergent, list(findings))
+    details = [_detail(r, anchors[id(r)], base, out) for r in divergent if id(r) in detailed]
     by_op_dtype: OrderedDict[tuple[str, str], Counter] = OrderedDict()
     for r in sorted(records, key=lambda r: (_case_dict(r).get("op", ""), _case_dict(r).get("dtype", ""))):
         c = _case_dict(r)
@@ -455,15 +408,15 @@ def backend_page(name: str, info: dict, records: list[dict], base: Path, out: Pa
     errors, errors_left = _error_groups([r for r in records if r.get("status") in ("error", "crash", "timeout")])
     version = info.get("version") or next((r.get("backend_version") for r in records if r.get("backend_version")), "")
     device = info.get("device") or next((r.get("device") for r in records if r.get("device")), "")
-    rows = [_row(r, anchors.get(id(r))) for r in records]
+    rows = [dict(_row(r, anchors.get(id(r))), detail=id(r) in detailed) for r in records]
     return {
         "name": name, "version": version or "", "device": device or "", "spec": info.get("spec") or "",
         "counts": _counts(records), "total": len(records),
         "by_op_dtype": [{"op": op, "dtype": dt, "counts": [cnt.get(s, 0) for s in STATUSES + ("known",)]}
                         for (op, dt), cnt in by_op_dtype.items()],
         "rows": rows, "not_passing": sum(1 for r in rows if r["status"] != "pass"),
-        "details": details, "detail_limit": DETAIL_LIMIT,
-        "details_full": sum(1 for d in details if d["full"]), "errors": errors, "errors_left": errors_left,
+        "details": details, "divergences": len(divergent), "member_details": MEMBER_DETAILS,
+        "worst_details": WORST_DETAILS, "errors": errors, "errors_left": errors_left,
         "unsupported": sum(1 for r in records if r.get("status") == "unsupported"),
         "unsupported_groups": _unsupported_groups(records), "criteria": _table_criteria(records),
         "repeats": _repeats_line(records),
@@ -538,30 +491,45 @@ def _agreement(groups: "OrderedDict[str, list[str]]", total: int) -> list[dict]:
             for verdict, names in groups.items()]
 
 
-def _cross(by_backend: dict[str, list[dict]], pages: dict[str, str], anchors: dict[int, str]) -> tuple[list[dict], int]:
-    """Per case with at least one divergence: each backend's verdict and who agrees with whom."""
+def _cross(by_backend: dict[str, list[dict]], pages: dict[str, str],
+           anchors: dict[int, str]) -> tuple[list[dict], int, int]:
+    """One row per distinct pattern of verdicts over the cases where some backend diverges.
+
+    A row shows its first case (the example, its cells linking to that case's divergences)
+    and how many cases share the pattern; the most divergent patterns come first, then the
+    most frequent. Returns (rows up to CROSS_LIMIT, patterns left out, cases they hold)."""
     index: OrderedDict[str, dict[str, dict]] = OrderedDict()
     for backend, recs in by_backend.items():
         for r in recs:
             index.setdefault(str(r.get("case_id", "")), {})[backend] = r
-    rows = []
+    patterns: OrderedDict[tuple, dict] = OrderedDict()
     for case_id, recs in index.items():
         if not any(r.get("status") == "diverge" for r in recs.values()):
             continue
-        cells, groups = [], OrderedDict()
-        for backend in by_backend:
-            r = recs.get(backend)
-            status, text, full = _verdict(r)
-            known = bool(r is not None and r.get("known"))
-            href = pages[backend] + (f"#{anchors[id(r)]}" if r is not None and id(r) in anchors else "")
-            cells.append({"status": status, "text": text, "title": f"{backend}: {full}" + (" (known)" if known else ""),
-                          "href": href, "known": known})
-            if status in ("pass", "diverge"):
-                groups.setdefault(full, []).append(backend)
-        rows.append({"id": case_id, "label": short_label(case_id), "cells": cells,
-                     "agree": _agreement(groups, len(by_backend))})
-    rows.sort(key=lambda r: -sum(c["status"] == "diverge" for c in r["cells"]))
-    return rows[:CROSS_LIMIT], max(0, len(rows) - CROSS_LIMIT)
+        verdicts = [(_verdict(recs.get(b)), bool(recs.get(b) is not None and recs[b].get("known"))) for b in by_backend]
+        key = tuple((status, full, known) for (status, _, full), known in verdicts)
+        row = patterns.get(key)
+        if row is None:
+            cells, groups = [], OrderedDict()
+            for backend, ((status, text, full), known) in zip(by_backend, verdicts):
+                r = recs.get(backend)
+                title = (full if full != text else "") + (" (known)" if known else "")
+                href = pages[backend] + f"#{anchors[id(r)]}" if r is not None and id(r) in anchors else None
+                cells.append({"status": status, "text": text, "title": title.strip(), "href": href, "known": known})
+                if status in ("pass", "diverge"):
+                    groups.setdefault(full, []).append(backend)
+            row = patterns[key] = {"id": case_id, "label": short_label(case_id), "cells": cells, "count": 0,
+                                   "others": [], "agree": _agreement(groups, len(by_backend))}
+        elif len(row["others"]) < CROSS_IDS:
+            row["others"].append(case_id)
+        row["count"] += 1
+    rows = sorted(patterns.values(), key=lambda r: (-sum(c["status"] == "diverge" for c in r["cells"]), -r["count"]))
+    for row in rows:
+        more = row["count"] - 1 - len(row["others"])
+        row["more"] = (f"{row['count']} cases with these verdicts; also " + ", ".join(row["others"])
+                       + (f", ... ({more} more)" if more else "")) if row["others"] else ""
+    shown = rows[:CROSS_LIMIT]
+    return shown, len(rows) - len(shown), sum(r["count"] for r in rows[CROSS_LIMIT:])
 
 
 def _manifest(run: dict) -> dict | None:
@@ -608,6 +576,23 @@ def _findings_view(name: str, *args) -> list[dict]:
     return getattr(findings, name)(*args)
 
 
+def _finding_links(finding: dict, base: Path, out: Path) -> dict:
+    """A finding's display dict for the page: its scripts as links, a long short repro
+    linked instead of inlined (its inputs are embedded), at most FINDING_CASES case links,
+    most severe first."""
+    f = dict(finding)
+    f["repro_href"] = _repro_href(base, out, f["repro"]) if f.get("repro") else None
+    f["short_repro_href"] = _repro_href(base, out, f["short_repro_path"]) if f.get("short_repro_path") else None
+    script = f.get("short_repro") or ""
+    f["short_repro_lines"], f["short_repro_kb"] = script.count("\n"), -(-len(script.encode("utf-8")) // 1024)
+    if len(script) > SHORT_REPRO_INLINE and f["short_repro_href"]:
+        f["short_repro"] = ""
+    # Most severe first: a case's anchor is its rank among the backend's divergences (d0, d1, ...).
+    cases = sorted(f.get("cases") or [], key=lambda c: int(c["href"][2:]) if c.get("href") else math.inf)
+    f["cases"], f["cases_left"] = cases[:FINDING_CASES], max(0, len(cases) - FINDING_CASES)
+    return f
+
+
 def _fingerprint_items(run: dict, info: dict) -> dict[str, str]:
     """The environment fingerprint of a backend's worker as page items (plain strings, escaped by the template)."""
     from .fingerprint import machine_line, path_line
@@ -640,17 +625,21 @@ def write_reports(run: dict, out_dir, *, repro_dir=None) -> list[Path]:
     template = env.get_template("backend.html")
     for backend, recs in by_backend.items():
         info = infos.get(backend) if isinstance(infos.get(backend), dict) else {}
-        page = backend_page(backend, info, recs, base, out)
-        anchors.update({id(r): row["anchor"] for r, row in zip(recs, page["rows"]) if row["anchor"]})
+        divergent, page_anchors = divergences(recs)
+        anchors.update(page_anchors)
+        case_anchor: dict[str, str] = {}
+        for r in divergent:
+            case_anchor.setdefault(str(r.get("case_id", "")), page_anchors[id(r)])
+        found = [_finding_links(f, base, out) for f in _findings_view(
+            "page_items", run, backend, lambda cid: f"#{case_anchor[cid]}" if cid in case_anchor else None)]
+        page = backend_page(backend, info, recs, base, out, found)
         path = out / pages[backend]
-        row_anchor = {row["id"]: row["anchor"] for row in page["rows"] if row["anchor"]}
-        found = _findings_view("page_items", run, backend, lambda cid: f"#{row_anchor[cid]}" if cid in row_anchor else None)
         page_common = dict(common, environment={**common["environment"], **_fingerprint_items(run, info)})
         path.write_text(template.render(page=page, index="index.html", findings=found, **page_common), encoding="utf-8")
         written.append(path)
         summaries.append({"name": backend, "href": pages[backend], "version": page["version"],
                           "device": page["device"], "counts": page["counts"], "total": page["total"]})
-    cross, cross_left = _cross(by_backend, pages, anchors)
+    cross, cross_left, cross_left_cases = _cross(by_backend, pages, anchors)
     index_env = dict(common["environment"])
     for backend in by_backend:  # the machine once, then each backend's kernel path
         info = infos.get(backend) if isinstance(infos.get(backend), dict) else {}
@@ -660,7 +649,7 @@ def write_reports(run: dict, out_dir, *, repro_dir=None) -> list[Path]:
             index_env[f"kernel path: {backend}"] = items["kernel path"]
     index = env.get_template("index.html").render(
         backends=summaries, groups=_group_tables(by_backend), cross=cross, cross_left=cross_left,
-        cross_limit=CROSS_LIMIT, manifest=manifest, findings=_findings_view("index_rows", run, pages),
+        cross_left_cases=cross_left_cases, cross_limit=CROSS_LIMIT, manifest=manifest, findings=_findings_view("index_rows", run, pages),
         **dict(common, environment=index_env))
     path = out / "index.html"
     path.write_text(index, encoding="utf-8")

@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("findings", ("conformance.predicate", "conformance.axes", "conformance.probe", "conformance.hypotheses",
                   "conformance.characterise", "conformance.confirm", "conformance.findings", "conformance.findings_*",
                   "conformance.discover", "conformance.expected")),
-    ("reports / repro", ("conformance.report", "conformance.junit", "conformance.bug_reports",
+    ("reports / repro", ("conformance.report", "conformance.report_*", "conformance.junit", "conformance.bug_reports",
                          "conformance.explore", "conformance._pytest_cases", "conformance.pytest_plugin")),
     ("run", ("conformance.run", "conformance.run.*", "conformance.runner")),
     ("CLI", ("conformance.cli", "conformance.cli.*", "conformance.__main__")),

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import cli, oracle, report
+from conformance import cli, findings, oracle, report
 from conformance.cli import report as report_cli
 from conformance.compare import compare
 from conformance.diagnose import diagnose
@@ -208,13 +208,23 @@ def test_errors_crashes_and_timeouts_are_listed_with_messages(written):
     assert "exit code -11, signal SIGSEGV" in text
 
 
-def test_index_cross_view_lists_only_cases_where_some_backend_diverges(written):
+def test_index_cross_view_counts_every_case_where_some_backend_diverges_once(written):
     out, _, _ = written
     text = (out / "index.html").read_text(encoding="utf-8")
     section = text[text.index('id="cross"'):]
-    rows = re.findall(r'<tr><td class="id" title="([^"]+)">', section)
-    assert sorted(rows) == sorted(c.id for c in CASES), f"expected every case (all diverge on one backend), received {rows}"
-    assert "numpy-ok: pass" in section
+    rows = re.findall(r'<tr><td class="id" title="([^"]+)">[^<]*</td><td class="n"[^>]*>(\d+)</td>', section)
+    assert rows and sum(int(n) for _, n in rows) == len(CASES), f"expected all {len(CASES)} cases counted, received {rows}"
+    assert {i for i, _ in rows} <= {c.id for c in CASES}
+    assert '<td class="cell-pass">pass</td>' in section
+
+
+def test_index_cross_view_shows_cases_with_the_same_verdicts_as_one_row(tmp_path):
+    run = synthetic_run(40, 30, tmp_path)
+    report.write_reports(run, tmp_path)
+    section = (tmp_path / "index.html").read_text(encoding="utf-8").split('id="cross"')[1]
+    rows = re.findall(r'<tr><td class="id" title="([^"]+)">[^<]*</td><td class="n"( title="[^"]*")?>(\d+)</td>', section)
+    assert [(i, n) for i, _, n in rows] == [(run["records"][0]["case_id"], "30")], rows
+    assert "30 cases with these verdicts; also" in rows[0][1] and "(24 more)" in rows[0][1]
 
 
 def test_repro_outside_the_run_directory_is_not_read(tmp_path):
@@ -266,13 +276,45 @@ def synthetic_run(n_cases: int, n_divergent: int, out_dir: Path) -> dict:
     return base
 
 
-def test_a_5000_case_report_stays_under_10_mb(tmp_path):
+def test_a_5000_case_report_with_400_divergences_stays_under_2_mb(tmp_path):
     run = synthetic_run(5000, 400, tmp_path)
     paths = report.write_reports(run, tmp_path)
     sizes = {p.name: p.stat().st_size for p in paths}
-    assert max(sizes.values()) < 10 * 1024 * 1024, f"expected every page < 10 MB, received {sizes}"
+    assert max(sizes.values()) < 2 * 1024 * 1024, f"expected every page < 2 MB, received {sizes}"
+
+
+def _anchored(page: Path) -> tuple[list[str], list[str]]:
+    """(ids of the detail sections, ids of the case-table rows) that are divergence anchors."""
+    tags = parse(page).tags
+    ids = [(t, a.get("id", "")) for t, a in tags if re.fullmatch(r"d\d+", a.get("id") or "")]
+    return [i for t, i in ids if t == "section"], [i for t, i in ids if t == "tr"]
+
+
+def test_only_a_bounded_number_of_divergences_get_a_detail_section_and_the_page_says_so(tmp_path):
+    report.write_reports(synthetic_run(600, 400, tmp_path), tmp_path)
+    page = tmp_path / "numpy-ok.html"
+    sections, _ = _anchored(page)
+    assert 0 < len(sections) <= report.DETAIL_LIMIT, sections
+    assert f"shown for {len(sections)} of the 400 divergences" in page.read_text(encoding="utf-8")
+
+
+def test_every_divergence_has_an_anchor_its_section_or_its_table_row(tmp_path):
+    report.write_reports(synthetic_run(600, 400, tmp_path), tmp_path)
+    sections, rows = _anchored(tmp_path / "numpy-ok.html")
+    assert sorted(sections + rows) == sorted(f"d{i}" for i in range(400)), (len(sections), len(rows))
+
+
+def test_a_findings_minimal_case_gets_a_detail_section_however_mild(tmp_path):
+    run = synthetic_run(600, 400, tmp_path)
+    mildest = run["records"][399]
+    mildest["figures"]["max_normalised_error"] = mildest["figures"]["threshold"] * 1.01
+    found = findings.with_members([], run["records"])
+    found[0]["minimal_case_id"] = mildest["case_id"]
+    run["findings"] = findings.section(found, budget=None)
+    report.write_reports(run, tmp_path)
     text = (tmp_path / "numpy-ok.html").read_text(encoding="utf-8")
-    assert f"Full detail (heatmap, channel errors, worst elements, repro) is shown for the {report.DETAIL_LIMIT} most severe" in text
+    assert re.search(rf'<section class="detail" id="d\d+">\s*<h3><code>{re.escape(mildest["case_id"])}</code>', text), \
+        "expected the minimal case of the finding to have a detail section"
 
 
 def test_a_divergence_free_report_is_small(tmp_path):

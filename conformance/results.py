@@ -27,11 +27,13 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import results_codec
 from .vocabulary import FAILING_STATUSES, STATUSES
 
-SCHEMA_VERSION = 2  # 2: precision contracts, findings, environment fingerprints
-#: Versions `load` reads (the fingerprint fields are optional: absent = not recorded).
-READABLE_VERSIONS = (SCHEMA_VERSION,)
+SCHEMA_VERSION = 3  # 2: precision contracts, findings, fingerprints; 3: the compact encoding (`encode`)
+#: Versions `load` reads (the fingerprint fields are optional: absent = not recorded); a
+#: version-2 file is the decoded shape itself.
+READABLE_VERSIONS = (2, SCHEMA_VERSION)
 
 RECORD_FIELDS = ("case_id", "case", "backend", "backend_version", "device", "status", "kind", "known",
                  "message", "figures", "worst", "heatmap", "channel_errors", "diagnosis", "minimised",
@@ -111,8 +113,8 @@ def validate(run: Any) -> list[str]:
     for key in TOP_FIELDS:
         if key not in run:
             problems.append(f"results: expected top-level field {key!r}, received none")
-    if run.get("schema_version") != SCHEMA_VERSION:
-        problems.append(f"schema_version: expected {SCHEMA_VERSION}, received {run.get('schema_version')!r}")
+    if run.get("schema_version") not in READABLE_VERSIONS:
+        problems.append(f"schema_version: expected one of {READABLE_VERSIONS}, received {run.get('schema_version')!r}")
     for key, types, label in (("tool", (dict,), "an object"), ("environment", (dict,), "an object"),
                               ("run", (dict,), "an object"), ("backends", (dict,), "an object"),
                               ("fingerprints", (dict,), "an object"), ("records", (list,), "a list")):
@@ -170,11 +172,17 @@ def validate(run: Any) -> list[str]:
 
 
 def write(path: str | os.PathLike, run: dict[str, Any]) -> None:
-    """Write results.json atomically (a reader never sees half a file)."""
+    """Write results.json atomically and durably (a reader never sees half a file, and the
+    run's result stream may be removed once this returns), in the compact encoding of the
+    current schema (`results_codec.encode`); `run` itself is not changed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(run, separators=(",", ":"), allow_nan=False) + "\n", encoding="utf-8")  # compact: a run is large
+    doc = results_codec.encode(dict(run, schema_version=SCHEMA_VERSION), new_record)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(doc, separators=(",", ":"), allow_nan=False) + "\n")  # compact: a run is large
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -199,7 +207,13 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         raise ResultsError(f"{path}: expected a results.json document with 'schema_version', received "
                            f"{'none' if isinstance(run, dict) else 'a JSON ' + type(run).__name__}")
     if run["schema_version"] not in READABLE_VERSIONS:
-        raise ResultsError(f"{path}: expected schema_version {SCHEMA_VERSION}, received {run['schema_version']!r}")
+        raise ResultsError(f"{path}: expected schema_version {' or '.join(map(str, READABLE_VERSIONS))}, "
+                           f"received {run['schema_version']!r}")
+    if run["schema_version"] >= 3:
+        try:
+            run = results_codec.decode(run, new_record)
+        except results_codec.EncodingError as exc:
+            raise ResultsError(f"{path}: {exc}") from None
     problems = validate(run)
     if problems:
         raise ResultsError(f"{path}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
@@ -306,8 +320,9 @@ def read_jsonl(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, 
             header["sessions"].append(obj)
     if header is None:
         raise ResultsError(f"{path}: expected a header line, received none")
-    if header.get("schema_version") != SCHEMA_VERSION:
-        raise ResultsError(f"{path}: expected schema_version {SCHEMA_VERSION}, received {header.get('schema_version')!r}")
+    if header.get("schema_version") not in READABLE_VERSIONS:  # the stream's lines are the same in 2 and 3
+        raise ResultsError(f"{path}: expected schema_version {' or '.join(map(str, READABLE_VERSIONS))}, "
+                           f"received {header.get('schema_version')!r}")
     return header, records
 
 

@@ -9,6 +9,8 @@ compact encoding"):
   value for `backend_version`, `device`, `fingerprint` (those of `backends[backend]`),
   `precision` (`run.precision`) and a pass's `message` (`PASS_MESSAGE`); `new_record`'s
   value (null, "", [], {}) for every other field.
+- `known`: the distinct `known` objects (manifest entries that explain records), once; a
+  record's `known` is the index of its object there.
 - `layouts`: field -> names. An object of such a field (`figures`, `time`, `repeat`, each
   element of `worst`) whose keys are the first names of its layout, in order, is written as
   the list of its values; any other object is written as it is.
@@ -26,6 +28,7 @@ Invariants
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 import numpy as np
@@ -85,6 +88,10 @@ def _worst_element(el: dict[str, Any], dtype: str | None) -> dict[str, Any]:
     return out
 
 
+def _key(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True)
+
+
 def _packed(obj: Any, layout: list[str]) -> Any:
     """`obj` as the list of its values when its keys are the first names of `layout`, in order."""
     if isinstance(obj, dict) and obj and list(obj) == layout[:len(obj)]:
@@ -102,6 +109,7 @@ def _run_default(run: dict[str, Any], rec: dict[str, Any], field: str) -> Any:
 def encode(run: dict[str, Any], new_record: NewRecord) -> dict[str, Any]:
     """The document to write for `run` (a new object; `run` is not changed)."""
     cases: dict[str, Any] = {}
+    known: dict[str, tuple[int, dict[str, Any]]] = {}  # canonical JSON -> (index, the `known` object)
     records = []
     for rec in run["records"]:
         cases.setdefault(rec["case_id"], rec["case"])
@@ -128,10 +136,12 @@ def encode(run: dict[str, Any], new_record: NewRecord) -> dict[str, Any]:
                          for el in value]
             elif field in LAYOUTS:
                 value = _packed(value, LAYOUTS[field])
+            elif field == "known" and isinstance(value, dict):
+                value = known.setdefault(_key(value), (len(known), value))[0]
             out[field] = value
         records.append(out)
     doc = {k: v for k, v in run.items() if k != "records"}
-    doc.update(layouts=LAYOUTS, cases=cases, records=records)
+    doc.update(layouts=LAYOUTS, cases=cases, known=[v for _, v in known.values()], records=records)
     return doc
 
 
@@ -154,17 +164,18 @@ def _exact_actual(el: Any, dtype: str | None) -> Any:
 def decode(doc: dict[str, Any], new_record: NewRecord) -> dict[str, Any]:
     """The run in memory (full records) of a schema-3 document; EncodingError names what
     cannot be read back. Other problems are left to `results.validate`."""
-    layouts, cases, records = doc.get("layouts", {}), doc.get("cases", {}), doc.get("records")
+    layouts, cases, known = doc.get("layouts", {}), doc.get("cases", {}), doc.get("known", [])
+    records = doc.get("records")
     for name, value, label in (("layouts", layouts, "an object"), ("cases", cases, "an object"),
-                               ("records", records, "a list")):
-        if not isinstance(value, list if name == "records" else dict):
+                               ("known", known, "a list"), ("records", records, "a list")):
+        if not isinstance(value, list if name in ("known", "records") else dict):
             raise EncodingError(f"{name}: expected {label}, received {type(value).__name__}")
     for field, names in layouts.items():
         if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise EncodingError(f"layouts.{field}: expected a list of field names, received {str(names)[:40]!r}")
     if not isinstance(doc.get("backends"), dict) or not isinstance(doc.get("run"), dict):
         return doc  # results.validate names the missing or mistyped section
-    run = {k: v for k, v in doc.items() if k not in ("layouts", "cases", "records")}
+    run = {k: v for k, v in doc.items() if k not in ("layouts", "cases", "known", "records")}
     full = []
     for i, rec in enumerate(records):
         where = f"records[{i}]"
@@ -186,6 +197,11 @@ def decode(doc: dict[str, Any], new_record: NewRecord) -> dict[str, Any]:
                          for j, el in enumerate(value)]
             elif field in layouts and field != "worst":
                 value = _unpacked(value, layouts[field], f"{where}.{field}")
+            elif field == "known" and isinstance(value, int) and not isinstance(value, bool):
+                if not 0 <= value < len(known) or not isinstance(known[value], dict):
+                    raise EncodingError(f"{where}.known: expected an index of 'known' (0 to {len(known) - 1}), "
+                                        f"received {value}")
+                value = dict(known[value])
             out[field] = value
         full.append(out)
     run["records"] = full

@@ -31,7 +31,7 @@ def merge(paths: list[str]) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
     first = runs[0][1]
     path_of = {id(run): p for p, run in runs}
     merged = {k: v for k, v in first.items() if k not in ("records", "expected", "baseline", "findings")}
-    merged["run"] = dict(first["run"], shard=None, merged_from=[str(p) for p, _ in runs],
+    merged["run"] = dict(first["run"], shard=None, params=None, merged_from=[str(p) for p, _ in runs],
                          started=min(r["run"]["started"] for _, r in runs),
                          finished=max(r["run"]["finished"] for _, r in runs),
                          interrupted=any(r["run"].get("interrupted") for _, r in runs))

@@ -151,15 +151,12 @@ def test_a_misbehaving_run_exits_1_and_lists_the_unexpected(misbehaving_run):
     assert "crash: worker process died with signal SIGSEGV" in misbehaving_run["err"]
 
 
-def test_a_completed_run_keeps_its_stream_compressed_with_every_record(misbehaving_run):
+def test_a_completed_run_leaves_no_stream_and_results_json_holds_what_resume_needs(misbehaving_run):
     out = misbehaving_run["out"]
-    assert not (out / "results.jsonl").exists()  # results.json holds the records: no second plain copy
-    lines = gzip.decompress((out / "results.jsonl.gz").read_bytes()).decode("utf-8").splitlines()
-    header = json.loads(lines[0])
-    assert header["type"] == "header"
-    kinds = [json.loads(ln)["type"] for ln in lines[1:]]
-    assert kinds.count("record") == 2 * len(NAMES)
-    assert set(kinds) <= {"record", "fingerprint", "minimised", "session"}
+    assert not (out / "results.jsonl").exists() and not (out / "results.jsonl.gz").exists()
+    header, records = results.resume_point(results.load(out / "results.json"))
+    assert header["params"]["backends"] == [adapter("Misbehaving"), adapter("Raises")]
+    assert len(records) == 2 * len(NAMES)
 
 
 # ---- interruption and resume ------------------------------------------------------------
@@ -168,7 +165,7 @@ RESUME_NAMES = [f"ok-{i}" for i in range(10)] + ["wrong-x", "invalid-y"]
 
 
 def _records_in(stream: Path) -> int:
-    """Records in the stream (plain while the run goes, compressed once it completed)."""
+    """Records in the stream (there while the run goes and after an interruption)."""
     path = results.stream_path(stream)
     try:
         return len(results.read_jsonl(path)[1]) if path else 0
@@ -200,7 +197,8 @@ def test_an_interrupted_run_resumes_to_the_verdicts_of_one_run(tmp_path, sig):
         assert proc.returncode == -signal.SIGKILL
     code, _ = run_cli("run", *params, "--out", str(out), "--resume")
     assert code == 1  # wrong-x diverges
-    assert _records_in(out / "results.jsonl") == len(RESUME_NAMES)
+    assert not (out / "results.jsonl").exists()  # completed now: results.json holds every record
+    assert len(results.load(out / "results.json")["records"]) == len(RESUME_NAMES)
     # The reference: one uninterrupted run of the same behaviour without the sleeps.
     fast = [adapter("Misbehaving") if p == adapter("Slow") else p for p in params]
     run_cli("run", *fast, "--out", str(tmp_path / "one"))
@@ -225,12 +223,9 @@ def test_resume_of_a_finished_run_runs_nothing_again(tmp_path):
     base = ["run", "--backend", "numpy", "--cases", str(cases), "--out", str(out), "--no-report", "--quiet"]
     run_cli(*base)
 
-    def record_lines():
-        return results.read_jsonl(out / "results.jsonl.gz")[1]
-
-    before = record_lines()
+    before = results.load(out / "results.json")["records"]
     assert run_cli(*base, "--resume")[0] == 0
-    assert record_lines() == before
+    assert results.load(out / "results.json")["records"] == before
 
 
 # ---- shards -------------------------------------------------------------------------------

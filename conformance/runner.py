@@ -157,13 +157,13 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
         for r in previous or []:
             progress.add(r)
         header = {"params": cfg.params(), "started": started, "argv": cfg.argv}
-        stream = cfg.out / "results.jsonl"
+        stream_file = cfg.out / "results.jsonl"
         if previous is None:
-            writer = results.JsonlWriter(stream, header)
-        elif results.stream_path(stream) is None:  # a completed run's results.json was the state
-            writer = results.JsonlWriter.replay(stream, header_before, previous)
+            writer = results.JsonlWriter(stream_file, header)
+        elif results.stream_path(stream_file) is None:  # a completed run's results.json was the state
+            writer = results.JsonlWriter.replay(stream_file, header_before, previous)
         else:
-            writer = results.JsonlWriter(stream, None)
+            writer = results.JsonlWriter(stream_file, None)
         ctx = RunContext(cfg, entries, writer, progress, new_records, referee, fingerprints, states)
         for b in backends:
             ctx.note_fingerprint(b)

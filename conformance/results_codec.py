@@ -106,6 +106,15 @@ def _run_default(run: dict[str, Any], rec: dict[str, Any], field: str) -> Any:
     return info.get("version" if field == "backend_version" else field)
 
 
+def _default(run: dict[str, Any], rec: dict[str, Any], field: str, blank: dict[str, Any]) -> Any:
+    """What `decode` gives `field` of `rec` when the file leaves it out (`blank`: `new_record`'s)."""
+    if field in _RUN_DEFAULTS:
+        return _run_default(run, rec, field)
+    if field == "message" and rec["status"] == "pass":
+        return PASS_MESSAGE
+    return blank[field]
+
+
 def encode(run: dict[str, Any], new_record: NewRecord) -> dict[str, Any]:
     """The document to write for `run` (a new object; `run` is not changed)."""
     cases: dict[str, Any] = {}
@@ -122,12 +131,7 @@ def encode(run: dict[str, Any], new_record: NewRecord) -> dict[str, Any]:
         for field, value in rec.items():
             if field == "case":
                 continue
-            if field in _RUN_DEFAULTS:
-                if value == _run_default(run, rec, field):
-                    continue
-            elif field == "message" and rec["status"] == "pass" and value == PASS_MESSAGE:
-                continue
-            elif field not in _KEPT and field in default and value == default[field]:
+            if field not in _KEPT and field in default and value == _default(run, rec, field, default):
                 continue
             if field in ("figures", "time", "heatmap", "channel_errors"):
                 value = _rounded(value)

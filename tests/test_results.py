@@ -148,6 +148,14 @@ def test_load_gives_back_what_write_was_given(run_dir, tmp_path):
     assert results.load(tmp_path / "again.json") == run
 
 
+def test_a_field_that_differs_from_its_default_is_written(run_dir, tmp_path):
+    run = results.load(run_dir / "results.json")
+    passed = next(r for r in run["records"] if r["status"] == "pass")
+    passed.update(message="", backend_version=None)  # defaults elsewhere, not for a pass of a known backend
+    results.write(tmp_path / "r.json", run)
+    assert results.load(tmp_path / "r.json") == run
+
+
 def test_a_worst_elements_actual_is_read_back_exactly_and_figures_to_four_digits(run_dir, tmp_path):
     run = results.load(run_dir / "results.json")
     rec = next(r for r in run["records"] if r["status"] == "diverge" and r["worst"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import math
 import signal
 import subprocess
@@ -191,7 +190,7 @@ def test_an_interrupted_run_resumes_to_the_verdicts_of_one_run(tmp_path, sig):
     assert 3 <= partial < len(RESUME_NAMES), "expected the interrupt to land mid-run"
     if sig == signal.SIGINT:
         assert proc.returncode == 130, err
-        run = json.loads((out / "results.json").read_text())
+        run = results.load(out / "results.json")
         assert run["run"]["interrupted"] is True and len(run["records"]) == partial
     else:
         assert proc.returncode == -signal.SIGKILL
@@ -255,7 +254,7 @@ def test_merged_shards_give_the_verdicts_of_one_run(tmp_path):
     code, err = run_cli("merge", *parts, "--out", str(tmp_path / "merged"), "--no-report", "--quiet")
     assert code == 1, err
     assert verdicts(tmp_path / "merged" / "results.json") == verdicts(tmp_path / "one" / "results.json")
-    sizes = [len(json.loads(Path(p).read_text())["records"]) for p in parts]
+    sizes = [len(results.load(p)["records"]) for p in parts]
     assert sum(sizes) == 2 * len(SHARD_NAMES) and 0 not in sizes
 
 
@@ -332,7 +331,7 @@ def test_a_divergence_is_minimised_once_per_backend_kind_and_diagnosis(tmp_path)
     code, err = run_cli("run", "--adapter", adapter("OffByOne"), "--cases", str(cases), "--out", str(tmp_path / "o"),
                         "--no-report", "--quiet")
     assert code == 1, err
-    first, second = json.loads((tmp_path / "o" / "results.json").read_text())["records"]
+    first, second = results.load(tmp_path / "o" / "results.json")["records"]
     assert first["status"] == second["status"] == "diverge"
     smaller = Case.from_dict(first["minimised"])
     original = Case.from_dict(first["case"])
@@ -345,7 +344,7 @@ def test_no_minimise_leaves_divergences_as_they_are(tmp_path):
     cases = case_file(tmp_path / "cases.yaml", ["big-a"])
     run_cli("run", "--adapter", adapter("OffByOne"), "--cases", str(cases), "--out", str(tmp_path / "o"),
             "--no-report", "--quiet", "--no-minimise")
-    (rec,) = json.loads((tmp_path / "o" / "results.json").read_text())["records"]
+    (rec,) = results.load(tmp_path / "o" / "results.json")["records"]
     assert rec["status"] == "diverge" and rec["minimised"] is None
 
 
@@ -361,6 +360,6 @@ def test_workers_idle_threads_sleep_unless_the_user_chose_a_wait_policy(tmp_path
     cases = case_file(tmp_path / "cases.yaml", ["ok-a"])
     code, err = run_cli("run", "--adapter", adapter("SaysWaitPolicy"), "--cases", str(cases),
                         "--out", str(tmp_path / "out"), "--no-report")
-    run = json.loads((tmp_path / "out" / "results.json").read_text())
+    run = results.load(tmp_path / "out" / "results.json")
     assert code == 0, err
     assert run["records"][0]["backend_version"] == f"{preset or 'PASSIVE'}/4"

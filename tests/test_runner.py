@@ -9,7 +9,6 @@ uninterrupted one; shards merged give the verdicts of one run.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import math
 import signal

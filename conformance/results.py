@@ -9,9 +9,13 @@ Invariants
   (`{"type": "header", ...}` with the run parameters), every further line one record
   (`{"type": "record", "record": {...}}`), each flushed as soon as it is written, so a run
   killed at any point keeps every finished record; a torn last line is ignored on reading.
-  Once a run completes and results.json holds every record, the stream is kept compressed
-  as results.jsonl.gz (`compress_stream`): the same lines, for --resume, at a tenth of the
-  size; a run interrupted or killed keeps the plain stream.
+  Once a run completes and results.json (written durably by `write`) holds every record
+  and the run's parameters (`run.params`), the stream is removed (`drop_stream`): --resume
+  reads that results.json (`resume_point`) and starts a new stream from it
+  (`JsonlWriter.replay`). A run interrupted or killed keeps the plain stream, which --resume
+  prefers; a completed stream an earlier version kept compressed (results.jsonl.gz) is read too.
+- results.json is written in schema 3's compact encoding (`results_codec`), and `load`
+  gives the full records back, from a file of schema 2 or 3.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import results_codec
 from .vocabulary import FAILING_STATUSES, STATUSES
 
-SCHEMA_VERSION = 2  # 2: precision contracts, findings, environment fingerprints
-#: Versions `load` reads (the fingerprint fields are optional: absent = not recorded).
-READABLE_VERSIONS = (SCHEMA_VERSION,)
+SCHEMA_VERSION = 3  # 2: precision contracts, findings, fingerprints; 3: the compact encoding (`encode`)
+#: Versions `load` reads (the fingerprint fields are optional: absent = not recorded); a
+#: version-2 file is the decoded shape itself.
+READABLE_VERSIONS = (2, SCHEMA_VERSION)
 
 RECORD_FIELDS = ("case_id", "case", "backend", "backend_version", "device", "status", "kind", "known",
                  "message", "figures", "worst", "heatmap", "channel_errors", "diagnosis", "minimised",
@@ -111,8 +117,8 @@ def validate(run: Any) -> list[str]:
     for key in TOP_FIELDS:
         if key not in run:
             problems.append(f"results: expected top-level field {key!r}, received none")
-    if run.get("schema_version") != SCHEMA_VERSION:
-        problems.append(f"schema_version: expected {SCHEMA_VERSION}, received {run.get('schema_version')!r}")
+    if run.get("schema_version") not in READABLE_VERSIONS:
+        problems.append(f"schema_version: expected one of {READABLE_VERSIONS}, received {run.get('schema_version')!r}")
     for key, types, label in (("tool", (dict,), "an object"), ("environment", (dict,), "an object"),
                               ("run", (dict,), "an object"), ("backends", (dict,), "an object"),
                               ("fingerprints", (dict,), "an object"), ("records", (list,), "a list")):
@@ -170,11 +176,17 @@ def validate(run: Any) -> list[str]:
 
 
 def write(path: str | os.PathLike, run: dict[str, Any]) -> None:
-    """Write results.json atomically (a reader never sees half a file)."""
+    """Write results.json atomically and durably (a reader never sees half a file, and the
+    run's result stream may be removed once this returns), in the compact encoding of the
+    current schema (`results_codec.encode`); `run` itself is not changed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(run, separators=(",", ":"), allow_nan=False) + "\n", encoding="utf-8")  # compact: a run is large
+    doc = results_codec.encode(dict(run, schema_version=SCHEMA_VERSION), new_record)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(doc, separators=(",", ":"), allow_nan=False) + "\n")  # compact: a run is large
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -199,7 +211,13 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         raise ResultsError(f"{path}: expected a results.json document with 'schema_version', received "
                            f"{'none' if isinstance(run, dict) else 'a JSON ' + type(run).__name__}")
     if run["schema_version"] not in READABLE_VERSIONS:
-        raise ResultsError(f"{path}: expected schema_version {SCHEMA_VERSION}, received {run['schema_version']!r}")
+        raise ResultsError(f"{path}: expected schema_version {' or '.join(map(str, READABLE_VERSIONS))}, "
+                           f"received {run['schema_version']!r}")
+    if run["schema_version"] >= 3:
+        try:
+            run = results_codec.decode(run, new_record)
+        except results_codec.EncodingError as exc:
+            raise ResultsError(f"{path}: {exc}") from None
     problems = validate(run)
     if problems:
         raise ResultsError(f"{path}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
@@ -207,25 +225,36 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def compressed(path: Path) -> Path:
-    """Where a completed run keeps the stream `path` (results.jsonl -> results.jsonl.gz)."""
+    """Where runs before schema 3 kept a completed stream `path` (results.jsonl -> results.jsonl.gz)."""
     return path.with_name(path.name + ".gz")
 
 
 def stream_path(path: Path) -> Path | None:
     """The stream to read for `path` (results.jsonl): itself while a run goes or after an
-    interruption, else a completed run's compressed copy; None when neither exists."""
+    interruption, else the compressed copy an earlier version kept; None when neither exists."""
     return next((p for p in (path, compressed(path)) if p.exists()), None)
 
 
-def compress_stream(path: Path) -> None:
-    """Replace the completed stream `path` by `compressed(path)` (atomically: a reader
-    always finds one of the two whole)."""
-    gz = compressed(path)
-    tmp = gz.with_name(gz.name + ".tmp")
-    with open(path, "rb") as src, gzip.open(tmp, "wb", compresslevel=6) as dst:
-        shutil.copyfileobj(src, dst)
-    os.replace(tmp, gz)
-    path.unlink()
+def drop_stream(path: Path) -> None:
+    """Remove the completed stream `path` (and an earlier version's compressed copy): call
+    it only once `write` has returned, when results.json holds every record and what
+    --resume needs (`resume_point`)."""
+    for p in (path, compressed(path)):
+        p.unlink(missing_ok=True)
+
+
+def resume_point(run: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """(header, records) as `read_jsonl` gives them, from a completed run's results.json
+    (`load`); None when it does not say the parameters it ran with (`run.params`: a merge,
+    or a file written before schema 3)."""
+    if not isinstance(run["run"].get("params"), dict):
+        return None
+    header = {"type": "header", "schema_version": run["schema_version"], "params": run["run"]["params"],
+              "started": run["run"]["started"], "argv": run["run"].get("argv"),
+              "fingerprints": dict(run.get("fingerprints") or {}), "minimised": [],
+              "sessions": [{"type": "session", "started": run["run"]["finished"],
+                            "wall_s": run["run"].get("wall_s") or 0.0}]}
+    return header, run["records"]
 
 
 class JsonlWriter:
@@ -238,11 +267,26 @@ class JsonlWriter:
             self._fh = open(self.path, "w", encoding="utf-8")
             self._line({"type": "header", "schema_version": SCHEMA_VERSION, **header})
         else:  # resuming: drop a torn last line before appending
-            if not self.path.exists():  # a completed run's stream: append to it uncompressed
+            if not self.path.exists():  # an earlier version's completed stream: append to it uncompressed
                 with gzip.open(compressed(self.path), "rb") as src, open(self.path, "wb") as dst:
                     shutil.copyfileobj(src, dst)
+                compressed(self.path).unlink()
             _truncate_torn_tail(self.path)
             self._fh = open(self.path, "a", encoding="utf-8")
+
+    @classmethod
+    def replay(cls, path: str | os.PathLike, header: dict[str, Any], records: list[dict[str, Any]]) -> JsonlWriter:
+        """A fresh stream holding a completed run's state (`resume_point`: its parameters,
+        fingerprints, sessions and records), open for the resumed run to append to: a
+        resumed run interrupted in turn keeps everything in its stream."""
+        writer = cls(path, {k: header.get(k) for k in ("params", "started", "argv")})
+        for fid, fp in (header.get("fingerprints") or {}).items():
+            writer.state("fingerprint", id=fid, fingerprint=fp)
+        for session in header.get("sessions") or []:
+            writer.state("session", started=session.get("started"), wall_s=session.get("wall_s"))
+        for rec in records:
+            writer.record(rec)
+        return writer
 
     def _line(self, obj: dict[str, Any]) -> None:
         self._fh.write(json.dumps(obj, allow_nan=False) + "\n")
@@ -306,8 +350,9 @@ def read_jsonl(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, 
             header["sessions"].append(obj)
     if header is None:
         raise ResultsError(f"{path}: expected a header line, received none")
-    if header.get("schema_version") != SCHEMA_VERSION:
-        raise ResultsError(f"{path}: expected schema_version {SCHEMA_VERSION}, received {header.get('schema_version')!r}")
+    if header.get("schema_version") not in READABLE_VERSIONS:  # the stream's lines are the same in 2 and 3
+        raise ResultsError(f"{path}: expected schema_version {' or '.join(map(str, READABLE_VERSIONS))}, "
+                           f"received {header.get('schema_version')!r}")
     return header, records
 
 

@@ -39,9 +39,9 @@ Invariants
   interrupted run keeps them and `resume` skips exactly the pairs already recorded
   (only for the same run parameters); the stream's state lines (fingerprints,
   minimisations, sessions) give a resumed run the original start time, the summed wall
-  time and what was already minimised. A run that completes keeps the stream compressed
-  (results.jsonl.gz, `results.compress_stream`) once results.json is written; --resume
-  reads either.
+  time and what was already minimised. A run that completes removes the stream once
+  results.json is written (`results.drop_stream`): --resume then continues from that
+  results.json, which holds the records and the run's parameters (`results.resume_point`).
 - A manifest (`--expected`) only explains a verdict (record["known"]); it never changes
   one. Minimising, diagnosis and repro scripts only add to a divergence's record
   (`run.divergences`), and findings only add to the run (`run.findings_step`).
@@ -157,7 +157,13 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
         for r in previous or []:
             progress.add(r)
         header = {"params": cfg.params(), "started": started, "argv": cfg.argv}
-        writer = results.JsonlWriter(cfg.out / "results.jsonl", header if previous is None else None)
+        stream_file = cfg.out / "results.jsonl"
+        if previous is None:
+            writer = results.JsonlWriter(stream_file, header)
+        elif results.stream_path(stream_file) is None:  # a completed run's results.json was the state
+            writer = results.JsonlWriter.replay(stream_file, header_before, previous)
+        else:
+            writer = results.JsonlWriter(stream_file, None)
         ctx = RunContext(cfg, entries, writer, progress, new_records, referee, fingerprints, states)
         for b in backends:
             ctx.note_fingerprint(b)
@@ -192,9 +198,10 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
     outcome = finish(cfg, cases, backends, (previous or []) + new_records, entries, baseline, started, interrupted,
                      timing, found, fingerprints)
     if writer is not None and not interrupted:
-        # results.json (written by `finish`) holds every record now: a second plain copy
-        # was a third of the report folder. An interrupted run keeps its plain stream.
-        results.compress_stream(writer.path)
+        # results.json (written durably by `finish`) holds every record and the run's
+        # parameters now, all --resume needs: a second copy was a tenth of the report
+        # folder. An interrupted run keeps its plain stream.
+        results.drop_stream(writer.path)
     return outcome
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import yaml
 
-from conformance import cli
+from conformance import cli, results
 
 ADAPTERS = Path(__file__).resolve().parent / "adapters_for_tests.py"
 
@@ -44,11 +43,11 @@ def run_cli(*argv: str) -> tuple[int, str]:
 
 
 def verdicts(results_json: Path) -> dict[tuple[str, str], tuple[str, str | None]]:
-    run = json.loads(Path(results_json).read_text())
+    run = results.load(results_json)
     return {(r["case_id"], r["backend"]): (r["status"], r["kind"]) for r in run["records"]}
 
 
 def by_name(results_json: Path, backend: str) -> dict[str, dict]:
     """Records of one backend keyed by the case name."""
-    run = json.loads(Path(results_json).read_text())
+    run = results.load(results_json)
     return {r["case"]["name"]: r for r in run["records"] if r["backend"] == backend}

@@ -13,7 +13,6 @@ None of these tests needs a framework.
 
 from __future__ import annotations
 
-import json
 import re
 import tomllib
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conformance import results
 from conformance.adapters import registry
 from conformance.adapters._base import framework_reason, probe_reason
 from conformance.spec import Case
@@ -106,7 +106,7 @@ def test_adapter_options_reach_the_worker_and_are_recorded(tmp_path):
     code, err = run_cli("run", "--adapter", adapter("WithOptions"), "--adapter-option", "scale=2",
                         "--adapter-option", "label=doubled", "--cases", str(cases), "--out", str(out),
                         "--no-report", "--no-minimise")
-    run = json.loads((out / "results.json").read_text())
+    run = results.load(out / "results.json")
     info = run["backends"]["with-options-doubled"]
     assert info["options"] == {"scale": "2", "label": "doubled"}
     assert info["spec"].endswith("WithOptions[scale=2,label=doubled]")
@@ -270,7 +270,7 @@ def test_an_adapter_file_may_import_a_helper_module_beside_it(tmp_path):
     code, err = run_cli("run", "--adapter", f"{tmp_path / 'my_adapter.py'}:Mine", "--cases", str(cases),
                         "--out", str(out), "--no-report", "--no-minimise")
     assert code == 0, err
-    assert json.loads((out / "results.json").read_text())["records"][0]["status"] == "pass"
+    assert results.load(out / "results.json")["records"][0]["status"] == "pass"
 
 
 def test_what_conformance_backends_prints_states_facts_not_internal_references():

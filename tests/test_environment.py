@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import expected, fingerprint
+from conformance import expected, fingerprint, results
 from tests._runner_util import adapter, case_file, run_cli
 
 FAKE = {"cpu": {"arch": "x86_64", "vendor": "GenuineIntel", "model": "Intel Xeon Gold 6338",
@@ -101,7 +101,7 @@ def _run(tmp_path, cls, manifest_text, names=("wrong-a",)):
     out = tmp_path / "out"
     code, err = run_cli("run", "--adapter", adapter(cls), "--cases", str(cases), "--out", str(out),
                         "--expected", str(manifest), "--no-report", "--no-minimise")
-    return code, err, json.loads((out / "results.json").read_text())
+    return code, err, results.load(out / "results.json")
 
 
 ONEDNN_ONLY = "- {backend: 'says-*', cases: '*', kind: value, reason: oneDNN only, when: {tensorflow.onednn: true}}\n"
@@ -164,7 +164,7 @@ def test_an_adapter_fingerprint_that_raises_is_recorded_not_fatal(tmp_path):
     out = tmp_path / "out"
     code, _ = run_cli("run", "--adapter", adapter("FingerprintRaises"), "--cases", str(cases), "--out", str(out),
                       "--no-report", "--quiet")
-    run = json.loads((out / "results.json").read_text())
+    run = results.load(out / "results.json")
     assert code == 0
     assert list(run["fingerprints"].values())[0]["adapter"] == {"error": "RuntimeError: no environment here"}
 
@@ -180,7 +180,7 @@ def test_baseline_says_when_the_environment_differs(tmp_path):
                      "class Renamed(SaysEigen):\n    name = 'says-onednn'\n")
     code, err = run_cli("run", "--adapter", f"{other}:Renamed", "--out", str(second), "--baseline",
                         str(first / "results.json"), *base)
-    run = json.loads((second / "results.json").read_text())
+    run = results.load(second / "results.json")
     assert run["baseline"]["fingerprints_differ"]["says-onednn"] == ["tensorflow.onednn: True != False"]
     assert "environment differs from the baseline for says-onednn: tensorflow.onednn: True != False" in err
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conformance import expected
+from conformance import expected, results
 from tests._runner_util import adapter, case_file, run_cli
 
 OK_ID = "conv-n1-5x5x2-k3x3-o2-s1x1-d1x1-valid-f32"
@@ -85,7 +85,7 @@ def _run(tmp_path, cases, *extra):
     out = tmp_path / "out"
     code, err = run_cli("run", "--adapter", adapter("Misbehaving"), "--cases", str(cases), "--out", str(out),
                         "--no-report", "--no-minimise", *extra)
-    return code, err, json.loads((out / "results.json").read_text())
+    return code, err, results.load(out / "results.json")
 
 
 def test_a_known_divergence_stays_a_divergence_and_does_not_fail_the_run(tmp_path, cases):

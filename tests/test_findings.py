@@ -8,7 +8,6 @@ itself (experiments, vocabulary) is tested in tests/test_discover.py and test_pr
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conformance import expected, findings
+from conformance import expected, findings, results
 from conformance.predicate import parse
 from conformance.protocol import answer
 from conformance.record import oracle_for, record_reply
@@ -58,7 +57,7 @@ def run(tmp_path_factory):
             "--out", str(tmp / "out"), "--confirm-budget", "60"]
     code, err = run_cli(*argv)
     assert code == 1, err
-    return tmp / "out", json.loads((tmp / "out" / "results.json").read_text()), err
+    return tmp / "out", results.load(tmp / "out" / "results.json"), err
 
 
 def _of(doc, backend):
@@ -139,7 +138,7 @@ def test_pages_open_with_the_bugs_linked_to_each_finding(run):
 def test_merge_of_the_run_s_own_results_keeps_every_finding_id(run, tmp_path):
     out, doc, _ = run
     code, err = run_cli("merge", str(out / "results.json"), "--out", str(tmp_path / "m"), "--no-report", "--quiet")
-    merged = json.loads((tmp_path / "m" / "results.json").read_text())
+    merged = results.load(tmp_path / "m" / "results.json")
     assert code in (0, 1), err
     assert [(f["id"], f["status"]) for f in merged["findings"]["items"]] == \
            [(f["id"], f["status"]) for f in doc["findings"]["items"]]
@@ -158,7 +157,7 @@ def test_merge_of_shards_in_any_order_gives_the_ids_of_the_whole_run(run, tmp_pa
     for order in (shards, shards[::-1]):
         out = tmp_path / f"merged-{order[0].parent.name}"
         code, err = run_cli("merge", *map(str, order), "--out", str(out), "--no-report", "--quiet")
-        merged = json.loads((out / "results.json").read_text())
+        merged = results.load(out / "results.json")
         assert {f["id"]: sorted(m["case_id"] for m in f["members"]) for f in merged["findings"]["items"]} == whole
 
 

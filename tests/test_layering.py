@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                                "conformance.adapters", "conformance.adapters.*", "conformance.protocol",
                                "conformance.repeats", "conformance.fingerprint")),
     ("verdict", ("conformance.compare", "conformance.verdict", "conformance.diagnose", "conformance.diagnose_*")),
-    ("record", ("conformance.results", "conformance.record", "conformance.minimise", "conformance.scripts")),
+    ("record", ("conformance.results", "conformance.results_codec", "conformance.record", "conformance.minimise", "conformance.scripts")),
     ("worker processes", ("conformance.process", "conformance.process.*")),
     ("findings", ("conformance.predicate", "conformance.axes", "conformance.probe", "conformance.hypotheses",
                   "conformance.characterise", "conformance.confirm", "conformance.findings", "conformance.findings_*",

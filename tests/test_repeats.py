@@ -20,7 +20,6 @@ Pinned:
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import expected, repeats
+from conformance import expected, repeats, results
 from conformance.cases.sets import select
 from conformance.inputs import make_inputs
 from conformance.minimise import cost, minimise, same_divergence
@@ -65,7 +64,7 @@ def repeat_run(tmp_path_factory):
                         "--adapter", adapter("Faithful"), "--adapter", adapter("WritesIntoInputs"),
                         "--cases", SELECTOR, "--out", str(out),
                         "--no-minimise", "--no-confirm")
-    run = json.loads((out / "results.json").read_text())
+    run = results.load(out / "results.json")
     by = {(r["backend"], r["case_id"]): r for r in run["records"]}
     return code, err, out, run, by
 
@@ -168,7 +167,7 @@ def test_a_nondeterministic_entry_is_untested_where_nothing_was_repeated(repeat_
 def test_repeats_0_judges_the_first_call_alone(tmp_path):
     code, _ = run_cli("run", "--adapter", adapter("FlipsAnUlp"), "--cases", NORMAL[0], "--out", str(tmp_path / "o"),
                       "--repeats", "0", "--no-report", "--quiet")
-    rec = json.loads((tmp_path / "o" / "results.json").read_text())["records"][0]
+    rec = results.load(tmp_path / "o" / "results.json")["records"][0]
     assert (code, rec["status"], rec["repeat"]) == (0, "pass", None)
 
 

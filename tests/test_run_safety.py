@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conformance import runner
+from conformance import results, runner
 from conformance.cli import console
 from conformance.process import memory
 from conformance.run.config import RunConfig
@@ -81,7 +80,7 @@ def test_an_oracle_past_the_timeout_is_that_cases_timeout_and_the_run_goes_on(tm
     out = tmp_path / "out"
     code, err = run_cli("run", "--adapter", adapter("Misbehaving"), "--cases", str(cases), "--out", str(out),
                         "--timeout", "2", "--no-report", "--no-minimise")
-    recs = {r["case"]["name"]: r for r in json.loads((out / "results.json").read_text())["records"]}
+    recs = {r["case"]["name"]: r for r in results.load(out / "results.json")["records"]}
     assert recs["accept-slow-oracle"]["status"] == "timeout"
     assert "the oracle and comparison took longer than --timeout 2 s" in recs["accept-slow-oracle"]["message"]
     assert recs["ok-after"]["status"] == "pass"  # the referee was restarted for the next case
@@ -94,7 +93,7 @@ def test_a_case_over_max_memory_is_unsupported_with_the_estimate_before_it_runs(
     out = tmp_path / "out"
     code, err = run_cli("run", "--adapter", adapter("Misbehaving"), "--cases", str(cases), "--out", str(out),
                         "--max-memory", "300M", "--no-report")
-    recs = {r["case"]["name"]: r for r in json.loads((out / "results.json").read_text())["records"]}
+    recs = {r["case"]["name"]: r for r in results.load(out / "results.json")["records"]}
     huge = recs["segv-huge"]
     assert huge["status"] == "unsupported"  # not crash: the backend was never asked
     assert "needs an estimated" in huge["message"] and "over --max-memory 0.3 GiB" in huge["message"]
@@ -228,16 +227,14 @@ def test_resume_keeps_the_start_time_and_finds_the_same_findings(tmp_path):
     base = ["run", "--adapter", adapter("OffByOne"), "--cases", str(cases), "--out", str(out), "--no-report",
             "--quiet"]
     run_cli(*base)
-    first = json.loads((out / "results.json").read_text())
-    # Interrupted after the first record: the plain stream without the second record's line
-    # and what followed (a completed run keeps it only compressed).
-    lines = gzip.decompress((out / "results.jsonl.gz").read_bytes()).decode("utf-8").splitlines()
-    last = max(i for i, ln in enumerate(lines) if '"type": "record"' in ln)
-    (out / "results.jsonl.gz").unlink()
-    (out / "results.jsonl").write_text("\n".join(lines[:last]) + "\n")
+    first = results.load(out / "results.json")
+    # Interrupted after the first record: a plain stream of the run's state and its first
+    # record only (a completed run leaves none: its results.json holds that state).
+    header, recs = results.resume_point(results.load(out / "results.json"))
+    results.JsonlWriter.replay(out / "results.jsonl", header, recs[:1]).close()
     time.sleep(1.1)  # the start time has second resolution
     assert run_cli(*base, "--resume")[0] == 1
-    again = json.loads((out / "results.json").read_text())
+    again = results.load(out / "results.json")
     assert again["run"]["started"] == first["run"]["started"]
     assert again["run"]["wall_s"] > first["run"]["wall_s"] * 0.5 and again["run"]["resumed"] is True
     ids = [{f["id"]: f["count"] for f in doc["findings"]["items"]} for doc in (first, again)]

@@ -9,9 +9,7 @@ uninterrupted one; shards merged give the verdicts of one run.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import math
 import signal
 import subprocess
@@ -151,15 +149,12 @@ def test_a_misbehaving_run_exits_1_and_lists_the_unexpected(misbehaving_run):
     assert "crash: worker process died with signal SIGSEGV" in misbehaving_run["err"]
 
 
-def test_a_completed_run_keeps_its_stream_compressed_with_every_record(misbehaving_run):
+def test_a_completed_run_leaves_no_stream_and_results_json_holds_what_resume_needs(misbehaving_run):
     out = misbehaving_run["out"]
-    assert not (out / "results.jsonl").exists()  # results.json holds the records: no second plain copy
-    lines = gzip.decompress((out / "results.jsonl.gz").read_bytes()).decode("utf-8").splitlines()
-    header = json.loads(lines[0])
-    assert header["type"] == "header"
-    kinds = [json.loads(ln)["type"] for ln in lines[1:]]
-    assert kinds.count("record") == 2 * len(NAMES)
-    assert set(kinds) <= {"record", "fingerprint", "minimised", "session"}
+    assert not (out / "results.jsonl").exists() and not (out / "results.jsonl.gz").exists()
+    header, records = results.resume_point(results.load(out / "results.json"))
+    assert header["params"]["backends"] == [adapter("Misbehaving"), adapter("Raises")]
+    assert len(records) == 2 * len(NAMES)
 
 
 # ---- interruption and resume ------------------------------------------------------------
@@ -168,7 +163,7 @@ RESUME_NAMES = [f"ok-{i}" for i in range(10)] + ["wrong-x", "invalid-y"]
 
 
 def _records_in(stream: Path) -> int:
-    """Records in the stream (plain while the run goes, compressed once it completed)."""
+    """Records in the stream (there while the run goes and after an interruption)."""
     path = results.stream_path(stream)
     try:
         return len(results.read_jsonl(path)[1]) if path else 0
@@ -194,13 +189,14 @@ def test_an_interrupted_run_resumes_to_the_verdicts_of_one_run(tmp_path, sig):
     assert 3 <= partial < len(RESUME_NAMES), "expected the interrupt to land mid-run"
     if sig == signal.SIGINT:
         assert proc.returncode == 130, err
-        run = json.loads((out / "results.json").read_text())
+        run = results.load(out / "results.json")
         assert run["run"]["interrupted"] is True and len(run["records"]) == partial
     else:
         assert proc.returncode == -signal.SIGKILL
     code, _ = run_cli("run", *params, "--out", str(out), "--resume")
     assert code == 1  # wrong-x diverges
-    assert _records_in(out / "results.jsonl") == len(RESUME_NAMES)
+    assert not (out / "results.jsonl").exists()  # completed now: results.json holds every record
+    assert len(results.load(out / "results.json")["records"]) == len(RESUME_NAMES)
     # The reference: one uninterrupted run of the same behaviour without the sleeps.
     fast = [adapter("Misbehaving") if p == adapter("Slow") else p for p in params]
     run_cli("run", *fast, "--out", str(tmp_path / "one"))
@@ -225,12 +221,9 @@ def test_resume_of_a_finished_run_runs_nothing_again(tmp_path):
     base = ["run", "--backend", "numpy", "--cases", str(cases), "--out", str(out), "--no-report", "--quiet"]
     run_cli(*base)
 
-    def record_lines():
-        return results.read_jsonl(out / "results.jsonl.gz")[1]
-
-    before = record_lines()
+    before = results.load(out / "results.json")["records"]
     assert run_cli(*base, "--resume")[0] == 0
-    assert record_lines() == before
+    assert results.load(out / "results.json")["records"] == before
 
 
 # ---- shards -------------------------------------------------------------------------------
@@ -260,7 +253,7 @@ def test_merged_shards_give_the_verdicts_of_one_run(tmp_path):
     code, err = run_cli("merge", *parts, "--out", str(tmp_path / "merged"), "--no-report", "--quiet")
     assert code == 1, err
     assert verdicts(tmp_path / "merged" / "results.json") == verdicts(tmp_path / "one" / "results.json")
-    sizes = [len(json.loads(Path(p).read_text())["records"]) for p in parts]
+    sizes = [len(results.load(p)["records"]) for p in parts]
     assert sum(sizes) == 2 * len(SHARD_NAMES) and 0 not in sizes
 
 
@@ -337,7 +330,7 @@ def test_a_divergence_is_minimised_once_per_backend_kind_and_diagnosis(tmp_path)
     code, err = run_cli("run", "--adapter", adapter("OffByOne"), "--cases", str(cases), "--out", str(tmp_path / "o"),
                         "--no-report", "--quiet")
     assert code == 1, err
-    first, second = json.loads((tmp_path / "o" / "results.json").read_text())["records"]
+    first, second = results.load(tmp_path / "o" / "results.json")["records"]
     assert first["status"] == second["status"] == "diverge"
     smaller = Case.from_dict(first["minimised"])
     original = Case.from_dict(first["case"])
@@ -350,7 +343,7 @@ def test_no_minimise_leaves_divergences_as_they_are(tmp_path):
     cases = case_file(tmp_path / "cases.yaml", ["big-a"])
     run_cli("run", "--adapter", adapter("OffByOne"), "--cases", str(cases), "--out", str(tmp_path / "o"),
             "--no-report", "--quiet", "--no-minimise")
-    (rec,) = json.loads((tmp_path / "o" / "results.json").read_text())["records"]
+    (rec,) = results.load(tmp_path / "o" / "results.json")["records"]
     assert rec["status"] == "diverge" and rec["minimised"] is None
 
 
@@ -366,6 +359,6 @@ def test_workers_idle_threads_sleep_unless_the_user_chose_a_wait_policy(tmp_path
     cases = case_file(tmp_path / "cases.yaml", ["ok-a"])
     code, err = run_cli("run", "--adapter", adapter("SaysWaitPolicy"), "--cases", str(cases),
                         "--out", str(tmp_path / "out"), "--no-report")
-    run = json.loads((tmp_path / "out" / "results.json").read_text())
+    run = results.load(tmp_path / "out" / "results.json")
     assert code == 0, err
     assert run["records"][0]["backend_version"] == f"{preset or 'PASSIVE'}/4"

@@ -12,13 +12,13 @@ makes the default run catch the bug.
 
 from __future__ import annotations
 
-import json
 import math
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
+from conformance import results
 from conformance.cases import sets
 from conformance.cases.catalogue import dump_cases
 from conformance.cases.sizes import CLASSES
@@ -53,7 +53,7 @@ def run(tmp_path: Path, adapter: str, cases: list, *extra: str) -> dict[str, str
     out = tmp_path / "out"
     run_cli("run", "--adapter", f"{BROKEN}:{adapter}", "--cases", str(path), "--out", str(out), "--no-report",
             "--no-minimise", "--no-confirm", "--quiet", *extra)
-    records = json.loads((out / "results.json").read_text())["records"]
+    records = results.load(out / "results.json")["records"]
     return {r["case_id"]: r["status"] for r in records}
 
 

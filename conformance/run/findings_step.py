@@ -121,10 +121,11 @@ def mark_minimised(records: list[dict[str, Any]], found: list[dict[str, Any]]) -
         start["minimised"] = f["minimal_case"]
         for m in f["members"]:
             rec = by_key.get((f["backend"], m["case_id"]))
-            if rec is not None and rec is not start:
-                rec["notes"] = list(rec.get("notes") or []) + [
-                    f"finding {f['id']} holds this divergence; its minimal case {f['minimal_case_id']} was shrunk "
-                    f"from {start['case_id']}"]
+            note = (f"finding {f['id']} holds this divergence; its minimal case {f['minimal_case_id']} was shrunk "
+                    f"from {start['case_id']}")
+            if rec is not None and rec is not start and note not in (rec.get("notes") or []):
+                # (already there when a completed run is resumed from its results.json)
+                rec["notes"] = list(rec.get("notes") or []) + [note]
 
 
 def _characterise_all(cfg: Any, live: dict[str, Any], todo: list[str], records: list[dict[str, Any]],

@@ -1,7 +1,8 @@
 """`conformance merge`: one run from the results.json files of its shards.
 
 Invariants
-- Shards must agree: one schema, one version per backend, one verdict (status and kind)
+- Shards must agree: a schema `results.load` reads (2 and 3 hold the same records, so they
+  mix), one version per backend, one verdict (status and kind)
   per (case, backend) pair; anything else is a UsageError naming both files.
 - Environments that differ between shards are said (`fingerprints_differ`), not refused.
 - Findings: every shard's, one per id (an id names the backend and the mechanism, so the
@@ -21,7 +22,7 @@ from .outputs import fingerprint_differences
 
 def merge(paths: list[str]) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
     """One run from shard results, and the repro scripts to copy ((shard dir, relative path));
-    UsageError on mixed schemas or conflicting verdicts."""
+    UsageError on an unreadable file or conflicting verdicts."""
     runs = []
     for p in paths:
         try:
@@ -31,7 +32,7 @@ def merge(paths: list[str]) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
     first = runs[0][1]
     path_of = {id(run): p for p, run in runs}
     merged = {k: v for k, v in first.items() if k not in ("records", "expected", "baseline", "findings")}
-    merged["run"] = dict(first["run"], shard=None, merged_from=[str(p) for p, _ in runs],
+    merged["run"] = dict(first["run"], shard=None, params=None, merged_from=[str(p) for p, _ in runs],
                          started=min(r["run"]["started"] for _, r in runs),
                          finished=max(r["run"]["finished"] for _, r in runs),
                          interrupted=any(r["run"].get("interrupted") for _, r in runs))

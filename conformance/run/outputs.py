@@ -87,6 +87,7 @@ def finish(cfg: RunConfig, cases: list[Case], backends: list[Backend], records: 
                 "shard": f"{cfg.shard[0]}/{cfg.shard[1]}" if cfg.shard else None, "argv": cfg.argv,
                 "timeout_s": cfg.timeout, "max_memory": cfg.max_memory, "cases": len(cases),
                 "interrupted": interrupted, "precision": cfg.precision, "repeats": cfg.repeats.stated(),
+                "params": cfg.params(),
                 **(timing or {})},
         "backends": {b.name: dict(b.info) for b in backends},
         "fingerprints": {k: v for k, v in fingerprints.items() if k in used},

@@ -1,5 +1,6 @@
 """The run's input files, read and checked before anything starts: the manifest (--expected),
-the baseline (--baseline), the stream to resume (--resume) and --out.
+the baseline (--baseline), the run to resume (--resume: its stream, or a completed
+run's results.json) and --out.
 
 Invariants
 - Every problem with them is a UsageError naming the option and the file, raised before
@@ -34,12 +35,24 @@ def load_extras(cfg: RunConfig) -> tuple[list, dict[str, Any] | None]:
 
 
 def resume_state(cfg: RunConfig) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """(header, records) of an earlier stream to continue, or None for a fresh run."""
-    path = results.stream_path(cfg.out / "results.jsonl")
-    if not cfg.resume or path is None:
+    """(header, records) of an earlier run to continue, or None for a fresh run: its stream
+    (results.jsonl, left by an interrupted run), else a completed run's results.json."""
+    if not cfg.resume:
         return None
+    path = results.stream_path(cfg.out / "results.jsonl")
     try:
-        header, recs = results.read_jsonl(path)
+        if path is not None:
+            header, recs = results.read_jsonl(path)
+        elif (cfg.out / "results.json").is_file():
+            path = cfg.out / "results.json"
+            point = results.resume_point(results.load(path))
+            if point is None:
+                raise UsageError(f"--resume: {path}: expected a run's results.json with its parameters "
+                                 f"(run.params), received one without (a merge, or a file of schema 2 without "
+                                 f"its results.jsonl.gz); rerun without --resume")
+            header, recs = point
+        else:
+            return None
     except results.ResultsError as exc:
         raise UsageError(f"--resume: {exc}") from None
     for n, rec in enumerate(recs):

@@ -117,3 +117,20 @@ def test_a_warning_is_one_plain_line():
     warning = [ln for ln in err.getvalue().splitlines() if "budget 10" in ln]
     assert len(warning) == 1 and warning[0].startswith("warning: sweep budget 10 is below"), err.getvalue()
     assert ".py:" not in err.getvalue() and "Warning:" not in err.getvalue()
+
+
+def test_backends_with_the_same_precision_profile_share_its_line_and_manifest_notes_are_one_line(tmp_path):
+    below = {"float16": {"meets": "relaxed", "max_normalised_error": 3.3, "cases": 4, "diverged": 2,
+                         "kinds": {"precision": 2}}}
+    run = {"records": [_rec(backend=b, status="pass", kind=None) for b in ("tf", "tf[onednn]", "torch")],
+           "backends": {b: {} for b in ("tf", "tf[onednn]", "torch")}, "run": {"precision": "strict"},
+           "precision_profile": {"tf": below, "tf[onednn]": below,
+                                 "torch": {"float16": {"meets": "strict", "max_normalised_error": 0.4, "cases": 4}}},
+           "expected": {"not_applicable": [3], "unmatched": [3, 7]}}
+    text = console.summary(console.RunOutcome(run, 0, tmp_path))
+    profile = [ln for ln in text.splitlines() if "float16: relaxed" in ln]
+    assert len(profile) == 1 and profile[0].lstrip().startswith("tf, tf[onednn]  ")
+    assert "torch" not in text.split("precision profile")[1].split("\n\n")[0]  # it meets the contract
+    notes = [ln for ln in text.splitlines() if ln.startswith("note: manifest")]
+    assert notes == ["note: manifest entries [3] do not apply here (their `when` conditions do not hold on this "
+                     "environment); entries [7] match no case of this run"]

@@ -5,7 +5,8 @@ Invariants
 - Findings, not rows: each bug is one line (a framework's variants sharing it on one line),
   divergences are counted in the table, and only results that no finding can hold
   (errors, crashes, timeouts) are listed, at most SUMMARY_ROWS lines. Unsupported cases
-  and the precision profile are one line each. results.json, junit.xml and the reports
+  are one line, the precision profile one line per backend below the contract (backends
+  with the same profile share it). results.json, junit.xml and the reports
   list everything; a default run's whole console stays under about 80 lines.
 """
 
@@ -62,9 +63,12 @@ def summary(outcome: RunOutcome) -> str:
     if profile:
         lines.append(f"\nprecision profile (contract in force: {run['run'].get('precision', 'strict')}): "
                      + ("below it on some dtype:" if weaker else "every backend meets it on every dtype"))
+        sharing: dict[str, list[str]] = {}  # backends with the same profile share its line
         for backend in weaker:  # the dtypes that meet the contract are on the pages
-            lines.append(f"  {backend:<{width}}  " + "; ".join(
-                profile_cell(d, p) for d, p in profile[backend].items() if p.get("meets") != "strict"))
+            sharing.setdefault("; ".join(profile_cell(d, p) for d, p in profile[backend].items()
+                                         if p.get("meets") != "strict"), []).append(backend)
+        for text, names in sharing.items():
+            lines.append(f"  {', '.join(names):<{width}}  {text}")
     lines += repeat_summary_lines(run, width)
     fixed = (run.get("expected") or {}).get("fixed") or []
     if fixed:
@@ -75,12 +79,11 @@ def summary(outcome: RunOutcome) -> str:
             lines.append(f"  ... and {len(fixed) - SUMMARY_ROWS} more (results.json lists them all)")
     unmatched = (run.get("expected") or {}).get("unmatched") or []
     gated = (run.get("expected") or {}).get("not_applicable") or []
-    if gated:
-        lines.append(f"note: manifest entries {gated} do not apply here: their `when` conditions do not hold "
-                     f"on this environment")
     unmatched = [i for i in unmatched if i not in gated]
-    if unmatched:
-        lines.append(f"note: manifest entries {unmatched} match no case of this run")
+    notes = ([f"entries {gated} do not apply here (their `when` conditions do not hold on this environment)"]
+             if gated else []) + ([f"entries {unmatched} match no case of this run"] if unmatched else [])
+    if notes:
+        lines.append("note: manifest " + "; ".join(notes))
     untested = (run.get("expected") or {}).get("untested") or []
     if untested:
         lines.append(f"note: manifest entries {untested} cover no case of this run that could show their kind "

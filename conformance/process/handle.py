@@ -16,6 +16,7 @@ Invariants
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import socket
@@ -52,7 +53,10 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.conn: Connection | None = None
         self.info: dict[str, str] | None = None
-        self._mark = 0  # log size when the current request was sent
+        self._mark = 0  # log size when the request in hand was sent
+        #: (log size, phase) at the sending of each "run" request not answered yet, oldest
+        #: first: runs may be queued (`runner._top_up`), and each reply belongs to the oldest.
+        self._pending: collections.deque[tuple[int, str | None]] = collections.deque()
         self._stopping = False
         self.phase: str | None = None  # of the request in hand: "supports" until the worker says "run"
         self._rss: tuple[int | None, int | None] = (None, None)  # (VmRSS, VmHWM) bytes, last sampled
@@ -60,6 +64,7 @@ class Worker:
     def start(self) -> None:
         """Launch the process; `await_ready` collects its first message."""
         self._stopping = False
+        self._pending.clear()
         self._rss = (None, None)
         parent_sock, child_sock = socket.socketpair()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,11 +100,16 @@ class Worker:
         return self.proc is not None and self.proc.poll() is None
 
     def send(self, msg: tuple) -> None:
-        self.phase = "supports" if msg[0] == "run" else None
         try:
-            self._mark = self.log_path.stat().st_size
+            mark = self.log_path.stat().st_size
         except OSError:
-            self._mark = 0
+            mark = 0
+        if msg[0] != "run":  # answered before anything else is sent (or not at all: "oracle", "stop")
+            self._mark, self.phase = mark, None
+        else:
+            self._pending.append((mark, "supports"))
+            if len(self._pending) == 1:  # the request in hand
+                self._mark, self.phase = self._pending[0]
         try:
             self.conn.send(msg)
         except OSError:
@@ -124,6 +134,10 @@ class Worker:
                 if msg[0] == "phase":  # progress within one request, not its answer
                     self.phase = msg[1]
                     continue
+                if self._pending:  # answered: the next queued request is in hand
+                    self._pending.popleft()
+                    if self._pending:
+                        self._mark, self.phase = self._pending[0]
                 return msg
             elif self.proc.poll() is not None:
                 raise WorkerDied(self.exit_info(), self.log_tail(), self.phase)

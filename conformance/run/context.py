@@ -4,7 +4,7 @@ it keeps per backend (`BackendState`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import fingerprint as fingerprint_mod
@@ -19,8 +19,10 @@ from .progress import Progress
 class BackendState:
     """What the run keeps per backend besides its worker (`process.backend.Backend`)."""
 
-    #: (case id, deadline) of a case sent before its turn (`runner._send_ahead`), else None.
-    ahead: tuple[str, float] | None = None
+    #: Ids of the cases sent to its worker and not answered yet, in order (`runner._top_up`).
+    queued: list[str] = field(default_factory=list)
+    #: When the worker answered the case before the first of `queued` (its time limit's start).
+    head_since: float = 0.0
 
 
 @dataclass

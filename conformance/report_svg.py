@@ -44,6 +44,17 @@ def _bins(errors, threshold: float | None):
     return np.where(nonfinite, len(BINS) - 1, idx)
 
 
+def _float_array(values, ndim: int):
+    """`values` as a non-empty float64 array of `ndim` dimensions, or None (bad input is not drawn)."""
+    import numpy as np
+
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return arr if arr.ndim == ndim and arr.size else None
+
+
 def heatmap_svg(heatmap: list[list[float]] | None, threshold: float | None) -> dict | None:
     """Drawing data for the error heatmap over output H x W: one path per colour bin.
 
@@ -52,11 +63,8 @@ def heatmap_svg(heatmap: list[list[float]] | None, threshold: float | None) -> d
     """
     import numpy as np
 
-    try:
-        grid = np.asarray(heatmap, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    if grid.ndim != 2 or grid.size == 0:
+    grid = _float_array(heatmap, 2)
+    if grid is None:
         return None
     rows, cols = grid.shape
     grid = np.where(np.isnan(grid), np.inf, grid)
@@ -83,13 +91,8 @@ def heatmap_svg(heatmap: list[list[float]] | None, threshold: float | None) -> d
 
 def channel_bars_svg(errors: list[float] | None, threshold: float | None) -> dict | None:
     """Drawing data for per-channel worst errors: log-scale bars, a threshold line."""
-    import numpy as np
-
-    try:
-        vals = np.asarray(errors, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    if vals.ndim != 1 or vals.size == 0:
+    vals = _float_array(errors, 1)
+    if vals is None:
         return None
     bins = _bins(vals, threshold).tolist()
     height, bar = 80, max(2, min(12, 480 // vals.size))

@@ -86,6 +86,7 @@ from .vocabulary import FAILING_STATUSES
 #: 3, 4 min 50 s with 8, every record's status and kind the same.
 AHEAD = 8
 
+
 def execute(cfg: RunConfig, cases: list[Case] | None = None, stream: TextIO | None = None) -> RunOutcome:
     """Run `cfg`; raises UsageError for bad input before any backend starts, and LoadError
     (a UsageError) when a named backend (`cfg.named`) cannot be loaded, before any case runs."""

@@ -16,6 +16,16 @@ Invariants
 Canonical layouts (TensorFlow's): x is (N, H, W, C); conv2d filters are
 (kh, kw, C/groups, O); depthwise filters are (kh, kw, C, M); the output is
 (N, OH, OW, O) for conv2d and (N, OH, OW, C*M) for depthwise, channel k*M + q.
+
+Training ops are described by their *forward* case (`OP_INFO[op].forward`): the same
+fields, the same `conv_geometry`. dy has the forward output's shape (`conv_output_shape`);
+the gradient with respect to the input has x's shape, with respect to the filters the
+filter's shape; the transposed convolution's output-size ambiguity is resolved by the
+forward input size (`Geometry.output_padding`). `separable_conv2d` is a depthwise conv
+(the case's kernel, strides, dilations, padding and channel multiplier) followed by a
+1x1 pointwise conv to `out_channels` (pointwise filters (1, 1, C*M, O)), then the bias.
+A gradient case with a bias is malformed (the bias's gradient is a plain sum, not a
+convolution).
 """
 
 from __future__ import annotations
@@ -26,7 +36,30 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-OPS = ("conv2d", "depthwise_conv2d")
+FORWARD_OPS = ("conv2d", "depthwise_conv2d")
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """What an op computes, described by the forward case it derives from."""
+
+    forward: str  # the forward op whose case fields describe it ("conv2d" or "depthwise_conv2d")
+    operands: tuple[str, ...]  # the arrays `run(case, *operands)` receives, in order
+    result: str  # what it returns: "output" (y), "input" (dx) or "filter" (dfilters)
+    tag: str  # the case id's first part
+
+
+OP_INFO = {
+    "conv2d": OpInfo("conv2d", ("x", "filters", "bias"), "output", "conv"),
+    "depthwise_conv2d": OpInfo("depthwise_conv2d", ("x", "filters", "bias"), "output", "dw"),
+    "conv2d_backprop_input": OpInfo("conv2d", ("dy", "filters"), "input", "convdx"),
+    "depthwise_conv2d_backprop_input": OpInfo("depthwise_conv2d", ("dy", "filters"), "input", "dwdx"),
+    "conv2d_backprop_filter": OpInfo("conv2d", ("x", "dy"), "filter", "convdf"),
+    "depthwise_conv2d_backprop_filter": OpInfo("depthwise_conv2d", ("x", "dy"), "filter", "dwdf"),
+    "separable_conv2d": OpInfo("depthwise_conv2d", ("x", "filters", "pointwise", "bias"), "output", "sep"),
+}
+OPS = tuple(OP_INFO)
+GRADIENT_OPS = tuple(op for op, info in OP_INFO.items() if info.result != "output")
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 DATA_FORMATS = ("NHWC", "NCHW")
 PROFILES = ("normal", "small_integers", "wide_range", "special", "subnormal", "overflow")
@@ -64,6 +97,10 @@ class Geometry:
     out_w: int
     pads: tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
     effective_kernel: tuple[int, int]  # (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    # Rows/columns at the bottom/right of the padded input that no output reads: the
+    # transposed convolution's output_padding (its output size is (out - 1) * s - pads
+    # + effective kernel + output_padding = the forward input size).
+    output_padding: tuple[int, int] = (0, 0)
 
 
 def conv_geometry(
@@ -80,7 +117,7 @@ def conv_geometry(
     (ONNX `SAME_UPPER`). VALID is no padding. Explicit pads are used as given.
     An output size of 0 (or less) is returned as 0: the caller decides it is invalid.
     """
-    outs, pads, effs = [], [], []
+    outs, pads, effs, unread = [], [], [], []
     for axis in range(2):
         n, k, s, d = in_hw[axis], kernel[axis], strides[axis], dilations[axis]
         eff = (k - 1) * d + 1
@@ -98,7 +135,8 @@ def conv_geometry(
         outs.append(max(out, 0))
         pads.append((lo, hi))
         effs.append(eff)
-    return Geometry(outs[0], outs[1], (tuple(pads[0]), tuple(pads[1])), (effs[0], effs[1]))
+        unread.append(n + lo + hi - ((out - 1) * s + eff) if out > 0 else 0)
+    return Geometry(outs[0], outs[1], (tuple(pads[0]), tuple(pads[1])), (effs[0], effs[1]), (unread[0], unread[1]))
 
 
 def _pair(name: str, value: Any, *, minimum: int) -> tuple[int, int]:
@@ -185,30 +223,40 @@ class Case:
         set_("profile", _choice("profile", self.profile, ALL_PROFILES))
         if not isinstance(self.bias, bool):
             raise CaseError("bias", self.bias, "true or false")
-        if self.op == "conv2d":
+        family = self.forward_op
+        wants_out = family == "conv2d" or self.op == "separable_conv2d"
+        if wants_out:
             if self.out_channels is None:
-                raise CaseError("out_channels", None, "an integer >= 1 for op 'conv2d'")
+                raise CaseError("out_channels", None, f"an integer >= 1 for op {self.op!r}")
             set_("out_channels", _int("out_channels", self.out_channels, minimum=1))
+        elif self.out_channels is not None:
+            raise CaseError("out_channels", self.out_channels,
+                            f"no out_channels for op {self.op!r} (it is in_channels * channel_multiplier)")
+        if family == "conv2d":
             set_("groups", _int("groups", self.groups, minimum=1))
             if self.channel_multiplier is not None:
-                raise CaseError("channel_multiplier", self.channel_multiplier, "no channel_multiplier for op 'conv2d' (use out_channels)")
+                raise CaseError("channel_multiplier", self.channel_multiplier,
+                                f"no channel_multiplier for op {self.op!r} (use out_channels)")
             if self.filter_channels is not None:
                 set_("filter_channels", _int("filter_channels", self.filter_channels, minimum=1))
         else:
             if self.channel_multiplier is None:
-                raise CaseError("channel_multiplier", None, "an integer >= 1 for op 'depthwise_conv2d'")
+                raise CaseError("channel_multiplier", None, f"an integer >= 1 for op {self.op!r}")
             set_("channel_multiplier", _int("channel_multiplier", self.channel_multiplier, minimum=1))
-            if self.out_channels is not None:
-                raise CaseError("out_channels", self.out_channels, "no out_channels for op 'depthwise_conv2d' (it is in_channels * channel_multiplier)")
             if self.groups != 1:
-                raise CaseError("groups", self.groups, "groups = 1 for op 'depthwise_conv2d' (depthwise is groups = in_channels by definition)")
+                raise CaseError("groups", self.groups, f"groups = 1 for op {self.op!r} (depthwise is groups = "
+                                                       "in_channels by definition)")
             if self.filter_channels is not None:
-                raise CaseError("filter_channels", self.filter_channels, "no filter_channels for op 'depthwise_conv2d'")
-        for label, shape in (("input", self.input_shape), ("filter", self.filter_shape), ("output", self.output_shape)):
+                raise CaseError("filter_channels", self.filter_channels, f"no filter_channels for op {self.op!r}")
+        if self.bias and self.op in GRADIENT_OPS:
+            raise CaseError("bias", self.bias, f"bias false for op {self.op!r} (a gradient op takes no bias)")
+        shapes = [("input", self.input_shape), ("filter", self.filter_shape), ("output", self.conv_output_shape),
+                  ("result", self.output_shape)]
+        for label, shape in shapes:
             n = math.prod(shape)
             if n > MAX_ELEMENTS:
                 raise CaseError("size", f"{label} {shape} = {n} elements", f"at most {MAX_ELEMENTS} elements per tensor")
-        macs = math.prod(self.output_shape) * self.reduction_size
+        macs = self.macs
         if macs > MAX_MACS:
             raise CaseError("size", f"{macs} multiply-adds", f"at most {MAX_MACS} multiply-adds per case")
 
@@ -219,19 +267,37 @@ class Case:
         return conv_geometry((self.height, self.width), self.kernel, self.strides, self.dilations, self.padding)
 
     @property
+    def forward_op(self) -> str:
+        """The forward op whose case this is ("conv2d" or "depthwise_conv2d"; separable: its
+        spatial stage, a depthwise conv)."""
+        return OP_INFO[self.op].forward
+
+    @property
+    def operands(self) -> tuple[str, ...]:
+        """Names of the arrays `run(case, *operands)` receives, in order."""
+        return OP_INFO[self.op].operands
+
+    @property
     def filter_in_channels(self) -> int:
         """Channels per group as the filter has them (conv2d), 1 for depthwise."""
-        if self.op == "depthwise_conv2d":
+        if self.forward_op == "depthwise_conv2d":
             return 1
         if self.filter_channels is not None:
             return self.filter_channels
         return max(self.in_channels // self.groups, 1)
 
     @property
-    def output_channels(self) -> int:
-        if self.op == "conv2d":
+    def conv_channels(self) -> int:
+        """Output channels of the (spatial) convolution: O for conv2d, C*M for depthwise."""
+        if self.forward_op == "conv2d":
             return self.out_channels
         return self.in_channels * self.channel_multiplier
+
+    @property
+    def output_channels(self) -> int:
+        """Channels of the forward result (and of the bias): O for conv2d and separable, C*M
+        for depthwise."""
+        return self.out_channels if self.out_channels is not None else self.conv_channels
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -240,27 +306,84 @@ class Case:
 
     @property
     def filter_shape(self) -> tuple[int, int, int, int]:
-        """(kh, kw, C/groups, O) for conv2d; (kh, kw, C, M) for depthwise."""
+        """(kh, kw, C/groups, O) for conv2d; (kh, kw, C, M) for depthwise (and separable's
+        spatial stage)."""
         kh, kw = self.kernel
-        if self.op == "conv2d":
+        if self.forward_op == "conv2d":
             return (kh, kw, self.filter_in_channels, self.out_channels)
         return (kh, kw, self.in_channels, self.channel_multiplier)
+
+    @property
+    def pointwise_shape(self) -> tuple[int, int, int, int] | None:
+        """(1, 1, C*M, O): separable's pointwise filters; None for the other ops."""
+        if self.op != "separable_conv2d":
+            return None
+        return (1, 1, self.conv_channels, self.out_channels)
 
     @property
     def bias_shape(self) -> tuple[int] | None:
         return (self.output_channels,) if self.bias else None
 
     @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        """(N, OH, OW, O or C*M); OH or OW is 0 for an empty-output invalid case."""
+    def conv_output_shape(self) -> tuple[int, int, int, int]:
+        """(N, OH, OW, O or C*M): the spatial convolution's output, which is dy's shape for
+        the gradient ops and the forward ops' result. OH or OW is 0 for an empty output."""
         g = self.geometry
-        return (self.batch, g.out_h, g.out_w, self.output_channels)
+        return (self.batch, g.out_h, g.out_w, self.conv_channels)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The shape of what the op returns: the forward output (N, OH, OW, O or C*M); x's
+        shape for a gradient with respect to the input, the filter's for one with respect to
+        the filters; (N, OH, OW, O) for separable."""
+        result = OP_INFO[self.op].result
+        if result == "input":
+            return self.input_shape
+        if result == "filter":
+            return self.filter_shape
+        n, oh, ow, _ = self.conv_output_shape
+        return (n, oh, ow, self.output_channels)
+
+    @property
+    def operand_shapes(self) -> tuple[tuple[int, ...] | None, ...]:
+        """The shapes of the operands, in `operands` order (None: no bias)."""
+        shapes = {"x": self.input_shape, "filters": self.filter_shape, "dy": self.conv_output_shape,
+                  "pointwise": self.pointwise_shape, "bias": self.bias_shape}
+        return tuple(shapes[name] for name in self.operands)
 
     @property
     def reduction_size(self) -> int:
-        """K: products summed per output element (kh * kw * C/groups; kh * kw for depthwise)."""
+        """K: products summed per result element (at most), the error model's term count.
+
+        conv2d kh * kw * C/groups; depthwise kh * kw; gradient w.r.t. the input: the taps
+        that reach one input pixel (ceil(k / (s / gcd(s, d))) per axis) times the output
+        channels of its group; gradient w.r.t. the filters: N * OH * OW; separable:
+        kh * kw + 1 + C*M (its depthwise sum, the intermediate's one rounding, its
+        pointwise sum)."""
         kh, kw = self.kernel
+        op = self.op
+        if op == "separable_conv2d":
+            return kh * kw + 1 + self.conv_channels
+        if OP_INFO[op].result == "filter":
+            g = self.geometry
+            return self.batch * g.out_h * g.out_w
+        if OP_INFO[op].result == "input":
+            taps = 1
+            for k, s, d in zip(self.kernel, self.strides, self.dilations):
+                taps *= -(-k // (s // math.gcd(s, d)))
+            per_group = self.channel_multiplier if self.forward_op == "depthwise_conv2d" else \
+                max(self.out_channels // self.groups, 1)
+            return taps * per_group
         return kh * kw * self.filter_in_channels
+
+    @property
+    def macs(self) -> int:
+        """Multiply-adds of the whole op (a gradient costs what its forward conv costs)."""
+        kh, kw = self.kernel
+        conv = math.prod(self.conv_output_shape) * kh * kw * self.filter_in_channels
+        if self.op == "separable_conv2d":
+            return conv + math.prod(self.output_shape) * self.conv_channels
+        return conv
 
     @property
     def invalid_reason(self) -> str | None:
@@ -272,7 +395,7 @@ class Case:
                 f"{g.effective_kernel[0]}x{g.effective_kernel[1]}, strides {self.strides} and "
                 f"padding {self.padding} gives {g.out_h}x{g.out_w}"
             )
-        if self.op == "conv2d":
+        if self.forward_op == "conv2d":
             if self.in_channels % self.groups:
                 return f"groups {self.groups} does not divide in_channels {self.in_channels}"
             if self.out_channels % self.groups:
@@ -297,9 +420,9 @@ class Case:
         Every parameter that changes the problem appears; defaults that are common
         (NHWC, normal values, no bias, groups 1) are left out to keep ids short.
         """
-        parts = ["conv" if self.op == "conv2d" else "dw", f"n{self.batch}", f"{self.height}x{self.width}x{self.in_channels}"]
+        parts = [OP_INFO[self.op].tag, f"n{self.batch}", f"{self.height}x{self.width}x{self.in_channels}"]
         parts.append(f"k{self.kernel[0]}x{self.kernel[1]}")
-        if self.op == "conv2d":
+        if self.forward_op == "conv2d":
             parts.append(f"o{self.out_channels}")
             if self.groups != 1:
                 parts.append(f"g{self.groups}")
@@ -307,6 +430,8 @@ class Case:
                 parts.append(f"fc{self.filter_channels}")
         else:
             parts.append(f"m{self.channel_multiplier}")
+            if self.out_channels is not None:
+                parts.append(f"o{self.out_channels}")
         parts.append(f"s{self.strides[0]}x{self.strides[1]}")
         parts.append(f"d{self.dilations[0]}x{self.dilations[1]}")
         if isinstance(self.padding, str):
@@ -314,6 +439,9 @@ class Case:
         else:
             (t, b), (l, r) = self.padding
             parts.append(f"p{t}.{b}.{l}.{r}")
+        unread = self.geometry.output_padding
+        if OP_INFO[self.op].result == "input" and any(unread):
+            parts.append(f"op{unread[0]}x{unread[1]}")  # derived (the input size fixes it): shown, not chosen
         parts.append(DTYPE_TAGS[self.dtype])
         if self.data_format != "NHWC":
             parts.append(self.data_format.lower())
@@ -332,13 +460,15 @@ class Case:
         """Plain JSON/YAML-serialisable record; `Case.from_dict(c.to_dict()) == c`."""
         d: dict[str, Any] = {"op": self.op, "batch": self.batch, "height": self.height, "width": self.width,
                              "in_channels": self.in_channels, "kernel": list(self.kernel)}
-        if self.op == "conv2d":
+        if self.forward_op == "conv2d":
             d["out_channels"] = self.out_channels
             d["groups"] = self.groups
             if self.filter_channels is not None:
                 d["filter_channels"] = self.filter_channels
         else:
             d["channel_multiplier"] = self.channel_multiplier
+            if self.out_channels is not None:
+                d["out_channels"] = self.out_channels
         d["strides"] = list(self.strides)
         d["dilations"] = list(self.dilations)
         d["padding"] = self.padding if isinstance(self.padding, str) else [list(p) for p in self.padding]

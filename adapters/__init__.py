@@ -4,8 +4,14 @@
     version() -> str                            # framework version
     device() -> str                             # "cpu", "cuda:0", ...
     supports(case) -> str | None                # None, or the framework's own reason it can't
-    run(case, x, filters, bias) -> np.ndarray   # canonical (N, H, W, C) in and out, case dtype
+    run(case, *operands) -> np.ndarray          # canonical layouts in and out, case dtype
     repro_code(case) -> str                     # built-ins: the standalone source `run` executes
+    ops: tuple[str, ...]                        # optional: the ops it computes (absent: the two
+                                                # forward ops); another op is never asked for
+
+`operands` are `case.operands`: (x, filters, bias) for conv2d and depthwise_conv2d (the
+forward contract, unchanged), (dy, filters) for the gradients w.r.t. the input, (x, dy) for
+the gradients w.r.t. the filters, (x, filters, pointwise, bias) for separable_conv2d.
 
 Importing this package (or any adapter module) imports no framework: each adapter
 imports its framework when it first computes. `registry` derives the built-ins from the

@@ -18,8 +18,9 @@ registry, the tests, tox and the docs need to know about it (one place per backe
                    conditions are derived from them (registry.FACTS)
 
 Invariants
-- `run(case, x, filters, bias)` executes `repro_code(case)` (see `_program`): the repro
-  a report carries is the code that produced the result.
+- `run(case, *operands)` executes `repro_code(case)` (see `_program`): the repro a report
+  carries is the code that produced the result. `ops` lists the ops a built-in computes
+  (`_program` handles each); the engine never asks for another.
 - `supports(case)` is deterministic and cheap: whether the framework can compute a
   *kind* of case (op, dtype, layout, grouping ... whatever the adapter's `_probe`
   keeps) is asked once per process by running a tiny case of that kind
@@ -49,7 +50,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from conformance.inputs import make_inputs
-from conformance.spec import Case
+from conformance.spec import FORWARD_OPS, Case
 
 from ._program import Program, execute, namespace
 
@@ -138,11 +139,13 @@ def tiny_case(case: Case, **keep) -> Case:
     size is the smallest that gives a non-empty output for the kept geometry.
     """
     fields = dict(op=case.op, batch=1, kernel=(3, 3), dtype="float32")
-    if case.op == "conv2d":
+    if case.forward_op == "conv2d":
         g = 2 if case.groups > 1 else 1
         fields.update(in_channels=2 * g, out_channels=2 * g, groups=g)
     else:
         fields.update(in_channels=2, channel_multiplier=2 if case.channel_multiplier > 1 else 1)
+        if case.out_channels is not None:  # separable
+            fields.update(out_channels=3)
     fields.update(keep)
     (kh, kw), (sh, sw) = fields["kernel"], fields.get("strides", (1, 1))
     dh, dw = fields.get("dilations", (1, 1))
@@ -175,11 +178,11 @@ def probe_reason(run: Callable[[Case, np.ndarray, np.ndarray, Any], Any], case: 
 def _ask(run: Callable, probe: Case, cache: dict | None) -> str | None:
     if cache is not None and probe in cache:
         return cache[probe]
-    x, f, b = make_inputs(probe)
+    operands = make_inputs(probe)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            run(probe, x, f, b)
+            run(probe, *operands)
     except Exception as exc:  # the framework's refusal is the answer sought
         reason = framework_reason(exc)
     else:
@@ -225,6 +228,7 @@ class BuiltinAdapter:
     devices: dict[str, Device] = {}
     excluded: str | None = None
     facts: dict[str, Fact] = {}
+    ops: tuple[str, ...] = FORWARD_OPS
 
     def __init__(self, device: str = "cpu", **params: Any):
         unknown = set(params) - set(self.parameters)
@@ -270,8 +274,8 @@ class BuiltinAdapter:
         probe = self._probe(case)
         return None if probe is None else self._reason(probe)
 
-    def run(self, case: Case, x: np.ndarray, filters: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-        return execute(self._program(case), self.name, x, filters, bias)
+    def run(self, case: Case, *operands: np.ndarray | None) -> np.ndarray:
+        return execute(self._program(case), self.name, dict(zip(case.operands, operands)))
 
     def repro_code(self, case: Case) -> str:
         return self._program(case).source
@@ -280,8 +284,8 @@ class BuiltinAdapter:
         """The framework's build and kernel path as this adapter computes, per framework:
         {"torch": {"version": ..., "mkldnn": False, ...}}. The declared `facts` are among
         them (`torch.mkldnn`); the rest is recorded, not matched. Imports the framework."""
-        x, f, b = make_inputs(_PATH_CASE)
-        return self._kernel_path(namespace(self._program(_PATH_CASE), self.name, x, f, b))
+        arrays = dict(zip(_PATH_CASE.operands, make_inputs(_PATH_CASE)))
+        return self._kernel_path(namespace(self._program(_PATH_CASE), self.name, arrays))
 
     # ---- for subclasses ---------------------------------------------------------
 

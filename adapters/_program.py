@@ -2,12 +2,13 @@
 
 A built-in adapter describes one case as a `Program`: `setup` (imports, and whatever
 does not depend on the arrays: an ONNX model and its session, JAX configuration) and
-`compute` (turns NumPy arrays `x`, `filters`, `bias` into `y`). `run` executes exactly
+`compute` (turns the case's operands, NumPy arrays named as `Case.operands` says: `x`,
+`filters`, `bias` for the forward ops, `dy` and `pointwise` for the others, into `y`). `run` executes exactly
 that text; `repro_code` returns exactly that text. They cannot drift apart.
 
 Invariants
-- The source imports only NumPy and the one framework, and reads no name but `x`,
-  `filters` and `bias`; it defines `y`, the canonical NumPy result.
+- The source imports only NumPy and the one framework, and reads no name but the case's
+  operands; it defines `y`, the canonical NumPy result.
 - A setup is executed once per process for each distinct setup text (its namespace
   is cached): identical text means an identical model/session, so caching by text is
   caching by signature. Each compute gets a fresh copy of that namespace.
@@ -47,15 +48,14 @@ def _compiled(text: str, label: str):
     return code
 
 
-def execute(program: Program, label: str, x: np.ndarray, filters: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """Run `program` on the arrays and return its `y`."""
-    return namespace(program, label, x, filters, bias)["y"]
+def execute(program: Program, label: str, arrays: dict[str, np.ndarray | None]) -> np.ndarray:
+    """Run `program` on the arrays (name -> array: the case's operands) and return its `y`."""
+    return namespace(program, label, arrays)["y"]
 
 
-def namespace(program: Program, label: str, x: np.ndarray, filters: np.ndarray,
-              bias: np.ndarray | None) -> dict[str, Any]:
-    """Run `program` on the arrays and return every name it defined (`y`, and the model,
-    session or interpreter it built: what a kernel-path probe reads)."""
+def namespace(program: Program, label: str, arrays: dict[str, np.ndarray | None]) -> dict[str, Any]:
+    """Run `program` on the arrays (name -> array) and return every name it defined (`y`,
+    and the model, session or interpreter it built: what a kernel-path probe reads)."""
     base = _SETUPS.get(program.setup)
     if base is None:
         base = {"__name__": f"conformance_{label}"}
@@ -64,7 +64,7 @@ def namespace(program: Program, label: str, x: np.ndarray, filters: np.ndarray,
             _SETUPS.pop(next(iter(_SETUPS)))
         _SETUPS[program.setup] = base
     ns = dict(base)
-    ns.update(x=x, filters=filters, bias=bias)
+    ns.update(arrays)
     exec(_compiled(program.compute, label), ns)  # noqa: S102
     if "y" not in ns:
         raise RuntimeError(f"{label}: expected the program to define y, received names {sorted(ns)}")

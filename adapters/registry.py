@@ -42,6 +42,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from conformance.spec import FORWARD_OPS, OPS
+
 ENTRY_POINT_GROUP = "conformance.adapters"
 CONTRACT = ("name", "version", "device", "supports", "run")
 _METHODS = ("version", "device", "supports", "run")
@@ -197,11 +199,30 @@ class SupportsError(Exception):
     error, never the case's verdict. The message names the adapter."""
 
 
+def declared_ops(adapter: Any) -> tuple[str, ...]:
+    """The ops `adapter` declares (its optional `ops` attribute; absent: the two forward
+    ops, so an adapter written for the forward contract is never asked for another).
+    Anything but a list of known op names raises SupportsError naming the adapter."""
+    ops = getattr(adapter, "ops", None)
+    if ops is None:
+        return FORWARD_OPS
+    if isinstance(ops, str) or not isinstance(ops, (tuple, list, set, frozenset)) or \
+            any(op not in OPS for op in ops):
+        label = f"adapter {getattr(adapter, 'name', type(adapter).__name__)!r}"
+        raise SupportsError(f"{label}: ops: expected a tuple of op names from {', '.join(OPS)}, received {ops!r}")
+    return tuple(ops)
+
+
 def checked_supports(adapter: Any, case: Any) -> str | None:
     """`adapter.supports(case)`, type-checked: None (supported) or a non-empty str (the
     reason it is not); anything else, or an exception, raises SupportsError naming the
-    adapter (a `supports()` returning 42 must not make every case "unsupported: 42")."""
+    adapter (a `supports()` returning 42 must not make every case "unsupported: 42").
+
+    An op the adapter does not declare (`declared_ops`) is unsupported without asking it."""
     label = f"adapter {getattr(adapter, 'name', type(adapter).__name__)!r}"
+    ops = declared_ops(adapter)
+    if case.op not in ops:
+        return f"the adapter does not declare op {case.op!r} (its ops: {', '.join(ops)})"
     try:
         reason = adapter.supports(case)
     except Exception as exc:

@@ -40,7 +40,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from conformance.spec import DTYPES, OPS, Case
+from conformance.spec import DTYPES, FORWARD_OPS, Case
 
 # ---- dimensions ------------------------------------------------------------------------
 
@@ -271,7 +271,7 @@ def _size_one_classes(op: str) -> list[SizeClass]:
 
 def _model() -> tuple[SizeClass, ...]:
     classes = []
-    for op in OPS:
+    for op in FORWARD_OPS:
         classes += _residue_classes(op) + _near_classes(op) + _size_one_classes(op)
     labels = [c.label for c in classes]
     assert len(set(labels)) == len(labels), "size class labels must be unique"

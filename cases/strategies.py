@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from conformance.spec import DATA_FORMATS, DTYPES, OPS, PROFILES, Case
+from conformance.spec import DATA_FORMATS, DTYPES, FORWARD_OPS, PROFILES, Case
 
 PADDING_KINDS = ("VALID", "SAME", "explicit")
 INVALID_KINDS = ("empty_output", "groups_in", "groups_out", "filter_channels")
@@ -89,7 +89,7 @@ def _valid(draw, ops, dtypes, profiles, data_formats, bias, max_batch, max_spati
     return Case(**fields)
 
 
-def valid_cases(*, ops=OPS, dtypes=DTYPES, profiles=PROFILES, data_formats=DATA_FORMATS,
+def valid_cases(*, ops=FORWARD_OPS, dtypes=DTYPES, profiles=PROFILES, data_formats=DATA_FORMATS,
                 bias=None, max_batch: int = 2, max_spatial: int = 8, max_channels: int = 8,
                 max_multiplier: int = 3, max_kernel: int = 3, max_stride: int = 3,
                 max_dilation: int = 2) -> st.SearchStrategy[Case]:
@@ -102,7 +102,7 @@ def valid_cases(*, ops=OPS, dtypes=DTYPES, profiles=PROFILES, data_formats=DATA_
     kernel, one channel, stride and dilation 1, VALID, float32, NHWC, normal, no bias
     (the first of each `ops`/`dtypes`/`profiles`/`data_formats` given).
     """
-    ops = _check_choice("ops", ops, OPS)
+    ops = _check_choice("ops", ops, FORWARD_OPS)
     dtypes = _check_choice("dtypes", dtypes, DTYPES)
     profiles = _check_choice("profiles", profiles, PROFILES)
     data_formats = _check_choice("data_formats", data_formats, DATA_FORMATS)
@@ -122,7 +122,7 @@ def _invalid(draw, kinds, dtypes, max_spatial, max_channels):
     # Every kind makes the same draws, so examples shrink towards the first kind given.
     kind = draw(st.sampled_from(kinds))
     dtype = draw(st.sampled_from(dtypes))
-    op = draw(st.sampled_from(OPS))
+    op = draw(st.sampled_from(FORWARD_OPS))
     batch = draw(st.integers(1, 2))
     a = draw(st.integers(1, max_spatial))
     b = draw(st.integers(1, max_spatial))
@@ -173,7 +173,7 @@ def _mixed(draw, valid, invalid):
     return case
 
 
-def cases(*, ops=OPS, dtypes=DTYPES, profiles=PROFILES, data_formats=DATA_FORMATS, invalid: bool = True,
+def cases(*, ops=FORWARD_OPS, dtypes=DTYPES, profiles=PROFILES, data_formats=DATA_FORMATS, invalid: bool = True,
           max_spatial: int = 8, max_channels: int = 8) -> st.SearchStrategy[Case]:
     """Valid cases, and (about one in four) invalid ones unless `invalid=False`.
 

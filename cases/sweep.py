@@ -40,10 +40,10 @@ import random
 import warnings
 from typing import Any
 
-from conformance.spec import DATA_FORMATS, DTYPES, OPS, PROFILES, Case
+from conformance.spec import DATA_FORMATS, DTYPES, FORWARD_OPS, PROFILES, Case
 
 LEVELS: dict[str, tuple[Any, ...]] = {
-    "op": OPS,
+    "op": FORWARD_OPS,
     "kernel": ((1, 1), (2, 2), (3, 3), (3, 2)),
     "stride": ((1, 1), (2, 2), (1, 2), (3, 3)),
     "dilation": ((1, 1), (2, 2), (3, 1)),

@@ -29,7 +29,7 @@ from typing import Any, Iterable
 from . import axes
 from .predicate import Atom, Predicate, features
 from .probe import BudgetSpent, Prober
-from .spec import DATA_FORMATS, DTYPES, OPS, Case, CaseError
+from .spec import DATA_FORMATS, DTYPES, FORWARD_OPS, Case, CaseError
 
 #: Fresh inside cases per predicate; every atom also gets one just-outside case.
 INSIDE = 4
@@ -46,7 +46,7 @@ def seed(framework: str, predicate: Predicate, salt: str = "") -> int:
 
 def random_case(rng: random.Random) -> Case | None:
     """A small random valid case: the starting point an inside case is repaired from."""
-    op = rng.choice(OPS)
+    op = rng.choice(FORWARD_OPS)
     kernel = (rng.choice((1, 2, 3, 3, 4)), rng.choice((1, 2, 3, 3, 4)))
     common = dict(batch=rng.choice((1, 1, 2)), height=rng.randint(4, 12), width=rng.randint(4, 12), kernel=kernel,
                   strides=(rng.choice((1, 1, 2)), rng.choice((1, 1, 2))),

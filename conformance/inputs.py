@@ -50,7 +50,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .dtypes import fmt, np_dtype
-from .spec import Case
+from .spec import FORWARD_OPS, OP_INFO, Case
 
 
 class Inputs(NamedTuple):
@@ -65,16 +65,22 @@ def rng_for(case: Case, stream: str = "") -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(int.from_bytes(digest[:16], "little")))
 
 
-def make_inputs(case: Case) -> Inputs:
-    """(x, filters, bias) for `case`, in the case dtype; bias is None unless case.bias."""
+def make_inputs(case: Case) -> tuple:
+    """The case's operands in `case.operands` order, in the case dtype: an `Inputs`
+    (x, filters, bias) for the forward ops, bias None unless case.bias; (dy, filters),
+    (x, dy) or (x, filters, pointwise, bias) for the others (`training_operands`)."""
     rng = rng_for(case)
     maker = _PROFILES[case.profile]
     x, w, b = maker(case, rng)
     dt = np_dtype(case.dtype)
-    x = np.ascontiguousarray(x, dtype=np.float64).astype(dt)
-    w = np.ascontiguousarray(w, dtype=np.float64).astype(dt)
-    b = np.ascontiguousarray(b, dtype=np.float64).astype(dt) if case.bias else None
-    return Inputs(x, w, b)
+
+    def cast(a):
+        return np.ascontiguousarray(a, dtype=np.float64).astype(dt)
+
+    if case.op in FORWARD_OPS:
+        return Inputs(cast(x), cast(w), cast(b) if case.bias else None)
+    arrays = training_operands(case, x, w, b)
+    return tuple(None if a is None else cast(a) for a in arrays)
 
 
 def _normal(case: Case, rng: np.random.Generator):
@@ -97,7 +103,7 @@ def _small_integers(case: Case, rng: np.random.Generator):
     # Each output's filter slice: conv2d filters[..., o] (kh*kw*C/g taps), depthwise
     # filters[:, :, k, q] (kh*kw taps). Zero all but `nnz` taps of each slice.
     kh, kw, ci, co = case.filter_shape
-    if case.op == "conv2d":
+    if case.forward_op == "conv2d":
         flat = w.reshape(kh * kw * ci, co)
         for o in range(co):
             if flat.shape[0] > nnz:
@@ -164,7 +170,7 @@ def _filter_sites(case: Case) -> list[tuple[str, tuple[int, int, int, int]]]:
     at most a quarter of them and never two neighbours (so every poisoned channel has
     finite ones beside it), none with a single output channel."""
     kh, kw, ci, co = case.filter_shape
-    total = case.output_channels
+    total = case.conv_channels
     if total < 2:
         return []
     chosen: list[int] = []
@@ -177,7 +183,7 @@ def _filter_sites(case: Case) -> list[tuple[str, tuple[int, int, int, int]]]:
     out = []
     for t, o in enumerate(chosen):
         di, dj = taps[t % len(taps)]
-        if case.op == "conv2d":
+        if case.forward_op == "conv2d":
             q = (ci - 1, 0, ci // 2)[t % 3]  # the tap's input channel: last, first, middle lane
             pos = (di, dj, q, o)
         else:
@@ -197,7 +203,7 @@ def special_filter_positions(case: Case) -> dict[str, list[tuple[int, int, int, 
 def _input_channel_read(case: Case, pos: tuple[int, int, int, int]) -> int:
     """The input channel a filter tap multiplies (its group's channel for grouped conv2d)."""
     di, dj, q, o = pos
-    if case.op == "conv2d":
+    if case.forward_op == "conv2d":
         return (o // (case.out_channels // case.groups)) * case.filter_in_channels + q
     return q
 
@@ -219,7 +225,7 @@ def special_positions(case: Case) -> dict[str, list[tuple[int, int, int, int]]]:
     n, h, w, c = case.input_shape
     (kh, kw), (sh, sw), (dh, dw) = case.kernel, case.strides, case.dilations
     ph, pw = _spacing((kh - 1) * dh + 1, sh), _spacing((kw - 1) * dw + 1, sw)
-    groups = case.groups if case.op == "conv2d" else 1
+    groups = case.groups if case.forward_op == "conv2d" else 1
     cg = c // groups
     lanes = lane_positions(cg)
     reads = [_input_channel_read(case, pos) for kind, pos in _filter_sites(case) if kind != "nan"]
@@ -284,10 +290,7 @@ def _special(case: Case, rng: np.random.Generator):
     x, w, b = _normal(case, rng)
     tiny = fmt(case.dtype).smallest_normal
     values = {"nan": np.nan, "+inf": np.inf, "-inf": -np.inf, "-0": -0.0, "+0": 0.0}
-    for kind, positions in special_positions(case).items():
-        for i, pos in enumerate(positions):
-            # Subnormals of both signs, the largest ones (the most significand bits) first.
-            x[pos] = values[kind] if kind in values else (-1) ** i * tiny * (0.75 - 0.125 * (i % 4))
+    _place_specials(x, special_positions(case), tiny)
     for i, pos in enumerate(special_filter_zeros(case)):
         w[pos] = -0.0 if i % 2 else 0.0
     for i, pos in enumerate(special_filter_subnormals(case)):
@@ -296,6 +299,15 @@ def _special(case: Case, rng: np.random.Generator):
         for pos in positions:
             w[pos] = values[kind]
     return x, w, b
+
+
+def _place_specials(x: np.ndarray, sites: dict[str, list[tuple[int, int, int, int]]], tiny: float) -> None:
+    """Write the `special` profile's values at `sites` (kind -> indices) of `x`."""
+    values = {"nan": np.nan, "+inf": np.inf, "-inf": -np.inf, "-0": -0.0, "+0": 0.0}
+    for kind, positions in sites.items():
+        for i, pos in enumerate(positions):
+            # Subnormals of both signs, the largest ones (the most significand bits) first.
+            x[pos] = values[kind] if kind in values else (-1) ** i * tiny * (0.75 - 0.125 * (i % 4))
 
 
 def _subnormal(case: Case, rng: np.random.Generator):
@@ -339,7 +351,7 @@ def _overflow(case: Case, rng: np.random.Generator):
     return x, w, b
 
 
-_PROFILES = {
+_PROFILES: dict = {
     "normal": _normal,
     "small_integers": _small_integers,
     "wide_range": _wide_range,
@@ -348,3 +360,107 @@ _PROFILES = {
     "subnormal_weights": _subnormal_weights,
     "overflow": _overflow,
 }
+
+
+# ---- the training ops' operands ---------------------------------------------------------
+# A training op's case is its forward case: the profile's maker gives x and the filters
+# (in forward shapes, scaled for the op's K); dy is drawn in the role it plays. For the
+# gradient w.r.t. the input, dy is the activation (it meets the filters, as x does in
+# the forward op); for the gradient w.r.t. the filters, dy is the weight (x meets it).
+# `small_integers` re-thins the weight-role operand so that the terms of every result
+# element, in any order, stay integers <= 2**p, as for the forward ops.
+
+
+def _activation(case: Case, rng: np.random.Generator, shape) -> np.ndarray:
+    """An array of `shape` drawn as the profile draws x."""
+    profile = case.profile
+    if profile == "small_integers":
+        a = _SMALL[case.dtype]
+        return rng.integers(-a, a + 1, size=shape).astype(np.float64)
+    if profile == "wide_range":
+        lo, hi = wide_range_exponents(case)
+        return rng.standard_normal(shape) * np.exp2(rng.integers(lo, hi + 1, size=shape))
+    if profile == "subnormal":
+        return _largest_subnormals(case, rng, shape)
+    if profile == "subnormal_weights":
+        return np.clip(rng.standard_normal(shape), -3.0, 3.0)
+    if profile == "overflow":
+        scale = 2.0**500 if case.dtype == "float64" else fmt(case.dtype).max_finite / 8
+        return np.clip(rng.standard_normal(shape), -3.9, 3.9) * scale
+    return rng.standard_normal(shape)  # normal, special (its specials are placed in x)
+
+
+def _weight(case: Case, rng: np.random.Generator, shape, k: int) -> np.ndarray:
+    """An array of `shape` drawn as the profile draws filters, for sums of `k` terms."""
+    profile = case.profile
+    if profile == "small_integers":
+        a = _SMALL[case.dtype]
+        return rng.integers(-a, a + 1, size=shape).astype(np.float64)
+    if profile == "wide_range":
+        lo, hi = wide_range_exponents(case)
+        return rng.standard_normal(shape) * np.exp2(rng.integers(lo, hi + 1, size=shape))
+    if profile == "subnormal":
+        return np.clip(rng.standard_normal(shape), -3.0, 3.0)
+    if profile == "subnormal_weights":
+        return _largest_subnormals(case, rng, shape)
+    if profile == "overflow":
+        return np.clip(rng.standard_normal(shape), -1.9, 1.9)
+    return rng.standard_normal(shape) / math.sqrt(max(k, 1))
+
+
+#: `small_integers`' value bound per dtype (as `_small_integers`).
+_SMALL = {"float64": 64, "float32": 16, "float16": 2, "bfloat16": 1}
+
+
+def _thin(a: np.ndarray, slices: np.ndarray, keep: int, rng: np.random.Generator) -> None:
+    """Zero all but `keep` entries of each column of `slices` (a 2-D view of `a`)."""
+    if slices.shape[0] <= keep:
+        return
+    for j in range(slices.shape[1]):
+        slices[rng.permutation(slices.shape[0])[keep:], j] = 0.0
+
+
+def training_operands(case: Case, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple:
+    """(dy, filters), (x, dy) or (x, filters, pointwise, bias) in float64 from the forward
+    profile's x, filters and bias (see the comment above)."""
+    rng = rng_for(case, "training")
+    result = OP_INFO[case.op].result
+    budget = 2 ** fmt(case.dtype).precision
+    a = _SMALL[case.dtype]
+    if result == "input":
+        dy = _activation(case, rng, case.conv_output_shape)
+        if case.profile == "special":  # dy is what meets the filters: its lattice is dy's own
+            n, oh, ow, oc = case.conv_output_shape
+            plane = Case(op="conv2d", batch=n, height=oh, width=ow, in_channels=oc, kernel=(1, 1), out_channels=1,
+                         dtype=case.dtype)
+            _place_specials(dy, special_positions(plane), fmt(case.dtype).smallest_normal)
+        if case.profile == "small_integers":  # each input channel's terms: its filter slice
+            kh, kw, ci, co = case.filter_shape
+            per = co // case.groups if case.forward_op == "conv2d" else co
+            blocks = w.reshape(kh * kw, ci, co // per, per).transpose(0, 3, 1, 2).reshape(kh * kw * per, -1)
+            _thin(w, blocks, max(budget // (a * a), 1), rng)
+            w = blocks.reshape(kh * kw, per, ci, co // per).transpose(0, 2, 3, 1).reshape(case.filter_shape)
+        return dy, w
+    if result == "filter":
+        dy = _weight(case, rng, case.conv_output_shape, case.reduction_size)
+        if case.profile == "small_integers":  # each filter value's terms: one dy channel
+            flat = dy.reshape(-1, dy.shape[-1])
+            _thin(dy, flat, max(budget // (a * a), 1), rng)
+            dy = flat.reshape(case.conv_output_shape)
+        return x, dy
+    pointwise = _weight(case, rng, case.pointwise_shape, case.conv_channels)
+    if case.profile == "wide_range":  # a third factor: kept within [2**-4, 1] x N(0, 1)
+        pointwise = np.clip(rng.standard_normal(case.pointwise_shape), -3, 3) * np.exp2(
+            rng.integers(-4, 1, size=case.pointwise_shape))
+    if case.profile == "small_integers":
+        c = a * a if case.bias else 0
+        first = max(math.isqrt(max(budget - c, 1) // (a * a)), 1)
+        kh, kw, ci, m = case.filter_shape
+        flat = w.reshape(kh * kw, ci * m)
+        _thin(w, flat, first, rng)
+        w = flat.reshape(case.filter_shape)
+        pointwise = rng.integers(-1, 2, size=case.pointwise_shape).astype(np.float64)
+        flat = pointwise.reshape(-1, case.out_channels)
+        _thin(pointwise, flat, max((budget - c) // (first * a * a), 1), rng)
+        pointwise = flat.reshape(case.pointwise_shape)
+    return x, w, pointwise, (b if case.bias else None)

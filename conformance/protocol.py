@@ -128,11 +128,11 @@ def answer(adapter: Any, case: Any, inputs: Any = None, on_run: Any = None, repe
         return ("unsupported", reason)
     if on_run is not None:
         on_run()
-    x, filters, bias = make_inputs(case) if inputs is None else inputs
+    operands = tuple(make_inputs(case) if inputs is None else inputs)
     # Where the case may be repeated, each call gets its own copy of the inputs, and the
     # caller's stay as they were (the in-process tools compute the reference from them).
-    pristine = (x, filters, bias) if repeats is not None and repeats.calls > 0 and case.is_valid else None
-    given = copies(pristine) if pristine is not None else (x, filters, bias)
+    pristine = operands if repeats is not None and repeats.calls > 0 and case.is_valid else None
+    given = copies(pristine) if pristine is not None else operands
     t0 = time.perf_counter()
     try:
         y = adapter.run(case, *given)

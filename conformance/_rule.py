@@ -121,7 +121,8 @@ def _allowance_any(P, value, magnitude, norm):
 def _allowance_round_once(P, value, magnitude, norm, unbiased, transform=None):
     """`strict` for 16-bit types: a float32 accumulation (error of a correct float32 sum, or
     of a transform algorithm computed in float32: `transform`), rounded once to the dtype,
-    and once more after a separately added bias."""
+    and once more after a separately added bias; an op of two stages (`intermediate`:
+    separable) may round its intermediate once to the dtype too (at most u * mag)."""
     u = P["u"]
     acc = _probabilistic(P, value, magnitude, norm, P["acc_u"], P["acc_eta"], P["acc_threshold"],
                          P["acc_floor"])
@@ -131,6 +132,8 @@ def _allowance_round_once(P, value, magnitude, norm, unbiased, transform=None):
         rounded = np.abs(value)
         if P["bias"]:
             rounded = rounded + (np.abs(unbiased) if unbiased is not None else magnitude)
+        if P.get("intermediate"):
+            rounded = rounded + magnitude
         return (1 + u) * (u * rounded + acc) + P["eta"] * (1.0 if P["bias"] else 0.5)
 
 

@@ -365,6 +365,8 @@ def rule_params(case: Case) -> dict[str, Any]:
         # The transform contracts that apply, and the geometry their scales need.
         "transforms": transforms, "strict_winograd": STRICT_WINOGRAD_C if "winograd" in transforms else 0.0,
         "op": case.op, "groups": case.groups if case.forward_op == "conv2d" else 1,
+        # Separable is two ops: its intermediate may be rounded once to the dtype.
+        "intermediate": case.op == "separable_conv2d",
         "pads": [list(p) for p in case.geometry.pads], "out_shape": list(case.output_shape),
     }
 

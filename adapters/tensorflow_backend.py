@@ -1,4 +1,16 @@
-"""TensorFlow: tf.nn.conv2d and tf.nn.depthwise_conv2d, the canonical semantics' origin.
+"""TensorFlow: tf.nn.conv2d and tf.nn.depthwise_conv2d, the canonical semantics' origin,
+and TensorFlow's explicit gradient ops.
+
+Ops (all seven): conv2d_backprop_input: tf.nn.conv2d_transpose (output_shape = the
+forward input's, which fixes the output_padding); conv2d_backprop_filter:
+tf.compat.v1.nn.conv2d_backprop_filter (TF 2 keeps it there only);
+depthwise_conv2d_backprop_input / _filter: tf.nn.depthwise_conv2d_backprop_input /
+_filter; separable_conv2d: tf.nn.separable_conv2d, then tf.nn.bias_add. tf.GradientTape
+calls these same ops (Conv2DBackpropInput, Conv2DBackpropFilter, ...), grouped filters
+included, so an explicit call is what training runs; TF's CPU kernels refuse grouped
+gradients and NCHW on some paths: supports() quotes them. TF's depthwise gradient ops
+take `dilations`, and are passed them as given (its forward depthwise_conv2d instead
+expresses a dilation with space_to_batch).
 
 Translation: canonical layouts are TensorFlow's (NHWC, HWIO, HWCM), so only
 data_format NCHW transposes x (TensorFlow's CPU kernels support NCHW for some dtypes
@@ -28,7 +40,7 @@ TensorFlow's global auto-jit).
 
 from __future__ import annotations
 
-from conformance.spec import Case
+from conformance.spec import OP_INFO, OPS, Case
 
 from typing import Any
 
@@ -61,7 +73,7 @@ def tensorflow_path(tf: Any, *, jit_compile: bool = False) -> dict[str, Any]:
 
 
 class TensorflowAdapter(BuiltinAdapter):
-    """TensorFlow: tf.nn.conv2d and tf.nn.depthwise_conv2d."""
+    """TensorFlow: tf.nn.conv2d, tf.nn.depthwise_conv2d, their gradient ops and tf.nn.separable_conv2d."""
 
     framework = "tensorflow"
     base_name = "tensorflow"
@@ -76,6 +88,7 @@ class TensorflowAdapter(BuiltinAdapter):
         "onednn": Variant({"onednn": "on"}, "TF_ENABLE_ONEDNN_OPTS=1: oneDNN kernels forced on"),
         "eigen": Variant({"onednn": "off"}, "TF_ENABLE_ONEDNN_OPTS=0: Eigen kernels, oneDNN off"),
     }
+    ops = OPS
     devices = {"gpu": Device("gpu:0", "import tensorflow as tf, sys; "
                                       "sys.exit(0 if tf.config.list_physical_devices('GPU') else 3)")}
     facts = {
@@ -117,38 +130,64 @@ class TensorflowAdapter(BuiltinAdapter):
             return [[0, 0], [0, 0], [t, b], [l, r]]
         return [[0, 0], [t, b], [l, r], [0, 0]]
 
-    def _program(self, case: Case) -> Program:
-        setup = env_preamble("tensorflow", self._env()) + "import numpy as np\nimport tensorflow as tf\n"
+    def _body(self, case: Case) -> list[str]:
+        """The TensorFlow call(s) turning the operand tensors (xt, dyt, ft, pt, bt) into yt."""
         nchw = case.data_format == "NCHW"
         (sh, sw), (dh, dw) = case.strides, case.dilations
         strides = [1, 1, sh, sw] if nchw else [1, sh, sw, 1]
-        pad = self._padding(case)
+        dil = [1, 1, dh, dw] if nchw else [1, dh, dw, 1]
+        common = f"strides={strides}, padding={self._padding(case)!r}, data_format={case.data_format!r}"
+        n, h, w, c = case.input_shape
+        input_sizes = [n, c, h, w] if nchw else [n, h, w, c]
+        calls = {
+            "conv2d": f"tf.nn.conv2d(xt, ft, {common}, dilations={dil})",
+            "depthwise_conv2d": f"tf.nn.depthwise_conv2d(xt, ft, {common}, dilations={[dh, dw]})",
+            # TF infers the groups from the filter's depth: on CPU its gradient kernels refuse
+            # grouped filters (tf.GradientTape runs these same ops: supports() quotes them).
+            "conv2d_backprop_input": f"tf.nn.conv2d_transpose(dyt, ft, {input_sizes}, {common}, dilations={dil})",
+            "depthwise_conv2d_backprop_input":
+                f"tf.nn.depthwise_conv2d_backprop_input({input_sizes}, ft, dyt, {common}, dilations={dil})",
+            "conv2d_backprop_filter":  # TF 2 has it in compat.v1 only (tf.GradientTape calls the same op)
+                f"tf.compat.v1.nn.conv2d_backprop_filter(xt, {list(case.filter_shape)}, dyt, {common}, "
+                f"dilations={dil})",
+            "depthwise_conv2d_backprop_filter":
+                f"tf.nn.depthwise_conv2d_backprop_filter(xt, {list(case.filter_shape)}, dyt, {common}, "
+                f"dilations={dil})",
+            "separable_conv2d": f"tf.nn.separable_conv2d(xt, ft, pt, {common}, dilations={[dh, dw]})",
+        }
+        body = [f"yt = {calls[case.op]}"]
+        if case.bias:
+            body.append(f"yt = tf.nn.bias_add(yt, bt, data_format={case.data_format!r})")
+        return body
+
+    def _program(self, case: Case) -> Program:
+        setup = env_preamble("tensorflow", self._env()) + "import numpy as np\nimport tensorflow as tf\n"
+        nchw = case.data_format == "NCHW"
         tf_device = "/CPU:0" if self._device == "cpu" else "/" + self._device.upper()
         lines = []
         if self._device != "cpu":
             # Eager TF silently falls back to the CPU when the GPU is missing: refuse instead.
             lines += ["if not tf.config.list_physical_devices('GPU'):",
                       "    raise RuntimeError(\"no GPU visible to TensorFlow: tf.config.list_physical_devices('GPU') is empty\")"]
-        body = []
-        if case.op == "conv2d":
-            dil = [1, 1, dh, dw] if nchw else [1, dh, dw, 1]
-            body.append(f"yt = tf.nn.conv2d(xt, ft, strides={strides}, padding={pad!r}, "
-                        f"data_format={case.data_format!r}, dilations={dil})")
-        else:
-            body.append(f"yt = tf.nn.depthwise_conv2d(xt, ft, strides={strides}, padding={pad!r}, "
-                        f"data_format={case.data_format!r}, dilations={[dh, dw]})")
-        if case.bias:
-            body.append(f"yt = tf.nn.bias_add(yt, bt, data_format={case.data_format!r})")
         lines.append(f"with tf.device({tf_device!r}):")
-        lines.append(f"    xt = tf.constant({nhwc_to_nchw('x') if nchw else 'x'})"
-                     + ("  # NHWC -> NCHW" if nchw else ""))
-        lines.append("    ft = tf.constant(filters)")
-        lines.append("    bt = tf.constant(bias)" if case.bias else "    bt = None")
+        tensors = []
+        for name in case.operands:
+            var = {"x": "xt", "dy": "dyt", "filters": "ft", "pointwise": "pt", "bias": "bt"}[name]
+            tensors.append(var)
+            if name == "bias" and not case.bias:
+                lines.append("    bt = None")
+            elif name in ("x", "dy") and nchw:
+                lines.append(f"    {var} = tf.constant({nhwc_to_nchw(name)})  # NHWC -> NCHW")
+            else:
+                lines.append(f"    {var} = tf.constant({name})")
+        body = self._body(case)
         if self.params["jit_compile"]:
-            setup += ("\n\n@tf.function(jit_compile=True)  # compiled by XLA\ndef conv(xt, ft, bt):\n"
+            args = ", ".join(tensors)
+            setup += (f"\n\n@tf.function(jit_compile=True)  # compiled by XLA\ndef conv({args}):\n"
                       + "".join(f"    {ln}\n" for ln in body) + "    return yt\n")
-            lines.append("    yt = conv(xt, ft, bt)")
+            lines.append(f"    yt = conv({args})")
         else:
             lines += [f"    {ln}" for ln in body]
-        lines.append(f"y = {nchw_to_nhwc('yt.numpy()') if nchw else 'yt.numpy()'}")
+        image = OP_INFO[case.op].result != "filter"
+        lines.append(f"y = {nchw_to_nhwc('yt.numpy()') if nchw and image else 'yt.numpy()'}")
         return Program(setup, "\n".join(lines) + "\n")

@@ -1,4 +1,13 @@
-"""PyTorch: torch.nn.functional.conv2d (depthwise is groups = C).
+"""PyTorch: torch.nn.functional.conv2d (depthwise is groups = C) and its gradients.
+
+Ops (all seven): conv2d / depthwise_conv2d: F.conv2d; *_backprop_input:
+torch.nn.grad.conv2d_input, *_backprop_filter: torch.nn.grad.conv2d_weight (both are
+aten.convolution_backward, the kernels autograd runs in training); separable_conv2d:
+F.conv2d with groups = C, then a 1x1 F.conv2d with the bias (torch has no fused op).
+Asymmetric pads: the gradient with respect to x is computed for the F.pad'ed input and
+cropped, the one with respect to the filters reads the F.pad'ed x (what autograd gives
+through F.pad); `native_pad` with a padding string takes torch.autograd.grad through
+F.conv2d(padding='same' / 'valid'), torch having no explicit gradient taking one.
 
 Translation: x NHWC -> NCHW (channels_last memory for data_format NHWC, contiguous NCHW
 for NCHW); filters HWIO -> OIHW, depthwise HWCM -> (C*M, 1, kh, kw) in k*M + q order.
@@ -27,7 +36,7 @@ it), and oneDNN's float32 precision mode (`torch.backends.mkldnn.conv.fp32_preci
 
 from __future__ import annotations
 
-from conformance.spec import Case
+from conformance.spec import GRADIENT_OPS, OP_INFO, OPS, Case
 
 from typing import Any
 
@@ -50,7 +59,7 @@ def torch_path(torch: Any, *, mkldnn: bool = True) -> dict[str, Any]:
 
 
 class TorchAdapter(BuiltinAdapter):
-    """PyTorch: torch.nn.functional.conv2d."""
+    """PyTorch: torch.nn.functional.conv2d, torch.nn.grad.conv2d_input / conv2d_weight."""
 
     framework = "torch"
     base_name = "torch"
@@ -66,6 +75,7 @@ class TorchAdapter(BuiltinAdapter):
         "channels_last": Variant({"memory": "channels_last"}, "input and weight in channels_last memory"),
         "mkldnn_off": Variant({"mkldnn": False}, "oneDNN off: PyTorch's native CPU conv kernels"),
     }
+    ops = OPS
     devices = {"cuda": Device("cuda:0", "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 3)")}
     facts = {
         "torch.cpu_capability": Fact(str, "ATen's CPU kernel ISA (torch.backends.cpu.get_cpu_capability(): "
@@ -95,6 +105,7 @@ class TorchAdapter(BuiltinAdapter):
         memory = {"channels_last": "torch.channels_last", "contiguous": "torch.contiguous_format"}.get(
             self.params["memory"], "torch.channels_last" if case.data_format == "NHWC" else "torch.contiguous_format")
         bf16 = case.dtype == "bfloat16"
+        op = case.op
 
         def tensor(expr: str) -> str:
             # torch.from_numpy has no bfloat16: go through float32 (exact for bfloat16 values).
@@ -102,35 +113,86 @@ class TorchAdapter(BuiltinAdapter):
                 return f"torch.from_numpy(np.asarray({expr}, dtype=np.float32)).to(torch.bfloat16)"
             return f"torch.from_numpy({expr})"
 
-        w = hwio_to_oihw("filters") if case.op == "conv2d" else hwcm_to_oihw("filters")
-        groups = case.groups if case.op == "conv2d" else case.in_channels
-        layout = "HWIO -> OIHW" if case.op == "conv2d" else "HWCM -> (C*M, 1, kh, kw), channel k*M + q"
-        lines = [
-            f"dev = torch.device({self._device!r})",
-            f"w = {w}  # {layout}",
-            f"# NHWC -> NCHW view; {memory} memory for data_format {case.data_format}",
-            f"xt = {tensor('x')}.permute(0, 3, 1, 2).to(dev).contiguous(memory_format={memory})",
-            f"wt = {tensor('w')}.to(dev).contiguous(memory_format={memory})",
-            f"bt = {tensor('bias')}.to(dev)" if case.bias else "bt = None",
-        ]
-        if self.native_pad and isinstance(case.padding, str):
-            pad_arg = repr(case.padding.lower())
-        else:
-            (t, b), (l, r) = case.geometry.pads
-            if (t, l) == (b, r):
-                pad_arg = repr((t, l))
-            else:
-                lines.append("# torch's conv2d padding is symmetric: asymmetric pads are applied first (zeros)")
-                lines.append(f"xt = F.pad(xt, ({l}, {r}, {t}, {b})).contiguous(memory_format={memory})")
+        def image(name: str, expr: str) -> str:  # an NHWC array as an NCHW tensor in `memory`
+            return f"{name} = {tensor(expr)}.permute(0, 3, 1, 2).to(dev).contiguous(memory_format={memory})"
+
+        conv2d = case.forward_op == "conv2d"
+        groups = case.groups if conv2d else case.in_channels
+        layout = "HWIO -> OIHW" if conv2d else "HWCM -> (C*M, 1, kh, kw), channel k*M + q"
+        weight_shape = (case.conv_channels, case.filter_in_channels, *case.kernel)
+        lines = [f"dev = torch.device({self._device!r})",
+                 f"# NHWC -> NCHW views; {memory} memory for data_format {case.data_format}"]
+        if "x" in case.operands:
+            lines.append(image("xt", "x"))
+        if "dy" in case.operands:
+            lines.append(image("dyt", "dy"))
+        if "filters" in case.operands:
+            w = hwio_to_oihw("filters") if conv2d else hwcm_to_oihw("filters")
+            lines += [f"w = {w}  # {layout}", f"wt = {tensor('w')}.to(dev).contiguous(memory_format={memory})"]
+        if op == "separable_conv2d":
+            lines.append(f"pt = {tensor(hwio_to_oihw('pointwise'))}.to(dev).contiguous(memory_format={memory})"
+                         "  # (1, 1, C*M, O) -> (O, C*M, 1, 1)")
+        if "bias" in case.operands:
+            lines.append(f"bt = {tensor('bias')}.to(dev)" if case.bias else "bt = None")
+
+        geo = dict(stride=tuple(case.strides), dilation=tuple(case.dilations), groups=groups)
+        args = ", ".join(f"{k}={v!r}" for k, v in geo.items())
+        (t, b), (l, r) = case.geometry.pads
+        strings = self.native_pad and isinstance(case.padding, str)
+        asymmetric = (t, l) != (b, r)
+        calls = []
+        if strings and op in GRADIENT_OPS:
+            # torch has no explicit gradient taking padding='same'/'valid': the gradient is
+            # autograd's through F.conv2d with torch's own padding string.
+            wrt, given = ("xt", "wt") if "dy" in case.operands and "filters" in case.operands else ("wt", "xt")
+            shape = (case.batch, case.in_channels, case.height, case.width) if wrt == "xt" else weight_shape
+            dtype = "torch.bfloat16" if bf16 else f"torch.{case.dtype}"
+            calls += [f"{wrt} = torch.zeros({shape!r}, dtype={dtype}, device=dev)"
+                      f".contiguous(memory_format={memory}).requires_grad_()  # the gradient does not depend on it",
+                      f"yt = F.conv2d(xt, wt, None, padding={case.padding.lower()!r}, {args})",
+                      f"(gt,) = torch.autograd.grad(yt, {wrt}, dyt)"]
+        elif op in ("conv2d_backprop_input", "depthwise_conv2d_backprop_input"):
+            size = (case.batch, case.in_channels, case.height + t + b, case.width + l + r) if asymmetric else \
+                (case.batch, case.in_channels, case.height, case.width)
+            calls.append(f"gt = torch.nn.grad.conv2d_input({size!r}, wt, dyt, padding={(0, 0) if asymmetric else (t, l)!r}, "
+                         f"{args})")
+            if asymmetric:
+                calls.insert(0, "# torch's padding is symmetric: the gradient for the F.pad'ed input, cropped "
+                                "(what autograd gives through F.pad)")
+                calls.append(f"gt = gt[:, :, {t}:{t + case.height}, {l}:{l + case.width}]")
+        elif op in ("conv2d_backprop_filter", "depthwise_conv2d_backprop_filter"):
+            if asymmetric:
+                calls += ["# torch's padding is symmetric: asymmetric pads are applied to x first (zeros)",
+                          f"xt = F.pad(xt, ({l}, {r}, {t}, {b})).contiguous(memory_format={memory})"]
+            calls.append(f"gt = torch.nn.grad.conv2d_weight(xt, {weight_shape!r}, dyt, "
+                         f"padding={(0, 0) if asymmetric else (t, l)!r}, {args})")
+        else:  # conv2d, depthwise_conv2d, separable_conv2d: a forward convolution
+            if strings:
+                pad_arg = repr(case.padding.lower())
+            elif asymmetric:
+                calls += ["# torch's conv2d padding is symmetric: asymmetric pads are applied first (zeros)",
+                          f"xt = F.pad(xt, ({l}, {r}, {t}, {b})).contiguous(memory_format={memory})"]
                 pad_arg = "(0, 0)"
-        call = (f"yt = F.conv2d(xt, wt, bt, stride={tuple(case.strides)!r}, padding={pad_arg}, "
-                f"dilation={tuple(case.dilations)!r}, groups={groups})")
+            else:
+                pad_arg = repr((t, l))
+            if op == "separable_conv2d":  # depthwise, then the 1x1 pointwise conv (with the bias)
+                calls += [f"yt = F.conv2d(xt, wt, None, padding={pad_arg}, {args})", "yt = F.conv2d(yt, pt, bt)"]
+            else:
+                calls.append(f"yt = F.conv2d(xt, wt, bt, padding={pad_arg}, {args})")
         if self.params["mkldnn"]:
-            lines.append(call)
+            lines += calls
         else:
-            lines += ["with torch.backends.mkldnn.flags(enabled=False):  # PyTorch's native CPU kernels",
-                      "    " + call]
-        out = "yt.permute(0, 2, 3, 1).cpu()"
-        lines.append(f"y = np.ascontiguousarray({out}.float().numpy()).astype(x.dtype)" if bf16
-                     else f"y = np.ascontiguousarray({out}.numpy())")
+            lines.append("with torch.backends.mkldnn.flags(enabled=False):  # PyTorch's native CPU kernels")
+            lines += ["    " + ln for ln in calls]
+        if OP_INFO[op].result == "filter":
+            back = "(kh, kw, C/groups, O)" if conv2d else "(kh, kw, 1, C*M) -> (kh, kw, C, M)"
+            lines.append(f"# OIHW -> {back}")
+            out = "gt.permute(2, 3, 1, 0).cpu()"
+            final = f"np.ascontiguousarray({{}}).reshape({case.filter_shape!r})"
+        else:
+            out = ("gt" if op in GRADIENT_OPS else "yt") + ".permute(0, 2, 3, 1).cpu()"
+            final = "np.ascontiguousarray({})"
+        first = case.operands[0]
+        lines.append(f"y = {final.format(f'{out}.float().numpy()')}.astype({first}.dtype)" if bf16
+                     else f"y = {final.format(f'{out}.numpy()')}")
         return Program(setup, "\n".join(lines) + "\n")

@@ -17,6 +17,8 @@ Planted bugs (`bug`), each the mechanism a diagnosis hypothesis names:
 - "swap": the stride and the dilation exchanged (grad-input and grad-filter);
 - "uncropped": grad-input's full transposed output read from its first pixel, the
   forward padding never cropped;
+- "otherend": the pads (grad-input: the crop) taken at the other end, bottom for top and
+  right for left;
 - "outpad": grad-input's output_padding rows/columns put at the top/left;
 - "noflip": grad-input's filter not flipped (each tap placed at its mirror position);
 - "groups": conv2d groups computed from dy's groups in reverse order; depthwise: dy's
@@ -30,7 +32,7 @@ import numpy as np
 
 TRAINING_OPS = ("conv2d_backprop_input", "depthwise_conv2d_backprop_input", "conv2d_backprop_filter",
                 "depthwise_conv2d_backprop_filter", "separable_conv2d")
-BUGS = ("", "swap", "uncropped", "outpad", "noflip", "groups", "batch")
+BUGS = ("", "swap", "uncropped", "otherend", "outpad", "noflip", "groups", "batch")
 
 
 def _wide(a, dtype):
@@ -109,6 +111,8 @@ class Training:
         start = (pt, pl)
         if self.bug == "swap":
             strides, dilations = dilations, strides
+        if self.bug == "otherend":
+            start = (pb, pr)
         if self.bug == "uncropped" and c.op.endswith("backprop_input"):
             start = (0, 0)
         if self.bug == "outpad" and c.op.endswith("backprop_input"):
@@ -209,6 +213,10 @@ class StridesDilationsSwapped(Training):
 
 class PaddingNotCropped(Training):
     name, bug = "padding-not-cropped", "uncropped"
+
+
+class PaddingOtherEnd(Training):
+    name, bug = "padding-other-end", "otherend"
 
 
 class OutputPaddingMisplaced(Training):

@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from ..spec import Case
+from ..spec import FORWARD_OPS, Case
 from ..text import memory_size
 from ..usage import UsageError
 
@@ -41,7 +41,7 @@ def memory_estimate(case: Case) -> int:
     inputs = case.batch * case.height * case.width * case.in_channels
     outputs = 0
     try:
-        if case.op != "conv2d" and case.op != "depthwise_conv2d":
+        if case.op not in FORWARD_OPS:
             inputs = max(inputs, sum(int(np.prod(s)) for s in case.operand_shapes if s is not None))
         shapes = (case.output_shape, case.conv_output_shape)
         outputs = max(int(np.prod(s)) if all(d > 0 for d in s) else 0 for s in shapes)

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from . import minimise
 from .predicate import AXIS, BY_NAME, Atom, Predicate, features
-from .spec import ALL_PROFILES, DATA_FORMATS, DTYPES, Case, CaseError
+from .spec import ALL_PROFILES, DATA_FORMATS, DTYPES, GRADIENT_OPS, OP_INFO, Case, CaseError
 
 
 #: minimise.cost (multiply-adds + elements), cached: experiments ask it of the same cases often.
@@ -121,7 +121,7 @@ def _replace(c: Case, keep_validity: bool, items: tuple) -> Case | None:
 
 
 def _grouped(c: Case) -> bool:
-    return c.op == "conv2d" and validity(c) == "valid" and c.filter_channels is None
+    return c.forward_op == "conv2d" and validity(c) == "valid" and c.filter_channels is None
 
 
 # ---- lines: integer directions --------------------------------------------------------
@@ -153,7 +153,9 @@ def _get_in(c: Case) -> int:
 
 
 def _set_out(c: Case, v: int) -> Case | None:
-    if c.op != "conv2d":
+    if c.op == "separable_conv2d":  # its pointwise output channels: the multiplier is the depthwise stage's
+        return replace(c, out_channels=v)
+    if c.forward_op != "conv2d":
         return replace(c, channel_multiplier=v)
     if _grouped(c):
         return replace(c, out_channels=c.groups * v)
@@ -161,13 +163,15 @@ def _set_out(c: Case, v: int) -> Case | None:
 
 
 def _get_out(c: Case) -> int:
-    if c.op != "conv2d":
+    if c.op == "separable_conv2d":
+        return c.out_channels
+    if c.forward_op != "conv2d":
         return c.channel_multiplier
     return c.out_channels // c.groups if _grouped(c) else c.out_channels
 
 
 def _set_groups(c: Case, v: int) -> Case | None:
-    if c.op != "conv2d":
+    if c.forward_op != "conv2d":
         return None
     if _grouped(c):  # keep the channels per group: a valid grouping stays valid
         return replace(c, groups=v, in_channels=v * (c.in_channels // c.groups),
@@ -301,15 +305,58 @@ def _typical_spatial(c: Case, name: str) -> Case | None:
 
 
 def convert_op(c: Case, keep_validity: bool = True) -> Case | None:
-    """The same computation under the other op, where one exists: depthwise (C, M) is
-    conv2d with groups = C and C*M outputs; conv2d with groups = in_channels (or one
-    input channel) is depthwise. Otherwise the other op with the closest shape."""
-    if c.op == "depthwise_conv2d":
-        return replace(c, op="conv2d", channel_multiplier=None, groups=c.in_channels,
-                        out_channels=c.in_channels * c.channel_multiplier, keep_validity=keep_validity)
+    """The same computation under the other family of the same direction, where one exists:
+    depthwise (C, M) is conv2d with groups = C and C*M outputs; conv2d with groups =
+    in_channels (or one input channel) is depthwise; otherwise the other family with the
+    closest shape. The gradient ops convert the same way (conv2d_backprop_input <->
+    depthwise_conv2d_backprop_input, ...); separable_conv2d has no other family (None)."""
+    if c.op == "separable_conv2d":
+        return None
+    other = _FAMILY_SWITCH[c.op]
+    if c.forward_op == "depthwise_conv2d":
+        return replace(c, op=other, channel_multiplier=None, groups=c.in_channels,
+                       out_channels=c.in_channels * c.channel_multiplier, keep_validity=keep_validity)
     m = max(1, c.out_channels // c.in_channels)
-    return replace(c, op="depthwise_conv2d", out_channels=None, groups=1, filter_channels=None,
-                    channel_multiplier=m, keep_validity=keep_validity)
+    return replace(c, op=other, out_channels=None, groups=1, filter_channels=None,
+                   channel_multiplier=m, keep_validity=keep_validity)
+
+
+#: The op of the other family computing the same direction (forward, gradient of the input, of the filters).
+_FAMILY_SWITCH = {"conv2d": "depthwise_conv2d", "depthwise_conv2d": "conv2d",
+                  "conv2d_backprop_input": "depthwise_conv2d_backprop_input",
+                  "depthwise_conv2d_backprop_input": "conv2d_backprop_input",
+                  "conv2d_backprop_filter": "depthwise_conv2d_backprop_filter",
+                  "depthwise_conv2d_backprop_filter": "conv2d_backprop_filter"}
+
+
+def to_op(c: Case, op: str, keep_validity: bool = True) -> Case | None:
+    """`c` as a case of `op` with the same forward problem where the op allows it: the
+    family converted first when `op`'s forward op differs (`convert_op`), the bias dropped
+    for a gradient op, separable's pointwise stage added (out_channels = C*M) or dropped."""
+    if c.op == op:
+        return c
+    base = c
+    if c.op == "separable_conv2d":  # its depthwise stage
+        base = replace(c, op="depthwise_conv2d", out_channels=None, keep_validity=keep_validity)
+    elif OP_INFO[op].forward != c.forward_op:
+        base = convert_op(c, keep_validity)
+    if base is None:
+        return None
+    changes: dict[str, Any] = {"op": op}
+    if op in GRADIENT_OPS:
+        changes["bias"] = False
+    if op == "separable_conv2d":
+        changes["out_channels"] = base.conv_channels
+    return replace(base, keep_validity=keep_validity, **changes)
+
+
+def op_moves(c: Case) -> list[Case]:
+    """The cases one op move away: the other family of the same direction (`convert_op`),
+    and a gradient's or separable's forward op (the direction or the composition taken away)."""
+    moves = [convert_op(c)]
+    if c.op != c.forward_op:
+        moves.append(to_op(c, c.forward_op))
+    return _cases(*moves)
 
 
 def to_validity(c: Case, category: str) -> Case | None:
@@ -320,7 +367,7 @@ def to_validity(c: Case, category: str) -> Case | None:
     if category == "valid":
         if validity(c) == "empty_output":
             candidates.append(grown(c))
-        if c.op == "conv2d":
+        if c.forward_op == "conv2d":
             g = c.groups
             candidates += [replace(c, keep_validity=False, filter_channels=None,
                                     in_channels=max(g, -(-c.in_channels // g) * g),
@@ -334,7 +381,7 @@ def to_validity(c: Case, category: str) -> Case | None:
                 v -= 1
                 candidates.append(replace(c, keep_validity=False, **{name: v}))
     else:
-        base = c if c.op == "conv2d" else convert_op(c, keep_validity=False)
+        base = c if c.forward_op == "conv2d" else to_op(c, "conv2d", keep_validity=False)
         if base is None:
             return None
         g, cin = base.groups, base.in_channels
@@ -382,7 +429,7 @@ PARAMS: tuple[Param, ...] = (
                                                           "groups_not_dividing_out_channels",
                                                           "filter_channels_mismatch")))
           if validity(c) != "valid" else []),
-    Param("op", "cat", lambda c: _cases(convert_op(c)), lambda c: _cases(convert_op(c))),
+    Param("op", "cat", op_moves, op_moves),
     Param("dtype", "cat", _field_values("dtype", ("float32",)), _field_values("dtype", DTYPES)),
     Param("profile", "cat", _field_values("profile", ("normal",)),
           lambda c: _field_values("profile", ALL_PROFILES)(c) if c.profile != "normal" else []),
@@ -395,7 +442,7 @@ PARAMS: tuple[Param, ...] = (
     Param("width", "int", lambda c: _cases(_smallest(c, "width"), _typical_spatial(c, "width"))),
     Param("in_channels", "int", lambda c: _cases(LINES["in_channels"].move(c, 1), LINES["in_channels"].move(c, 16))),
     Param("out_channels", "int", lambda c: _cases(LINES["out_channels"].move(c, 1), LINES["out_channels"].move(c, 16))),
-    Param("groups", "int", lambda c: _cases(LINES["groups"].move(c, 1)) if c.op == "conv2d" else []),
+    Param("groups", "int", lambda c: _cases(LINES["groups"].move(c, 1)) if c.forward_op == "conv2d" else []),
     Param("kernel", "pair", _pair_neutral("kernel", ((1, 1), (3, 3)))),
     Param("strides", "pair", _pair_neutral("strides", ((1, 1),))),
     Param("dilations", "pair", _pair_neutral("dilations", ((1, 1),))),
@@ -534,7 +581,7 @@ def _int_moves(case: Case, atom: Atom, same: list[Atom], wanted, rng: random.Ran
 
 def _set_cat(case: Case, name: str, value: str) -> list[Case]:
     if name == "op":
-        return [c for c in [convert_op(case, keep_validity=False)] if c is not None and c.op == value]
+        return [c for c in [to_op(case, value, keep_validity=False)] if c is not None and c.op == value]
     if name == "validity":
         return [c for c in [to_validity(case, value)] if c is not None]
     if name == "padding":
@@ -577,7 +624,7 @@ def take(a: Case, b: Case, param: str) -> Case | None:
               "bias": ("bias",), "padding": ("padding",), "batch": ("batch",), "height": ("height",),
               "width": ("width",), "kernel": ("kernel",), "strides": ("strides",), "dilations": ("dilations",)}
     if param == "op":
-        return convert_op(a) if a.op != b.op else a
+        return to_op(a, b.op) if a.op != b.op else a
     if param == "validity":
         return to_validity(a, validity(b))
     if param == "in_channels":
@@ -585,5 +632,5 @@ def take(a: Case, b: Case, param: str) -> Case | None:
     if param == "out_channels":
         return LINES["out_channels"].move(a, LINES["out_channels"].get(b)) if a.op == b.op else None
     if param == "groups":
-        return LINES["groups"].move(a, b.groups) if a.op == b.op == "conv2d" else None
+        return LINES["groups"].move(a, b.groups) if a.op == b.op and a.forward_op == "conv2d" else None
     return replace(a, **{f: getattr(b, f) for f in fields[param]})

@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from . import tolerance
+from . import scripts, tolerance
 from .scripts import WORST_SHOWN
 from .repeats import repeat_lines, script_calls
-from .spec import Case
+from .spec import OP_INFO, Case
 from .text import number
 
 #: A bug report embeds the script when it is at most this long (else: attach it).
@@ -64,19 +64,25 @@ def _padding_text(case: Case) -> str:
 
 
 def _parameters(case: Case) -> list[tuple[str, str]]:
-    rows = [("op", case.op), ("input x (N, H, W, C)", str(case.input_shape)),
-            ("filters " + ("(kh, kw, C/groups, O)" if case.op == "conv2d" else "(kh, kw, C, M)"),
-             str(case.filter_shape))]
-    if case.op == "conv2d":
+    rows = [("op", case.op)]
+    if "x" not in case.operands:  # grad-input: x's shape is the result's, described by the forward case
+        rows.append(("input x (N, H, W, C)", str(case.input_shape)))
+    rows += [(f"{'input x' if name == 'x' else name} {layout}", str(shape)) for (name, layout), shape in
+             zip(scripts.operand_layouts(case), case.operand_shapes) if shape is not None]
+    if case.forward_op == "conv2d":
         rows.append(("groups", str(case.groups)))
     else:
         rows.append(("channel multiplier", str(case.channel_multiplier)))
     rows += [("strides", str(tuple(case.strides))), ("dilations", str(tuple(case.dilations))),
              ("padding", _padding_text(case)), ("dtype", case.dtype), ("data format (internal)", case.data_format),
              ("value profile", case.profile), ("bias", "yes" if case.bias else "no"),
-             ("expected output (N, OH, OW, O)", str(case.output_shape))]
+             (_RESULT[OP_INFO[case.op].result], str(case.output_shape))]
     return rows
 
+
+#: How the parameters table names an op's result.
+_RESULT = {"output": "expected output (N, OH, OW, O)", "input": "expected dx (N, H, W, C)",
+           "filter": "expected dfilters (the filters' shape)"}
 
 #: What a report's title says a backend did, by the record's status (a divergence names its kind).
 _WHAT = {"error": "raises an error", "crash": "crashes the process", "timeout": "does not return",

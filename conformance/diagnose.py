@@ -36,14 +36,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import tolerance
+from . import diagnose_gradient, tolerance
 from .compare import flush_explains
 from .diagnose_context import DiagnosisContext, Skip, need_same_shape
 from .diagnose_geometry import wrong_sampling, wrong_shape_subblock
 from .dtypes import (count_subnormals, dtype_name, flush_subnormals, fmt, has_subnormal, np_dtype, round_mantissa,
                      round_to)
 from .oracle import Reference
-from .spec import Case
+from .spec import GRADIENT_OPS, OP_INFO, Case
 from .text import number, ranges
 
 #: A reduced-precision hypothesis explains the output when the backend's error against
@@ -95,9 +95,9 @@ def _subnormal_flush(ctx: DiagnosisContext):
     need_same_shape(ctx)
     value = ctx.ref.value
     tiny = fmt(ctx.case.dtype).smallest_normal
-    if not (has_subnormal((ctx.x, ctx.w, ctx.b), ctx.case.dtype) or ((np.abs(value) < tiny) & (value != 0)).any()):
+    if not (has_subnormal(ctx.operands, ctx.case.dtype) or ((np.abs(value) < tiny) & (value != 0)).any()):
         raise Skip
-    if flush_explains(ctx.case, ctx.y, (ctx.x, ctx.w, ctx.b), ctx.precision):
+    if flush_explains(ctx.case, ctx.y, ctx.operands, ctx.precision):
         return (f"output equals the oracle with subnormal inputs and results flushed to zero "
                 f"(FTZ/DAZ: values below {tiny:.3g} in {ctx.case.dtype} treated as 0)")
     return None
@@ -106,10 +106,13 @@ def _subnormal_flush(ctx: DiagnosisContext):
 def _constants_flushed(which: str):
     """Hypothesis: subnormal constants flushed to zero while subnormal activations (x) are
     kept. `which` is "bias" (only the bias) or "filters" (the filters and the bias): what a
-    runtime that folds weights into a compiled model and fuses the bias may do (OpenVINO)."""
+    runtime that folds weights into a compiled model and fuses the bias may do (OpenVINO).
+    Inference ops only (forward, separable): a gradient op has no constants."""
     def test(ctx: DiagnosisContext):
         need_same_shape(ctx)
         c = ctx.case
+        if c.op in GRADIENT_OPS:
+            raise Skip
         n_w, n_b = count_subnormals(ctx.w, c.dtype), count_subnormals(ctx.b, c.dtype)
         if (which == "bias" and n_b == 0) or (which == "filters" and n_w == 0):
             raise Skip
@@ -117,7 +120,7 @@ def _constants_flushed(which: str):
         b = None if ctx.b is None else flush_subnormals(ctx.b, c.dtype)
         if not ctx.affordable(f"subnormal_{which}_flushed", ctx.y.shape):
             return None
-        if not ctx.matches(ctx.reference(ctx.x, w, b)):
+        if not ctx.matches(ctx.reference(*ctx.operands_with(filters=w, bias=b))):
             return None
         n_x = count_subnormals(ctx.x, c.dtype)
         kept = (f"; the {n_x} subnormal input values of x were kept" if n_x else "")
@@ -153,20 +156,22 @@ def _bias_ignored(ctx: DiagnosisContext):
     need_same_shape(ctx)
     if not ctx.case.bias or ctx.b is None or not np.any(ctx.b != 0):
         raise Skip
-    if ctx.matches(ctx.reference(ctx.x, ctx.w, None)):
+    if ctx.matches(ctx.reference(*ctx.operands_with(bias=None))):
         return "output equals the oracle without the bias: the bias was not added"
     return None
 
 
 def _flipped(axes: tuple[int, ...], words: str):
+    """Forward ops and separable (its depthwise filter); a grad-input's unflipped filter is
+    `diagnose_gradient.filter_not_flipped`."""
     def test(ctx: DiagnosisContext):
         need_same_shape(ctx)
-        if any(ctx.case.kernel[a] < 2 for a in axes):
+        if ctx.case.op in GRADIENT_OPS or any(ctx.case.kernel[a] < 2 for a in axes):
             raise Skip
         if not ctx.affordable("flipped_kernel", ctx.y.shape):
             return None
         w = np.flip(ctx.w, axis=axes)
-        if ctx.matches(ctx.reference(ctx.x, w, ctx.b)):
+        if ctx.matches(ctx.reference(*ctx.operands_with(filters=w))):
             return (f"output equals the oracle with the kernel flipped {words}: a true convolution "
                     f"instead of the cross-correlation every framework defines")
         return None
@@ -271,12 +276,12 @@ def _reduced_precision(name: str, bits: int, label: str, rounder: Callable[[np.n
             # In the float16 range this is the TF32 hypothesis again (11 bits both): only
             # worth testing where float16's range changes the inputs.
             same = all(np.array_equal(round_mantissa(a, 11), rounder(a), equal_nan=True)
-                       for a in (ctx.x, ctx.w) if a is not None)
+                       for a in ctx.operands if a is not None)
             if same:
                 raise Skip
         if not ctx.affordable(name, ctx.y.shape):
             return None
-        hyp = ctx.reference(rounder(ctx.x), rounder(ctx.w), None if ctx.b is None else rounder(ctx.b))
+        hyp = ctx.reference(*(None if a is None else rounder(a) for a in ctx.operands))
         e_hyp = ctx.error(hyp)
         if not np.isfinite(e_hyp).all():
             return None
@@ -287,8 +292,8 @@ def _reduced_precision(name: str, bits: int, label: str, rounder: Callable[[np.n
             return None
         note = ""
         if name == "reduced_precision_tf32":
-            f16 = round_to(ctx.x, "float16"), round_to(ctx.w, "float16")
-            if all(np.array_equal(a, round_mantissa(b, 11), equal_nan=True) for a, b in zip(f16, (ctx.x, ctx.w))):
+            given = [a for a in ctx.operands if a is not None]
+            if all(np.array_equal(round_to(a, "float16"), round_mantissa(a, 11), equal_nan=True) for a in given):
                 note = " (float16 inputs give the same values here)"
         return (f"output matches the oracle on inputs rounded to {label}{note}: max normalised error "
                 f"{float(e_hyp.max()):.3g} against that, {number(ctx.e_true.max())} against the exact result "
@@ -368,6 +373,8 @@ def _nonfinite_leak(ctx: DiagnosisContext):
 def _output_layout_nchw(ctx: DiagnosisContext):
     c, y = ctx.case, ctx.y
     n, oh, ow, o = c.output_shape
+    if OP_INFO[c.op].result == "filter":  # a filter gradient has no NCHW
+        raise Skip
     if y.size != n * oh * ow * o or (oh == 1 and ow == 1) or o == 1:
         raise Skip
     candidate = y.reshape(n, o, oh, ow).transpose(0, 2, 3, 1)
@@ -392,6 +399,8 @@ def _border_masks(case: Case):
 
 def _border_only(ctx: DiagnosisContext):
     need_same_shape(ctx)
+    if ctx.case.op in GRADIENT_OPS:  # its borders are the forward output's, not the result's
+        raise Skip
     if not any(sum(p) for p in ctx.case.geometry.pads):
         raise Skip
     (top, bottom), (left, right) = _border_masks(ctx.case)
@@ -419,6 +428,8 @@ def _border_only(ctx: DiagnosisContext):
 def _subset(axis_name: str, axis: int, noun: str):
     def test(ctx: DiagnosisContext):
         need_same_shape(ctx)
+        if OP_INFO[ctx.case.op].result == "filter" and axis == 0:  # a filter gradient's axis 0 is kh
+            raise Skip
         other = tuple(a for a in range(4) if a != axis)
         wrong = ctx.bad.any(axis=other)
         if wrong.size < 2 or wrong.all():
@@ -429,7 +440,10 @@ def _subset(axis_name: str, axis: int, noun: str):
     return test
 
 
-#: The hypotheses in the order they are tried (cheapest and most specific first).
+#: The hypotheses in the order they are tried (cheapest and most specific first). A
+#: hypothesis that does not apply to a case's op raises Skip: `diagnose_gradient`'s test
+#: the gradient ops only, before the geometric ones they share with the forward ops (whose
+#: wording they make specific: an uncropped grad-input is `padding_ignored` too).
 HYPOTHESES: tuple[tuple[str, Callable[[DiagnosisContext], str | None]], ...] = (
     # Flushing subnormals turns subnormal * Inf into 0 * Inf = NaN: the tested hypothesis
     # that explains the whole output goes before the fact about where the errors are.
@@ -443,6 +457,13 @@ HYPOTHESES: tuple[tuple[str, Callable[[DiagnosisContext], str | None]], ...] = (
     ("subnormal_bias_flushed", _constants_flushed("bias")),
     ("subnormal_filters_flushed", _constants_flushed("filters")),
     ("bias_ignored", _bias_ignored),
+    ("filter_not_flipped", diagnose_gradient.filter_not_flipped),
+    ("strides_dilations_swapped", diagnose_gradient.strides_dilations_swapped),
+    ("padding_not_cropped", diagnose_gradient.padding_not_cropped),
+    ("padding_other_end", diagnose_gradient.padding_other_end),
+    ("output_padding_wrong_side", diagnose_gradient.output_padding_wrong_side),
+    ("groups_mixed", diagnose_gradient.groups_mixed),
+    ("grad_filter_batch_missing", diagnose_gradient.batch_item_missing),
     ("flipped_kernel", _flipped((0, 1), "in both spatial axes")),
     ("flipped_kernel_h", _flipped((0,), "along H only")),
     ("flipped_kernel_w", _flipped((1,), "along W only")),
@@ -477,13 +498,14 @@ NAMES = tuple(name for name, _ in HYPOTHESES)
 
 
 def diagnose(case: Case, actual: Any, inputs, precision: str = tolerance.DEFAULT_PRECISION) -> Diagnosis:
-    """The first hypothesis that explains a divergent `actual` (N, OH, OW, O), or None.
+    """The first hypothesis that explains a divergent `actual` (the op's result), or None.
 
-    `inputs` is (x, filters, bias) as given to the backend (canonical, case dtype);
+    `inputs` are the operands as given to the backend (`case.operands`: (x, filters, bias)
+    for the forward ops; canonical, case dtype);
     `precision` the contract the divergence was judged under. A diagnosis never changes
     the verdict or its kind: it only adds to the record.
     """
-    x, w, b = (None if a is None else np.asarray(a, dtype=np.float64) for a in inputs)
+    operands = tuple(None if a is None else np.asarray(a, dtype=np.float64) for a in inputs)
     if not case.is_valid:
         return Diagnosis(None, f"unexplained: invalid case ({case.invalid_reason}) returned an output; "
                                f"there is no reference to diagnose against")
@@ -492,7 +514,7 @@ def diagnose(case: Case, actual: Any, inputs, precision: str = tolerance.DEFAULT
         return Diagnosis(None, f"unexplained: expected a floating-point array, received dtype {y.dtype}")
     if dtype_name(y) != case.dtype:
         y = y.astype(np_dtype(case.dtype))  # judged in the case dtype, as compare does
-    ctx = DiagnosisContext(case, y.astype(np.float64), x, w, b, precision)
+    ctx = DiagnosisContext(case, y.astype(np.float64), operands, precision)
     if ctx.same_shape and not ctx.bad.any():
         return Diagnosis(None, "nothing to diagnose: the output is within tolerance")
     checked: list[str] = []
@@ -517,14 +539,17 @@ def _unexplained(ctx: DiagnosisContext) -> str:
         bad = ctx.bad
         parts.append(f"{int(bad.sum())} of {bad.size} elements beyond tolerance (max normalised error "
                      f"{number(ctx.e_true.max())}, threshold {ctx.threshold:.3g})")
+        filters = OP_INFO[c.op].result == "filter"  # (kh, kw, C/groups or C, O or M)
         chans = np.nonzero(bad.any(axis=(0, 1, 2)))[0].tolist()
-        parts.append(f"output channels {ranges(chans)} of {bad.shape[3]}")
-        batches = np.nonzero(bad.any(axis=(1, 2, 3)))[0].tolist()
-        parts.append(f"batch items {ranges(batches)} of {bad.shape[0]}")
-        px = bad.any(axis=(0, 3))
+        parts.append(f"{'filter output channels' if filters else 'output channels'} {ranges(chans)} of {bad.shape[3]}")
+        firsts = np.nonzero(bad.any(axis=(1, 2, 3) if not filters else (0, 1, 3)))[0].tolist()
+        parts.append(f"input channels {ranges(firsts)} of {bad.shape[2]}" if filters else
+                     f"batch items {ranges(firsts)} of {bad.shape[0]}")
+        px = bad.any(axis=(0, 3)) if not filters else bad.any(axis=(2, 3))
         rows = np.nonzero(px.any(axis=1))[0].tolist()
         cols = np.nonzero(px.any(axis=0))[0].tolist()
-        parts.append(f"{int(px.sum())} of {px.size} pixels (rows {ranges(rows)}, columns {ranges(cols)})")
+        noun = "taps" if filters else "pixels"
+        parts.append(f"{int(px.sum())} of {px.size} {noun} (rows {ranges(rows)}, columns {ranges(cols)})")
     if ctx.skipped:
         parts.append("not tested at this size (too costly): " + ", ".join(ctx.skipped))
     return "; ".join(parts)

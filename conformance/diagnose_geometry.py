@@ -6,6 +6,8 @@ Invariants
   gets by ignoring strides or dilations, or by another padding (VALID, SAME, SAME_LOWER),
   every one through `spec.conv_geometry`; each is recomputed by the oracle and judged
   with the verdict's element limits (`DiagnosisContext.matches`).
+- Forward ops and separable only: a gradient op's result is not a forward output (its
+  alternative geometries are tested through `DiagnosisContext.geometry_matches`).
 - The pixel search compares every backend pixel with every candidate pixel, so it is
   bounded by `MAX_PIXEL_PAIRS` (what it skips is listed in the diagnosis).
 """
@@ -17,7 +19,7 @@ import numpy as np
 from . import tolerance
 from .diagnose_context import DiagnosisContext, Skip, need_same_shape
 from .oracle import Reference
-from .spec import Case
+from .spec import GRADIENT_OPS, Case
 from .text import ranges
 
 #: Sub-block search compares every backend pixel with every candidate pixel; bounded.
@@ -84,13 +86,15 @@ def _search_alternatives(ctx: DiagnosisContext, name: str):
     """(label, geometry, shape, rows, cols) of the first candidate output that, with some row
     and column selection, equals the backend's output; None when none does."""
     c, y = ctx.case, ctx.y
+    if c.op in GRADIENT_OPS:  # the search is over forward output pixels (a gradient's: `diagnose_gradient`)
+        raise Skip
     if y.ndim != 4 or y.shape[0] != c.batch or y.shape[3] != c.output_channels:
         return None
     for label, s, d, p in candidate_geometries(c):
         shape = ctx.shape_for(s, d, p)
         if shape is None or shape[1] < y.shape[1] or shape[2] < y.shape[2] or not ctx.affordable(name, shape):
             continue
-        ref = ctx.reference(ctx.x, ctx.w, ctx.b, strides=s, dilations=d, padding=p)
+        ref = ctx.reference(*ctx.operands, strides=s, dilations=d, padding=p)
         if tuple(shape) == tuple(y.shape) and ctx.matches(ref):
             return label, (s, d, p), shape, None, None
         found = _pixel_map(ctx, ref)

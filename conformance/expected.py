@@ -5,6 +5,7 @@ A manifest is a YAML list of entries:
     - backend: tensorflow          # a backend name or an fnmatch glob ("torch*")
       version: ">=2.16,<3"         # optional PEP 440 specifier set on backend_version
       cases: "dw-*-s2x2-d2x2-*"    # an id glob or a list of them
+      op: depthwise_conv2d         # optional: only cases of this op (or a list); cases then defaults to "*"
       kind: shape                  # optional: only divergences of this kind (or a list)
       precision: strict            # optional: only records judged under this contract (or a list)
       reason: "depthwise with strides > 1 and dilations > 1 returns a wrongly shaped result"
@@ -53,9 +54,10 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from .fingerprint import CONDITIONS
+from .spec import OP_INFO, OPS
 from .vocabulary import FAILING_STATUSES, KINDS, NONDETERMINISTIC
 
-ENTRY_KEYS = ("backend", "version", "cases", "kind", "precision", "reason", "link", "finding", "when")
+ENTRY_KEYS = ("backend", "version", "cases", "op", "kind", "precision", "reason", "link", "finding", "when")
 #: What `kind` may name: a divergence kind, or a failing status (for errors, crashes, timeouts).
 KNOWN_KINDS = (*KINDS, *FAILING_STATUSES)
 #: Conditions that take a set of names (each must be present; "!name": absent).
@@ -83,6 +85,8 @@ class Entry:
     finding: str | None = None
     predicate: Any = None
     when: tuple[tuple[str, Any], ...] = ()
+    #: Only cases of these ops (None: any op); matched by the case id's op tag (spec.OP_INFO).
+    ops: tuple[str, ...] | None = None
 
     def holds(self, facts: dict[str, Any] | None) -> bool:
         """Every `when` condition holds on `facts` (conformance.fingerprint.facts of a record)."""
@@ -114,6 +118,8 @@ class Entry:
                     return False
             except InvalidVersion:
                 return False  # "unknown" satisfies no range
+        if self.ops is not None and case_id.split("-", 1)[0] not in {OP_INFO[op].tag for op in self.ops}:
+            return False
         return any(fnmatch.fnmatchcase(case_id, g) for g in self.cases)
 
     def pins(self, backend: str, version: str | None, case_id: str, facts: dict[str, Any] | None = None) -> bool:
@@ -220,7 +226,11 @@ def load_manifest(path: str | Path) -> list[Entry]:
         if unknown:
             raise ManifestError(f"{path}: entry {i}: expected keys among {', '.join(ENTRY_KEYS)}, received {unknown[0]!r}")
         finding, predicate = _finding_pin(path, i, raw.get("finding"))
-        if finding is not None:
+        ops = _strings(path, i, "op", raw["op"]) if raw.get("op") is not None else None
+        for op in ops or ():
+            if op not in OPS:
+                raise ManifestError(f"{path}: entry {i}: op: expected one of {', '.join(OPS)}, received {op!r}")
+        if finding is not None or ops is not None:
             raw = {"cases": "*", **raw}
         for key in ("backend", "cases", "reason"):
             if key not in raw:
@@ -255,7 +265,7 @@ def load_manifest(path: str | Path) -> list[Entry]:
                                     f"received {wrong[0]!r}")
         when = _conditions(path, i, raw.get("when"))
         entries.append(Entry(i, backend[0], version, _strings(path, i, "cases", raw["cases"]), kinds, reason, link,
-                             precisions, finding=finding, predicate=predicate, when=when))
+                             precisions, finding=finding, predicate=predicate, when=when, ops=ops))
     return entries
 
 

@@ -12,7 +12,8 @@ after `max_steps` calls of the predicate, or after `time_limit` seconds.
 
 Invariants
 - The result is the input case or a case for which `diverges` returned True, and it is
-  well-formed; a valid case stays valid and an invalid case stays invalid (the
+  well-formed, of the same op (no move changes it: a gradient case stays one, and has no
+  bias to drop); a valid case stays valid and an invalid case stays invalid (the
   predicate decides whether it is still the *same* divergence).
 - Deterministic: the same case and predicate give the same result whenever neither
   limit is reached (moves are tried in a fixed order, no randomness).
@@ -23,6 +24,7 @@ Invariants
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -68,7 +70,7 @@ def _moves(c: Case) -> Iterator[dict]:
         for v in [_min_valid(c, name, value)] + _shrink_int(value, 1):
             if v < value:
                 yield {name: v}
-    if c.op == "conv2d":
+    if c.forward_op == "conv2d":
         # Channels per group (keeps a valid grouping), then plain counts (invalid cases).
         g = c.groups
         for k in _shrink_int(c.in_channels // g, 1):
@@ -92,6 +94,9 @@ def _moves(c: Case) -> Iterator[dict]:
             yield {"in_channels": k}
         for m in _shrink_int(c.channel_multiplier, 1):
             yield {"channel_multiplier": m}
+        if c.op == "separable_conv2d":  # its pointwise stage's outputs
+            for o in _shrink_int(c.out_channels, 1):
+                yield {"out_channels": o}
     kh, kw = c.kernel
     for k in _shrink_int(kh, 1):
         yield {"kernel": (k, kw)}
@@ -123,9 +128,11 @@ def _moves(c: Case) -> Iterator[dict]:
 
 def cost(c: Case) -> int:
     """What one predicate call on `c` roughly costs: multiply-adds plus tensor elements."""
-    out = c.batch * c.geometry.out_h * c.geometry.out_w * c.output_channels if c.is_valid else 0
+    if not c.is_valid:
+        return c.batch * c.height * c.width * c.in_channels + c.kernel[0] * c.kernel[1] * c.in_channels
+    # The op's multiply-adds (a gradient's are its forward conv's), its result and x-sized work.
     inputs = c.batch * c.height * c.width * c.in_channels
-    return out * max(c.reduction_size, 1) + out + inputs + c.kernel[0] * c.kernel[1] * c.in_channels
+    return c.macs + math.prod(c.output_shape) + inputs + c.kernel[0] * c.kernel[1] * c.in_channels
 
 
 def _ordered(current: Case, changes: Iterable[dict]) -> list[dict]:

@@ -43,7 +43,7 @@ def validity(c: Case, g: Geometry | None = None) -> str:
     g = g or c.geometry
     if g.out_h <= 0 or g.out_w <= 0:
         return "empty_output"
-    if c.op == "conv2d":
+    if c.forward_op == "conv2d":
         if c.in_channels % c.groups:
             return "groups_exceed_in_channels" if c.groups > c.in_channels else "groups_not_dividing_in_channels"
         if c.out_channels % c.groups:
@@ -91,9 +91,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("per_group_channels", "int", lambda c, g: c.filter_in_channels, "in_channels per group"),
     Feature("out_channels", "int", lambda c, g: c.output_channels, "output channels"),
     Feature("per_group_out_channels", "int",
-            lambda c, g: c.out_channels // c.groups if c.op == "conv2d" else c.channel_multiplier,
+            lambda c, g: c.out_channels // c.groups if c.forward_op == "conv2d" else c.channel_multiplier,
             "output channels per group"),
-    Feature("groups", "int", lambda c, g: c.groups if c.op == "conv2d" else None, "groups"),
+    Feature("groups", "int", lambda c, g: c.groups if c.forward_op == "conv2d" else None, "groups"),
     Feature("multiplier", "int", lambda c, g: c.channel_multiplier, "channel multiplier"),
     Feature("kernel", "int", lambda c, g: max(c.kernel), "kernel size"),
     Feature("kernel_h", "int", lambda c, g: c.kernel[0], "kernel height"),

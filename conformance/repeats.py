@@ -86,7 +86,7 @@ class Policy:
             return None
         if self.every:
             return "all"
-        if math.prod(case.output_shape) * max(case.reduction_size, 1) <= self.small_macs:
+        if case.macs <= self.small_macs:
             return "small"
         if self.sample > 0 and sampled(case, self.sample):
             return "sampled"

@@ -77,7 +77,17 @@ import numpy as np
 from . import _rule, tolerance
 from .dtypes import fmt
 from .inputs import make_inputs
-from .spec import Case
+from .repro_formulas import reference_source
+from .spec import FORWARD_OPS, Case
+
+
+def operand_layouts(case: Case) -> list[tuple[str, str]]:
+    """(name, canonical layout) of each operand of the case's op, in `case.operands` order."""
+    depthwise = case.forward_op == "depthwise_conv2d"
+    layouts = {"x": "(N, H, W, C)", "filters": "(kh, kw, C, M)" if depthwise else "(kh, kw, C/groups, O)",
+               "dy": "(N, OH, OW, C*M)" if depthwise else "(N, OH, OW, O)", "pointwise": "(1, 1, C*M, O)",
+               "bias": "(O,)" if case.forward_op == "conv2d" or case.op == "separable_conv2d" else "(C*M,)"}
+    return [(name, layouts[name]) for name in case.operands]
 
 
 # ---- the full script of a case ----------------------------------------------------------
@@ -220,14 +230,17 @@ def _load_adapter(spec):
     return obj() if isinstance(obj, type) or not hasattr(obj, "run") else obj  # a class or a factory
 
 
-_geometry = types.SimpleNamespace(out_h={out_h}, out_w={out_w}, pads={pads!r}, effective_kernel={eff!r})
+_geometry = types.SimpleNamespace(out_h={out_h}, out_w={out_w}, pads={pads!r}, effective_kernel={eff!r},
+                                  output_padding={unread!r})
 case = types.SimpleNamespace(id={case_id!r}, geometry=_geometry, is_valid={valid!r}, invalid_reason={invalid!r},
                              input_shape={in_shape!r}, filter_shape={f_shape!r}, output_shape={out_shape!r},
+                             conv_output_shape={conv_shape!r}, operands={operands!r}, forward_op={forward!r},
                              **{fields!r})
 adapter = _load_adapter(SPEC)
 '''
-#: The call of a loaded adapter (after `_LOAD_ADAPTER`): the one line a repeated call repeats.
-_LOADED_CALL = "y = adapter.run(case, x, filters, bias)\n"
+#: The call of a loaded adapter (after `_LOAD_ADAPTER`), with the op's operands: the one line a
+#: repeated call repeats.
+_LOADED_CALL = "y = adapter.run(case, {operands})\n"
 
 
 def framework_code(case: Case, adapter: Any, spec: str | None) -> str:
@@ -251,7 +264,10 @@ def _framework_parts(case: Case, adapter: Any, spec: str | None) -> tuple[str, s
     return _LOAD_ADAPTER.format(spec=spec or _spec_of(adapter), out_h=g.out_h, out_w=g.out_w, pads=g.pads,
                                 eff=g.effective_kernel, case_id=case.id, valid=case.is_valid,
                                 invalid=case.invalid_reason, in_shape=case.input_shape,
-                                f_shape=case.filter_shape, out_shape=case.output_shape, fields=fields), _LOADED_CALL
+                                f_shape=case.filter_shape, out_shape=case.output_shape, fields=fields,
+                                unread=g.output_padding, conv_shape=case.conv_output_shape, operands=case.operands,
+                                forward=case.forward_op), \
+        _LOADED_CALL.format(operands=", ".join(case.operands))
 
 
 _HEADER = '''\
@@ -349,7 +365,9 @@ def reference(x, filters, bias):
     if np.array_equal(alternative, value, equal_nan=True):
         alternative = None
     return value, alternative, magnitude, norm, unbiased
+'''
 
+_CHECK = '''
 
 # ---- the check: conv-conformance's per-element rule (conformance/_rule.py, verbatim) ---
 {rule}
@@ -358,10 +376,9 @@ def reference(x, filters, bias):
 PARAMS = {params!r}
 PRECISION = {precision!r}
 
-ref, alt, mag, norm, unbiased = reference(x, filters, bias)
+ref, alt, mag, norm, unbiased = reference({operands})
 # The transform contracts' scales (the input tiles' or planes' magnitudes), where they apply.
-scales = {{level: transform_scale(PARAMS, level, _as_float64(x), _as_float64(filters),
-                                  None if bias is None else _as_float64(bias)) for level in PARAMS["transforms"]}}
+scales = {scales}
 y = np.asarray(y)
 print(f"case {{CASE['id']}} (precision contract {{PRECISION}})")
 print(f"expected: shape {{EXPECTED_SHAPE}}, dtype {{DTYPE}}")
@@ -406,12 +423,12 @@ _REPEATED_CALL = '''\
 # conv-conformance saw calls with the same inputs give different results: the call is made
 # {calls} times, each on its own copy of the inputs, and every output must equal the first.{rebuilt}
 CALLS = {calls}
-_inputs = (x, filters, bias)
+_inputs = ({operands},)
 outputs = []
 for _call in range(CALLS):
-    x, filters, bias = (None if a is None else a.copy() for a in _inputs)
+    {operands}, = (None if a is None else a.copy() for a in _inputs)
 {code}    outputs.append(y)
-x, filters, bias = _inputs
+{operands}, = _inputs
 y = outputs[0]
 '''
 
@@ -478,9 +495,13 @@ def make_script(case: Case, adapter: Any, *, spec: str | None = None,
     tolerance.check_precision(precision)
     from . import __version__
 
-    size = math.prod(case.input_shape) + math.prod(case.filter_shape) + (case.output_channels if case.bias else 0)
+    size = sum(math.prod(shape) for shape in case.operand_shapes if shape is not None)
     nbytes = size * (2 if case.dtype in ("float16", "bfloat16") else 4 if case.dtype == "float32" else 8)
     regenerate = nbytes > MAX_INLINE_BYTES
+    if regenerate and case.op not in FORWARD_OPS:
+        raise ReproError(f"case {case.id}: expected inputs of at most {MAX_INLINE_BYTES} bytes to inline in a "
+                         f"script of op {case.op!r} (its scripts do not regenerate inputs), received {nbytes} bytes; "
+                         "run `conformance repro` on the minimised case instead")
     if regenerate and case.profile not in REGENERATED_PROFILES:
         raise ReproError(f"case {case.id}: expected inputs of at most {MAX_INLINE_BYTES} bytes to inline in a "
                          f"script, or of a profile the script regenerates ({', '.join(REGENERATED_PROFILES)}), "
@@ -493,13 +514,12 @@ def make_script(case: Case, adapter: Any, *, spec: str | None = None,
                             invalid_note=" (the framework returned instead of raising)" if not case.is_valid else "",
                             case_json=repr({"id": case.id, **{k: v for k, v in case.to_dict().items() if k not in ("name", "reason")}}),
                             dtype=case.dtype, out_shape=tuple(case.output_shape), precision=precision)]
-    parts.append("# ---- the exact inputs (canonical: x (N, H, W, C), filters "
-                 + ("(kh, kw, C/groups, O)" if case.op == "conv2d" else "(kh, kw, C, M)") + ") ----\n")
+    parts.append("# ---- the exact inputs (canonical: " + ", ".join(f"{name} {layout}" for name, layout in
+                                                             operand_layouts(case)) + ") ----\n")
     if regenerate:
         parts.append(_generated_inputs(case, inputs, nbytes))
     else:
-        parts += [_array_literal("x", inputs.x, case), _array_literal("filters", inputs.filters, case),
-                  _array_literal("bias", inputs.bias, case)]
+        parts += [_array_literal(name, a, case) for name, a in zip(case.operands, inputs)]
     setup, call = _framework_parts(case, adapter, spec)
     code = setup + call
     parts.append(f"\n# ---- the framework call ({framework}) ----\n")
@@ -508,17 +528,26 @@ def make_script(case: Case, adapter: Any, *, spec: str | None = None,
         return "".join(parts)
     if calls > 1:
         rebuilt = "" if setup else _REBUILT
-        code = setup + _REPEATED_CALL.format(calls=calls, code=textwrap.indent(call, "    "), rebuilt=rebuilt)
+        code = setup + _REPEATED_CALL.format(calls=calls, code=textwrap.indent(call, "    "), rebuilt=rebuilt,
+                                             operands=", ".join(case.operands))
     parts.append(code)
     g = case.geometry
+    tap = ""
     if case.op == "conv2d":
         tap = _TAP_CONV.format(groups=case.groups, cg=case.filter_in_channels, og=case.out_channels // case.groups)
-    else:
+    elif case.op == "depthwise_conv2d":
         tap = _TAP_DW
-    text = _REFERENCE.format(kernel=case.kernel, strides=case.strides, dilations=case.dilations, pads=g.pads,
-                             padding=case.padding, out_h=g.out_h, out_w=g.out_w, tap=tap, worst=WORST_SHOWN,
-                             params=tolerance.rule_params(case), precision=precision, rule="{rule}",
-                             repeat_check=_REPEAT_CHECK if calls > 1 else "")
+    if case.op in FORWARD_OPS:
+        parts.append(_REFERENCE.format(kernel=case.kernel, strides=case.strides, dilations=case.dilations,
+                                       pads=g.pads, padding=case.padding, out_h=g.out_h, out_w=g.out_w, tap=tap))
+        scales = ('{level: transform_scale(PARAMS, level, _as_float64(x), _as_float64(filters),\n'
+                  '                          None if bias is None else _as_float64(bias)) for level in PARAMS["transforms"]}')
+    else:
+        parts.append(reference_source(case))
+        scales = "{}  # (the transform contracts are forward-only)"
+    text = _CHECK.format(worst=WORST_SHOWN, params=tolerance.rule_params(case), precision=precision, rule="{rule}",
+                         repeat_check=_REPEAT_CHECK if calls > 1 else "", operands=", ".join(case.operands),
+                         scales=scales)
     parts.append(text.replace("{rule}", rule_source()))
     return "".join(parts)
 
@@ -594,6 +623,9 @@ def make_short_script(case: Case, adapter: Any, *, spec: str | None = None, head
     """The short script for `case` on `adapter` (module docstring); `header` goes first as
     comments, `kernel_path` (fingerprint.path_line of the worker that found it) is printed."""
     tolerance.check_precision(precision)
+    if case.op not in FORWARD_OPS:  # its formula does not fit the short form: the full script is the repro
+        raise ShortReproError(f"case {case.id}: expected op conv2d or depthwise_conv2d for a short script, received "
+                              f"{case.op!r}; the full script (`conformance repro`) reproduces it")
     x, filters, bias = make_inputs(case)
     regenerate = case.profile in REGENERATED_PROFILES
     size = x.size + filters.size + (0 if bias is None else bias.size)

@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from ..spec import Case
+from ..spec import FORWARD_OPS, Case
 from ..text import memory_size
 from ..usage import UsageError
 
@@ -36,11 +36,15 @@ MAX_MEMORY_FRACTION = 0.5
 
 def memory_estimate(case: Case) -> int:
     """Bytes the referee needs for `case` (inputs, reference, error arrays); an upper estimate."""
+    # x, or every operand of a training op (its dy can outweigh x); its result, or for a
+    # gradient the forward output too (the oracle convolves over dy's positions).
     inputs = case.batch * case.height * case.width * case.in_channels
     outputs = 0
     try:
-        out = case.output_shape
-        outputs = int(np.prod(out)) if all(d > 0 for d in out) else 0
+        if case.op not in FORWARD_OPS:
+            inputs = max(inputs, sum(int(np.prod(s)) for s in case.operand_shapes if s is not None))
+        shapes = (case.output_shape, case.conv_output_shape)
+        outputs = max(int(np.prod(s)) if all(d > 0 for d in s) else 0 for s in shapes)
     except Exception:  # an invalid case has no output to judge: its input is all there is
         pass
     return ORACLE_BYTES_PER_INPUT * inputs + ORACLE_BYTES_PER_OUTPUT * outputs + ORACLE_FIXED_BYTES

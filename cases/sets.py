@@ -34,7 +34,7 @@ from pathlib import Path
 from conformance.spec import DTYPE_TAGS, DTYPES, Case
 
 from .catalogue import CaseFileError, load_catalogue_entries, load_file, load_model_entries
-from .sweep import medium, sweep
+from .sweep import TRAINING_OPS, medium, sweep
 from .witnesses import witnesses
 
 SETS = ("smoke", "default", "full", "models")
@@ -44,6 +44,14 @@ FULL_BUDGET = 1000
 #: Medium-size random cases (sweep.medium) after the sweep: the sizes its tiny rows miss.
 DEFAULT_MEDIUM = 60
 FULL_MEDIUM = 240
+#: The training ops' sweep (sweep.TRAINING_OPS, an array of its own): in `default` its
+#: pairs-only covering array (every 2-way combination, ~36 cases; the catalogue's
+#: training.yaml holds the hand-picked gradient-bug shapes), in `full` the array with the
+#: triples too, extended to FULL_TRAINING_BUDGET, and FULL_TRAINING_MEDIUM medium cases.
+DEFAULT_TRAINING_TRIPLES: tuple[str, ...] = ()
+DEFAULT_TRAINING_MEDIUM = 4
+FULL_TRAINING_BUDGET = 300
+FULL_TRAINING_MEDIUM = 60
 
 
 class SelectorError(ValueError):
@@ -78,6 +86,13 @@ def _named_set(name: str, seed: int, budget: int | None, dtypes=None) -> list[Ca
     size = budget if budget is not None else (DEFAULT_BUDGET if name == "default" else FULL_BUDGET)
     count = DEFAULT_MEDIUM if name == "default" else FULL_MEDIUM
     cases = [e.case for e in entries] + sweep(seed, size) + medium(seed, count) + real_layer_sample() + witnesses()
+    # The training ops after every forward case, so adding them moved no forward case.
+    if name == "default":
+        cases += sweep(seed, None, TRAINING_OPS, DEFAULT_TRAINING_TRIPLES)
+        cases += medium(seed, DEFAULT_TRAINING_MEDIUM, TRAINING_OPS)
+    else:
+        cases += sweep(seed, FULL_TRAINING_BUDGET, TRAINING_OPS)
+        cases += medium(seed, FULL_TRAINING_MEDIUM, TRAINING_OPS)
     seen: set[str] = set()
     return [c for c in cases if not (c.id in seen or seen.add(c.id))]
 

@@ -128,16 +128,15 @@ def test_every_seed_reaches_full_coverage(seed):
     assert cov["t2"]["percent"] == cov["t3"]["percent"] == 100.0
 
 
-def test_every_default_sweep_case_is_judged_correctly_on_the_oracle():
-    """The oracle's own answer, rounded to the dtype, passes every sweep case (inputs are computable)."""
-    from conformance.cases.sets import DEFAULT_BUDGET
+def _oracle_failures(cases) -> list[tuple[str, str]]:
+    """(case id, message) of each case whose oracle answer, rounded to its dtype, does not pass."""
     from conformance.compare import compare
     from conformance.dtypes import np_dtype
     from conformance.inputs import make_inputs
     from conformance.oracle import reference
 
     failures = []
-    for case in sweep(0, budget=DEFAULT_BUDGET):
+    for case in cases:
         inputs = make_inputs(case)
         ref = reference(case, *inputs)
         with np.errstate(over="ignore"):  # the overflow profile's results beyond the range become Inf
@@ -145,7 +144,13 @@ def test_every_default_sweep_case_is_judged_correctly_on_the_oracle():
         result = compare(case, y, ref, inputs)
         if not result.passed:
             failures.append((case.id, result.message))
-    assert failures == []
+    return failures
+
+
+def test_every_default_sweep_case_is_judged_correctly_on_the_oracle():
+    """The oracle's own answer, rounded to the dtype, passes every sweep case (inputs are computable)."""
+    from conformance.cases.sets import DEFAULT_BUDGET
+    assert _oracle_failures(sweep(0, budget=DEFAULT_BUDGET)) == []
 
 
 def test_medium_cases_are_valid_deterministic_bounded_and_reach_sizes_the_sweep_does_not():
@@ -164,20 +169,7 @@ def test_medium_cases_are_valid_deterministic_bounded_and_reach_sizes_the_sweep_
 def test_every_default_medium_case_is_judged_correctly_on_the_oracle():
     from conformance.cases.sets import DEFAULT_MEDIUM
     from conformance.cases.sweep import medium
-    from conformance.compare import compare
-    from conformance.dtypes import np_dtype
-    from conformance.inputs import make_inputs
-    from conformance.oracle import reference
-    failures = []
-    for case in medium(0, DEFAULT_MEDIUM):
-        inputs = make_inputs(case)
-        ref = reference(case, *inputs)
-        with np.errstate(over="ignore"):
-            y = ref.value.astype(np_dtype(case.dtype))
-        result = compare(case, y, ref, inputs)
-        if not result.passed:
-            failures.append((case.id, result.message))
-    assert not failures
+    assert _oracle_failures(medium(0, DEFAULT_MEDIUM)) == []
 
 
 # ---- the training ops' arrays ---------------------------------------------------------
@@ -216,22 +208,9 @@ def test_bad_ops_and_triples_are_refused(kwargs):
 def test_every_default_training_case_is_judged_correctly_on_the_oracle():
     from conformance.cases.sets import DEFAULT_TRAINING_MEDIUM, DEFAULT_TRAINING_TRIPLES
     from conformance.cases.sweep import medium
-    from conformance.compare import compare
-    from conformance.dtypes import np_dtype
-    from conformance.inputs import make_inputs
-    from conformance.oracle import reference
-    failures = []
     cases = sweep(0, ops=sw.TRAINING_OPS, triples=DEFAULT_TRAINING_TRIPLES) + \
         medium(0, DEFAULT_TRAINING_MEDIUM, sw.TRAINING_OPS)
-    for case in cases:
-        inputs = make_inputs(case)
-        ref = reference(case, *inputs)
-        with np.errstate(over="ignore"):
-            y = ref.value.astype(np_dtype(case.dtype))
-        result = compare(case, y, ref, inputs)
-        if not result.passed:
-            failures.append((case.id, result.message))
-    assert not failures
+    assert _oracle_failures(cases) == []
 
 
 def test_training_medium_cases_are_valid_bounded_and_of_the_training_ops():

@@ -1,23 +1,28 @@
 """Named case sets and selectors: what `conformance run --cases SELECTOR` runs.
 
 A selector is one of, or a comma-separated union of:
-- a set name (`SETS`): `smoke` (the catalogue entries tagged `sets: [smoke]`: a couple
-  of dozen small cases over both ops, every dtype, every padding kind, one invalid and
+- a set name (`SETS`): `smoke` (the catalogue entries tagged `sets: [smoke]`: a few
+  dozen small cases over every op, every dtype, every padding kind, one invalid and
   one special-values case), `default` (catalogue + regressions + a sweep of
-  `DEFAULT_BUDGET` cases: the covering array, then seeded random valid cases, +
+  `DEFAULT_BUDGET` forward cases: the covering array, then seeded random valid cases, +
   `DEFAULT_MEDIUM` medium-size random cases + the sample of real layers tagged
   `sets: [default]` in cases/models/, at their `default_dtypes` + the size witnesses of
   cases/witnesses.py, which put every class of the size model (cases/sizes.py) in the
-  set), `full` (the same with a sweep of `FULL_BUDGET` + `FULL_MEDIUM` medium cases),
-  `models` (every layer in
-  cases/models/: the conv2d and depthwise layers of published networks, float32);
+  set; then the training ops' pairs-only covering array and DEFAULT_TRAINING_MEDIUM
+  medium cases), `full` (the same with a sweep of `FULL_BUDGET` + `FULL_MEDIUM` medium
+  cases, and the training ops' array with triples up to FULL_TRAINING_BUDGET +
+  FULL_TRAINING_MEDIUM), `models` (every layer in cases/models/: the conv2d and
+  depthwise layers of published networks and the backward and separable convs of some
+  of them, float32);
 - a path to a YAML case file (it exists, or it ends in .yaml/.yml);
 - a case id or a catalogue case name, exactly;
 - an fnmatch glob over the ids and names of the `full` set (`dw-*-f16*`, `seed-*`).
 
 Invariants
-- Deterministic order (catalogue, regressions, sweep; then each further selector's
-  cases in order), no duplicate ids: a case selected twice appears once, first place.
+- Deterministic order (catalogue, regressions, sweep, medium, real layers, witnesses,
+  training sweep and medium; then each further selector's cases in order): the training
+  sweep and medium cases come after every forward case, so the forward cases of a set
+  keep their order whatever the training part holds. No duplicate ids: a case selected twice appears once, first place.
 - `budget` is the sweep's budget for `default`/`full` (ignored by the other selectors).
 - `dtypes` keeps only cases of those dtypes; an unknown dtype is an error, and so is a
   selection that ends up empty (a run of nothing is never what was meant). The `models`
@@ -34,7 +39,7 @@ from pathlib import Path
 from conformance.spec import DTYPE_TAGS, DTYPES, Case
 
 from .catalogue import CaseFileError, load_catalogue_entries, load_file, load_model_entries
-from .sweep import medium, sweep
+from .sweep import TRAINING_OPS, medium, sweep
 from .witnesses import witnesses
 
 SETS = ("smoke", "default", "full", "models")
@@ -44,6 +49,15 @@ FULL_BUDGET = 1000
 #: Medium-size random cases (sweep.medium) after the sweep: the sizes its tiny rows miss.
 DEFAULT_MEDIUM = 60
 FULL_MEDIUM = 240
+#: The training ops' sweep (sweep.TRAINING_OPS, an array of its own): in `default` its
+#: pairs-only covering array (every 2-way combination, ~36 cases; the catalogue's
+#: training.yaml holds the hand-picked gradient-bug shapes) and DEFAULT_TRAINING_MEDIUM
+#: medium cases; `full` adds the array with the triples too, extended to
+#: FULL_TRAINING_BUDGET, and FULL_TRAINING_MEDIUM medium cases.
+DEFAULT_TRAINING_TRIPLES: tuple[str, ...] = ()
+DEFAULT_TRAINING_MEDIUM = 4
+FULL_TRAINING_BUDGET = 300
+FULL_TRAINING_MEDIUM = 60
 
 
 class SelectorError(ValueError):
@@ -78,6 +92,12 @@ def _named_set(name: str, seed: int, budget: int | None, dtypes=None) -> list[Ca
     size = budget if budget is not None else (DEFAULT_BUDGET if name == "default" else FULL_BUDGET)
     count = DEFAULT_MEDIUM if name == "default" else FULL_MEDIUM
     cases = [e.case for e in entries] + sweep(seed, size) + medium(seed, count) + real_layer_sample() + witnesses()
+    # The training ops after every forward case, so adding them moved no forward case; `full`
+    # holds every case of `default` (the pairs-only array, a prefix of the medium cases).
+    cases += sweep(seed, None, TRAINING_OPS, DEFAULT_TRAINING_TRIPLES)
+    if name == "full":
+        cases += sweep(seed, FULL_TRAINING_BUDGET, TRAINING_OPS)
+    cases += medium(seed, DEFAULT_TRAINING_MEDIUM if name == "default" else FULL_TRAINING_MEDIUM, TRAINING_OPS)
     seen: set[str] = set()
     return [c for c in cases if not (c.id in seen or seen.add(c.id))]
 

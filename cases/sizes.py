@@ -40,13 +40,13 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from conformance.spec import DTYPES, FORWARD_OPS, Case
+from conformance.spec import DTYPES, FORWARD_OPS, OPS, Case
 
 # ---- dimensions ------------------------------------------------------------------------
 
 
 def _cin_per_group(c: Case) -> int:
-    return c.in_channels // c.groups if c.op == "conv2d" else 1
+    return c.in_channels // c.groups if c.forward_op == "conv2d" else 1
 
 
 def _outputs(c: Case) -> int:
@@ -56,9 +56,9 @@ def _outputs(c: Case) -> int:
 def facts(case: Case) -> dict:
     """What the classes look at, computed once per case: the dimensions by name, and per
     axis (input, kernel, stride, dilation, (leading, trailing) pads, output)."""
-    n, oh, ow, o = case.output_shape
+    n, oh, ow, o = case.conv_output_shape  # the convolution's output (= the result of a forward op)
     pads = case.geometry.pads
-    conv = case.op == "conv2d"
+    conv = case.forward_op == "conv2d"
     return {
         "input channels per group": _cin_per_group(case),
         "output channels per group": case.out_channels // case.groups if conv else case.channel_multiplier,
@@ -303,14 +303,14 @@ SIZE_CLASSES: tuple[tuple[str, Callable[[Case], bool]], ...] = (
     ("input channels per group >= 512", lambda c: _cin_per_group(c) >= 512),
     ("input channels per group >= 1024", lambda c: _cin_per_group(c) >= 1024),
     ("input channels per group >= 2048", lambda c: _cin_per_group(c) >= 2048),
-    ("output width >= 128", lambda c: c.output_shape[2] >= 128),
-    ("output width >= 224", lambda c: c.output_shape[2] >= 224),
+    ("output width >= 128", lambda c: c.conv_output_shape[2] >= 128),
+    ("output width >= 224", lambda c: c.conv_output_shape[2] >= 224),
     ("reduction K >= 4096", lambda c: c.reduction_size >= 4096),
     ("reduction K >= 16384", lambda c: c.reduction_size >= 16384),
     ("outputs >= 1e6 elements", lambda c: _outputs(c) >= 10**6),
     ("outputs >= 1e7 elements", lambda c: _outputs(c) >= 10**7),
     ("multiply-adds >= 1e9", lambda c: _outputs(c) * c.reduction_size >= 10**9),
-    ("depthwise channels >= 512", lambda c: c.op == "depthwise_conv2d" and c.in_channels >= 512),
+    ("depthwise channels >= 512", lambda c: c.forward_op == "depthwise_conv2d" and c.in_channels >= 512),
     ("dilation >= 6", lambda c: max(c.dilations) >= 6),
     ("batch >= 8", lambda c: c.batch >= 8),
 )
@@ -333,8 +333,8 @@ def largest(cases) -> dict[str, int]:
         return {}
     return {
         "input channels per group": max(_cin_per_group(c) for c in valid),
-        "output width": max(c.output_shape[2] for c in valid),
-        "output pixels per image": max(c.output_shape[1] * c.output_shape[2] for c in valid),
+        "output width": max(c.conv_output_shape[2] for c in valid),
+        "output pixels per image": max(c.conv_output_shape[1] * c.conv_output_shape[2] for c in valid),
         "reduction K": max(c.reduction_size for c in valid),
         "outputs": max(_outputs(c) for c in valid),
         "multiply-adds": max(_outputs(c) * c.reduction_size for c in valid),
@@ -374,10 +374,20 @@ def describe_model(cases) -> str:
     return "\n".join(lines) + "\n"
 
 
+def describe_ops(cases) -> str:
+    """One line: how many cases of each op (spec.OPS order; ops with none left out)."""
+    n = {op: 0 for op in OPS}
+    for c in cases:
+        n[c.op] += 1
+    return "cases per op: " + ", ".join(f"{op} {k}" for op, k in n.items() if k) + "\n"
+
+
 def describe_sizes(cases) -> str:
     """What `conformance cases SELECTOR --coverage` prints after the sweep coverage: the
-    model's classes (describe_model), issue 12's thresholds by dtype, and the largest sizes."""
-    lines = ["size classes kernels branch on (valid cases per class; docs/coverage.md):",
+    cases per op, the model's classes (describe_model; forward ops), issue 12's thresholds
+    by dtype, and the largest sizes (every op: a gradient's K and result are its own)."""
+    lines = [describe_ops(cases).rstrip("\n"),
+             "size classes kernels branch on (valid cases per class; docs/coverage.md):",
              describe_model(cases).rstrip("\n"), "  thresholds (valid cases; by dtype):"]
     for label, c in size_classes(cases).items():
         by = ", ".join(f"{d} {c[d]}" for d in DTYPES if c[d])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from conformance.spec import DATA_FORMATS, DTYPES, FORWARD_OPS, PROFILES, Case
+from conformance.spec import DATA_FORMATS, DTYPES, FORWARD_OPS, GRADIENT_OPS, OP_INFO, OPS, PROFILES, Case
 
 PADDING_KINDS = ("VALID", "SAME", "explicit")
 INVALID_KINDS = ("empty_output", "groups_in", "groups_out", "filter_channels")
@@ -36,9 +36,11 @@ def _check_int(name: str, value, minimum: int) -> int:
     return value
 
 
-def _common(draw, dtypes, profiles, data_formats, bias):
+def _common(draw, op, dtypes, profiles, data_formats, bias):
+    # A gradient op takes no bias; the draw is made all the same, so shrinking compares like with like.
+    with_bias = draw(bias)
     return dict(dtype=draw(st.sampled_from(dtypes)), profile=draw(st.sampled_from(profiles)),
-                data_format=draw(st.sampled_from(data_formats)), bias=draw(bias))
+                data_format=draw(st.sampled_from(data_formats)), bias=with_bias and op not in GRADIENT_OPS)
 
 
 def _axis(draw, max_spatial: int, max_kernel: int, max_stride: int, max_dilation: int, padding_kind: str):
@@ -75,34 +77,38 @@ def _valid(draw, ops, dtypes, profiles, data_formats, bias, max_batch, max_spati
     (h, kh, sh, dh, ph), (w, kw, sw, dw, pw) = axes
     padding = kind if kind != "explicit" else (ph, pw)
     fields = dict(op=op, batch=batch, height=h, width=w, kernel=(kh, kw), strides=(sh, sw),
-                  dilations=(dh, dw), padding=padding, **_common(draw, dtypes, profiles, data_formats, bias))
-    # Both ops make the same draws (some unused), so shrinking compares like with like
+                  dilations=(dh, dw), padding=padding, **_common(draw, op, dtypes, profiles, data_formats, bias))
+    # Every op makes the same draws (some unused), so shrinking compares like with like
     # and prefers the first op instead of whichever op needs fewer choices.
     groups = draw(st.integers(1, max_channels))
     per_in = draw(st.integers(1, max(1, max_channels // groups)))
     per_out = draw(st.integers(1, max(1, max_channels // groups)))
     multiplier = draw(st.integers(1, max_multiplier))
-    if op == "conv2d":
+    if OP_INFO[op].forward == "conv2d":
         fields.update(in_channels=groups * per_in, groups=groups, out_channels=groups * per_out)
     else:
         fields.update(in_channels=groups, channel_multiplier=multiplier)
+        if op == "separable_conv2d":  # its pointwise stage's outputs
+            fields.update(out_channels=per_out)
     return Case(**fields)
 
 
-def valid_cases(*, ops=FORWARD_OPS, dtypes=DTYPES, profiles=PROFILES, data_formats=DATA_FORMATS,
+def valid_cases(*, ops=OPS, dtypes=DTYPES, profiles=PROFILES, data_formats=DATA_FORMATS,
                 bias=None, max_batch: int = 2, max_spatial: int = 8, max_channels: int = 8,
                 max_multiplier: int = 3, max_kernel: int = 3, max_stride: int = 3,
                 max_dilation: int = 2) -> st.SearchStrategy[Case]:
     """Valid cases (`case.is_valid`), built directly.
 
-    `bias` None draws it (shrinking to False), True/False fixes it. Input height and
+    `ops` are any of spec.OPS: a training op's case is its forward case with that op.
+    `bias` None draws it (shrinking to False), True/False fixes it (for the ops that take
+    one: a gradient case never has a bias). Input height and
     width stay <= max_spatial + max_stride - 1 (the effective kernel <= max_spatial);
     in_channels and out_channels stay <= max_channels (conv2d draws groups, then
     channels per group). Examples shrink towards a conv2d, batch 1, 1x1 input and
     kernel, one channel, stride and dilation 1, VALID, float32, NHWC, normal, no bias
     (the first of each `ops`/`dtypes`/`profiles`/`data_formats` given).
     """
-    ops = _check_choice("ops", ops, FORWARD_OPS)
+    ops = _check_choice("ops", ops, OPS)
     dtypes = _check_choice("dtypes", dtypes, DTYPES)
     profiles = _check_choice("profiles", profiles, PROFILES)
     data_formats = _check_choice("data_formats", data_formats, DATA_FORMATS)
@@ -173,7 +179,7 @@ def _mixed(draw, valid, invalid):
     return case
 
 
-def cases(*, ops=FORWARD_OPS, dtypes=DTYPES, profiles=PROFILES, data_formats=DATA_FORMATS, invalid: bool = True,
+def cases(*, ops=OPS, dtypes=DTYPES, profiles=PROFILES, data_formats=DATA_FORMATS, invalid: bool = True,
           max_spatial: int = 8, max_channels: int = 8) -> st.SearchStrategy[Case]:
     """Valid cases, and (about one in four) invalid ones unless `invalid=False`.
 

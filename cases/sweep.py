@@ -40,7 +40,12 @@ import random
 import warnings
 from typing import Any
 
-from conformance.spec import DATA_FORMATS, DTYPES, FORWARD_OPS, PROFILES, Case
+from conformance.spec import DATA_FORMATS, DTYPES, FORWARD_OPS, GRADIENT_OPS, OP_INFO, OPS, PROFILES, Case
+
+#: The ops of the training sweep: every op that is not a forward conv (the gradients and
+#: the separable conv). Their covering array is built apart from the forward one, so
+#: adding ops never moves a forward case of the default set.
+TRAINING_OPS = tuple(op for op in OPS if op not in FORWARD_OPS)
 
 LEVELS: dict[str, tuple[Any, ...]] = {
     "op": FORWARD_OPS,
@@ -109,9 +114,35 @@ def _feasible_partials() -> frozenset[tuple]:
 
 
 _GEO_IDX = tuple(PARAMS.index(p) for p in _GEOMETRY)
+_OP, _BIAS = PARAMS.index("op"), PARAMS.index("bias")
 
 
-def _row_ok(row: list) -> bool:
+def ops_levels(ops: tuple[str, ...] = FORWARD_OPS) -> dict[str, tuple[Any, ...]]:
+    """The levels of the covering array of `ops`: LEVELS with those ops."""
+    return {**LEVELS, "op": tuple(ops)}
+
+
+def _check_ops(ops) -> tuple[str, ...]:
+    if isinstance(ops, str):
+        ops = (ops,)
+    ops = tuple(ops)
+    if not ops or any(op not in OPS for op in ops) or len(set(ops)) != len(ops):
+        raise ValueError(f"ops: expected distinct ops among {', '.join(OPS)}, received {ops!r}")
+    return ops
+
+
+def _check_triples(triples) -> tuple[str, ...]:
+    triples = tuple(triples)
+    if any(p not in PARAMS for p in triples) or len(set(triples)) != len(triples) or 0 < len(triples) < 3:
+        raise ValueError(f"triples: expected () or 3 or more distinct parameters among {', '.join(PARAMS)}, "
+                         f"received {triples!r}")
+    return triples
+
+
+def _row_ok(row: list, ops: tuple[str, ...] = FORWARD_OPS) -> bool:
+    # A gradient op takes no bias (spec.Case refuses one): op and bias levels exclude each other.
+    if row[_OP] is not None and row[_BIAS] == 1 and ops[row[_OP]] in GRADIENT_OPS:
+        return False
     return tuple(row[i] for i in _GEO_IDX) in _feasible_partials()
 
 
@@ -119,25 +150,26 @@ def _row_ok(row: list) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def interactions() -> tuple[tuple[int, ...], ...]:
+def interactions(triples: tuple[str, ...] = STRENGTH3) -> tuple[tuple[int, ...], ...]:
     """Parameter-index tuples whose level combinations must all be covered."""
     two = list(itertools.combinations(range(len(PARAMS)), 2))
-    three = list(itertools.combinations(sorted(PARAMS.index(p) for p in STRENGTH3), 3))
+    three = list(itertools.combinations(sorted(PARAMS.index(p) for p in triples), 3))
     return tuple(two + three)
 
 
 @functools.lru_cache(maxsize=None)
-def _universe() -> dict[tuple[int, ...], frozenset[tuple[int, ...]]]:
+def _universe(ops: tuple[str, ...] = FORWARD_OPS, triples: tuple[str, ...] = STRENGTH3) -> dict[tuple[int, ...], frozenset[tuple[int, ...]]]:
     """Feasible level combinations of each interaction (those some valid case can have)."""
+    space = ops_levels(ops)
     out = {}
-    for inter in interactions():
+    for inter in interactions(triples):
         combos = set()
-        for levels in itertools.product(*(range(len(LEVELS[PARAMS[i]])) for i in inter)):
+        for combo in itertools.product(*(range(len(space[PARAMS[i]])) for i in inter)):
             row: list = [None] * len(PARAMS)
-            for i, v in zip(inter, levels):
+            for i, v in zip(inter, combo):
                 row[i] = v
-            if _row_ok(row):
-                combos.add(levels)
+            if _row_ok(row, ops):
+                combos.add(combo)
         out[inter] = frozenset(combos)
     return out
 
@@ -149,7 +181,7 @@ def _new_combos(row: list, inters, uncovered) -> int:
 # ---- greedy construction ------------------------------------------------------------
 
 
-def _candidate(rng: random.Random, live, uncovered, by_param) -> list:
+def _candidate(rng: random.Random, live, uncovered, by_param, ops) -> list:
     # Seed with an uncovered combination of the interaction with most left to cover.
     inter = max(live, key=lambda k: (len(live[k]), [-i for i in k]))
     seed_levels = rng.choice(sorted(live[inter]))
@@ -160,9 +192,9 @@ def _candidate(rng: random.Random, live, uncovered, by_param) -> list:
     rng.shuffle(rest)
     for i in rest:
         best, best_gain = [], -1
-        for v in range(len(LEVELS[PARAMS[i]])):
+        for v in range(len(ops_levels(ops)[PARAMS[i]])):
             row[i] = v
-            if not _row_ok(row):
+            if not _row_ok(row, ops):
                 continue
             gain = sum(tuple(row[j] for j in inter) in uncovered[inter]
                        for inter in by_param[i] if all(row[j] is not None for j in inter))
@@ -174,22 +206,25 @@ def _candidate(rng: random.Random, live, uncovered, by_param) -> list:
     return row
 
 
-def _random_row(rng: random.Random) -> list:
+def _random_row(rng: random.Random, ops) -> list:
+    space = ops_levels(ops)
     row: list = [None] * len(PARAMS)
     for i in range(len(PARAMS)):
-        row[i] = rng.choice([v for v in range(len(LEVELS[PARAMS[i]])) if _row_ok(row[:i] + [v] + row[i + 1:])])
+        row[i] = rng.choice([v for v in range(len(space[PARAMS[i]])) if _row_ok(row[:i] + [v] + row[i + 1:], ops)])
     return row
 
 
 @functools.lru_cache(maxsize=32)
-def _rows(seed: int, budget: int | None) -> tuple[tuple[int, ...], ...]:
-    rng = random.Random(seed)
-    uncovered = {k: set(v) for k, v in _universe().items() if v}
+def _rows(seed: int, budget: int | None, ops: tuple[str, ...] = FORWARD_OPS,
+          triples: tuple[str, ...] = STRENGTH3) -> tuple[tuple[int, ...], ...]:
+    # The forward array keeps its historic stream (its cases must never move); others get their own.
+    rng = random.Random(seed if ops == FORWARD_OPS else f"conv-conformance-sweep:{seed}:{','.join(ops)}")
+    uncovered = {k: set(v) for k, v in _universe(ops, triples).items() if v}
     by_param = {i: [inter for inter in uncovered if i in inter] for i in range(len(PARAMS))}
     rows: list[list] = []
     while any(uncovered.values()) and (budget is None or len(rows) < budget):
         live = {k: v for k, v in uncovered.items() if v}
-        cands = [_candidate(rng, live, uncovered, by_param) for _ in range(CANDIDATES)]
+        cands = [_candidate(rng, live, uncovered, by_param, ops) for _ in range(CANDIDATES)]
         gains = [_new_combos(c, live, uncovered) for c in cands]
         row = cands[gains.index(max(gains))]
         rows.append(row)
@@ -199,7 +234,7 @@ def _rows(seed: int, budget: int | None) -> tuple[tuple[int, ...], ...]:
     tries = 0
     while budget is not None and len(rows) < budget and tries < 50 * budget:
         tries += 1
-        row = _random_row(rng)
+        row = _random_row(rng, ops)
         if tuple(row) not in seen:  # a repeated row would be a repeated case
             seen.add(tuple(row))
             rows.append(row)
@@ -248,10 +283,12 @@ def make_case(levels: dict[str, Any], rng: random.Random, *, reason: str | None 
                                   data_format=levels["data_format"], profile=levels["profile"], bias=levels["bias"],
                                   reason=reason)
     c, mg = levels["channels"], levels["mult_groups"]
-    if levels["op"] == "conv2d":
+    if OP_INFO[levels["op"]].forward == "conv2d":
         fields.update(in_channels=c * mg, groups=mg, out_channels=mg * rng.choice(OUT_PER_GROUP))
     else:
         fields.update(in_channels=c, channel_multiplier=mg)
+        if levels["op"] == "separable_conv2d":  # its pointwise stage's outputs
+            fields.update(out_channels=rng.choice(OUT_PER_GROUP))
     return Case(**fields)
 
 
@@ -267,7 +304,7 @@ def padding_kind(case: Case) -> str:
 
 def levels_of(case: Case) -> dict[str, Any]:
     """The level of each parameter a case has (the value itself, level or not)."""
-    conv = case.op == "conv2d"
+    conv = case.forward_op == "conv2d"
     return {
         "op": case.op,
         "kernel": case.kernel,
@@ -284,32 +321,44 @@ def levels_of(case: Case) -> dict[str, Any]:
     }
 
 
-def sweep(seed: int = 0, budget: int | None = None) -> list[Case]:
-    """The covering-array cases for `seed`: all of them (`budget=None`) or at most `budget`.
+def sweep(seed: int = 0, budget: int | None = None, ops=FORWARD_OPS, triples=STRENGTH3) -> list[Case]:
+    """The covering-array cases of `ops` for `seed`: all of them (`budget=None`) or at most `budget`.
 
     A budget below the covering array's size stops early and warns (`CoverageWarning`)
-    with the coverage reached; one above it adds seeded random valid cases.
+    with the coverage reached; one above it adds seeded random valid cases. Each tuple of
+    ops has its own array (`sweep(ops=TRAINING_OPS)`: the gradients and the separable conv);
+    `triples` names the parameters whose 3-way combinations it covers (() for pairs only:
+    a smaller array).
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed: expected an integer, received {seed!r}")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
         raise ValueError(f"budget: expected an integer >= 1 or None, received {budget!r}")
-    cases = list(_cases(seed, budget))
-    if budget is not None and len(cases) == budget and len(_rows(seed, None)) > budget:
-        cov = coverage(cases)
+    ops = _check_ops(ops)
+    triples = _check_triples(triples)
+    cases = list(_cases(seed, budget, ops, triples))
+    needed = len(_rows(seed, None, ops, triples))
+    if budget is not None and len(cases) == budget and needed > budget:
+        cov = coverage(cases, ops, triples)
         warnings.warn(CoverageWarning(
-            f"sweep budget {budget} is below the {len(_rows(seed, None))} cases the covering array needs "
+            f"sweep budget {budget} is below the {needed} cases the covering array needs "
             f"(seed {seed}): 2-way coverage {_pct(cov['t2'])}, 3-way {_pct(cov['t3'])}"), stacklevel=2)
     return cases
 
 
 @functools.lru_cache(maxsize=32)
-def _cases(seed: int, budget: int | None) -> tuple[Case, ...]:
+def _cases(seed: int, budget: int | None, ops: tuple[str, ...], triples: tuple[str, ...]) -> tuple[Case, ...]:
+    space = ops_levels(ops)
+    # The forward array keeps its historic names and streams; another array's rows say its ops.
+    stream = f"{seed}" if ops == FORWARD_OPS else f"{seed}:{','.join(ops)}"
+    if triples != STRENGTH3:
+        stream += f":{','.join(triples)}"
     out = []
-    for index, row in enumerate(_rows(seed, budget)):
-        levels = {p: LEVELS[p][v] for p, v in zip(PARAMS, row)}
-        rng = random.Random(f"conv-conformance-sweep:{seed}:{index}")
-        case = make_case(levels, rng, reason=f"sweep seed {seed}, row {index}")
+    for index, row in enumerate(_rows(seed, budget, ops, triples)):
+        levels = {p: space[p][v] for p, v in zip(PARAMS, row)}
+        rng = random.Random(f"conv-conformance-sweep:{stream}:{index}")
+        label = "sweep" if ops == FORWARD_OPS else "training sweep"
+        case = make_case(levels, rng, reason=f"{label} seed {seed}, row {index}")
         # The derivation must realise exactly the drawn levels, or coverage would lie.
         if not case.is_valid or levels_of(case) != levels:
             raise AssertionError(f"sweep row {index} derived {case.id} ({case.invalid_reason}), levels "
@@ -321,22 +370,26 @@ def _cases(seed: int, budget: int | None) -> tuple[Case, ...]:
 # ---- coverage -----------------------------------------------------------------------
 
 
-def coverage(cases) -> dict[str, Any]:
-    """Covered / total feasible combinations: t2 over all PARAMS, t3 over STRENGTH3.
+def coverage(cases, ops=FORWARD_OPS, triples=STRENGTH3) -> dict[str, Any]:
+    """Covered / total feasible combinations of the covering array of `ops`: t2 over all
+    PARAMS, t3 over `triples` (STRENGTH3).
 
-    Any cases may be measured; invalid cases and values that are not levels count for
-    nothing. Returns {"cases": n, "t2": {...}, "t3": {...}} with, for each strength,
-    "params", "covered", "total", "percent" and "missing" (up to 10, as level mappings).
+    Any cases may be measured; cases of other ops, invalid cases and values that are not
+    levels count for nothing. Returns {"cases": n, "t2": {...}, "t3": {...}} with, for each
+    strength, "params", "covered", "total", "percent" and "missing" (up to 10, as level
+    mappings).
     """
-    index = {p: {v: i for i, v in enumerate(LEVELS[p])} for p in PARAMS}
+    ops, triples = _check_ops(ops), _check_triples(triples)
+    space = ops_levels(ops)
+    index = {p: {v: i for i, v in enumerate(space[p])} for p in PARAMS}
     rows = []
     for case in cases:
-        if case.is_valid:
+        if case.is_valid and case.op in ops:
             lv = levels_of(case)
             rows.append([index[p].get(lv[p]) for p in PARAMS])
-    universe = _universe()
+    universe = _universe(ops, triples)
     result: dict[str, Any] = {"cases": len(rows)}
-    t3_params = sorted(PARAMS.index(p) for p in STRENGTH3)
+    t3_params = sorted(PARAMS.index(p) for p in triples)
     for key, inters in (("t2", [k for k in universe if len(k) == 2]),
                         ("t3", list(itertools.combinations(t3_params, 3)))):
         covered = total = 0
@@ -348,8 +401,8 @@ def coverage(cases) -> dict[str, Any]:
                 if combo in have:
                     covered += 1
                 elif len(missing) < 10:
-                    missing.append({PARAMS[i]: LEVELS[PARAMS[i]][v] for i, v in zip(inter, combo)})
-        params = list(PARAMS) if key == "t2" else list(STRENGTH3)
+                    missing.append({PARAMS[i]: space[PARAMS[i]][v] for i, v in zip(inter, combo)})
+        params = list(PARAMS) if key == "t2" else list(triples)
         result[key] = {"params": params, "covered": covered, "total": total,
                        "percent": 100.0 * covered / total if total else 100.0, "missing": missing}
     return result
@@ -359,12 +412,12 @@ def _pct(part: dict) -> str:
     return f"{part['covered']}/{part['total']} ({math.floor(part['percent'] * 10) / 10:.1f}%)"
 
 
-def describe_coverage(cases) -> str:
-    """A few lines for people: the t-way coverage of `cases` and what is missing."""
-    cov = coverage(cases)
+def describe_coverage(cases, ops=FORWARD_OPS, triples=STRENGTH3) -> str:
+    """A few lines for people: the t-way coverage of `cases` (of `ops`) and what is missing."""
+    cov = coverage(cases, ops, triples)
     lines = [f"{cov['cases']} valid cases",
              f"2-way, all {len(PARAMS)} parameters: {_pct(cov['t2'])} combinations",
-             f"3-way, {', '.join(STRENGTH3)}: {_pct(cov['t3'])} combinations"]
+             f"3-way, {', '.join(triples)}: {_pct(cov['t3'])} combinations"]
     for key in ("t2", "t3"):
         for m in cov[key]["missing"]:
             lines.append(f"  missing ({key}): " + ", ".join(f"{p}={v}" for p, v in m.items()))
@@ -390,27 +443,37 @@ MEDIUM_MAX_MACS = 3_000_000
 MEDIUM_MAX_OUT = 24
 
 
-def medium(seed: int = 0, count: int = 60) -> list[Case]:
-    """`count` seeded random valid cases of medium size (outputs up to 24x24, up to 72
-    channels per group, batch up to 4, kernels up to 7, every dtype, layout and profile).
+def medium(seed: int = 0, count: int = 60, ops=FORWARD_OPS) -> list[Case]:
+    """`count` seeded random valid cases of `ops` of medium size (outputs up to 24x24, up to
+    72 channels per group, batch up to 4, kernels up to 7, every dtype, layout and profile).
 
     Constructed, not filtered: the output size is drawn last, bounded so the case stays
     under MEDIUM_MAX_MACS. Deterministic: a seed gives the same cases on every machine,
-    and a smaller count is a prefix of a larger one.
+    and a smaller count is a prefix of a larger one. A gradient case drops the bias drawn.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed: expected an integer, received {seed!r}")
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"count: expected an integer >= 0, received {count!r}")
+    ops = _check_ops(ops)
+    # The forward cases keep their historic stream (they must never move); other ops name theirs.
+    stream = f"{seed}" if ops == FORWARD_OPS else f"{seed}:{','.join(ops)}"
+    space = {**MEDIUM_LEVELS, "op": ops}
     out = []
     for index in range(count):
-        rng = random.Random(f"conv-conformance-medium:{seed}:{index}")
-        levels = {p: rng.choice(v) for p, v in MEDIUM_LEVELS.items()}
+        rng = random.Random(f"conv-conformance-medium:{stream}:{index}")
+        levels = {p: rng.choice(v) for p, v in space.items()}
+        if levels["op"] in GRADIENT_OPS:
+            levels["bias"] = False
         kh, kw = levels["kernel"]
         c, mg = levels["channels"], levels["mult_groups"]
         # Multiply-adds per output pixel: kh*kw*(C/groups) per output channel, times the
-        # groups*out_per_group output channels (conv2d) or the C*M outputs (depthwise).
-        per_pixel = kh * kw * c * mg * (max(OUT_PER_GROUP) if levels["op"] == "conv2d" else 1)
+        # groups*out_per_group output channels (conv2d) or the C*M outputs (depthwise; the
+        # separable conv adds C*M per pointwise output).
+        conv = OP_INFO[levels["op"]].forward == "conv2d"
+        per_pixel = kh * kw * c * mg * (max(OUT_PER_GROUP) if conv else 1)
+        if levels["op"] == "separable_conv2d":
+            per_pixel += c * mg * max(OUT_PER_GROUP)
         max_out = max(1, min(MEDIUM_MAX_OUT, math.isqrt(MEDIUM_MAX_MACS // (levels["batch"] * per_pixel))))
         out.append(make_case(levels, rng, reason=f"medium seed {seed}, case {index}", max_out=max_out))
     return out

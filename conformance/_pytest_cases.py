@@ -53,7 +53,7 @@ from .process.isolated import IsolatedBackend
 from .process.memory import default_max_memory, parse_memory
 from .process.referee import Referee
 from .repeats import repeat_lines, script_calls
-from .spec import FORWARD_OPS, Case
+from .spec import OPS, Case
 from .text import number, safe_filename
 from .usage import LoadError, UsageError
 
@@ -209,7 +209,7 @@ class ConformanceCollector(pytest.Collector):
                 items.append(item)
         if not plugin.config.getoption("conformance_no_properties"):
             for backend in backends:
-                for op in FORWARD_OPS:
+                for op in OPS:
                     items.append(PropertyItem.from_parent(self, name=f"test_property[{backend.label}-{op}]",
                                                           backend=backend, op=op, valid=True))
                 items.append(PropertyItem.from_parent(self, name=f"test_property_invalid[{backend.label}]",

@@ -29,7 +29,7 @@ from typing import Any, Iterable
 from . import axes
 from .predicate import Atom, Predicate, features
 from .probe import BudgetSpent, Prober
-from .spec import DATA_FORMATS, DTYPES, FORWARD_OPS, Case, CaseError
+from .spec import DATA_FORMATS, DTYPES, FORWARD_OPS, OP_INFO, Case, CaseError
 
 #: Fresh inside cases per predicate; every atom also gets one just-outside case.
 INSIDE = 4
@@ -44,9 +44,10 @@ def seed(framework: str, predicate: Predicate, salt: str = "") -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
-def random_case(rng: random.Random) -> Case | None:
-    """A small random valid case: the starting point an inside case is repaired from."""
-    op = rng.choice(FORWARD_OPS)
+def random_case(rng: random.Random, ops: tuple[str, ...] = FORWARD_OPS) -> Case | None:
+    """A small random valid case of one of `ops`: the starting point an inside case is
+    repaired from. A training op's case is its forward case's (no bias for a gradient)."""
+    op = rng.choice(ops)
     kernel = (rng.choice((1, 2, 3, 3, 4)), rng.choice((1, 2, 3, 3, 4)))
     common = dict(batch=rng.choice((1, 1, 2)), height=rng.randint(4, 12), width=rng.randint(4, 12), kernel=kernel,
                   strides=(rng.choice((1, 1, 2)), rng.choice((1, 1, 2))),
@@ -54,21 +55,34 @@ def random_case(rng: random.Random) -> Case | None:
                   padding=rng.choice(("VALID", "SAME", ((1, 1), (1, 1)), ((0, 1), (1, 0)))),
                   dtype=rng.choice(("float32", "float32") + DTYPES), data_format=rng.choice(DATA_FORMATS),
                   bias=rng.random() < 0.5)
+    if OP_INFO[op].result != "output":
+        common["bias"] = False
     try:
-        if op == "conv2d":
+        if OP_INFO[op].forward == "conv2d":
             g = rng.choice((1, 1, 1, 2))
             c = Case(op=op, in_channels=g * rng.randint(1, 6), out_channels=g * rng.randint(1, 6), groups=g, **common)
         else:
-            c = Case(op=op, in_channels=rng.randint(1, 6), channel_multiplier=rng.randint(1, 3), **common)
+            extra = dict(out_channels=rng.randint(1, 6)) if op == "separable_conv2d" else {}
+            c = Case(op=op, in_channels=rng.randint(1, 6), channel_multiplier=rng.randint(1, 3), **common, **extra)
     except CaseError:
         return None
     return axes.grown(c) if not c.is_valid else c
 
 
+def _ops(pred: Predicate) -> tuple[str, ...]:
+    """The ops fresh cases are drawn from: a predicate on training ops only draws those;
+    any other draws the forward ops (as before the training ops existed: same streams)."""
+    for atom in pred.atoms:
+        if atom.feature == "op" and atom.form == "in" and not set(atom.value) & set(FORWARD_OPS):
+            return tuple(atom.value)
+    return FORWARD_OPS
+
+
 def inside_case(pred: Predicate, rng: random.Random) -> Case | None:
     """A fresh random case on which every atom holds (None after DRAWS failed draws)."""
+    ops = _ops(pred)
     for _ in range(DRAWS):
-        c = random_case(rng)
+        c = random_case(rng, ops)
         if c is None:
             continue
         for _ in range(3):

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .spec import DTYPES, FORWARD_OPS, Case
+from .spec import DTYPES, OPS, Case
 from .text import clip, safe_filename
 from .vocabulary import FAILING_STATUSES
 
@@ -65,7 +65,7 @@ def _strategy(ops, dtypes, max_spatial: int):
     return cases(ops=tuple(ops), dtypes=tuple(dtypes), max_spatial=max_spatial)
 
 
-def search(backend: Any, *, max_examples: int = 200, seed: int = 0, ops=FORWARD_OPS, dtypes=DTYPES,
+def search(backend: Any, *, max_examples: int = 200, seed: int = 0, ops=OPS, dtypes=DTYPES,
            max_found: int = 5, max_spatial: int = 8, minimise_s: float = 30.0,
            shrink_s: float = SHRINK_S) -> list[tuple[Case, dict[str, Any]]]:
     """Up to `max_found` minimal divergent cases with distinct signatures, in the order found,

@@ -11,13 +11,14 @@ import pytest
 from conformance.cases import catalogue as cat
 from conformance.cases import sets
 from conformance.cases.catalogue import CaseFileError, dump_cases, load_catalogue, load_catalogue_entries, load_file
-from conformance.cases.sweep import coverage, padding_kind
+from conformance.cases.sweep import TRAINING_OPS, coverage, padding_kind
 from conformance.cases.witnesses import witnesses
 from conformance.compare import compare
 from conformance.dtypes import np_dtype
 from conformance.inputs import make_inputs
 from conformance.oracle import reference
-from conformance.spec import DATA_FORMATS, DTYPES, MAX_ELEMENTS, FORWARD_OPS, PROFILES, ALL_PROFILES, Case
+from conformance.spec import (ALL_PROFILES, DATA_FORMATS, DTYPES, FORWARD_OPS, GRADIENT_OPS, MAX_ELEMENTS, OP_INFO,
+                               OPS, PROFILES, Case)
 
 ENTRIES = load_catalogue_entries()
 BY_NAME = {e.case.name: e for e in ENTRIES}
@@ -66,6 +67,66 @@ def test_catalogue_spans_every_op_dtype_format_profile_and_bias():
         assert {c.bias for c in cases if c.op == op} == {False, True}, op
     assert {c.profile for c in cases} == set(ALL_PROFILES)
     assert {padding_kind(c) for c in cases if c.is_valid} == {"VALID", "SAME-even", "SAME-odd", "explicit"}
+
+
+def test_catalogue_has_every_training_op_in_the_main_dtypes_and_both_layouts():
+    cases = [e.case for e in ENTRIES]
+    for op in TRAINING_OPS:
+        assert {"float32", "float16", "bfloat16"} <= {c.dtype for c in cases if c.op == op}, op
+        assert {c.data_format for c in cases if c.op == op} == set(DATA_FORMATS), op
+    assert {c.dtype for c in cases if c.op in TRAINING_OPS} == set(DTYPES)
+    assert {"small_integers", "wide_range", "special", "overflow"} <= {c.profile for c in cases if c.op in TRAINING_OPS}
+    assert any(c.bias for c in cases if c.op == "separable_conv2d")
+
+
+def _stride_dilation_same_axis(c):
+    return any(s > 1 and d > 1 for s, d in zip(c.strides, c.dilations))
+
+
+def _stride_dilation_across_axes(c):
+    return (c.strides[0] > 1 and c.dilations[1] > 1 and c.strides[1] == 1 and c.dilations[0] == 1) or \
+        (c.strides[1] > 1 and c.dilations[0] > 1 and c.strides[0] == 1 and c.dilations[1] == 1)
+
+
+#: What a gradient case must have for each classic backward bug to show on it.
+GRADIENT_BUG_WITNESSES = {
+    "strides and dilations swapped (same axis)": _stride_dilation_same_axis,
+    "strides and dilations swapped (across axes)": _stride_dilation_across_axes,
+    "stride without dilation": lambda c: max(c.strides) > 1 and c.dilations == (1, 1),
+    "padding at the wrong end": lambda c: any(lo != hi for lo, hi in c.geometry.pads),
+    "SAME with an odd total pad": lambda c: c.padding == "SAME" and any(sum(p) % 2 for p in c.geometry.pads),
+    "filter not flipped": lambda c: min(c.kernel) > 1 and c.profile == "normal",
+    "kernel larger than the stride": lambda c: max(c.strides) > 1 and all(k > s for k, s in zip(c.kernel, c.strides)),
+    "non-square kernel": lambda c: c.kernel[0] != c.kernel[1],
+}
+INPUT_BUG_WITNESSES = {
+    "output_padding on one axis": lambda c: sorted(c.geometry.output_padding)[0] == 0 < max(c.geometry.output_padding),
+    "output_padding on both axes": lambda c: min(c.geometry.output_padding) > 0,
+}
+FILTER_BUG_WITNESSES = {
+    "the last batch item dropped": lambda c: c.batch >= 2,
+    "unread bottom rows counted": lambda c: c.padding == "VALID" and max(c.geometry.output_padding) > 0,
+}
+GROUP_BUG_WITNESSES = {
+    "conv2d": lambda c: c.groups >= 2 and c.out_channels // c.groups >= 2 and c.in_channels // c.groups >= 2,
+    "depthwise_conv2d": lambda c: c.channel_multiplier >= 2 and c.in_channels >= 2,
+}
+
+
+def _bug_witnesses(op):
+    result = OP_INFO[op].result
+    out = dict(GRADIENT_BUG_WITNESSES)
+    out.update(INPUT_BUG_WITNESSES if result == "input" else FILTER_BUG_WITNESSES)
+    out["channels mixed across groups"] = GROUP_BUG_WITNESSES[OP_INFO[op].forward]
+    return out
+
+
+@pytest.mark.parametrize("op", GRADIENT_OPS)
+def test_the_default_set_has_a_witness_of_every_classic_gradient_bug_for_each_gradient_op(op):
+    # The training part of the default set only (a bug must not need a forward case to show).
+    cases = [c for c in sets.select("default") if c.op == op and c.is_valid]
+    missing = [bug for bug, holds in _bug_witnesses(op).items() if not any(holds(c) for c in cases)]
+    assert missing == []
 
 
 @pytest.mark.parametrize("reason_start", ["empty output", "groups 2 does not divide in_channels",
@@ -238,9 +299,9 @@ def test_load_catalogue_reads_catalogue_then_regressions_and_refuses_duplicates(
 
 def test_smoke_set_is_small_and_spans_ops_dtypes_paddings_invalid_and_special():
     smoke = sets.select("smoke")
-    assert 20 <= len(smoke) <= 30
+    assert 20 <= len(smoke) <= 35
     valid = [c for c in smoke if c.is_valid]
-    assert {c.op for c in smoke} == set(FORWARD_OPS) and {c.dtype for c in smoke} == set(DTYPES)
+    assert {c.op for c in smoke} == set(OPS) and {c.dtype for c in smoke} == set(DTYPES)
     assert {padding_kind(c) for c in valid} == {"VALID", "SAME-even", "SAME-odd", "explicit"}
     assert any(not c.is_valid for c in smoke) and any(c.profile == "special" for c in smoke)
     assert max(math.prod(c.output_shape) * c.reduction_size for c in smoke) < 50_000
@@ -251,9 +312,11 @@ def test_default_set_is_catalogue_plus_sweep_with_full_coverage():
     ids = [c.id for c in default]
     assert len(ids) == len(set(ids))
     assert ids[: len(ENTRIES)] == [e.case.id for e in ENTRIES]
-    assert 450 <= len(default) <= 600  # 400 before the size witnesses (cases/witnesses.py)
+    forward = [c for c in default if c.op in FORWARD_OPS]
+    assert 450 <= len(forward) <= 600  # 400 before the size witnesses (cases/witnesses.py)
     cov = coverage(default)
     assert cov["t2"]["percent"] == 100.0 and cov["t3"]["percent"] == 100.0
+    assert coverage(default, TRAINING_OPS)["t2"]["percent"] == 100.0  # pairs; full has the triples
 
 
 def test_full_set_extends_the_default_set():

@@ -10,6 +10,7 @@ from conformance.cases import sets
 from conformance.cases.catalogue import CaseFileError, load_entries, load_model_entries
 from conformance.cases.sizes import SIZE_CLASSES, size_classes
 from conformance.cases.sweep import MEDIUM_MAX_MACS, medium
+from conformance.spec import FORWARD_OPS, OPS
 
 ENTRIES = load_model_entries()
 
@@ -33,9 +34,22 @@ def test_the_models_set_covers_the_published_architectures():
 def test_model_cases_are_distinct_geometries_at_batch_1_with_a_few_larger_batches():
     ids = [e.case.id for e in ENTRIES]
     assert len(set(ids)) == len(ids)
-    batches = [e.case.batch for e in ENTRIES]
+    batches = [e.case.batch for e in ENTRIES if e.case.op in FORWARD_OPS]
     assert sum(b == 1 for b in batches) > 0.9 * len(batches)
     assert sum(b >= 8 for b in batches) >= 3
+
+
+def test_every_network_has_backward_layers_at_a_training_batch_under_the_budget():
+    training = [e for e in ENTRIES if e.case.op not in FORWARD_OPS]
+    per_file = {}
+    for e in training:
+        per_file.setdefault(e.path, []).append(e.case)
+    assert len(per_file) == len({e.path for e in ENTRIES})  # every network file
+    assert all(2 <= len(cases) <= 4 for cases in per_file.values())
+    assert {c.op for c in (e.case for e in training)} == set(OPS) - set(FORWARD_OPS)
+    assert {e.source["model"] for e in training if e.case.op == "separable_conv2d"} >= {"Xception", "MobileNetV2"}
+    assert all(c.macs < 2e9 for c in (e.case for e in training))
+    assert sum(e.case.batch >= 8 for e in training) > 0.75 * len(training)
 
 
 def test_the_models_set_reaches_the_shapes_real_networks_run():

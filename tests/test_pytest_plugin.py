@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conformance.cases.sets import select
+from conformance.spec import FORWARD_OPS, OPS
 
 pytest_plugins = ["pytester"]
 
@@ -41,15 +42,17 @@ def broken(pytester) -> str:
 
 def test_numpy_smoke_set_passes(pytester):
     result = conformance(pytester, "--backend", "numpy", "--conformance-cases", "smoke")
-    result.assert_outcomes(passed=len(SMOKE) + 3)  # + property tests: conv2d, depthwise, invalid
+    # + property tests: one per op, and invalid. The numpy adapter declares the forward ops
+    # only: the training cases are unsupported (skipped), its training properties hold.
+    training = sum(c.op not in FORWARD_OPS for c in SMOKE)
+    result.assert_outcomes(passed=len(SMOKE) - training + len(OPS) + 1, skipped=training)
 
 
 def test_ids_are_one_per_case_and_backend_in_set_order(pytester):
     result = conformance(pytester, "--backend", "numpy", "--conformance-cases", "smoke", "--co", "-q")
     ids = [line for line in result.outlines if line.startswith("conformance::")]
     assert ids == [f"conformance::test_conformance[numpy-{c.id}]" for c in SMOKE] + [
-        "conformance::test_property[numpy-conv2d]", "conformance::test_property[numpy-depthwise_conv2d]",
-        "conformance::test_property_invalid[numpy]"]
+        f"conformance::test_property[numpy-{op}]" for op in OPS] + ["conformance::test_property_invalid[numpy]"]
 
 
 def test_without_the_option_nothing_is_collected_or_imported(pytester, monkeypatch):

@@ -89,3 +89,18 @@ def test_bad_arguments_are_refused_when_the_strategy_is_built(kwargs, field):
 def test_invalid_cases_refuses_unknown_kinds():
     with pytest.raises(ValueError, match="kinds: expected"):
         invalid_cases(kinds=["negative_stride"])
+
+
+@FAST
+@given(valid_cases(ops=["conv2d_backprop_input", "depthwise_conv2d_backprop_filter", "separable_conv2d"]))
+def test_valid_cases_draw_training_ops_as_their_forward_cases(case):
+    assert case.is_valid and case.op in ("conv2d_backprop_input", "depthwise_conv2d_backprop_filter", "separable_conv2d")
+    assert not (case.bias and case.op != "separable_conv2d")  # a gradient case never has a bias
+    if case.op == "separable_conv2d":
+        assert case.channel_multiplier >= 1 and case.out_channels >= 1
+
+
+def test_every_op_is_drawn_by_default():
+    for op in ("conv2d_backprop_input", "depthwise_conv2d_backprop_input", "conv2d_backprop_filter",
+               "depthwise_conv2d_backprop_filter", "separable_conv2d"):
+        assert find(valid_cases(), lambda c, op=op: c.op == op, settings=NO_DB).op == op

@@ -128,16 +128,15 @@ def test_every_seed_reaches_full_coverage(seed):
     assert cov["t2"]["percent"] == cov["t3"]["percent"] == 100.0
 
 
-def test_every_default_sweep_case_is_judged_correctly_on_the_oracle():
-    """The oracle's own answer, rounded to the dtype, passes every sweep case (inputs are computable)."""
-    from conformance.cases.sets import DEFAULT_BUDGET
+def _oracle_failures(cases) -> list[tuple[str, str]]:
+    """(case id, message) of each case whose oracle answer, rounded to its dtype, does not pass."""
     from conformance.compare import compare
     from conformance.dtypes import np_dtype
     from conformance.inputs import make_inputs
     from conformance.oracle import reference
 
     failures = []
-    for case in sweep(0, budget=DEFAULT_BUDGET):
+    for case in cases:
         inputs = make_inputs(case)
         ref = reference(case, *inputs)
         with np.errstate(over="ignore"):  # the overflow profile's results beyond the range become Inf
@@ -145,7 +144,13 @@ def test_every_default_sweep_case_is_judged_correctly_on_the_oracle():
         result = compare(case, y, ref, inputs)
         if not result.passed:
             failures.append((case.id, result.message))
-    assert failures == []
+    return failures
+
+
+def test_every_default_sweep_case_is_judged_correctly_on_the_oracle():
+    """The oracle's own answer, rounded to the dtype, passes every sweep case (inputs are computable)."""
+    from conformance.cases.sets import DEFAULT_BUDGET
+    assert _oracle_failures(sweep(0, budget=DEFAULT_BUDGET)) == []
 
 
 def test_medium_cases_are_valid_deterministic_bounded_and_reach_sizes_the_sweep_does_not():
@@ -164,17 +169,54 @@ def test_medium_cases_are_valid_deterministic_bounded_and_reach_sizes_the_sweep_
 def test_every_default_medium_case_is_judged_correctly_on_the_oracle():
     from conformance.cases.sets import DEFAULT_MEDIUM
     from conformance.cases.sweep import medium
-    from conformance.compare import compare
-    from conformance.dtypes import np_dtype
-    from conformance.inputs import make_inputs
-    from conformance.oracle import reference
-    failures = []
-    for case in medium(0, DEFAULT_MEDIUM):
-        inputs = make_inputs(case)
-        ref = reference(case, *inputs)
-        with np.errstate(over="ignore"):
-            y = ref.value.astype(np_dtype(case.dtype))
-        result = compare(case, y, ref, inputs)
-        if not result.passed:
-            failures.append((case.id, result.message))
-    assert not failures
+    assert _oracle_failures(medium(0, DEFAULT_MEDIUM)) == []
+
+
+# ---- the training ops' arrays ---------------------------------------------------------
+
+def test_the_forward_sweep_is_its_own_array_whatever_other_ops_exist():
+    # The training ops have an array of their own: the forward one (and the default set's
+    # forward cases) never move when ops are added.
+    assert sweep(0, ops=sw.FORWARD_OPS) == CASES and {c.op for c in CASES} == set(sw.FORWARD_OPS)
+
+
+def test_the_training_sweep_covers_its_pairs_and_triples_with_valid_cases_of_its_ops():
+    full = sweep(0, ops=sw.TRAINING_OPS)
+    pairs = sweep(0, ops=sw.TRAINING_OPS, triples=())
+    assert {c.op for c in full} == {c.op for c in pairs} == set(sw.TRAINING_OPS)
+    assert all(c.is_valid for c in full + pairs)
+    cov = coverage(full, sw.TRAINING_OPS)
+    assert cov["t2"]["percent"] == cov["t3"]["percent"] == 100.0
+    assert coverage(pairs, sw.TRAINING_OPS, ())["t2"]["percent"] == 100.0 and len(pairs) < len(full)
+    assert not any(c.bias for c in full if c.op in sw.GRADIENT_OPS)  # a gradient has no bias
+    assert any(c.bias for c in full if c.op == "separable_conv2d")
+
+
+def test_coverage_of_one_array_ignores_the_cases_of_other_ops():
+    training = sweep(0, ops=sw.TRAINING_OPS, triples=())
+    assert coverage(training)["cases"] == 0 and coverage(CASES, sw.TRAINING_OPS)["cases"] == 0
+
+
+@pytest.mark.parametrize("kwargs", [dict(ops=["conv3d"]), dict(ops=[]), dict(triples=("op", "stride")),
+                                    dict(triples=("op", "stride", "colour"))],
+                         ids=["unknown-op", "no-ops", "two-triples", "unknown-parameter"])
+def test_bad_ops_and_triples_are_refused(kwargs):
+    with pytest.raises(ValueError, match="^(ops|triples): expected"):
+        sweep(0, **kwargs)
+
+
+def test_every_default_training_case_is_judged_correctly_on_the_oracle():
+    from conformance.cases.sets import DEFAULT_TRAINING_MEDIUM, DEFAULT_TRAINING_TRIPLES
+    from conformance.cases.sweep import medium
+    cases = sweep(0, ops=sw.TRAINING_OPS, triples=DEFAULT_TRAINING_TRIPLES) + \
+        medium(0, DEFAULT_TRAINING_MEDIUM, sw.TRAINING_OPS)
+    assert _oracle_failures(cases) == []
+
+
+def test_training_medium_cases_are_valid_bounded_and_of_the_training_ops():
+    from conformance.cases.sweep import MEDIUM_MAX_MACS, medium
+    cases = medium(0, 60, sw.TRAINING_OPS)
+    assert [c.id for c in medium(0, 10, sw.TRAINING_OPS)] == [c.id for c in cases[:10]]
+    assert all(c.is_valid and c.macs <= 2 * MEDIUM_MAX_MACS for c in cases)
+    assert {c.op for c in cases} == set(sw.TRAINING_OPS) and not any(c.bias for c in cases if c.op in sw.GRADIENT_OPS)
+    assert [c.id for c in medium(0, 60)] == [c.id for c in medium(0, 60, sw.FORWARD_OPS)]

@@ -39,16 +39,19 @@ def run(args: argparse.Namespace, stream: TextIO) -> int:
         except ImportError as exc:
             raise UsageError(f"cases --coverage: not available ({exc})") from None
         from conformance.cases.sizes import describe_sizes
+        from conformance.cases.sweep import TRAINING_OPS
 
-        sys.stdout.write(_coverage_text(coverage(cases)))
+        sys.stdout.write(_coverage_text(coverage(cases), "forward ops"))
+        if any(c.op in TRAINING_OPS for c in cases):
+            sys.stdout.write(_coverage_text(coverage(cases, TRAINING_OPS), "training ops"))
         sys.stdout.write(describe_sizes(cases))
     stream.write(f"{len(cases)} cases\n")
     return EXIT_OK
 
 
-def _coverage_text(cov: dict) -> str:
+def _coverage_text(cov: dict, what: str) -> str:
     """{"cases", "t2": {...}, "t3": {...}} (conformance.cases.sweep.coverage) as a few lines."""
-    lines = [f"coverage of {cov.get('cases')} valid cases:"]
+    lines = [f"coverage of {cov.get('cases')} valid cases of the {what}:"]
     for key, label in (("t2", "pairs"), ("t3", "triples")):
         part = cov.get(key)
         if not isinstance(part, dict):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..explore import SHRINK_S, search, write_regression
-from ..spec import DTYPES, FORWARD_OPS
+from ..spec import DTYPES, OPS
 from ..text import clip
 from ..tolerance import DEFAULT_PRECISION, PRECISIONS
 from . import limits
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"precision contract of the verdict (default {DEFAULT_PRECISION}; docs/tolerance.md)")
     parser.add_argument("--dtype", action="append", type=one_of(DTYPES), choices=DTYPES, default=None,
                         help="restrict dtypes (repeatable)")
-    parser.add_argument("--op", action="append", type=one_of(FORWARD_OPS), choices=FORWARD_OPS, default=None,
+    parser.add_argument("--op", action="append", type=one_of(OPS), choices=OPS, default=None,
                         help="restrict ops (repeatable)")
     parser.add_argument("--max-found", type=positive_integer, default=5, metavar="K",
                         help="stop after K distinct divergences (default 5)")
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
         print(f"exploring {backend.name} {backend.version} on {backend.device} in a worker process "
               f"(seed {args.seed}, up to {args.max_examples} examples per round, --timeout {args.timeout:g} s)",
               flush=True)
-        results = search(backend, max_examples=args.max_examples, seed=args.seed, ops=args.op or FORWARD_OPS,
+        results = search(backend, max_examples=args.max_examples, seed=args.seed, ops=args.op or OPS,
                          dtypes=args.dtype or DTYPES, max_found=args.max_found, max_spatial=args.max_spatial,
                          minimise_s=30.0 if args.minimise else 0.0, shrink_s=args.shrink_budget)
     if not results:

@@ -45,7 +45,7 @@ import numpy as np
 from . import adjoint, patches
 from .exact import SplitWeights, conv2d_exact_group, depthwise_exact, exact_matmul, in_fast_range, two_product, two_sum
 from .patches import pad, row_chunks, tile, windows
-from .spec import FORWARD_OPS, Case, Padding, conv_geometry
+from .spec import FORWARD_OPS, OP_INFO, Case, Padding, conv_geometry
 
 
 class Reference(NamedTuple):
@@ -358,6 +358,60 @@ def _finite_abs(a) -> np.ndarray:
     return np.where(np.isfinite(a), a, 0.0)
 
 
+def _taps_fit(case: Case, a, b, *, strides=None, dilations=None, padding=None) -> bool:
+    """Does dy have the output size of this geometry (`_gradient_by_taps` needs it; another
+    geometry than the case's, tried by a diagnosis, may not)?"""
+    dy = a if OP_INFO[case.op].result == "input" else b
+    geo = conv_geometry((case.height, case.width), case.kernel, tuple(strides or case.strides),
+                        tuple(dilations or case.dilations), case.padding if padding is None else padding)
+    return dy.shape[1:3] == (geo.out_h, geo.out_w)
+
+
+def _gradient_by_taps(case: Case, a, b, *, strides=None, dilations=None, padding=None) -> np.ndarray:
+    """A gradient of finite operands as one batched GEMM per filter tap, float64 sums of
+    exact products (the path for float32 and narrower, and for magnitudes and norms): dx
+    scatters dy x tap into the padded input's positions and crops the pads; df gathers
+    the padded x under each tap against dy. The same terms as `adjoint`'s conv (tests
+    hold both to the formulas), summed in another order: far faster where groups are
+    many (depthwise) or the reduction is the batch and image (df)."""
+    strides, dilations = tuple(strides or case.strides), tuple(dilations or case.dilations)
+    padding = case.padding if padding is None else padding
+    n, h, w, c = case.input_shape
+    kh, kw = case.kernel
+    geo = conv_geometry((h, w), case.kernel, strides, dilations, padding)
+    (pt, pb), (pl, pr) = geo.pads
+    groups = c if case.forward_op == "depthwise_conv2d" else case.groups
+    cg = c // groups
+    (sh, sw), (dh, dw) = strides, dilations
+
+    def under(di, dj, oh, ow):  # the padded input's positions tap (di, dj) meets
+        return (slice(dh * di, dh * di + sh * (oh - 1) + 1, sh), slice(dw * dj, dw * dj + sw * (ow - 1) + 1, sw))
+
+    if OP_INFO[case.op].result == "input":
+        dy, f = a, b
+        oh, ow, o = dy.shape[1], dy.shape[2], dy.shape[3]
+        og = o // groups
+        taps = f.reshape(kh, kw, cg, groups, og).transpose(0, 1, 3, 4, 2)  # (kh, kw, G, og, cg)
+        rows = dy.reshape(-1, groups, og).transpose(1, 0, 2)  # (G, P, og)
+        dxp = np.zeros((n, h + pt + pb, w + pl + pr, c))
+        for di in range(kh):
+            for dj in range(kw):
+                part = np.matmul(rows, taps[di, dj])  # (G, P, cg)
+                dxp[(slice(None),) + under(di, dj, oh, ow)] += part.transpose(1, 0, 2).reshape(n, oh, ow, c)
+        return dxp[:, pt:pt + h, pl:pl + w]
+    x, dy = a, b
+    oh, ow, o = dy.shape[1], dy.shape[2], dy.shape[3]
+    og = o // groups
+    xp = pad(x, geo.pads)
+    cols = dy.reshape(-1, groups, og).transpose(1, 0, 2)  # (G, P, og)
+    df = np.empty((kh, kw, cg, groups, og))
+    for di in range(kh):
+        for dj in range(kw):
+            patch = xp[(slice(None),) + under(di, dj, oh, ow)].reshape(-1, groups, cg).transpose(1, 2, 0)
+            df[di, dj] = np.matmul(patch, cols).transpose(1, 0, 2)  # (cg, G, og)
+    return df.reshape(case.filter_shape)
+
+
 def _gradient(case: Case, a, b, *, strides=None, dilations=None, padding=None) -> Reference:
     """A gradient op through `adjoint`: value (real terms only), magnitude, norm, and the
     alternative of an implementation that multiplies the inserted zeros and the pads."""
@@ -365,6 +419,8 @@ def _gradient(case: Case, a, b, *, strides=None, dilations=None, padding=None) -
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
 
     def run(p, q, *, compensated=False, zero_times_inf="skip", real_terms=True, finite=True):
+        if finite and not compensated and _taps_fit(case, p, q, **geo):
+            return _gradient_by_taps(case, p, q, **geo)
         fwd = adjoint.as_forward(case, p, q, **geo)
         kw_ = dict(op="conv2d", strides=fwd.strides, padding=fwd.padding, dilations=fwd.dilations, groups=fwd.groups,
                    compensated=compensated)

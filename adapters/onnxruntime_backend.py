@@ -25,7 +25,7 @@ is what is reported and `onnxruntime` reports ORT's own default by its name.
 
 from __future__ import annotations
 
-from conformance.spec import Case
+from conformance.spec import FORWARD_OPS, OPS, Case
 
 from typing import Any
 
@@ -36,6 +36,8 @@ from ._program import Program
 #: Conv has not changed since opset 11; 17 / IR 8 is understood by every ORT >= 1.12.
 OPSET = 17
 IR_VERSION = 8
+_INPUT_GRADIENTS = ("conv2d_backprop_input", "depthwise_conv2d_backprop_input")
+_FILTER_GRADIENTS = ("conv2d_backprop_filter", "depthwise_conv2d_backprop_filter")
 _ONNX_TYPES = {"float32": "FLOAT", "float16": "FLOAT16", "bfloat16": "BFLOAT16", "float64": "DOUBLE"}
 
 
@@ -43,6 +45,7 @@ class OnnxruntimeAdapter(BuiltinAdapter):
     """ONNX Runtime: a one-node ONNX Conv model in an InferenceSession."""
 
     framework = "onnxruntime"
+    ops = OPS
     base_name = "onnxruntime"
     requires = ("onnxruntime", "onnx")
     extra = "onnxruntime"
@@ -90,11 +93,23 @@ class OnnxruntimeAdapter(BuiltinAdapter):
                          dilations=(2, 2) if strings and case.dilations != (1, 1) else (1, 1),
                          height=8, width=8)
 
-    def _pad_attrs(self, case: Case) -> str:
-        if self.auto_pad and isinstance(case.padding, str):
+    def _pad_attrs(self, case: Case, auto: bool = True) -> str:
+        if auto and self.auto_pad and isinstance(case.padding, str):
             return f"auto_pad={('SAME_UPPER' if case.padding == 'SAME' else 'VALID')!r}"
         (t, b), (l, r) = case.geometry.pads
         return f"pads={[t, l, b, r]!r}"
+
+    def _transpose_pad_attrs(self, case: Case) -> str:
+        """ConvTranspose's padding: the forward pads (cropped from the full transposed output)
+        and output_padding (rows/columns added at the bottom/right) from `conv_geometry`;
+        with `auto_pad`, SAME is auto_pad=SAME_UPPER with output_shape = the forward input's
+        size (ORT derives the pads), VALID is auto_pad=VALID with output_padding."""
+        padding = list(case.geometry.output_padding)
+        if self.auto_pad and case.padding == "SAME":
+            return f"auto_pad='SAME_UPPER', output_shape={[case.height, case.width]!r}"
+        if self.auto_pad and case.padding == "VALID":
+            return f"auto_pad='VALID', output_padding={padding!r}"
+        return f"{self._pad_attrs(case, auto=False)}, output_padding={padding!r}"
 
     def _session_options(self) -> str:
         level = self.params["optimization"]
@@ -108,8 +123,7 @@ class OnnxruntimeAdapter(BuiltinAdapter):
 
     def _program(self, case: Case) -> Program:
         ty = _ONNX_TYPES[case.dtype]
-        groups = case.groups if case.op == "conv2d" else case.in_channels
-        inputs = ["X", "W"] + (["B"] if case.bias else [])
+        nodes, inputs, feeds = self._graph(case)
         if self._device == "cpu":
             providers = ["CPUExecutionProvider"]
             check = ""
@@ -119,22 +133,73 @@ class OnnxruntimeAdapter(BuiltinAdapter):
                      "    raise RuntimeError('no CUDA for ONNX Runtime: CUDAExecutionProvider not in '\n"
                      "                       + repr(ort.get_available_providers()))\n")
         options = "" if ":" not in self._device else f", provider_options=[{{'device_id': {int(self._device.split(':')[1])}}}]"
+        domains = '[helper.make_opsetid("", %d)' % OPSET + (
+            ', helper.make_opsetid("com.microsoft", 1)]' if case.op in _FILTER_GRADIENTS else "]")
         setup = f"""\
 import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-{check}node = helper.make_node("Conv", {inputs!r}, ["Y"], group={groups}, kernel_shape={list(case.kernel)!r},
-                        strides={list(case.strides)!r}, dilations={list(case.dilations)!r}, {self._pad_attrs(case)})
+{check}nodes = [
+{nodes}]
 graph = helper.make_graph(
-    [node], "conv",
+    nodes, {case.op!r},
     [helper.make_tensor_value_info(n, TensorProto.{ty}, None) for n in {inputs!r}],
     [helper.make_tensor_value_info("Y", TensorProto.{ty}, None)])
-model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", {OPSET})])
+model = helper.make_model(graph, opset_imports={domains})
 model.ir_version = {IR_VERSION}
 {self._session_options()}session = ort.InferenceSession(model.SerializeToString(), so, providers={providers!r}{options})
 """
-        w = hwio_to_oihw("filters") if case.op == "conv2d" else hwcm_to_oihw("filters")
-        feeds = '{"X": ' + nhwc_to_nchw("x") + ', "W": ' + w + (', "B": bias' if case.bias else "") + "}"
-        compute = f"feeds = {feeds}  # NHWC -> NCHW, HWIO/HWCM -> OIHW\ny = {nchw_to_nhwc('session.run(None, feeds)[0]')}\n"
+        out = "session.run(None, feeds)[0]"
+        if case.op in _FILTER_GRADIENTS:  # OIHW -> (kh, kw, C/groups, O); depthwise (C*M, 1, kh, kw) -> (kh, kw, C, M)
+            c, m = case.in_channels, case.conv_channels // case.in_channels
+            shape = "" if case.op == "conv2d_backprop_filter" else f".reshape({case.kernel[0]}, {case.kernel[1]}, {c}, {m})"
+            result = f"np.ascontiguousarray({out}.transpose(2, 3, 1, 0){shape})"
+        else:
+            result = nchw_to_nhwc(out)
+        compute = f"feeds = {feeds}  # NHWC -> NCHW, HWIO/HWCM -> OIHW\ny = {result}\n"
         return Program(setup, compute)
+
+    def _graph(self, case: Case) -> tuple[str, list[str], str]:
+        """The graph's node lines, its input names and the feeds expression, per op."""
+        weights = hwio_to_oihw("filters") if case.forward_op == "conv2d" else hwcm_to_oihw("filters")
+        groups = case.groups if case.forward_op == "conv2d" else case.in_channels
+        spatial = (f"kernel_shape={list(case.kernel)!r}, strides={list(case.strides)!r}, "
+                   f"dilations={list(case.dilations)!r}")
+        node = '    helper.make_node("{op}", {ins!r}, {outs!r}{extra}, group={g}, {attrs}),\n'
+        if case.op in FORWARD_OPS:
+            inputs = ["X", "W"] + (["B"] if case.bias else [])
+            nodes = node.format(op="Conv", ins=inputs, outs=["Y"], extra="", g=groups,
+                                attrs=f"{spatial}, {self._pad_attrs(case)}")
+            feeds = f'"X": {nhwc_to_nchw("x")}, "W": {weights}' + (', "B": bias' if case.bias else "")
+        elif case.op in _INPUT_GRADIENTS:
+            # ConvTranspose's W is (C_in, C_out / group, kh, kw) with C_in the channels of dy:
+            # the forward conv's OIHW weights as they are.
+            inputs = ["DY", "W"]
+            nodes = node.format(op="ConvTranspose", ins=inputs, outs=["Y"], extra="", g=groups,
+                                attrs=f"{spatial}, {self._transpose_pad_attrs(case)}")
+            feeds = f'"DY": {nhwc_to_nchw("dy")}, "W": {weights}'
+        elif case.op in _FILTER_GRADIENTS:
+            # ONNX's operator set has no filter gradient; ONNX Runtime's training builds add
+            # com.microsoft ConvGrad (dY, X, W) -> (dX, dW, dB). W only feeds dX, which is not
+            # asked for: zeros of the filter's shape stand in for it.
+            inputs = ["DY", "X", "W"]
+            nodes = node.format(op="ConvGrad", ins=inputs, outs=["", "Y"], extra=', domain="com.microsoft"',
+                                g=groups, attrs=f"{spatial}, {self._pad_attrs(case, auto=False)}")
+            feeds = (f'"DY": {nhwc_to_nchw("dy")}, "X": {nhwc_to_nchw("x")}, '
+                     f'"W": np.zeros({_oihw(case)!r}, dtype=x.dtype)')
+        else:  # separable: the depthwise Conv, then a 1x1 Conv with the bias
+            inputs = ["X", "W", "P"] + (["B"] if case.bias else [])
+            nodes = (node.format(op="Conv", ins=["X", "W"], outs=["M"], extra="", g=groups,
+                                 attrs=f"{spatial}, {self._pad_attrs(case)}")
+                     + node.format(op="Conv", ins=["M", "P"] + inputs[3:], outs=["Y"], extra="", g=1,
+                                   attrs="kernel_shape=[1, 1]"))
+            feeds = (f'"X": {nhwc_to_nchw("x")}, "W": {weights}, "P": {hwio_to_oihw("pointwise")}'
+                     + (', "B": bias' if case.bias else ""))
+        return nodes, inputs, "{" + feeds + "}"
+
+
+def _oihw(case: Case) -> tuple[int, int, int, int]:
+    """The forward conv's weights' shape in ONNX's OIHW (depthwise: (C*M, 1, kh, kw))."""
+    kh, kw = case.kernel
+    return (case.conv_channels, case.filter_in_channels, kh, kw)

@@ -30,7 +30,7 @@ from conformance.spec import FORWARD_OPS, OPS, Case
 from typing import Any
 
 from ._base import BuiltinAdapter, Device, Fact, Variant, tiny_case
-from ._layout import hwcm_to_oihw, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
+from ._layout import hwcm_to_oihw, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw, oihw_to_hwcm, oihw_to_hwio
 from ._program import Program
 
 #: Conv has not changed since opset 11; 17 / IR 8 is understood by every ORT >= 1.12.
@@ -151,13 +151,14 @@ model.ir_version = {IR_VERSION}
 {self._session_options()}session = ort.InferenceSession(model.SerializeToString(), so, providers={providers!r}{options})
 """
         out = "session.run(None, feeds)[0]"
-        if case.op in _FILTER_GRADIENTS:  # OIHW -> (kh, kw, C/groups, O); depthwise (C*M, 1, kh, kw) -> (kh, kw, C, M)
-            c, m = case.in_channels, case.conv_channels // case.in_channels
-            shape = "" if case.op == "conv2d_backprop_filter" else f".reshape({case.kernel[0]}, {case.kernel[1]}, {c}, {m})"
-            result = f"np.ascontiguousarray({out}.transpose(2, 3, 1, 0){shape})"
+        if case.op == "conv2d_backprop_filter":
+            result = oihw_to_hwio("dw")
+        elif case.op == "depthwise_conv2d_backprop_filter":
+            result = oihw_to_hwcm("dw", case.in_channels)
         else:
             result = nchw_to_nhwc(out)
-        compute = f"feeds = {feeds}  # NHWC -> NCHW, HWIO/HWCM -> OIHW\ny = {result}\n"
+        fetch = f"dw = {out}\n" if case.op in _FILTER_GRADIENTS else ""
+        compute = f"feeds = {feeds}  # NHWC -> NCHW, HWIO/HWCM -> OIHW\n{fetch}y = {result}\n"
         return Program(setup, compute)
 
     def _graph(self, case: Case) -> tuple[str, list[str], str]:

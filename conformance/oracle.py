@@ -42,10 +42,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import patches
+from . import adjoint, patches
 from .exact import SplitWeights, conv2d_exact_group, depthwise_exact, exact_matmul, in_fast_range, two_product, two_sum
 from .patches import pad, row_chunks, tile, windows
-from .spec import Case, Padding, conv_geometry
+from .spec import FORWARD_OPS, Case, Padding, conv_geometry
 
 
 class Reference(NamedTuple):
@@ -193,7 +193,7 @@ def _check(x, w, op, groups):
         raise ValueError(f"expected depthwise filters (kh, kw, C={c}, M), received {w.shape}")
 
 
-def _convolve(x, w, bias, *, op, strides, padding, dilations, groups, compensated, zero_times_inf):
+def _convolve(x, w, bias, *, op, strides, padding, dilations, groups, compensated, zero_times_inf, present=None):
     x = np.asarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     _check(x, w, op, groups)
@@ -205,23 +205,26 @@ def _convolve(x, w, bias, *, op, strides, padding, dilations, groups, compensate
     wf = w if all_finite else np.where(finite_w, w, 0.0)
     out = _linear(xf, wf, compensated=compensated, **kw_)
     if not all_finite:
-        out = _apply_nonfinite(out, x, w, zero_times_inf=zero_times_inf, **kw_)
+        out = _apply_nonfinite(out, x, w, zero_times_inf=zero_times_inf, present=present, **kw_)
     if bias is not None:
         with np.errstate(invalid="ignore"):  # Inf + -Inf = NaN is the IEEE answer, not an accident
             out = out + np.asarray(bias, dtype=np.float64)
     return out
 
 
-def _apply_nonfinite(out, x, w, *, zero_times_inf, **kw_):
-    """Overlay IEEE NaN/Inf results, counted exactly with 0/1 indicator convolutions."""
+def _apply_nonfinite(out, x, w, *, zero_times_inf, present=None, **kw_):
+    """Overlay IEEE NaN/Inf results, counted exactly with 0/1 indicator convolutions.
+
+    `present`: the positions of x that hold terms (None: all); the others (the zeros a
+    gradient's rearrangement inserts) form no product, like skipped pads."""
     def count(a, b, pad_value=0.0):
         return _linear(a.astype(np.float64), b.astype(np.float64), compensated=False, pad_value=pad_value, **kw_)
 
-    ones_x, ones_w = np.ones_like(x), np.ones_like(w)
+    ones_x, ones_w = (np.ones_like(x) if present is None else present.astype(np.float64)), np.ones_like(w)
     x_nan, w_nan = np.isnan(x), np.isnan(w)
     x_pinf, x_ninf = x == np.inf, x == -np.inf
     w_pinf, w_ninf = w == np.inf, w == -np.inf
-    x_zero, w_zero = x == 0, w == 0
+    x_zero, w_zero = (x == 0) if present is None else (x == 0) & present, w == 0
     x_pos, x_neg = (x > 0) & ~x_pinf, (x < 0) & ~x_ninf
     w_pos, w_neg = (w > 0) & ~w_pinf, (w < 0) & ~w_ninf
     # Padded positions hold zeros: they meet an infinite tap as 0 * Inf = NaN, unless
@@ -292,10 +295,11 @@ def _flush(a, dtype: str):
     return None if a is None else flush_subnormals(np.asarray(a, dtype=np.float64), dtype)
 
 
-def reference(case: Case, x, filters, bias=None, *, flush_subnormals: bool = False, strides=None, dilations=None,
+def reference(case: Case, *operands, flush_subnormals: bool = False, strides=None, dilations=None,
               padding=None) -> Reference:
-    """The exact answer for a valid case: value, magnitude, norm and unbiased arrays and the
-    IEEE alternative. The one reference builder every judgement uses.
+    """The exact answer for a valid case on its operands (`case.operands`: x, filters, bias
+    for the forward ops): value, magnitude, norm and unbiased arrays and the IEEE
+    alternative. The one reference builder every judgement uses.
 
     Options (for the hypotheses tested by `compare` and `diagnose`):
     - `flush_subnormals`: inputs and results flushed to zero (FTZ/DAZ) in the case dtype;
@@ -303,9 +307,26 @@ def reference(case: Case, x, filters, bias=None, *, flush_subnormals: bool = Fal
     """
     if not case.is_valid:
         raise ValueError(f"case {case.id} is invalid ({case.invalid_reason}): it has no reference")
+    if len(operands) > len(case.operands) or len(operands) < len(case.operands) - (case.operands[-1] == "bias"):
+        raise ValueError(f"expected the operands {', '.join(case.operands)} of op {case.op!r}, received "
+                         f"{len(operands)} arrays")
     geo = dict(strides=strides, dilations=dilations, padding=padding)
     if flush_subnormals:
-        x, filters, bias = _flush(x, case.dtype), _flush(filters, case.dtype), _flush(bias, case.dtype)
+        operands = tuple(_flush(a, case.dtype) for a in operands)
+    if case.op == "separable_conv2d":
+        ref = _separable(case, *operands, **geo)
+    elif case.op not in FORWARD_OPS:
+        ref = _gradient(case, *operands, **geo)
+    else:
+        ref = _forward(case, *operands, **geo)
+    if flush_subnormals:
+        ref = Reference(_flush(ref.value, case.dtype), ref.magnitude, _flush(ref.alternative, case.dtype), ref.norm,
+                        _flush(ref.unbiased, case.dtype))
+    return ref
+
+
+def _forward(case: Case, x, filters, bias=None, *, strides=None, dilations=None, padding=None) -> Reference:
+    geo = dict(strides=strides, dilations=dilations, padding=padding)
     value = convolve(case, x, filters, bias, **geo)
     ax = np.abs(np.asarray(x, dtype=np.float64))
     aw = np.abs(np.asarray(filters, dtype=np.float64))
@@ -329,7 +350,97 @@ def reference(case: Case, x, filters, bias=None, *, flush_subnormals: bool = Fal
         alt = convolve(case, x, filters, bias, zero_times_inf="skip", **geo)
         if not np.array_equal(alt, value, equal_nan=True):
             alternative = alt
-    if flush_subnormals:
-        value, unbiased = _flush(value, case.dtype), _flush(unbiased, case.dtype)
-        alternative = _flush(alternative, case.dtype)
     return Reference(value, magnitude, alternative, norm, unbiased)
+
+
+def _finite_abs(a) -> np.ndarray:
+    a = np.abs(np.asarray(a, dtype=np.float64))
+    return np.where(np.isfinite(a), a, 0.0)
+
+
+def _gradient(case: Case, a, b, *, strides=None, dilations=None, padding=None) -> Reference:
+    """A gradient op through `adjoint`: value (real terms only), magnitude, norm, and the
+    alternative of an implementation that multiplies the inserted zeros and the pads."""
+    geo = dict(strides=strides, dilations=dilations, padding=padding)
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+
+    def run(p, q, *, compensated=False, zero_times_inf="skip", real_terms=True, finite=True):
+        fwd = adjoint.as_forward(case, p, q, **geo)
+        kw_ = dict(op="conv2d", strides=fwd.strides, padding=fwd.padding, dilations=fwd.dilations, groups=fwd.groups,
+                   compensated=compensated)
+        if finite:
+            out = _linear(fwd.x, fwd.w, **kw_)
+        else:
+            out = _convolve(fwd.x, fwd.w, None, zero_times_inf=zero_times_inf,
+                            present=fwd.present if real_terms else None, **kw_)
+        return fwd.finish(out)
+
+    finite = bool(np.isfinite(a).all() and np.isfinite(b).all())
+    value = run(a, b, compensated=case.dtype == "float64", finite=finite)
+    aa, ab = _finite_abs(a), _finite_abs(b)
+    with np.errstate(invalid="ignore"):
+        magnitude = run(aa, ab)
+        norm = product_norm(lambda p, q, _: run(p, q), aa, ab)
+    alternative = None
+    if not finite:
+        alt = run(a, b, zero_times_inf="nan", real_terms=False, finite=False)
+        if not np.array_equal(alt, value, equal_nan=True):
+            alternative = alt
+    ok = np.isfinite(value)
+    return Reference(value, np.where(ok, magnitude, np.inf), alternative, np.where(ok, norm, np.inf), None)
+
+
+def _separable_as_one_conv(case: Case, x, filters, pointwise, bias, geo) -> np.ndarray:
+    """y = sum_{t,c,q} x[t,c] * (f[t,c,q] * p[c*M+q,o]) exactly: each product f * p split
+    exactly in two (TwoProduct), so y is one compensated conv2d of x (each channel repeated
+    for its M multipliers, twice) with the filters [hi; lo], within one ulp."""
+    x = np.asarray(x, dtype=np.float64)
+    f = np.asarray(filters, dtype=np.float64)
+    p = np.asarray(pointwise, dtype=np.float64)[0, 0]  # (C*M, O)
+    kh, kw, c, m = f.shape
+    hi, lo = two_product(f.reshape(kh, kw, c * m, 1), p[None, None])  # (kh, kw, C*M, O)
+    xs = np.repeat(x, m, axis=3)
+    return conv2d(np.concatenate([xs, xs], axis=3), np.concatenate([hi, lo], axis=2), bias=bias, compensated=True,
+                  **geo)
+
+
+def _separable(case: Case, x, filters, pointwise, bias=None, *, strides=None, dilations=None,
+               padding=None) -> Reference:
+    """Depthwise, then the 1x1 pointwise conv2d of its float64 result, then the bias.
+
+    For float32 and narrower the depthwise stage is exact and the pointwise stage sums
+    float64 products of it (error ~ C*M * 2**-53 * magnitude, as a float64 sum). For
+    finite float64 operands the composition is one exact sum (`_separable_as_one_conv`):
+    within one ulp, as the other ops (with a bias, one more rounding, as the forward ops);
+    with non-finite ones each stage is within one ulp."""
+    geo = dict(strides=tuple(strides or case.strides), dilations=tuple(dilations or case.dilations),
+               padding=case.padding if padding is None else padding)
+    compensated = case.dtype == "float64"
+
+    def stages(xx, ff, pp, bb, *, comp=False, zero_times_inf="nan"):
+        z = depthwise_conv2d(xx, ff, compensated=comp, zero_times_inf=zero_times_inf, **geo)
+        return conv2d(z, pp, bias=bb, compensated=comp, zero_times_inf=zero_times_inf)
+
+    finite = all(np.isfinite(np.asarray(a, dtype=np.float64)).all() for a in (x, filters, pointwise))
+    if compensated and finite:
+        value = _separable_as_one_conv(case, x, filters, pointwise, bias, geo)
+    else:
+        value = stages(x, filters, pointwise, bias, comp=compensated)
+    ax, af, ap = _finite_abs(x), _finite_abs(filters), _finite_abs(pointwise)
+    ab = None if bias is None else _finite_abs(bias)
+    with np.errstate(invalid="ignore", over="ignore"):
+        magnitude = stages(ax, af, ap, ab)
+        nz = product_norm(lambda p, q, _: depthwise_conv2d(p, q, **geo), ax, af)
+        norm = product_norm(lambda p, q, bb: conv2d(p, q, bias=bb), nz, ap, ab)
+    unbiased = None
+    if bias is not None:
+        with np.errstate(invalid="ignore"):
+            unbiased = value - np.asarray(bias, dtype=np.float64)
+    alternative = None
+    pads = conv_geometry((case.height, case.width), case.kernel, geo["strides"], geo["dilations"], geo["padding"]).pads
+    if not np.isfinite(np.asarray(filters, dtype=np.float64)).all() and any(sum(p) for p in pads):
+        alt = stages(x, filters, pointwise, bias, comp=compensated, zero_times_inf="skip")
+        if not np.array_equal(alt, value, equal_nan=True):
+            alternative = alt
+    ok = np.isfinite(value)
+    return Reference(value, np.where(ok, magnitude, np.inf), alternative, np.where(ok, norm, np.inf), unbiased)

@@ -181,7 +181,7 @@ import numpy as np
 
 from . import _rule
 from .dtypes import fmt
-from .spec import Case
+from .spec import FORWARD_OPS, Case
 from .transforms import WINOGRAD_POINTS, tile_weights, winograd_matrices
 
 #: The verdict threshold is min(THRESHOLD_BASE + THRESHOLD_SQRT * sqrt(K_eff + 1), THRESHOLD_CAP,
@@ -303,14 +303,15 @@ def dtype_class(dtype: str) -> str:
 
 
 def winograd_applies(case: Case) -> bool:
-    """Winograd F(m x m, 3 x 3) computes the case: 3 x 3 filters, stride 1, dilation 1."""
-    return case.is_valid and tuple(case.kernel) == (3, 3) and tuple(case.strides) == (1, 1) \
+    """Winograd F(m x m, 3 x 3) computes the case: a forward op, 3 x 3 filters, stride 1,
+    dilation 1 (the training ops have no transform contract: their error model is `strict`'s)."""
+    return case.is_valid and case.op in FORWARD_OPS and tuple(case.kernel) == (3, 3) and tuple(case.strides) == (1, 1) \
         and tuple(case.dilations) == (1, 1)
 
 
 def fft_applies(case: Case) -> bool:
-    """An FFT convolution computes the case: stride 1, dilation 1."""
-    return case.is_valid and tuple(case.strides) == (1, 1) and tuple(case.dilations) == (1, 1)
+    """An FFT convolution computes the case: a forward op, stride 1, dilation 1."""
+    return case.is_valid and case.op in FORWARD_OPS and tuple(case.strides) == (1, 1) and tuple(case.dilations) == (1, 1)
 
 
 def fft_size(case: Case) -> int:
@@ -363,7 +364,7 @@ def rule_params(case: Case) -> dict[str, Any]:
         "truncation_lean": TRUNCATION_LEAN,
         # The transform contracts that apply, and the geometry their scales need.
         "transforms": transforms, "strict_winograd": STRICT_WINOGRAD_C if "winograd" in transforms else 0.0,
-        "op": case.op, "groups": case.groups if case.op == "conv2d" else 1,
+        "op": case.op, "groups": case.groups if case.forward_op == "conv2d" else 1,
         "pads": [list(p) for p in case.geometry.pads], "out_shape": list(case.output_shape),
     }
 

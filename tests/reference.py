@@ -65,3 +65,62 @@ def conv_reference(case: Case, x, filters, bias=None, *, skip_padding: bool = Fa
     sums = [math.fsum(row) if np.isfinite(row).all() else sum(row.tolist()) for row in rows]
     out = np.asarray(sums, dtype=np.float64).reshape(terms.shape[:4])
     return out if bias is None else out + np.asarray(bias, dtype=np.float64)
+
+
+def training_reference(case: Case, *operands, exact: bool = False) -> np.ndarray:
+    """A training op's result as the loops of its formula (conformance/adjoint.py's
+    docstring), over the real terms only (no product with a pad): float64 sums in loop
+    order, or with `exact` Fractions rounded once to float64 (finite operands only).
+    Slow: for small cases."""
+    from fractions import Fraction
+    from itertools import product
+
+    g = case.geometry
+    (pt, _), (pl, _) = g.pads
+    n, h, w, c = case.input_shape
+    (kh, kw), (sh, sw), (dh, dw) = case.kernel, case.strides, case.dilations
+    depthwise = case.forward_op == "depthwise_conv2d"
+    groups = c if depthwise else case.groups
+    cg, oc = c // groups, case.conv_channels
+    og = oc // groups
+    zero = Fraction(0) if exact else 0.0
+    num = (lambda v: Fraction(float(v))) if exact else float
+
+    def terms():
+        """(b, i, j, o, di, dj, q, input row, input column) of every real term."""
+        for b, i, j, o, di, dj, q in product(range(n), range(g.out_h), range(g.out_w), range(oc), range(kh),
+                                             range(kw), range(cg)):
+            hh, ww = sh * i + dh * di - pt, sw * j + dw * dj - pl
+            if 0 <= hh < h and 0 <= ww < w:
+                yield b, i, j, o, di, dj, q, hh, ww
+
+    def tap(f, di, dj, q, o):
+        return f[di, dj, o // og, o % og] if depthwise else f[di, dj, q, o]
+
+    if case.op.endswith("backprop_input"):
+        dy, f = operands
+        acc = {}
+        for b, i, j, o, di, dj, q, hh, ww in terms():
+            key = (b, hh, ww, (o // og) * cg + q)
+            acc[key] = acc.get(key, zero) + num(dy[b, i, j, o]) * num(tap(f, di, dj, q, o))
+        out = np.zeros(case.input_shape)
+    elif case.op.endswith("backprop_filter"):
+        x, dy = operands
+        acc = {}
+        for b, i, j, o, di, dj, q, hh, ww in terms():
+            key = (di, dj, o // og, o % og) if depthwise else (di, dj, q, o)
+            acc[key] = acc.get(key, zero) + num(x[b, hh, ww, (o // og) * cg + q]) * num(dy[b, i, j, o])
+        out = np.zeros(case.filter_shape)
+    else:  # separable: the depthwise sums, then the pointwise sums of them, then the bias
+        x, f, p, bias = operands
+        z = {}
+        for b, i, j, o, di, dj, q, hh, ww in terms():
+            z[(b, i, j, o)] = z.get((b, i, j, o), zero) + num(x[b, hh, ww, o // og]) * num(tap(f, di, dj, q, o))
+        acc = {key: (num(bias[key[3]]) if bias is not None else zero) for key in np.ndindex(*case.output_shape)}
+        for (b, i, j, k), zk in z.items():
+            for o in range(case.out_channels):
+                acc[(b, i, j, o)] += zk * num(p[0, 0, k, o])
+        out = np.zeros(case.output_shape)
+    for key, v in acc.items():
+        out[key] += float(v)
+    return out

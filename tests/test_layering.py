@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("case", ("conformance", "conformance.spec", "conformance.cases", "conformance.cases.*")),
     ("inputs", ("conformance.inputs", "conformance.tolerance", "conformance.transforms")),
     ("oracle / adapter call", ("conformance.oracle", "conformance.oracle.*", "conformance.oracle_*",
-                               "conformance.exact", "conformance.patches",
+                               "conformance.exact", "conformance.patches", "conformance.adjoint",
                                "conformance.adapters", "conformance.adapters.*", "conformance.protocol",
                                "conformance.repeats", "conformance.fingerprint")),
     ("verdict", ("conformance.compare", "conformance.verdict", "conformance.diagnose", "conformance.diagnose_*")),

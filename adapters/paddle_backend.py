@@ -94,12 +94,15 @@ class PaddleAdapter(BuiltinAdapter):
                      f"y = {numpy('yp', True)}"]
         elif case.op in _INPUT_GRADIENTS:
             # conv2d_transpose's weight is (C_in, C_out / groups, kh, kw) with C_in dy's channels:
-            # the forward conv's OIHW weights as they are. SAME keeps Paddle's own rule, the
-            # output size named; explicit and VALID pads name the output_padding instead.
-            size = (f"output_size={[case.height, case.width]!r}" if case.padding == "SAME"
-                    else f"output_padding={list(case.geometry.output_padding)!r}")
+            # the forward conv's OIHW weights as they are. The pads are explicit: Paddle's
+            # "SAME" for conv2d_transpose sizes the output input * stride (output_size may add
+            # up to stride - 1), the adjoint of a forward SAME conv only where H and W are
+            # multiples of the strides.
+            (t, b), (l, r) = case.geometry.pads
+            transpose = conv.replace(f"padding={pad!r}", f"padding={[t, b, l, r]!r}")
+            size = f"output_padding={list(case.geometry.output_padding)!r}"
             lines = [f"dyp = {tensor('dy', True)}{note}", f"wp = {tensor(weights)}  # OIHW",
-                     f"yp = F.conv2d_transpose(dyp, wp, None, {conv}, {size})",
+                     f"yp = F.conv2d_transpose(dyp, wp, None, {transpose}, {size})",
                      f"y = {numpy('yp', True)}"]
         elif case.op in _FILTER_GRADIENTS:
             # Paddle has no public filter-gradient function: its autograd of F.conv2d. The

@@ -11,6 +11,13 @@ Variants select the Interpreter's op resolver: the plain backend uses OpResolver
 (builtin kernels with the default XNNPACK delegate, what `Interpreter(model)` gives a
 user); `reference` uses BUILTIN_REF (the reference kernels); `builtin` uses
 BUILTIN_WITHOUT_DEFAULT_DELEGATES (the optimised builtin kernels, no XNNPACK).
+Training ops: the TF calls a user would convert (tf.nn.conv2d_transpose,
+tf.nn.depthwise_conv2d_backprop_input / _filter, tf.raw_ops.Conv2DBackpropFilter,
+tf.nn.separable_conv2d), dy and x as the model's inputs, fed by argument name. The
+converter lowers conv2d_transpose to TRANSPOSE_CONV for SAME/VALID without dilation, and
+separable to DEPTHWISE_CONV_2D + CONV_2D; the other gradients stay TF ops that a
+builtins-only model refuses ("neither a custom op nor a flex op"), which supports()
+quotes (its probe keeps the padding kind, striding and dilation of these ops).
 Kernel path (`facts`): the op resolver, and whether the XNNPACK delegate took the
 convolution (the interpreter that just ran lists a DELEGATE node in place of the op).
 """

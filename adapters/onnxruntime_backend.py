@@ -1,4 +1,4 @@
-"""ONNX Runtime: a one-node ONNX model (Conv), run by an InferenceSession.
+"""ONNX Runtime: a small ONNX model (Conv, ConvTranspose), run by an InferenceSession.
 
 Translation: ONNX is NCHW / OIHW whatever the case's data_format (both formats take
 the same path); depthwise is group = C with weights (C*M, 1, kh, kw) in k*M + q order.
@@ -19,6 +19,12 @@ Threads: the session's intra-op threads sleep between runs instead of spinning
 (`session.intra_op.allow_spinning` = 0, in the program and so in every repro script). It
 is a wait policy, not a kernel choice; spinning threads took four times the CPU of ONNX
 Runtime's own convolutions in a default run, from the other backends sharing the cores.
+Training ops: both input gradients are one `ConvTranspose` node (its W is the forward
+OIHW weights; the forward pads and `output_padding`, or under `auto_pad` SAME_UPPER with
+`output_shape` = the forward input size and VALID with `output_padding`); separable is
+two `Conv` nodes in one graph. ONNX has no filter-gradient operator: the program asks
+ORT's training op com.microsoft ConvGrad, which an inference build refuses ("is not a
+registered function/op"), so supports() gives ORT's own reason.
 Kernel path (`facts`): read from the session the program built, so the variant's level
 is what is reported and `onnxruntime` reports ORT's own default by its name.
 """

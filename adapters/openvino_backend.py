@@ -14,6 +14,11 @@ output converted back to float32 (both conversions are exact for bf16 values).
 Variant `f32` (precision=f32): the compile property INFERENCE_PRECISION_HINT=f32. The
 plain backend leaves the plugin's default hint, which is f32 on CPUs without native bf16
 and bf16 on CPUs with AMX / AVX-512 BF16: the suite reports what a user gets.
+Training ops: the input gradients are ConvolutionBackpropData / GroupConvolutionBackpropData
+(dy is the parameter; the filters the forward weights as they are, with explicit pads and
+output_padding); separable is GroupConvolution then a 1x1 Convolution, then the bias.
+OpenVINO has no filter gradient: the program lists the backprop operations of every opset
+the installed OpenVINO ships and raises, which is supports()'s reason.
 Kernel path (`facts`): the compiled model's precision hint and device, and the CPU
 plugin's implementation of a float32 3x3 Convolution compiled with the same properties
 (its profiling `exec_type`, e.g. brgconv_avx512_bf16: the ISA and the type it computes in).

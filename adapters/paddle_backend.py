@@ -9,6 +9,11 @@ argument.
 bfloat16 enters as float32 and is cast with paddle.cast (exact) and leaves as float32
 (exact) cast back in NumPy; Paddle's CPU kernels for float16/bfloat16 are what supports()
 asks about.
+Training ops: the input gradients are F.conv2d_transpose with the forward OIHW weights,
+explicit pads and output_padding (Paddle's "SAME" for a transposed conv sizes the output
+input * stride, the adjoint of a forward SAME conv only where H is a multiple of the
+stride); the filter gradients are paddle.grad of F.conv2d at zero filters (Paddle has no
+public filter-gradient function); separable is two F.conv2d.
 Kernel path (`facts`): the device, and Paddle's oneDNN switch (FLAGS_use_onednn, or its
 older name FLAGS_use_mkldnn) with whether this build has oneDNN at all.
 """

@@ -7,6 +7,10 @@ DEV=CPU is set by the program's setup before tinygrad is imported (tinygrad pick
 device from it; otherwise it takes the first usable device, which on a GPU machine is
 not the CPU). bfloat16 enters as float32 and is cast (exact), and leaves as float32
 (exact) cast back in NumPy.
+Training ops: the input gradients are Tensor.conv_transpose2d (the forward OIHW weights,
+explicit (left, right, top, bottom) pads, output_padding); the filter gradients are
+Tensor.gradient of conv2d at zero filters (tinygrad has no filter-gradient function);
+separable is two conv2d.
 Left out of the default run: tinygrad compiles one kernel per shape, and with a cold
 kernel cache the 375-case default set took about 9 minutes on 2 cores (2026-12-01),
 beyond the default run's 5-minute budget. Run it by name: `conformance run --backend tinygrad`.

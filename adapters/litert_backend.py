@@ -24,7 +24,7 @@ convolution (the interpreter that just ran lists a DELEGATE node in place of the
 
 from __future__ import annotations
 
-from conformance.spec import FORWARD_OPS, OPS, Case
+from conformance.spec import FORWARD_OPS, OPS, OP_INFO, Case
 
 from typing import Any
 
@@ -86,7 +86,7 @@ class LitertAdapter(BuiltinAdapter):
             (t, b), (l, r) = case.geometry.pads
             pad = [[0, 0], [t, b], [l, r], [0, 0]]
         strides, dilations = f"strides=[1, {sh}, {sw}, 1], padding={pad!r}", f"dilations=[1, {dh}, {dw}, 1]"
-        inputs = ["x", "dy"] if case.op in _FILTER_GRADIENTS else ["dy"] if case.op in _INPUT_GRADIENTS else ["x"]
+        inputs = ["x", "dy"] if OP_INFO[case.op].result == "filter" else ["dy"] if OP_INFO[case.op].result == "input" else ["x"]
         call = {
             "conv2d": f"tf.nn.conv2d(xt, ft, {strides}, {dilations})",
             "depthwise_conv2d": f"tf.nn.depthwise_conv2d(xt, ft, {strides}, dilations=[{dh}, {dw}])",
@@ -128,10 +128,6 @@ class LitertAdapter(BuiltinAdapter):
             "y = interpreter.get_tensor(interpreter.get_output_details()[0]['index']).copy()",
         ]
         return Program(setup, "\n".join(line for line in lines if line is not None) + "\n")
-
-
-_INPUT_GRADIENTS = ("conv2d_backprop_input", "depthwise_conv2d_backprop_input")
-_FILTER_GRADIENTS = ("conv2d_backprop_filter", "depthwise_conv2d_backprop_filter")
 
 
 def _raw(case: Case) -> str:

@@ -31,7 +31,7 @@ is what is reported and `onnxruntime` reports ORT's own default by its name.
 
 from __future__ import annotations
 
-from conformance.spec import FORWARD_OPS, OPS, Case
+from conformance.spec import FORWARD_OPS, OPS, OP_INFO, Case
 
 from typing import Any
 
@@ -42,8 +42,6 @@ from ._program import Program
 #: Conv has not changed since opset 11; 17 / IR 8 is understood by every ORT >= 1.12.
 OPSET = 17
 IR_VERSION = 8
-_INPUT_GRADIENTS = ("conv2d_backprop_input", "depthwise_conv2d_backprop_input")
-_FILTER_GRADIENTS = ("conv2d_backprop_filter", "depthwise_conv2d_backprop_filter")
 _ONNX_TYPES = {"float32": "FLOAT", "float16": "FLOAT16", "bfloat16": "BFLOAT16", "float64": "DOUBLE"}
 
 
@@ -140,7 +138,7 @@ class OnnxruntimeAdapter(BuiltinAdapter):
                      "                       + repr(ort.get_available_providers()))\n")
         options = "" if ":" not in self._device else f", provider_options=[{{'device_id': {int(self._device.split(':')[1])}}}]"
         domains = '[helper.make_opsetid("", %d)' % OPSET + (
-            ', helper.make_opsetid("com.microsoft", 1)]' if case.op in _FILTER_GRADIENTS else "]")
+            ', helper.make_opsetid("com.microsoft", 1)]' if OP_INFO[case.op].result == "filter" else "]")
         setup = f"""\
 import numpy as np
 import onnxruntime as ort
@@ -163,7 +161,7 @@ model.ir_version = {IR_VERSION}
             result = oihw_to_hwcm("dw", case.in_channels)
         else:
             result = nchw_to_nhwc(out)
-        fetch = f"dw = {out}\n" if case.op in _FILTER_GRADIENTS else ""
+        fetch = f"dw = {out}\n" if OP_INFO[case.op].result == "filter" else ""
         compute = f"feeds = {feeds}  # NHWC -> NCHW, HWIO/HWCM -> OIHW\n{fetch}y = {result}\n"
         return Program(setup, compute)
 
@@ -179,14 +177,14 @@ model.ir_version = {IR_VERSION}
             nodes = node.format(op="Conv", ins=inputs, outs=["Y"], extra="", g=groups,
                                 attrs=f"{spatial}, {self._pad_attrs(case)}")
             feeds = f'"X": {nhwc_to_nchw("x")}, "W": {weights}' + (', "B": bias' if case.bias else "")
-        elif case.op in _INPUT_GRADIENTS:
+        elif OP_INFO[case.op].result == "input":
             # ConvTranspose's W is (C_in, C_out / group, kh, kw) with C_in the channels of dy:
             # the forward conv's OIHW weights as they are.
             inputs = ["DY", "W"]
             nodes = node.format(op="ConvTranspose", ins=inputs, outs=["Y"], extra="", g=groups,
                                 attrs=f"{spatial}, {self._transpose_pad_attrs(case)}")
             feeds = f'"DY": {nhwc_to_nchw("dy")}, "W": {weights}'
-        elif case.op in _FILTER_GRADIENTS:
+        elif OP_INFO[case.op].result == "filter":
             # ONNX's operator set has no filter gradient; ONNX Runtime's training builds add
             # com.microsoft ConvGrad (dY, X, W) -> (dX, dW, dB). W only feeds dX, which is not
             # asked for: zeros of the filter's shape stand in for it.

@@ -26,7 +26,7 @@ plugin's implementation of a float32 3x3 Convolution compiled with the same prop
 
 from __future__ import annotations
 
-from conformance.spec import OPS, Case
+from conformance.spec import OPS, OP_INFO, Case
 
 from typing import Any
 
@@ -99,7 +99,7 @@ class OpenvinoAdapter(BuiltinAdapter):
         config = repr(self._config())
         setup = ("import numpy as np\nimport openvino as ov\nimport openvino.opset13 as ops\n\n"
                  "core = ov.Core()\n")
-        if case.op in _FILTER_GRADIENTS:
+        if OP_INFO[case.op].result == "filter":
             return Program(setup, _NO_FILTER_GRADIENT)
         (t, b), (l, r) = case.geometry.pads
         kh, kw = case.kernel
@@ -114,7 +114,7 @@ class OpenvinoAdapter(BuiltinAdapter):
         grouped = g > 1 or case.forward_op == "depthwise_conv2d"
         to_f32 = (lambda e: f"np.asarray({e}, dtype=np.float32)") if bf16 else (lambda e: e)
         const = (lambda e: f"ops.convert(ops.constant({e}), ov.Type.bf16)") if bf16 else (lambda e: f"ops.constant({e})")
-        source = "dy" if case.op in _INPUT_GRADIENTS else "x"
+        source = "dy" if OP_INFO[case.op].result == "input" else "x"
         geometry = (f"strides={list(case.strides)!r}, pads_begin={[t, l]!r}, pads_end={[b, r]!r}, "
                     f"dilations={list(case.dilations)!r}")
         lines = [
@@ -124,7 +124,7 @@ class OpenvinoAdapter(BuiltinAdapter):
             "xn = ops.transpose(xi, ops.constant(np.array([0, 3, 1, 2], dtype=np.int64)))  # NHWC -> NCHW",
             f"wc = {const(to_f32(weights))}  # OIHW, or (G, O/G, I/G, kh, kw) grouped",
         ]
-        if case.op in _INPUT_GRADIENTS:
+        if OP_INFO[case.op].result == "input":
             # (Group)ConvolutionBackpropData's filters are (C_in, C_out, kh, kw) with C_in dy's
             # channels (grouped: (G, C_in/G, C_out/G, kh, kw)): the forward weights as they are.
             op = "ops.group_convolution_backprop_data" if grouped else "ops.convolution_backprop_data"
@@ -157,8 +157,6 @@ def _operand_shape(case: Case, operand: str) -> tuple[int, ...]:
     return dict(zip(case.operands, case.operand_shapes))[operand]
 
 
-_INPUT_GRADIENTS = ("conv2d_backprop_input", "depthwise_conv2d_backprop_input")
-_FILTER_GRADIENTS = ("conv2d_backprop_filter", "depthwise_conv2d_backprop_filter")
 #: OpenVINO is an inference runtime: its operation sets have the input gradient
 #: (ConvolutionBackpropData, the transposed convolution) and no filter gradient. The
 #: program asks every opset the installed OpenVINO ships and names what they have.

@@ -20,7 +20,7 @@ older name FLAGS_use_mkldnn) with whether this build has oneDNN at all.
 
 from __future__ import annotations
 
-from conformance.spec import FORWARD_OPS, OPS, Case
+from conformance.spec import FORWARD_OPS, OPS, OP_INFO, Case
 
 from typing import Any
 
@@ -97,7 +97,7 @@ class PaddleAdapter(BuiltinAdapter):
                      f"bp = {tensor('bias')}" if case.bias else "bp = None",
                      f"yp = F.conv2d(xp, wp, bp, {conv})",
                      f"y = {numpy('yp', True)}"]
-        elif case.op in _INPUT_GRADIENTS:
+        elif OP_INFO[case.op].result == "input":
             # conv2d_transpose's weight is (C_in, C_out / groups, kh, kw) with C_in dy's channels:
             # the forward conv's OIHW weights as they are. The pads are explicit: Paddle's
             # "SAME" for conv2d_transpose sizes the output input * stride (output_size may add
@@ -109,7 +109,7 @@ class PaddleAdapter(BuiltinAdapter):
             lines = [f"dyp = {tensor('dy', True)}{note}", f"wp = {tensor(weights)}  # OIHW",
                      f"yp = F.conv2d_transpose(dyp, wp, None, {transpose}, {size})",
                      f"y = {numpy('yp', True)}"]
-        elif case.op in _FILTER_GRADIENTS:
+        elif OP_INFO[case.op].result == "filter":
             # Paddle has no public filter-gradient function: its autograd of F.conv2d. The
             # gradient does not depend on the filter's values, so zeros stand in for them.
             kh, kw = case.kernel
@@ -130,7 +130,3 @@ class PaddleAdapter(BuiltinAdapter):
                      f"yp = F.conv2d(mp, pp, bp, data_format={case.data_format!r})",
                      f"y = {numpy('yp', True)}"]
         return Program(setup, "\n".join(lines) + "\n")
-
-
-_INPUT_GRADIENTS = ("conv2d_backprop_input", "depthwise_conv2d_backprop_input")
-_FILTER_GRADIENTS = ("conv2d_backprop_filter", "depthwise_conv2d_backprop_filter")

@@ -21,7 +21,7 @@ program's setup selected the CPU device.
 
 from __future__ import annotations
 
-from conformance.spec import FORWARD_OPS, OPS, Case
+from conformance.spec import FORWARD_OPS, OPS, OP_INFO, Case
 
 from typing import Any
 
@@ -98,14 +98,14 @@ class TinygradAdapter(BuiltinAdapter):
                      f"bt = {tensor('bias')}" if case.bias else "bt = None",
                      f"yt = xt.conv2d(wt, bt, {conv})",
                      f"y = {nchw_to_nhwc(numpy('yt'))}"]
-        elif case.op in _INPUT_GRADIENTS:
+        elif OP_INFO[case.op].result == "input":
             # conv_transpose2d's weight is (C_in, C_out / groups, kh, kw) with C_in dy's channels:
             # the forward conv's OIHW weights as they are; the forward pads, cropped.
             lines = [f"dyt = {tensor(nhwc_to_nchw('dy'))}  # NHWC -> NCHW", f"wt = {tensor(weights)}  # OIHW",
                      f"yt = dyt.conv_transpose2d(wt, None, {conv}, "
                      f"output_padding={tuple(case.geometry.output_padding)!r})",
                      f"y = {nchw_to_nhwc(numpy('yt'))}"]
-        elif case.op in _FILTER_GRADIENTS:
+        elif OP_INFO[case.op].result == "filter":
             # tinygrad has no filter-gradient function: its autograd of Tensor.conv2d. The
             # gradient does not depend on the filter's values, so zeros stand in for them.
             kh, kw = case.kernel
@@ -125,7 +125,3 @@ class TinygradAdapter(BuiltinAdapter):
                      f"yt = xt.conv2d(wt, None, {conv}).conv2d(pt, bt)",
                      f"y = {nchw_to_nhwc(numpy('yt'))}"]
         return Program(setup, "\n".join(lines) + "\n")
-
-
-_INPUT_GRADIENTS = ("conv2d_backprop_input", "depthwise_conv2d_backprop_input")
-_FILTER_GRADIENTS = ("conv2d_backprop_filter", "depthwise_conv2d_backprop_filter")

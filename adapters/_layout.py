@@ -12,6 +12,8 @@ Invariants (tests/test_adapters.py checks each on arrays):
   (kh, kw, 1, C*M) whose output channel k*M + q is input channel k, multiplier q: the
   canonical depthwise channel order, so depthwise = conv2d with groups = C.
 - `hwcm_to_oihw` composes the two: (C*M, 1, kh, kw), the PyTorch / ONNX depthwise weight.
+- `oihw_to_hwio` and `oihw_to_hwcm` are the inverses of `hwio_to_oihw` and `hwcm_to_oihw`:
+  a filter gradient computed in a framework's OIHW read back in the canonical layout.
 Every result is C-contiguous: frameworks that take a NumPy buffer see a dense array.
 """
 
@@ -42,3 +44,14 @@ def hwcm_to_hw1o(expr: str) -> str:
 def hwcm_to_oihw(expr: str) -> str:
     """(kh, kw, C, M) -> (C*M, 1, kh, kw), output channel k*M + q."""
     return hwio_to_oihw(hwcm_to_hw1o(expr))
+
+
+def oihw_to_hwio(expr: str) -> str:
+    """(O, I, kh, kw) -> (kh, kw, I, O): the inverse of `hwio_to_oihw`."""
+    return f"np.ascontiguousarray({expr}.transpose(2, 3, 1, 0))"
+
+
+def oihw_to_hwcm(expr: str, channels: int) -> str:
+    """(C*M, 1, kh, kw), output channel k*M + q -> (kh, kw, C, M): the inverse of `hwcm_to_oihw`."""
+    # (kh, kw, 1, C*M) reshaped row-major splits C*M into (C, M) as k*M + q.
+    return f"{oihw_to_hwio(expr)}.reshape({expr}.shape[2], {expr}.shape[3], {channels}, -1)"

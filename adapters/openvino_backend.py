@@ -14,6 +14,11 @@ output converted back to float32 (both conversions are exact for bf16 values).
 Variant `f32` (precision=f32): the compile property INFERENCE_PRECISION_HINT=f32. The
 plain backend leaves the plugin's default hint, which is f32 on CPUs without native bf16
 and bf16 on CPUs with AMX / AVX-512 BF16: the suite reports what a user gets.
+Training ops: the input gradients are ConvolutionBackpropData / GroupConvolutionBackpropData
+(dy is the parameter; the filters the forward weights as they are, with explicit pads and
+output_padding); separable is GroupConvolution then a 1x1 Convolution, then the bias.
+OpenVINO has no filter gradient: the program lists the backprop operations of every opset
+the installed OpenVINO ships and raises, which is supports()'s reason.
 Kernel path (`facts`): the compiled model's precision hint and device, and the CPU
 plugin's implementation of a float32 3x3 Convolution compiled with the same properties
 (its profiling `exec_type`, e.g. brgconv_avx512_bf16: the ISA and the type it computes in).
@@ -21,7 +26,7 @@ plugin's implementation of a float32 3x3 Convolution compiled with the same prop
 
 from __future__ import annotations
 
-from conformance.spec import Case
+from conformance.spec import OPS, OP_INFO, Case
 
 from typing import Any
 
@@ -37,6 +42,7 @@ class OpenvinoAdapter(BuiltinAdapter):
     """OpenVINO: opset13 Convolution / GroupConvolution compiled for the CPU plugin."""
 
     framework = "openvino"
+    ops = OPS
     base_name = "openvino"
     extra = "openvino"
     distributions = ("openvino",)
@@ -93,38 +99,72 @@ class OpenvinoAdapter(BuiltinAdapter):
         config = repr(self._config())
         setup = ("import numpy as np\nimport openvino as ov\nimport openvino.opset13 as ops\n\n"
                  "core = ov.Core()\n")
+        if OP_INFO[case.op].result == "filter":
+            return Program(setup, _NO_FILTER_GRADIENT)
         (t, b), (l, r) = case.geometry.pads
-        n, h, w, c = case.input_shape
-        if case.op == "conv2d":
+        kh, kw = case.kernel
+        if case.forward_op == "conv2d":
             g, oc = case.groups, case.out_channels
             weights = hwio_to_oihw("filters")
             if g > 1:
-                weights += f".reshape({g}, {oc // g}, {case.filter_in_channels}, {case.kernel[0]}, {case.kernel[1]})"
+                weights += f".reshape({g}, {oc // g}, {case.filter_in_channels}, {kh}, {kw})"
         else:
             g = case.in_channels
-            weights = hwcm_to_oihw("filters") + f".reshape({g}, {case.channel_multiplier}, 1, " \
-                                                f"{case.kernel[0]}, {case.kernel[1]})"
-        op = "ops.group_convolution" if g > 1 or case.op == "depthwise_conv2d" else "ops.convolution"
-        to_model = "np.asarray(filters, dtype=np.float32)" if bf16 else "filters"
+            weights = hwcm_to_oihw("filters") + f".reshape({g}, {case.channel_multiplier}, 1, {kh}, {kw})"
+        grouped = g > 1 or case.forward_op == "depthwise_conv2d"
+        to_f32 = (lambda e: f"np.asarray({e}, dtype=np.float32)") if bf16 else (lambda e: e)
         const = (lambda e: f"ops.convert(ops.constant({e}), ov.Type.bf16)") if bf16 else (lambda e: f"ops.constant({e})")
+        source = "dy" if OP_INFO[case.op].result == "input" else "x"
+        geometry = (f"strides={list(case.strides)!r}, pads_begin={[t, l]!r}, pads_end={[b, r]!r}, "
+                    f"dilations={list(case.dilations)!r}")
         lines = [
-            f"xp = ops.parameter([{n}, {h}, {w}, {c}], ov.Type.{'f32' if bf16 else ty}, name='x')  # NHWC",
+            f"xp = ops.parameter({list(_operand_shape(case, source))!r}, ov.Type.{'f32' if bf16 else ty}, name={source!r})"
+            "  # NHWC",
             "xi = ops.convert(xp, ov.Type.bf16)" if bf16 else "xi = xp",
             "xn = ops.transpose(xi, ops.constant(np.array([0, 3, 1, 2], dtype=np.int64)))  # NHWC -> NCHW",
-            f"wc = {const(weights.replace('filters', to_model))}  # OIHW, or (G, O/G, I/G, kh, kw) grouped",
-            f"yn = {op}(xn, wc, strides={list(case.strides)!r}, pads_begin={[t, l]!r}, pads_end={[b, r]!r}, "
-            f"dilations={list(case.dilations)!r})",
+            f"wc = {const(to_f32(weights))}  # OIHW, or (G, O/G, I/G, kh, kw) grouped",
         ]
+        if OP_INFO[case.op].result == "input":
+            # (Group)ConvolutionBackpropData's filters are (C_in, C_out, kh, kw) with C_in dy's
+            # channels (grouped: (G, C_in/G, C_out/G, kh, kw)): the forward weights as they are.
+            op = "ops.group_convolution_backprop_data" if grouped else "ops.convolution_backprop_data"
+            lines.append(f"yn = {op}(xn, wc, {geometry}, "
+                         f"output_padding={list(case.geometry.output_padding)!r})")
+        else:
+            op = "ops.group_convolution" if grouped else "ops.convolution"
+            lines.append(f"yn = {op}(xn, wc, {geometry})")
+        if case.op == "separable_conv2d":  # the 1x1 pointwise convolution, then the bias
+            lines += [f"pc = {const(to_f32(hwio_to_oihw('pointwise')))}  # OIHW",
+                      "yn = ops.convolution(yn, pc, strides=[1, 1], pads_begin=[0, 0], pads_end=[0, 0], "
+                      "dilations=[1, 1])"]
         if case.bias:
-            bias = "np.asarray(bias, dtype=np.float32)" if bf16 else "bias"
-            lines.append(f"yn = ops.add(yn, {const(bias + '.reshape(1, -1, 1, 1)')})")
+            lines.append(f"yn = ops.add(yn, {const(to_f32('bias') + '.reshape(1, -1, 1, 1)')})")
         if bf16:
             lines.append("yn = ops.convert(yn, ov.Type.f32)")
         lines += [
             "model = ov.Model([yn], [xp])",
             f"compiled = core.compile_model(model, 'CPU', {config})",
-            "xin = np.asarray(x, dtype=np.float32)" if bf16 else "xin = x",
+            f"xin = {to_f32(source)}",
             "yo = compiled(xin)[0]",
-            f"y = {nchw_to_nhwc('yo')}" + (".astype(x.dtype)  # exact: the model's result is bf16" if bf16 else ""),
+            f"y = {nchw_to_nhwc('yo')}" + (f".astype({source}.dtype)  # exact: the model's result is bf16"
+                                           if bf16 else ""),
         ]
         return Program(setup, "\n".join(lines) + "\n")
+
+
+def _operand_shape(case: Case, operand: str) -> tuple[int, ...]:
+    """The shape of one of `case`'s operands, by name."""
+    return dict(zip(case.operands, case.operand_shapes))[operand]
+
+
+#: OpenVINO is an inference runtime: its operation sets have the input gradient
+#: (ConvolutionBackpropData, the transposed convolution) and no filter gradient. The
+#: program asks every opset the installed OpenVINO ships and names what they have.
+_NO_FILTER_GRADIENT = """\
+import importlib, pkgutil
+opsets = sorted((m.name for m in pkgutil.iter_modules(ov.__path__) if m.name[:5] == "opset" and m.name[5:].isdigit()),
+                key=lambda name: int(name[5:]))
+backprop = sorted({name for m in opsets for name in dir(importlib.import_module("openvino." + m)) if "backprop" in name})
+raise NotImplementedError(f"OpenVINO has no convolution filter-gradient operation in "
+                          f"{opsets[0]}..{opsets[-1]}; its backprop operations: {', '.join(backprop)}")
+"""

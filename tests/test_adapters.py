@@ -107,6 +107,14 @@ def test_hwcm_to_oihw_orders_output_channels_k_times_m_plus_q():
             assert np.array_equal(w[k * m + q, 0], f[:, :, k, q]), f"channel {k}*{m}+{q}"
 
 
+def test_oihw_to_hwio_and_oihw_to_hwcm_invert_the_weight_layouts():
+    conv = np.arange(3 * 2 * 4 * 6, dtype=np.float32).reshape(3, 2, 4, 6)
+    depthwise = np.arange(3 * 2 * 4 * 5, dtype=np.float32).reshape(3, 2, 4, 5)
+    assert np.array_equal(_eval(_layout.oihw_to_hwio("w"), w=_eval(_layout.hwio_to_oihw("f"), f=conv)), conv)
+    back = _eval(_layout.oihw_to_hwcm("w", 4), w=_eval(_layout.hwcm_to_oihw("f"), f=depthwise))
+    assert back.shape == depthwise.shape and np.array_equal(back, depthwise)
+
+
 # ---- seed examples ------------------------------------------------------------------
 
 

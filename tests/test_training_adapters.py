@@ -12,9 +12,6 @@ backend x case pair is its own test:
   conditions: when the framework fixes it, the manifest says FIXED in runs).
 Each backend computes all its cases in one fresh interpreter (environment switches such as
 TF_ENABLE_ONEDNN_OPTS and KERAS_BACKEND are read at import).
-16-bit separable cases are left out until the `strict` 16-bit model allows the rounding
-of separable's intermediate that docs/tolerance.md says it does (an exactly rounded
-two-stage result does not meet it yet).
 """
 
 from __future__ import annotations
@@ -72,6 +69,8 @@ def _training_cases() -> list[Case]:
     for dtype in ("float16", "bfloat16"):
         cases += [Case(op=op, in_channels=4, out_channels=6, dtype=dtype, **shape, **base)
                   for op in ("conv2d_backprop_input", "conv2d_backprop_filter")]
+        cases.append(Case(op="separable_conv2d", in_channels=3, channel_multiplier=2, out_channels=5, bias=True,
+                          dtype=dtype, **shape, **base))
     return cases
 
 

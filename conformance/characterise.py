@@ -63,7 +63,10 @@ _SIZES = ("height", "width")
 
 def _necessity(m: Case, prober: Prober, ev: Evidence) -> dict[str, dict[str, Any]]:
     """{param: {"cases": ids observed for it, "neutral": the passing neutral case or None}}
-    for every necessary parameter.
+    for every parameter moved; it is necessary where "neutral" is a case. A parameter that
+    a refuted confirmation later shows necessary (`characterise`'s `extra`) is fitted on
+    these cases too: the op's other family diverging beside it says the condition is a set
+    of ops, not the base's op alone.
 
     A move of anything but the input's size keeps the output as roomy as `m`'s
     (axes.with_room). The input's height or width is necessary when an input of ordinary
@@ -95,9 +98,30 @@ def _necessity(m: Case, prober: Prober, ev: Evidence) -> dict[str, dict[str, Any
                         ids.append(c.id)
                     if d is False and neutral is None:
                         neutral = c
-        if neutral is not None:
-            found[p.name] = {"cases": [m.id] + ids, "neutral": neutral}
+        found[p.name] = {"cases": [m.id] + ids, "neutral": neutral}
     return found
+
+
+def _same_mechanism(base: Case, found: dict[str, dict[str, Any]], necessary: list[str], prober: Prober,
+                    ev: Evidence) -> None:
+    """Take out of each necessary categorical parameter's cases the other values that
+    diverge by another mechanism: one that still diverges with another necessary parameter
+    made neutral too (a grad-filter that drops a batch item, beside a depthwise grad-filter
+    that swaps stride and dilation, diverges at stride 1). What is left diverges on the
+    same conditions, so its values join the base's in one set (`op in {...}`)."""
+    for name in necessary:
+        if axes.BY_PARAM[name].kind != "cat":
+            continue
+        others = [found[q]["neutral"] for q in necessary if q != name]
+        kept = []
+        for i in found[name]["cases"]:
+            c = ev.cases.get(i)
+            if i != base.id and ev.div.get(i) and c is not None and any(
+                    observe(prober, ev, axes.take(n, c, name), f"{name} as in {i}, {q} neutral") is True
+                    for q, n in zip((q for q in necessary if q != name), others)):
+                continue
+            kept.append(i)
+        found[name]["cases"] = kept
 
 
 # ---- 2. scans -------------------------------------------------------------------------
@@ -295,9 +319,10 @@ def characterise(m: Case, prober: Prober, evidence: Evidence | None = None,
     try:
         base = typical(m, prober)
         ev.add(base, True)
-        found = _necessity(base, prober, ev)
+        moved = _necessity(base, prober, ev)
+        found = {name: info for name, info in moved.items() if info["neutral"] is not None}
         for name, c in (extra or {}).items():
-            found.setdefault(name, {"cases": [base.id], "neutral": c})
+            found.setdefault(name, {"cases": moved.get(name, {}).get("cases", [base.id]), "neutral": c})
             found[name]["cases"].append(c.id)
             ev.add(c, False)
         necessary = [p.name for p in axes.PARAMS if p.name in found]
@@ -305,6 +330,7 @@ def characterise(m: Case, prober: Prober, evidence: Evidence | None = None,
             return Result(m, None, base, necessary, f"the divergence vanishes when any of {len(necessary)} "
                           f"parameters moves ({', '.join(necessary)}): not one mechanism a predicate can state",
                           ev)
+        _same_mechanism(base, found, necessary, prober, ev)
         conditions: dict[str, list[tuple[Atom, ...]]] = {}
         for name in necessary:
             info = found[name]

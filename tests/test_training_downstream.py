@@ -136,8 +136,25 @@ def test_a_run_flags_each_bug_once_with_the_op_and_renders_the_report(tmp_path):
     assert by_op["conv2d_backprop_filter"]["status"] == "pass"
     for op in ("conv2d_backprop_input", "depthwise_conv2d_backprop_input"):
         assert by_op[op]["status"] == "diverge" and by_op[op]["diagnosis"]["hypothesis"] == "filter_not_flipped"
-    predicates = [f["predicate"]["text"] for f in data["findings"]["items"]]
-    assert sorted(predicates) == ["op = conv2d_backprop_input and kernel >= 2",
-                                  "op = depthwise_conv2d_backprop_input and kernel >= 2"], predicates
+    # One transposed-conv routine serves both families' grad-input: one bug, one finding.
+    (finding,) = data["findings"]["items"]
+    assert finding["predicate"]["text"] == \
+        "op in {conv2d_backprop_input, depthwise_conv2d_backprop_input} and kernel >= 2", finding["predicate"]
+    assert finding["status"] == "confirmed" and sorted(m["case_id"] for m in finding["members"]) == sorted([DX.id,
+                                                                                                          DWDX.id])
     html = "".join(p.read_text() for p in (tmp_path / "out").glob("*.html"))
     assert "conv2d_backprop_input" in html and "convdx-n2-8x9x4" in html
+
+
+def test_bugs_of_different_ops_of_one_backend_are_separate_findings(tmp_path):
+    cases = _case_file(tmp_path / "cases.yaml", [DX, DWDX, DF, DWDF])
+    code, err = run_cli("run", "--adapter", f"{ADAPTERS}:BugPerOp", "--cases", str(cases),
+                        "--out", str(tmp_path / "out"))
+    assert code == 1, err
+    items = json.loads((tmp_path / "out" / "results.json").read_text())["findings"]["items"]
+    assert [f["status"] for f in items] == ["confirmed"] * 3, items
+    found = {f["predicate"]["text"]: [m["case_id"] for m in f["members"]] for f in items}
+    assert found == {"op = conv2d_backprop_input and kernel >= 2": [DX.id],
+                     "op = conv2d_backprop_filter": [DF.id],
+                     "op = depthwise_conv2d_backprop_filter and in_channels >= 2 and per_group_out_channels >= 2":
+                         [DWDF.id]}, found

@@ -24,6 +24,8 @@ Planted bugs (`bug`), each the mechanism a diagnosis hypothesis names:
 - "groups": conv2d groups computed from dy's groups in reverse order; depthwise: dy's
   channels read multiplier-major (q*C + k);
 - "batch": grad-filter summing the batch without its last item.
+`BugPerOp` plants three of them in three ops of one backend, each in that op only:
+three findings, not one (two of them in the two families' grad-filter).
 """
 
 from __future__ import annotations
@@ -233,3 +235,16 @@ class GroupsMixed(Training):
 
 class MissingLastBatchItem(Training):
     name, bug = "grad-filter-missing-last-item", "batch"
+
+
+class BugPerOp(Training):
+    """Three bugs of three ops, no shared routine: conv2d's grad-input does not flip its
+    filter, conv2d's grad-filter sums the batch without its last item, and depthwise
+    grad-filter reads dy's channels multiplier-major. Depthwise grad-input is right."""
+
+    name = "bug-per-op"
+    planted = {"conv2d_backprop_input": FilterNotFlipped(), "conv2d_backprop_filter": MissingLastBatchItem(),
+               "depthwise_conv2d_backprop_filter": GroupsMixed()}
+
+    def run(self, case, *operands):
+        return self.planted.get(case.op, Training()).run(case, *operands)

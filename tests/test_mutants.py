@@ -24,7 +24,7 @@ from conformance.compare import compare
 from conformance.dtypes import np_dtype, round_mantissa
 from conformance.inputs import make_inputs
 from conformance.oracle import convolve, reference
-from conformance.spec import Case
+from conformance.spec import FORWARD_OPS, Case
 
 
 #: Default cases with more output elements are left out: these mutants do not depend on
@@ -35,15 +35,16 @@ MAX_OUTPUTS = 4_000_000
 
 
 def _default_cases() -> list[Case]:
-    """The valid cases of `select("default")` up to MAX_OUTPUTS output elements; a fixed
-    representative list until that exists."""
+    """The valid forward-op cases of `select("default")` up to MAX_OUTPUTS output elements
+    (the mutants here are forward kernels; the training ops' planted bugs are
+    tests/test_training_downstream.py's); a fixed representative list until that exists."""
     try:
         from conformance.cases.sets import select
     except ImportError:
         cases = _FALLBACK_CASES
     else:
         cases = select("default")
-    return [c for c in cases if c.is_valid and math.prod(c.output_shape) <= MAX_OUTPUTS]
+    return [c for c in cases if c.op in FORWARD_OPS and c.is_valid and math.prod(c.output_shape) <= MAX_OUTPUTS]
 
 
 def _fallback_cases() -> list[Case]:

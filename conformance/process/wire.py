@@ -13,7 +13,7 @@ Invariants
   goes through `send` and `recv`, both ways; nothing else writes to or reads from their
   socket.
 - `recv(conn)` returns what `send(conn, msg)` was given: arrays of the same dtype, shape
-  and bytes, writable and owning their memory; non-contiguous arrays travel inside the
+  and bytes, writable, in memory of their own; non-contiguous arrays travel inside the
   pickle, as with protocol 4.
 - One message is one `Connection` message (the buffer count, their sizes, the pickle),
   then each buffer's bytes unframed, in order. A peer that goes away mid-message is an

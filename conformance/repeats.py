@@ -12,8 +12,12 @@ output that differs (`Repeated`); the verdict (`verdict.judge`) measures the dif
 The policy (`Policy`, decided in the worker once the first call has returned):
 - `calls` more calls of each repeated case (default 1; 0: no repeats at all);
 - with `every`, every case; otherwise every case of at most `SMALL_MACS` multiply-adds,
-  and one case in `SAMPLE` of the larger ones, chosen by a hash of the case id. So the
-  same cases are repeated on every run and machine, whatever the load: never by time;
+  and one case in `SAMPLE` of the larger ones of at most `SAMPLED_OUTPUTS` output
+  elements, chosen by a hash of the case id. So the same cases are repeated on every run
+  and machine, whatever the load: never by time. Above `SAMPLED_OUTPUTS` (the size
+  witnesses of 2^22 and 2^24 outputs: one element per multiply-add, tens of MB per call)
+  a repeat costs the most and tests the least (a 1x1 kernel has no sum to reorder), so
+  only `every` repeats them;
 - except that a repeat never takes the case past half its timeout (`budget_s`), the one
   bound by time, there so that repeats cannot turn a case into a `timeout`;
 - only a valid case whose first call returned a numpy.ndarray: an error, an invalid
@@ -49,11 +53,13 @@ from .spec import Case
 from .text import json_safe, number
 from .tolerance import rule_params
 
-#: A case of at most this many multiply-adds is repeated (unless repeats are off): 496 of
-#: the default set's 560 valid cases (and the sample, 16 of the other 64), as of 2026-12-07.
+#: A case of at most this many multiply-adds is repeated (unless repeats are off): 502 of
+#: the default set's 566 valid cases (and the sample, 14 of the other 64), as of 2026-12-07.
 SMALL_MACS = 1 << 20
 #: One in this many of the larger cases is repeated too (by a hash of the case id).
 SAMPLE = 4
+#: ... among those of at most this many output elements (above it, only with `every`).
+SAMPLED_OUTPUTS = 1 << 22
 #: More calls of a repeated case, by default.
 DEFAULT_CALLS = 1
 #: A repeat may take the case's time to at most this fraction of its timeout.
@@ -88,7 +94,7 @@ class Policy:
             return "all"
         if case.macs <= self.small_macs:
             return "small"
-        if self.sample > 0 and sampled(case, self.sample):
+        if self.sample > 0 and math.prod(case.output_shape) <= SAMPLED_OUTPUTS and sampled(case, self.sample):
             return "sampled"
         return None
 
@@ -100,9 +106,10 @@ class Policy:
         return cls(**d) if d else OFF
 
     def stated(self) -> dict[str, Any]:
-        """The policy as a run's results state it: {calls, every, small_macs, sample, policy (in words)}."""
+        """The policy as a run's results state it: {calls, every, small_macs, sample,
+        sampled_outputs, policy (in words)}."""
         return {"calls": self.calls, "every": self.every, "small_macs": self.small_macs, "sample": self.sample,
-                "policy": self.describe()}
+                "sampled_outputs": SAMPLED_OUTPUTS, "policy": self.describe()}
 
     def describe(self) -> str:
         """The policy in words, for results.json and the console."""
@@ -112,7 +119,8 @@ class Policy:
         if self.every:
             return f"every valid case: {more} with the same inputs"
         return (f"{more} with the same inputs of every valid case of at most {self.small_macs:,} "
-                f"multiply-adds, and of 1 in {self.sample} of the others (by case id)")
+                f"multiply-adds, and of 1 in {self.sample} of the others of at most {SAMPLED_OUTPUTS:,} "
+                f"output elements (by case id)")
 
 
 OFF = Policy(calls=0)

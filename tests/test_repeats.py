@@ -15,7 +15,8 @@ Pinned:
 - what counts: values, shape, dtype and a later exception do; NaN payloads and the sign
   of zero do not; an adapter that writes into its inputs does not make calls differ (each
   call has its own copy);
-- the policy: small cases, a stable sample of the others, never past half the timeout.
+- the policy: small cases, a stable sample of the others up to SAMPLED_OUTPUTS output
+  elements, never past half the timeout.
 """
 
 from __future__ import annotations
@@ -281,6 +282,13 @@ def test_larger_cases_are_repeated_in_a_stable_sample_of_about_one_in_sample():
     chosen = [c.id for c in cases if policy.reason(c, 1.0) == "sampled"]
     assert chosen == [c.id for c in cases if policy.reason(c, 5.0) == "sampled"]  # by the case, not the time
     assert len(cases) / repeats.SAMPLE * 0.6 < len(chosen) < len(cases) / repeats.SAMPLE * 1.4
+
+
+def test_a_case_above_sampled_outputs_is_repeated_only_with_every():
+    policy = repeats.Policy(small_macs=0, sample=1)  # every case is a larger one, and each is in the sample
+    huge = [c for c in select("default") if c.is_valid and np.prod(c.output_shape) > repeats.SAMPLED_OUTPUTS]
+    assert huge and [policy.reason(c, 0.0) for c in huge] == [None] * len(huge)
+    assert [repeats.Policy(every=True).reason(c, 0.0) for c in huge] == ["all"] * len(huge)
 
 
 def test_a_repeat_never_takes_a_case_past_half_its_timeout():

@@ -80,7 +80,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=non_negative_integer, default=repeats.DEFAULT_CALLS, metavar="N",
                    help=f"call the backend N more times with the same inputs, and flag differing results as "
                         f"`nondeterministic` (default {repeats.DEFAULT_CALLS}; 0: off), on every case of at most "
-                        f"{repeats.SMALL_MACS:,} multiply-adds and 1 in {repeats.SAMPLE} of the others "
+                        f"{repeats.SMALL_MACS:,} multiply-adds and 1 in {repeats.SAMPLE} of the others of at most "
+                        f"{repeats.SAMPLED_OUTPUTS:,} output elements "
                         f"(docs/running.md: repeats)")
     p.add_argument("--repeat-all", action="store_true",
                    help="repeat every case, not only the small ones and the sample (--repeats N times)")

@@ -16,6 +16,8 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
+from . import wire
+
 
 def start_child() -> None:
     """Ignore SIGINT and exit when the parent goes away (call first in a child's serve())."""
@@ -38,7 +40,7 @@ def requests(conn: Connection):
 
     while True:
         try:
-            msg = conn.recv()
+            msg = wire.recv(conn)
         except (EOFError, OSError):
             return
         if msg[0] == "stop":

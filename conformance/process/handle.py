@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import TRACEBACK_LINES, LoadFailed, WorkerDied, WorkerTimeout, headline
+from . import wire
 
 #: How long a worker may take to import its framework and build the adapter.
 STARTUP_TIMEOUT_S = 180.0
@@ -111,7 +112,7 @@ class Worker:
             if len(self._pending) == 1:  # the request in hand
                 self._mark, self.phase = self._pending[0]
         try:
-            self.conn.send(msg)
+            wire.send(self.conn, msg)
         except OSError:
             pass  # it died; the next receive reports how
 
@@ -127,7 +128,7 @@ class Worker:
             self._sample_memory()
             if wait([self.conn], max(min(left, self.SAMPLE_S), 0)):
                 try:
-                    msg = self.conn.recv()
+                    msg = wire.recv(self.conn)
                 except (EOFError, OSError):
                     self._reap()
                     raise WorkerDied(self.exit_info(), self.log_tail(), self.phase) from None

@@ -37,6 +37,7 @@ from .. import results, tolerance
 from ..protocol import WorkerDied, WorkerTimeout, error_dict
 from ..record import diagnose_into, oracle_for, record_reply
 from ..spec import Case
+from . import wire
 from .child import requests, start_child
 from .handle import Worker
 
@@ -46,7 +47,7 @@ STARTUP_S = 60.0
 
 def serve(conn: Connection) -> None:
     start_child()
-    conn.send(("ready", {"name": "referee", "version": "", "device": "cpu"}))
+    wire.send(conn, ("ready", {"name": "referee", "version": "", "device": "cpu"}))
     current: tuple[str, Any] | None = None  # (case id, Oracle or the error computing it)
     memo: dict = {}  # the current case's verdicts and diagnoses, by output (verdict.output_key)
     for msg, case in requests(conn):
@@ -68,9 +69,9 @@ def serve(conn: Connection) -> None:
             if diagnose and rec["status"] == "diverge":
                 diagnose_into(rec, case, y, oracle, memo)
         except Exception as exc:
-            conn.send(("failed", error_dict(exc)))
+            wire.send(conn, ("failed", error_dict(exc)))
             continue
-        conn.send(("recorded", rec))
+        wire.send(conn, ("recorded", rec))
 
 
 class Referee:

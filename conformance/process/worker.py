@@ -6,7 +6,7 @@ Invariants
   imported once.
 - Only the case (as a dict) crosses to the worker; it regenerates the inputs with
   `make_inputs(case)`, which are deterministic from the case id. The output array comes
-  back pickled over a socket pair (protocol 5: one copy of the buffer).
+  back over a socket pair, its bytes out-of-band (`process.wire`).
 - Every case is answered by `protocol.answer`, the one adapter call; the worker writes
   the repro scripts of its own adapter (`scripts`), so the parent never loads it.
 - The worker ignores SIGINT (the parent decides when to stop) and exits when the parent
@@ -35,6 +35,7 @@ from multiprocessing.connection import Connection
 
 from ..protocol import answer, error_dict
 from ..repeats import Policy
+from . import wire
 from .child import requests, start_child
 
 
@@ -51,7 +52,7 @@ def serve(conn: Connection, spec: str) -> None:
         adapter = registry.load(spec)
         info = {"name": str(adapter.name), "version": str(adapter.version()), "device": str(adapter.device())}
     except BaseException as exc:  # an import that fails any way at all is a failed start
-        conn.send(("failed", error_dict(exc)))
+        wire.send(conn, ("failed", error_dict(exc)))
         return
     from conformance.fingerprint import fingerprint
 
@@ -59,14 +60,15 @@ def serve(conn: Connection, spec: str) -> None:
         info["fingerprint"] = fingerprint(adapter)  # after version(): the framework is imported
     except Exception as exc:  # the environment is worth recording, not worth a failed start
         info["fingerprint"] = {"error": f"{type(exc).__name__}: {exc}"}
-    conn.send(("ready", info))
+    wire.send(conn, ("ready", info))
 
     for msg, case in requests(conn):
         if msg[0] == "run":
-            conn.send(answer(adapter, case, on_run=lambda: conn.send(("phase", "run")),
-                             repeats=Policy.from_dict(msg[2]), on_repeat=lambda: conn.send(("phase", "repeat"))))
+            wire.send(conn, answer(adapter, case, on_run=lambda: wire.send(conn, ("phase", "run")),
+                                   repeats=Policy.from_dict(msg[2]),
+                                   on_repeat=lambda: wire.send(conn, ("phase", "repeat"))))
         else:
-            conn.send(_source(msg[0], case, adapter, *msg[2:]))
+            wire.send(conn, _source(msg[0], case, adapter, *msg[2:]))
 
 
 def _source(request: str, case, adapter, *args) -> tuple:

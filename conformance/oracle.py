@@ -335,7 +335,10 @@ def _forward(case: Case, x, filters, bias=None, *, strides=None, dilations=None,
         ax, aw = np.where(np.isfinite(ax), ax, 0.0), np.where(np.isfinite(aw), aw, 0.0)
         ab = None if ab is None else np.where(np.isfinite(ab), ab, 0.0)
         magnitude = convolve(case, ax, aw, ab, compensated=False, **geo)
-        norm = product_norm(lambda xx, ww, bb: convolve(case, xx, ww, bb, compensated=False, **geo), ax, aw, ab)
+        if case.reduction_size == 1 and ab is None:
+            norm = magnitude.copy()  # one term per output: sqrt((x w)^2) = |x w|, no second conv needed
+        else:
+            norm = product_norm(lambda xx, ww, bb: convolve(case, xx, ww, bb, compensated=False, **geo), ax, aw, ab)
     finite = np.isfinite(value)
     magnitude = np.where(finite, magnitude, np.inf)
     norm = np.where(finite, norm, np.inf)

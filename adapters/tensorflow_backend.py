@@ -85,7 +85,10 @@ class TensorflowAdapter(BuiltinAdapter):
         "xla": Variant({"jit_compile": True}, "tf.function(jit_compile=True): compiled by XLA",
                        excluded="over the default run's 5-minute budget: XLA compiles every new shape, and a "
                                 "one-backend default run did not finish in 900 s on 2 shared cores; run it by name"),
-        "onednn": Variant({"onednn": "on"}, "TF_ENABLE_ONEDNN_OPTS=1: oneDNN kernels forced on"),
+        "onednn": Variant({"onednn": "on"}, "TF_ENABLE_ONEDNN_OPTS=1: oneDNN kernels forced on",
+                          excluded="the same kernels as the plain `tensorflow` under TensorFlow's default on x86 "
+                                   "Linux (oneDNN on since 2.9), computed twice over the default run's 5-minute "
+                                   "budget; run it by name where TF_ENABLE_ONEDNN_OPTS=0 turns the default off"),
         "eigen": Variant({"onednn": "off"}, "TF_ENABLE_ONEDNN_OPTS=0: Eigen kernels, oneDNN off"),
     }
     ops = OPS

@@ -127,12 +127,13 @@ class FailsToImport(Faithful):
 
 
 class Slow(Misbehaving):
-    """Misbehaving, but takes 0.3 s per case: gives an interrupt test time to land mid-run."""
+    """Misbehaving, but takes 0.6 s per case: gives an interrupt test time to land mid-run, even
+    on a loaded machine."""
 
     name = "slow"
 
     def run(self, case, x, filters, bias):
-        time.sleep(0.3)
+        time.sleep(0.6)
         return super().run(case, x, filters, bias)
 
 

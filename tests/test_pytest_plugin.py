@@ -16,13 +16,15 @@ from pathlib import Path
 import pytest
 
 from conformance.cases.sets import select
-from conformance.spec import FORWARD_OPS, OPS
+from conformance.spec import OPS
 
 pytest_plugins = ["pytester"]
 
 BROKEN = Path(__file__).with_name("broken_adapters.py")
 ADAPTERS = Path(__file__).with_name("adapters_for_tests.py")
 SMOKE = select("smoke")
+#: `-k` for the forward conv2d property item alone (the training ops' ids contain "conv2d" too).
+ONLY_CONV2D_PROPERTY = "test_property and conv2d and not depthwise and not backprop and not separable"
 PLAIN = next(c for c in SMOKE if c.op == "conv2d" and c.kernel == (3, 3) and c.profile == "normal"
              and c.dtype == "float32" and c.groups == 1)
 BF16 = next(c for c in SMOKE if c.op == "conv2d" and c.dtype == "bfloat16")
@@ -42,10 +44,8 @@ def broken(pytester) -> str:
 
 def test_numpy_smoke_set_passes(pytester):
     result = conformance(pytester, "--backend", "numpy", "--conformance-cases", "smoke")
-    # + property tests: one per op, and invalid. The numpy adapter declares the forward ops
-    # only: the training cases are unsupported (skipped), its training properties hold.
-    training = sum(c.op not in FORWARD_OPS for c in SMOKE)
-    result.assert_outcomes(passed=len(SMOKE) - training + len(OPS) + 1, skipped=training)
+    # + property tests: one per op, and invalid. The numpy adapter computes every op.
+    result.assert_outcomes(passed=len(SMOKE) + len(OPS) + 1)
 
 
 def test_ids_are_one_per_case_and_backend_in_set_order(pytester):
@@ -150,7 +150,7 @@ def test_a_property_test_that_draws_a_crashing_case_fails_naming_it(pytester, mi
     result = pytester.runpytest_subprocess("--conformance", "-p", "no:cacheprovider", "--hypothesis-profile",
                                            "no-shrinking", "--adapter", f"{misbehaving}:SegfaultsOnBfloat16",
                                            "--conformance-cases", PLAIN.id, "-k",
-                                           "test_property and conv2d and not depthwise", "--junitxml", "junit.xml")
+                                           ONLY_CONV2D_PROPERTY, "--junitxml", "junit.xml")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["segfaults-on-bf16 crash on case conv-*-bf16*", "*SIGSEGV*",
                                  "hypothesis seed: *"])
@@ -163,7 +163,7 @@ def test_a_failing_property_test_prints_the_command_that_draws_its_cases_again(p
     # `dev` draws from a fresh random seed each run: only the printed one gives the same cases.
     first = pytester.runpytest_subprocess("--conformance", "-p", "no:cacheprovider", "--hypothesis-profile", "dev",
                                           "--adapter", f"{misbehaving}:LogsCases", "--conformance-cases", PLAIN.id,
-                                          "-k", "test_property and conv2d and not depthwise")
+                                          "-k", ONLY_CONV2D_PROPERTY)
     first.assert_outcomes(failed=1)
     # One seed line per failure; pytest repeats a failure's whole message in its short summary when
     # $CI is set (it truncates it to the terminal's width otherwise), so the same line may come twice.
@@ -219,7 +219,7 @@ def test_a_glob_entry_xfails_the_divergences_it_explains_and_lets_passes_pass(py
 
 @pytest.mark.parametrize("with_manifest", [False, True], ids=["no-manifest", "manifest"])
 def test_property_tests_honour_the_manifest(pytester, broken, with_manifest):
-    args = ["--adapter", broken, "--conformance-cases", PLAIN.id, "-k", "test_property and conv2d and not depthwise"]
+    args = ["--adapter", broken, "--conformance-cases", PLAIN.id, "-k", ONLY_CONV2D_PROPERTY]
     if with_manifest:
         # Any kind: the flipped kernel also misplaces NaN/Inf (nonfinite) where a draw has them.
         args += ["--conformance-expected", _manifest(pytester, backend="flipped", cases="*",
@@ -238,7 +238,7 @@ def test_a_finding_predicate_pin_explains_every_drawn_case_it_covers(pytester, b
     # covers the cases the property tests draw, which no manifest could list by id.
     manifest = _manifest(pytester, backend="flipped", finding=predicate, reason="flipped (pinned finding)")
     result = conformance(pytester, "--adapter", broken, "--conformance-cases", PLAIN.id, "--conformance-expected",
-                         manifest, "-k", "test_property and conv2d and not depthwise")
+                         manifest, "-k", ONLY_CONV2D_PROPERTY)
     result.assert_outcomes(**{outcome: 1})
 
 

@@ -131,10 +131,15 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
     def _term(signum, frame):
         raise KeyboardInterrupt
 
+    old_int = signal.getsignal(signal.SIGINT)
     try:
         signal.signal(signal.SIGTERM, _term)
-    except ValueError:  # not the main thread: SIGTERM keeps its default
-        old_term = None
+        # A SIGINT ignored by inheritance (a process started in the background of a
+        # non-interactive shell, and everything it starts, ignores it) must still stop a
+        # run and keep what is done: Python's own handler raises KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: SIGTERM and SIGINT keep theirs
+        old_term = old_int = None
     writer = None
     refused = False
     found = None
@@ -203,6 +208,8 @@ def _execute(cfg: RunConfig, cases: list[Case], stream: TextIO | None, entries: 
             writer.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        if old_int is not None:
+            signal.signal(signal.SIGINT, old_int)
     timing = {"wall_s": wall_before + time.monotonic() - t_start, "startup_s": startup_s, "cases_s": cases_s,
               "resumed": previous is not None}
     outcome = finish(cfg, cases, backends, (previous or []) + new_records, entries, baseline, started, interrupted,

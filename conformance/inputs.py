@@ -91,10 +91,14 @@ def _normal(case: Case, rng: np.random.Generator):
     return x, w, b
 
 
+#: `small_integers`' value bound per dtype.
+_SMALL = {"float64": 64, "float32": 16, "float16": 2, "bfloat16": 1}
+
+
 def _small_integers(case: Case, rng: np.random.Generator):
     p = fmt(case.dtype).precision
     # Per-dtype value ranges; the filter density below keeps every sum <= 2**p.
-    a = {"float64": 64, "float32": 16, "float16": 2, "bfloat16": 1}[case.dtype]
+    a = _SMALL[case.dtype]
     budget = 2**p
     c = a * a if case.bias else 0  # bias magnitude
     x = rng.integers(-a, a + 1, size=case.input_shape).astype(np.float64)
@@ -393,12 +397,8 @@ def _activation(case: Case, rng: np.random.Generator, shape) -> np.ndarray:
 def _weight(case: Case, rng: np.random.Generator, shape, k: int) -> np.ndarray:
     """An array of `shape` drawn as the profile draws filters, for sums of `k` terms."""
     profile = case.profile
-    if profile == "small_integers":
-        a = _SMALL[case.dtype]
-        return rng.integers(-a, a + 1, size=shape).astype(np.float64)
-    if profile == "wide_range":
-        lo, hi = wide_range_exponents(case)
-        return rng.standard_normal(shape) * np.exp2(rng.integers(lo, hi + 1, size=shape))
+    if profile in ("small_integers", "wide_range"):  # drawn alike in both roles
+        return _activation(case, rng, shape)
     if profile == "subnormal":
         return np.clip(rng.standard_normal(shape), -3.0, 3.0)
     if profile == "subnormal_weights":
@@ -406,10 +406,6 @@ def _weight(case: Case, rng: np.random.Generator, shape, k: int) -> np.ndarray:
     if profile == "overflow":
         return np.clip(rng.standard_normal(shape), -1.9, 1.9)
     return rng.standard_normal(shape) / math.sqrt(max(k, 1))
-
-
-#: `small_integers`' value bound per dtype (as `_small_integers`).
-_SMALL = {"float64": 64, "float32": 16, "float16": 2, "bfloat16": 1}
 
 
 def _thin(a: np.ndarray, slices: np.ndarray, keep: int, rng: np.random.Generator) -> None:
